@@ -1,0 +1,13 @@
+//! kiln-seed: the code that runs inside the Nix sandbox (and the verifier
+//! that `nix run .#verify` runs). Everything here must be deterministic: no
+//! clock, no environment, no host files beyond the declared inputs.
+
+pub mod digest;
+pub mod json;
+pub mod layerinfo;
+pub mod spec;
+pub mod tarwrite;
+
+pub mod image;
+pub mod index;
+pub mod layer;

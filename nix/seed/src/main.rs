@@ -1,0 +1,51 @@
+//! The seed binary: `builder` of every kiln derivation, and the verifier.
+//!
+//! Inside the sandbox it is called as `kiln-seed <step>` with its JSON input
+//! in the file named by `$kilnInputPath` and its output directory in `$out`
+//! (docs/internals.md). Nothing else is read from the environment.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let step = args.get(1).map(String::as_str).unwrap_or("");
+    let result = match step {
+        "layer" | "image" | "index" => build_step(step),
+        "--version" | "version" => {
+            println!("kiln-seed {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        _ => Err(format!(
+            "usage: kiln-seed <layer|image|index> (inside a kiln derivation)\n\
+             kiln-seed is kiln's sandbox-side builder; run `kiln --help` instead"
+        )
+        .into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let mut msg = format!("kiln-seed {step}: error: {e}");
+            let mut src = e.source();
+            while let Some(s) = src {
+                msg.push_str(&format!(": {s}"));
+                src = s.source();
+            }
+            eprintln!("{msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn build_step(step: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let input_path = std::env::var_os("kilnInputPath").ok_or("$kilnInputPath is not set (the derivation must pass its input with passAsFile = [\"kilnInput\"])")?;
+    let out = PathBuf::from(std::env::var_os("out").ok_or("$out is not set")?);
+    let input = std::fs::read(&input_path).map_err(|e| format!("reading {}: {e}", PathBuf::from(&input_path).display()))?;
+    match step {
+        "layer" => kiln_seed::layer::run(&input, &out)?,
+        "image" => kiln_seed::image::run(&input, &out)?,
+        "index" => kiln_seed::index::run(&input, &out)?,
+        _ => unreachable!(),
+    }
+    Ok(())
+}
