@@ -1,1 +1,11 @@
-pub use kiln_seed::spec;
+//! kiln, the driver: locks Debian package sets against the signed archive,
+//! fetches them into the Nix store, runs the hermetic builds and describes,
+//! signs, pushes and verifies what they produce.
+//!
+//! Each module owns one concern and its error type; the `kiln` binary is a
+//! thin CLI over them.
+
+pub use kiln_seed::{digest, json, spec};
+
+pub mod definition;
+pub mod nixstore;
