@@ -456,6 +456,27 @@ impl ImageSpec {
         }
     }
 
+    /// sha256 of what package resolution depends on (docs/internals.md,
+    /// `inputs`): the lock is stale for this image when it differs.
+    pub fn lock_inputs(&self) -> crate::digest::Digest {
+        let mut include: Vec<&str> = self.packages.include.iter().map(|p| p.0.as_str()).collect();
+        let mut exclude: Vec<&str> = self.packages.exclude.iter().map(|p| p.0.as_str()).collect();
+        include.sort_unstable();
+        include.dedup();
+        exclude.sort_unstable();
+        exclude.dedup();
+        let mut archs: Vec<&str> = self.archs.iter().map(|a| a.debian()).collect();
+        archs.sort_unstable();
+        let value = serde_json::json!({
+            "archs": archs,
+            "suites": self.suites,
+            "include": include,
+            "exclude": exclude,
+            "layerBudget": self.layer_budget,
+        });
+        crate::digest::Digest::of(&crate::json::canonical(&value))
+    }
+
     /// The numeric `uid:gid` the image runs as (OCI config `User`).
     pub fn user(&self) -> Result<(u32, u32), SpecError> {
         resolve_run_as(&self.accounts, self.accounts.run_as.as_deref())

@@ -1,0 +1,32 @@
+{
+  description = "kiln: minimal, hardened container base images from pinned Debian packages, built hermetically and reproducibly, with SBOMs, SLSA provenance and signatures";
+
+  # No inputs: there is no nixpkgs here. Every derivation is raw and built by
+  # kiln's own pinned, statically linked seed (nix/seed.json).
+  inputs = { };
+
+  outputs = { self }:
+    let
+      kiln = import ./nix/lib.nix { root = ./.; };
+      system = "x86_64-linux";
+
+      # `nix run .#verify`: the pinned seed's verifier, as bin/verify.
+      verify = kiln.step {
+        name = "kiln-verify";
+        stepName = "link";
+        input = { links = { "bin/verify" = "${kiln.seed}"; }; };
+      };
+    in
+    {
+      packages.${system} = kiln.packages // {
+        default = kiln.packages.scratch-plus;
+        seed = kiln.seed;
+        inherit verify;
+      };
+
+      apps.${system} = {
+        verify = { type = "app"; program = "${verify}/bin/verify"; };
+        default = self.apps.${system}.verify;
+      };
+    };
+}
