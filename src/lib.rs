@@ -8,4 +8,7 @@
 pub use kiln_seed::{digest, json, spec};
 
 pub mod definition;
+pub mod fsutil;
+pub mod nixcmd;
 pub mod nixstore;
+pub mod seedbuild;

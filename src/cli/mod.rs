@@ -3,8 +3,10 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
+mod build;
 mod fetch;
 mod lock;
+mod seed;
 
 /// kiln builds minimal container base images from pinned Debian packages,
 /// hermetically in the Nix sandbox, bit-for-bit reproducible, with SBOMs,
@@ -28,12 +30,16 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Lock(lock::Args),
+    Build(build::Args),
     Fetch(fetch::Args),
+    Seed(seed::Args),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Lock(a) => lock::run(&cli.project, a),
+        Command::Build(a) => build::run(&cli.project, a),
         Command::Fetch(a) => fetch::run(&cli.project, a),
+        Command::Seed(a) => seed::run(&cli.project, a),
     }
 }

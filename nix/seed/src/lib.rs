@@ -11,3 +11,4 @@ pub mod tarwrite;
 pub mod image;
 pub mod index;
 pub mod layer;
+pub mod link;

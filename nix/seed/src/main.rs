@@ -11,7 +11,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let step = args.get(1).map(String::as_str).unwrap_or("");
     let result = match step {
-        "layer" | "image" | "index" => build_step(step),
+        "layer" | "image" | "index" | "link" => build_step(step),
         "--version" | "version" => {
             println!("kiln-seed {}", env!("CARGO_PKG_VERSION"));
             Ok(())
@@ -38,6 +38,7 @@ fn main() -> ExitCode {
 }
 
 fn build_step(step: &str) -> Result<(), Box<dyn std::error::Error>> {
+    check_sandbox()?;
     let input_path = std::env::var_os("kilnInputPath").ok_or("$kilnInputPath is not set (the derivation must pass its input with passAsFile = [\"kilnInput\"])")?;
     let out = PathBuf::from(std::env::var_os("out").ok_or("$out is not set")?);
     let input = std::fs::read(&input_path).map_err(|e| format!("reading {}: {e}", PathBuf::from(&input_path).display()))?;
@@ -45,7 +46,31 @@ fn build_step(step: &str) -> Result<(), Box<dyn std::error::Error>> {
         "layer" => kiln_seed::layer::run(&input, &out)?,
         "image" => kiln_seed::image::run(&input, &out)?,
         "index" => kiln_seed::index::run(&input, &out)?,
+        "link" => kiln_seed::link::run(&input, &out)?,
         _ => unreachable!(),
     }
     Ok(())
+}
+
+/// Refuses to build outside the Nix sandbox: there the host's directories
+/// are invisible, so seeing `/usr` or `/home` means the build is not
+/// isolated (`sandbox = false`, or host paths bind-mounted in). A build the
+/// user explicitly allowed to run unsandboxed (`kiln build
+/// --allow-unsandboxed` sets `kilnAllowUnsandboxed`) goes on, loudly.
+fn check_sandbox() -> Result<(), String> {
+    let visible: Vec<&str> = ["/usr", "/home", "/root", "/var"].into_iter().filter(|p| std::path::Path::new(p).exists()).collect();
+    if visible.is_empty() {
+        return Ok(());
+    }
+    if std::env::var("kilnAllowUnsandboxed").as_deref() == Ok("1") {
+        eprintln!(
+            "kiln-seed: WARNING: NOT RUNNING IN THE NIX SANDBOX (host paths visible: {}); this build is not hermetic and must not be described as isolated",
+            visible.join(", ")
+        );
+        return Ok(());
+    }
+    Err(format!(
+        "refusing to build outside the Nix sandbox: host paths are visible ({}). Set `sandbox = true` and `sandbox-fallback = false` in /etc/nix/nix.conf (scripts/setup does), or run `kiln build --allow-unsandboxed` to build without isolation on purpose",
+        visible.join(", ")
+    ))
 }

@@ -1,0 +1,234 @@
+//! Running Nix: its settings (is the sandbox really on?), `nix build`, and
+//! the facts provenance records about it.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NixError {
+    #[error("running {command}: {source}")]
+    Spawn { command: String, source: std::io::Error },
+    #[error("`{command}` failed ({status})\n{stderr}")]
+    Failed { command: String, status: String, stderr: String },
+    #[error("could not read `nix show-config --json`: {0}")]
+    Config(String),
+    #[error("the Nix sandbox is off ({0}); kiln refuses to build without isolation. Run scripts/setup (it sets `sandbox = true` and `sandbox-fallback = false` in /etc/nix/nix.conf), or pass --allow-unsandboxed to build without isolation on purpose")]
+    SandboxOff(String),
+    #[error("unexpected output of `{command}`: {message}")]
+    Output { command: String, message: String },
+}
+
+/// The Nix settings that decide whether a build is isolated and hermetic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NixSettings {
+    pub version: String,
+    pub system: String,
+    pub sandbox: String,
+    pub sandbox_fallback: bool,
+    pub sandbox_paths: Vec<String>,
+    pub substituters: Vec<String>,
+    pub build_users_group: String,
+}
+
+impl NixSettings {
+    /// Whether builds run in the sandbox, and no host path is mounted into it.
+    pub fn check_isolated(&self) -> Result<(), NixError> {
+        let mut problems = Vec::new();
+        if self.sandbox != "true" {
+            problems.push(format!("sandbox = {}", self.sandbox));
+        }
+        if self.sandbox_fallback {
+            problems.push("sandbox-fallback = true (Nix would silently build unsandboxed)".to_string());
+        }
+        if !self.sandbox_paths.is_empty() {
+            problems.push(format!("sandbox-paths = {} (host paths visible to builds)", self.sandbox_paths.join(" ")));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(NixError::SandboxOff(problems.join("; ")))
+        }
+    }
+}
+
+fn output(cmd: &mut Command) -> Result<String, NixError> {
+    let command = display(cmd);
+    let out = cmd.output().map_err(|source| NixError::Spawn { command: command.clone(), source })?;
+    if !out.status.success() {
+        return Err(NixError::Failed {
+            command,
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn display(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+/// Reads the effective settings with `nix show-config --json`.
+pub fn settings() -> Result<NixSettings, NixError> {
+    let version = output(Command::new("nix").arg("--version"))?.trim().to_string();
+    let text = output(Command::new("nix").args(["show-config", "--json"]))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| NixError::Config(e.to_string()))?;
+    let value = |k: &str| v.get(k).and_then(|s| s.get("value")).cloned().unwrap_or(serde_json::Value::Null);
+    let as_string = |x: serde_json::Value| match x {
+        serde_json::Value::String(s) => s,
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    let as_list = |x: serde_json::Value| -> Vec<String> {
+        match x {
+            serde_json::Value::Array(a) => a.into_iter().map(as_string).collect(),
+            serde_json::Value::String(s) => s.split_whitespace().map(String::from).collect(),
+            _ => Vec::new(),
+        }
+    };
+    Ok(NixSettings {
+        version,
+        system: as_string(value("system")),
+        sandbox: as_string(value("sandbox")),
+        sandbox_fallback: value("sandbox-fallback").as_bool().unwrap_or(true),
+        sandbox_paths: as_list(value("sandbox-paths")),
+        substituters: as_list(value("substituters")),
+        build_users_group: as_string(value("build-users-group")),
+    })
+}
+
+/// What `nix build` produced for one attribute.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Built {
+    pub attr: String,
+    pub drv_path: String,
+    pub outputs: BTreeMap<String, String>,
+}
+
+impl Built {
+    pub fn out(&self) -> &str {
+        self.outputs.get("out").map(String::as_str).unwrap_or_default()
+    }
+}
+
+/// Options for [`build`].
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// `--out-link` for the first attribute (otherwise `--no-link`).
+    pub out_link: Option<PathBuf>,
+    /// `--rebuild`: build again and compare with the existing output.
+    pub rebuild: bool,
+    /// Build without the sandbox check (impure evaluation that tells the seed).
+    pub allow_unsandboxed: bool,
+    /// Extra arguments passed to `nix build`.
+    pub extra_args: Vec<String>,
+}
+
+/// Runs `nix build <flake>#<attr>...` and returns what it built.
+pub fn build(flake: &Path, attrs: &[String], opts: &BuildOptions) -> Result<Vec<Built>, NixError> {
+    let mut cmd = Command::new("nix");
+    cmd.arg("build").arg("--json").arg("--print-build-logs");
+    match &opts.out_link {
+        Some(link) => {
+            cmd.arg("--out-link").arg(link);
+        }
+        None => {
+            cmd.arg("--no-link");
+        }
+    }
+    if opts.rebuild {
+        cmd.arg("--rebuild");
+    }
+    if opts.allow_unsandboxed {
+        cmd.arg("--impure").env("KILN_ALLOW_UNSANDBOXED", "1");
+    } else {
+        cmd.env_remove("KILN_ALLOW_UNSANDBOXED");
+    }
+    cmd.args(&opts.extra_args);
+    let flake = flake.canonicalize().unwrap_or_else(|_| flake.to_path_buf());
+    for a in attrs {
+        cmd.arg(format!("{}#{a}", flake.display()));
+    }
+    let command = display(&cmd);
+    // Build logs go straight to the terminal; stdout carries the JSON.
+    let out = cmd
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|source| NixError::Spawn { command: command.clone(), source })?;
+    if !out.status.success() {
+        return Err(NixError::Failed { command, status: out.status.to_string(), stderr: "(see the build log above)".into() });
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| NixError::Output { command: command.clone(), message: e.to_string() })?;
+    let arr = v.as_array().ok_or_else(|| NixError::Output { command: command.clone(), message: "not a JSON array".into() })?;
+    if arr.len() != attrs.len() {
+        return Err(NixError::Output { command, message: format!("{} results for {} attributes", arr.len(), attrs.len()) });
+    }
+    Ok(arr
+        .iter()
+        .zip(attrs)
+        .map(|(r, attr)| Built {
+            attr: attr.clone(),
+            drv_path: r.get("drvPath").and_then(|s| s.as_str()).unwrap_or_default().to_string(),
+            outputs: r
+                .get("outputs")
+                .and_then(|o| o.as_object())
+                .map(|o| o.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+                .unwrap_or_default(),
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strict() -> NixSettings {
+        NixSettings {
+            version: "nix (Nix) 2.8.0".into(),
+            system: "x86_64-linux".into(),
+            sandbox: "true".into(),
+            sandbox_fallback: false,
+            sandbox_paths: vec![],
+            substituters: vec![],
+            build_users_group: "nixbld".into(),
+        }
+    }
+
+    #[test]
+    fn strict_settings_are_isolated() {
+        strict().check_isolated().unwrap();
+    }
+
+    #[test]
+    fn sandbox_off_or_fallback_or_host_paths_are_refused() {
+        let mut s = strict();
+        s.sandbox = "false".into();
+        assert!(s.check_isolated().unwrap_err().to_string().contains("sandbox = false"));
+        let mut s = strict();
+        s.sandbox_fallback = true;
+        assert!(s.check_isolated().unwrap_err().to_string().contains("sandbox-fallback"));
+        let mut s = strict();
+        s.sandbox_paths = vec!["/bin/sh".into()];
+        assert!(s.check_isolated().unwrap_err().to_string().contains("sandbox-paths"));
+    }
+
+    #[test]
+    fn reads_this_machines_settings() {
+        if Command::new("nix").arg("--version").output().is_err() {
+            return;
+        }
+        let s = settings().unwrap();
+        assert!(s.version.contains("Nix"));
+        assert!(!s.system.is_empty());
+    }
+}
