@@ -5,6 +5,7 @@
 pub mod digest;
 pub mod json;
 pub mod layerinfo;
+pub mod oci;
 pub mod spec;
 pub mod tarwrite;
 
