@@ -1,13 +1,1472 @@
-//! The `layer` step (docs/internals.md). Not written yet.
+//! The `layer` step (docs/internals.md): pinned .debs in, one deterministic
+//! OCI layer (`layer.tar.gz`) and its description (`layer.json`, plus
+//! `ca-certificates.pem` when a package ships certificates) out.
+//!
+//! The layer is a function of its .debs and the exclusion settings alone: no
+//! clock, no host, no input order. The .deb's own mtimes are kept (not
+//! clamped to the image's `created`) so that the same package gives the same
+//! layer digest in every image and across relocks that keep its version.
 
-use std::path::Path;
+use crate::copyright::{self, CopyrightInfo};
+use crate::deb::{self, Control};
+use crate::digest::Digest;
+use crate::json;
+use crate::layerinfo::{FileInfo, FileType, InstalledPackage, LayerInfo, LAYER_MEDIA_TYPE};
+use crate::spec::Arch;
+use crate::tarsafe;
+use crate::tarwrite::{write_layer, Entry, EntryKind, LayerBlob};
+use glob::{MatchOptions, Pattern};
+use md5::Md5;
+use serde::Deserialize;
+use sha1::Sha1;
+use sha2::{Digest as _, Sha256};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// What kiln leaves out of every package unless `defaultExcludes = false`:
+/// documentation, manuals and bug-reporting/lint metadata, none of which a
+/// container needs at run time (distroless drops the same).
+/// [`DEFAULT_EXCLUDE_EXCEPTIONS`] are kept even so.
+pub const DEFAULT_EXCLUDES: &[&str] = &[
+    "/usr/share/doc/**",
+    "/usr/share/man/**",
+    "/usr/share/info/**",
+    "/usr/share/lintian/**",
+    "/usr/share/bug/**",
+    "/usr/share/linda/**",
+];
+
+/// Paths the default exclusions keep: the copyright files, which carry the
+/// licenses the image is distributed under (and which the SBOM cites).
+pub const DEFAULT_EXCLUDE_EXCEPTIONS: &[&str] = &["/usr/share/doc/*/copyright"];
+
+/// Where the per-package dpkg status stanzas go (distroless' layout, which
+/// syft, trivy and grype read).
+pub const STATUS_DIR: &str = "var/lib/dpkg/status.d";
+
+/// The step's input (docs/internals.md, `layer`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LayerInput {
+    pub arch: String,
+    pub packages: Vec<PackageInput>,
+    #[serde(default)]
+    pub exclude_paths: Vec<String>,
+    pub default_excludes: bool,
+}
+
+/// A lock entry plus the store path of its .deb.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PackageInput {
+    pub name: String,
+    pub version: String,
+    pub architecture: String,
+    pub source: String,
+    pub source_version: String,
+    pub suite: String,
+    pub filename: String,
+    pub sha256: String,
+    pub size: u64,
+    pub deb: PathBuf,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("the layer step is not implemented yet")]
-    NotImplemented,
+    #[error("reading the layer input JSON")]
+    Input(#[source] serde_json::Error),
+    #[error("layer input: {0}")]
+    InvalidInput(String),
+    #[error("exclude pattern {pattern:?}: {why}")]
+    Pattern { pattern: String, why: String },
+    #[error("{pkg}: reading {}", path.display())]
+    ReadDeb {
+        pkg: String,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{pkg}: .deb size mismatch: expected {expected} bytes, got {actual} ({})", path.display())]
+    DebSize {
+        pkg: String,
+        path: PathBuf,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("{pkg}: .deb sha256 mismatch: expected {expected}, got {actual} ({})", path.display())]
+    DebSha256 {
+        pkg: String,
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
+    #[error("{pkg}: {}", path.display())]
+    Deb {
+        pkg: String,
+        path: PathBuf,
+        #[source]
+        source: deb::Error,
+    },
+    #[error("{pkg}: the .deb's control says {field}: {actual:?} but the lock says {expected:?}; refusing a .deb that is not what the lock names")]
+    ControlMismatch {
+        pkg: String,
+        field: &'static str,
+        expected: String,
+        actual: String,
+    },
+    #[error("{pkg}: control field {field}: {value:?} is not a number")]
+    ControlField {
+        pkg: String,
+        field: &'static str,
+        value: String,
+    },
+    #[error("{pkg}: md5sums lists {path} with md5 {listed}, but the file's md5 is {actual}")]
+    Md5Mismatch {
+        pkg: String,
+        path: String,
+        listed: String,
+        actual: String,
+    },
+    #[error(transparent)]
+    Unsafe(#[from] tarsafe::Error),
+    #[error("/{path} is shipped by both {first} and {second} (a merged layer cannot hold both)")]
+    Collision {
+        path: String,
+        first: String,
+        second: String,
+    },
+    /// `first`/`second`: the package and what it says, e.g.
+    /// `aaa 1 (amd64): mode 755, owner 0:0`.
+    #[error("directory /{path} differs between packages: {first}; {second}")]
+    DirectoryConflict {
+        path: String,
+        first: String,
+        second: String,
+    },
+    #[error("/{path} (from {pkg}) is where kiln writes the package database")]
+    Reserved { path: String, pkg: String },
+    #[error("writing {}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 }
 
-pub fn run(_input: &[u8], _out: &Path) -> Result<(), Error> {
-    Err(Error::NotImplemented)
+/// Everything the step produces, before it is written to `$out`.
+#[derive(Debug, Clone)]
+pub struct LayerOutput {
+    pub blob: LayerBlob,
+    pub info: LayerInfo,
+    /// `ca-certificates.pem`, when some package ships certificates.
+    pub ca_bundle: Option<Vec<u8>>,
+}
+
+/// The step: reads the input JSON, builds the layer, writes `$out`.
+pub fn run(input: &[u8], out: &Path) -> Result<(), Error> {
+    let input: LayerInput = serde_json::from_slice(input).map_err(Error::Input)?;
+    let built = build(&input)?;
+    write_output(&built, out)
+}
+
+/// Writes `layer.tar.gz`, `layer.json` and, if any, `ca-certificates.pem`.
+pub fn write_output(built: &LayerOutput, out: &Path) -> Result<(), Error> {
+    let write = |name: &str, bytes: &[u8]| {
+        let path = out.join(name);
+        std::fs::write(&path, bytes).map_err(|source| Error::Write { path, source })
+    };
+    std::fs::create_dir_all(out).map_err(|source| Error::Write {
+        path: out.to_path_buf(),
+        source,
+    })?;
+    write("layer.tar.gz", &built.blob.gz)?;
+    write("layer.json", &json::pretty(&built.info))?;
+    if let Some(pem) = &built.ca_bundle {
+        write("ca-certificates.pem", pem)?;
+    }
+    Ok(())
+}
+
+/// Builds the layer in memory.
+pub fn build(input: &LayerInput) -> Result<LayerOutput, Error> {
+    check_input(input)?;
+    let excludes = Excludes::new(&input.exclude_paths, input.default_excludes)?;
+    // Package order in the input must not matter.
+    let mut packages: Vec<&PackageInput> = input.packages.iter().collect();
+    packages.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut loaded = Vec::with_capacity(packages.len());
+    let mut certs: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    for p in packages {
+        loaded.push(load(p, &input.arch, &excludes, &mut certs)?);
+    }
+
+    // The union of every package's kept entries.
+    let mut union: BTreeMap<String, (usize, Entry)> = BTreeMap::new();
+    for (i, pkg) in loaded.iter().enumerate() {
+        for e in &pkg.entries {
+            match union.get_mut(&e.path) {
+                None => {
+                    union.insert(e.path.clone(), (i, e.clone()));
+                }
+                Some((j, other)) => {
+                    let first = &loaded[*j].label;
+                    if other.kind != EntryKind::Directory || e.kind != EntryKind::Directory {
+                        return Err(Error::Collision {
+                            path: e.path.clone(),
+                            first: first.clone(),
+                            second: pkg.label.clone(),
+                        });
+                    }
+                    if (other.mode, other.uid, other.gid) != (e.mode, e.uid, e.gid) {
+                        let describe = |label: &str, e: &Entry| {
+                            format!("{label}: mode {:o}, owner {}:{}", e.mode, e.uid, e.gid)
+                        };
+                        return Err(Error::DirectoryConflict {
+                            path: e.path.clone(),
+                            first: describe(first, other),
+                            second: describe(&pkg.label, e),
+                        });
+                    }
+                    other.mtime = other.mtime.max(e.mtime);
+                }
+            }
+        }
+    }
+    // One package's file below another's symlink would be written through it.
+    for pkg in &loaded {
+        tarsafe::check_parents(&pkg.label, &pkg.entries, |p| {
+            union.get(p).map(|(_, e)| &e.kind)
+        })?;
+    }
+
+    // The package database: status.d/<name> and <name>.md5sums, and their
+    // parent directories where no package ships them.
+    let newest = loaded.iter().map(|p| p.newest_mtime).max().unwrap_or(0);
+    let mut dir = String::new();
+    for part in STATUS_DIR.split('/') {
+        if !dir.is_empty() {
+            dir.push('/');
+        }
+        dir.push_str(part);
+        match union.get(&dir) {
+            Some((_, e)) if e.kind == EntryKind::Directory => {}
+            Some((j, _)) => {
+                return Err(Error::Reserved {
+                    path: dir.clone(),
+                    pkg: loaded[*j].label.clone(),
+                })
+            }
+            None => {
+                union.insert(
+                    dir.clone(),
+                    (
+                        usize::MAX,
+                        Entry::directory(dir.clone(), 0o755, 0, 0, newest),
+                    ),
+                );
+            }
+        }
+    }
+    for (i, pkg) in loaded.iter().enumerate() {
+        for (path, data) in [
+            (
+                format!("{STATUS_DIR}/{}", pkg.input.name),
+                pkg.status.as_bytes(),
+            ),
+            (
+                format!("{STATUS_DIR}/{}.md5sums", pkg.input.name),
+                pkg.md5sums.as_bytes(),
+            ),
+        ] {
+            if let Some((j, _)) = union.get(&path) {
+                let owner = loaded
+                    .get(*j)
+                    .map_or_else(|| "kiln".to_string(), |p| p.label.clone());
+                return Err(Error::Reserved { path, pkg: owner });
+            }
+            let e = Entry::file(path.clone(), data.to_vec(), 0o644, 0, 0, pkg.newest_mtime);
+            union.insert(path, (i, e));
+        }
+    }
+
+    let entries: Vec<Entry> = union.into_values().map(|(_, e)| e).collect();
+    let blob = write_layer(entries).map_err(|source| Error::Write {
+        path: "layer.tar.gz".into(),
+        source,
+    })?;
+    let packages = loaded.into_iter().map(|p| p.installed).collect();
+    let info = LayerInfo {
+        media_type: LAYER_MEDIA_TYPE.to_string(),
+        digest: blob.digest,
+        size: blob.size(),
+        diff_id: blob.diff_id,
+        packages,
+    };
+    let ca_bundle = (!certs.is_empty()).then(|| ca_bundle(&certs));
+    Ok(LayerOutput {
+        blob,
+        info,
+        ca_bundle,
+    })
+}
+
+/// Concatenates certificates in byte order of their paths, each ending in
+/// exactly one newline (update-ca-certificates' ca-certificates.crt).
+fn ca_bundle(certs: &BTreeMap<String, Vec<u8>>) -> Vec<u8> {
+    let mut pem = Vec::new();
+    for data in certs.values() {
+        let end = data.iter().rposition(|&b| b != b'\n').map_or(0, |i| i + 1);
+        pem.extend_from_slice(&data[..end]);
+        pem.push(b'\n');
+    }
+    pem
+}
+
+fn check_input(input: &LayerInput) -> Result<(), Error> {
+    let bad = |s: String| Err(Error::InvalidInput(s));
+    if Arch::parse(&input.arch).is_none() {
+        return bad(format!(
+            "arch {:?} is not one kiln builds (amd64, arm64)",
+            input.arch
+        ));
+    }
+    if input.packages.is_empty() {
+        return bad("no packages".into());
+    }
+    let mut names = BTreeSet::new();
+    for p in &input.packages {
+        let valid_name = p.name.len() >= 2
+            && p.name
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            && p.name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b));
+        if !valid_name {
+            return bad(format!("{:?} is not a Debian package name", p.name));
+        }
+        if !names.insert(&p.name) {
+            return bad(format!("package {} is listed twice", p.name));
+        }
+        if p.architecture != input.arch && p.architecture != "all" {
+            return bad(format!(
+                "package {} is for {}, the layer for {}",
+                p.name, p.architecture, input.arch
+            ));
+        }
+        if Digest::from_hex(&p.sha256).is_none() {
+            return bad(format!(
+                "package {}: sha256 {:?} is not 64 lowercase hex digits",
+                p.name, p.sha256
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// One package, read, checked, filtered.
+struct Loaded {
+    input: PackageInput,
+    /// `name version (arch)` for messages.
+    label: String,
+    /// Kept entries (hard-link groups led by their first path).
+    entries: Vec<Entry>,
+    newest_mtime: u64,
+    status: String,
+    md5sums: String,
+    installed: InstalledPackage,
+}
+
+fn load(
+    p: &PackageInput,
+    arch: &str,
+    excludes: &Excludes,
+    certs: &mut BTreeMap<String, Vec<u8>>,
+) -> Result<Loaded, Error> {
+    let label = format!("{} {} ({arch})", p.name, p.version);
+    let bytes = std::fs::read(&p.deb).map_err(|source| Error::ReadDeb {
+        pkg: label.clone(),
+        path: p.deb.clone(),
+        source,
+    })?;
+    if bytes.len() as u64 != p.size {
+        return Err(Error::DebSize {
+            pkg: label,
+            path: p.deb.clone(),
+            expected: p.size,
+            actual: bytes.len() as u64,
+        });
+    }
+    let actual = Digest::of(&bytes).hex();
+    if actual != p.sha256 {
+        return Err(Error::DebSha256 {
+            pkg: label,
+            path: p.deb.clone(),
+            expected: p.sha256.clone(),
+            actual,
+        });
+    }
+    let deb = deb::parse(&bytes).map_err(|source| Error::Deb {
+        pkg: label.clone(),
+        path: p.deb.clone(),
+        source,
+    })?;
+    drop(bytes);
+    check_control(&label, p, &deb.control)?;
+
+    let entries = tarsafe::validate(&label, deb.data)?;
+    let newest_mtime = entries.iter().map(|e| e.mtime).max().unwrap_or(0);
+    let by_path: HashMap<&str, &Entry> = entries.iter().map(|e| (e.path.as_str(), e)).collect();
+    // Content of a file entry, through its hard link if it is one.
+    let content = |e: &Entry| -> Option<Vec<u8>> {
+        match &e.kind {
+            EntryKind::File(d) => Some(d.clone()),
+            EntryKind::Hardlink(root) => match &by_path.get(root.as_str())?.kind {
+                EntryKind::File(d) => Some(d.clone()),
+                _ => None,
+            },
+            _ => None,
+        }
+    };
+    // Both looked at before exclusions: the defaults drop the certificates'
+    // directory in some images, and the copyright file's directory.
+    let copyright_path = format!("usr/share/doc/{}/copyright", p.name);
+    let copyright = by_path
+        .get(copyright_path.as_str())
+        .and_then(|e| content(e))
+        .map(|d| copyright::analyze(Some(&String::from_utf8_lossy(&d))))
+        .unwrap_or_else(CopyrightInfo::noassertion);
+    for e in &entries {
+        if e.path.starts_with("usr/share/ca-certificates/") && e.path.ends_with(".crt") {
+            if let Some(d) = content(e) {
+                certs.insert(e.path.clone(), d);
+            }
+        }
+    }
+    drop(by_path);
+
+    let entries = excludes.apply(entries);
+
+    // Files and their digests, for layer.json and md5sums.
+    let mut md5_of: HashMap<&str, String> = HashMap::new();
+    let mut files = Vec::with_capacity(entries.len());
+    let mut sorted: Vec<&Entry> = entries.iter().collect();
+    sorted.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
+    for e in &sorted {
+        let mut f = FileInfo {
+            path: format!("/{}", e.path),
+            file_type: FileType::Directory,
+            mode: e.mode,
+            uid: e.uid,
+            gid: e.gid,
+            size: None,
+            sha256: None,
+            sha1: None,
+            md5: None,
+            target: None,
+        };
+        match &e.kind {
+            EntryKind::Directory => {}
+            EntryKind::File(data) => {
+                let md5 = hex::encode(Md5::digest(data));
+                f.file_type = FileType::File;
+                f.size = Some(data.len() as u64);
+                f.sha256 = Some(hex::encode(Sha256::digest(data)));
+                f.sha1 = Some(hex::encode(Sha1::digest(data)));
+                f.md5 = Some(md5.clone());
+                md5_of.insert(&e.path, md5);
+            }
+            EntryKind::Symlink(t) => {
+                f.file_type = FileType::Symlink;
+                f.target = Some(t.clone());
+            }
+            EntryKind::Hardlink(t) => {
+                f.file_type = FileType::Hardlink;
+                f.target = Some(format!("/{t}"));
+            }
+        }
+        files.push(f);
+    }
+    // Hard links share their leader's content (leaders sort first).
+    for e in &sorted {
+        if let EntryKind::Hardlink(t) = &e.kind {
+            if let Some(m) = md5_of.get(t.as_str()).cloned() {
+                md5_of.insert(&e.path, m);
+            }
+        }
+    }
+    let mut md5sums = String::new();
+    match &deb.md5sums {
+        Some(lines) => {
+            for l in lines {
+                let Some(actual) = md5_of.get(l.path.as_str()) else {
+                    continue;
+                };
+                if *actual != l.md5 {
+                    return Err(Error::Md5Mismatch {
+                        pkg: label,
+                        path: l.path.clone(),
+                        listed: l.md5.clone(),
+                        actual: actual.clone(),
+                    });
+                }
+                md5sums.push_str(&format!("{}  {}\n", l.md5, l.path));
+            }
+        }
+        None => {
+            for e in &sorted {
+                if let Some(m) = md5_of.get(e.path.as_str()) {
+                    md5sums.push_str(&format!("{m}  {}\n", e.path));
+                }
+            }
+        }
+    }
+    drop(md5_of);
+    drop(sorted);
+
+    let control = &deb.control;
+    let installed_size = match control.get("Installed-Size") {
+        None => None,
+        Some(v) => Some(v.parse::<u64>().map_err(|_| Error::ControlField {
+            pkg: label.clone(),
+            field: "Installed-Size",
+            value: v.to_string(),
+        })?),
+    };
+    let installed = InstalledPackage {
+        name: p.name.clone(),
+        version: p.version.clone(),
+        architecture: p.architecture.clone(),
+        source: p.source.clone(),
+        source_version: p.source_version.clone(),
+        suite: p.suite.clone(),
+        filename: p.filename.clone(),
+        sha256: p.sha256.clone(),
+        size: p.size,
+        maintainer: control.get("Maintainer").map(str::to_string),
+        homepage: control.get("Homepage").map(str::to_string),
+        summary: control
+            .field("Description")
+            .map(|f| f.first_line().to_string()),
+        installed_size,
+        license: copyright.license,
+        copyright_text: copyright.copyright_text,
+        files,
+    };
+    Ok(Loaded {
+        input: p.clone(),
+        label,
+        entries,
+        newest_mtime,
+        status: control.to_status(),
+        md5sums,
+        installed,
+    })
+}
+
+/// A .deb that is not what the lock says must never be used.
+fn check_control(label: &str, p: &PackageInput, control: &Control) -> Result<(), Error> {
+    for (field, expected) in [
+        ("Package", &p.name),
+        ("Version", &p.version),
+        ("Architecture", &p.architecture),
+    ] {
+        let actual = control.get(field).unwrap_or("");
+        if actual != expected {
+            return Err(Error::ControlMismatch {
+                pkg: label.to_string(),
+                field,
+                expected: expected.clone(),
+                actual: actual.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Compiled exclusion globs. Patterns are absolute, `*` stays within one
+/// path component, `**` spans any number. A directory is also tested with a
+/// trailing `/`, so `/usr/share/man/**` drops `/usr/share/man` itself; but a
+/// directory is only dropped when nothing kept lies below it.
+#[derive(Debug, Clone)]
+pub struct Excludes {
+    user: Vec<Pattern>,
+    defaults: Vec<Pattern>,
+    exceptions: Vec<Pattern>,
+}
+
+const MATCH: MatchOptions = MatchOptions {
+    case_sensitive: true,
+    require_literal_separator: true,
+    require_literal_leading_dot: false,
+};
+
+impl Excludes {
+    pub fn new(user: &[String], defaults: bool) -> Result<Excludes, Error> {
+        let compile = |s: &str| {
+            if !s.starts_with('/') {
+                return Err(Error::Pattern {
+                    pattern: s.to_string(),
+                    why: "must be an absolute path".into(),
+                });
+            }
+            Pattern::new(s).map_err(|e| Error::Pattern {
+                pattern: s.to_string(),
+                why: e.to_string(),
+            })
+        };
+        let user = user.iter().map(|s| compile(s)).collect::<Result<_, _>>()?;
+        let (defaults, exceptions) = if defaults {
+            (
+                DEFAULT_EXCLUDES
+                    .iter()
+                    .map(|s| compile(s))
+                    .collect::<Result<_, _>>()?,
+                DEFAULT_EXCLUDE_EXCEPTIONS
+                    .iter()
+                    .map(|s| compile(s))
+                    .collect::<Result<_, _>>()?,
+            )
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        Ok(Excludes {
+            user,
+            defaults,
+            exceptions,
+        })
+    }
+
+    fn matches(&self, abs: &str) -> bool {
+        let any = |ps: &[Pattern]| ps.iter().any(|p| p.matches_with(abs, MATCH));
+        any(&self.user) || (any(&self.defaults) && !any(&self.exceptions))
+    }
+
+    /// Whether an entry (relative path) matches, ignoring what lies below.
+    pub fn excluded(&self, path: &str, is_dir: bool) -> bool {
+        let abs = format!("/{path}");
+        self.matches(&abs) || (is_dir && self.matches(&format!("{abs}/")))
+    }
+
+    /// The entries that stay: those not matched, plus every directory that
+    /// has a kept entry below it. Hard-link groups stay consistent: the
+    /// first kept path of a group (in byte order) holds the content and the
+    /// other kept ones link to it, also when the original file was dropped.
+    pub fn apply(&self, mut entries: Vec<Entry>) -> Vec<Entry> {
+        let index: HashMap<String, usize> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.path.clone(), i))
+            .collect();
+        let matched: Vec<bool> = entries
+            .iter()
+            .map(|e| self.excluded(&e.path, e.kind == EntryKind::Directory))
+            .collect();
+        let mut keep: Vec<bool> = matched.iter().map(|m| !m).collect();
+        // Every ancestor of an entry that is kept on its own merits stays
+        // (ancestors of ancestors are ancestors too, so one pass suffices).
+        for (i, e) in entries.iter().enumerate() {
+            if matched[i] {
+                continue;
+            }
+            let mut end = e.path.len();
+            while let Some(slash) = e.path[..end].rfind('/') {
+                end = slash;
+                if let Some(&j) = index.get(&e.path[..end]) {
+                    keep[j] = true;
+                }
+            }
+        }
+
+        let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for (i, e) in entries.iter().enumerate() {
+            if let EntryKind::Hardlink(root) = &e.kind {
+                let r = index[root];
+                groups.entry(r).or_insert_with(|| vec![r]).push(i);
+            }
+        }
+        for (root, members) in groups {
+            let mut kept: Vec<usize> = members.into_iter().filter(|&m| keep[m]).collect();
+            kept.sort_by(|&a, &b| entries[a].path.as_bytes().cmp(entries[b].path.as_bytes()));
+            let Some(&leader) = kept.first() else {
+                continue;
+            };
+            if leader != root {
+                let data =
+                    std::mem::replace(&mut entries[root].kind, EntryKind::Hardlink(String::new()));
+                entries[leader].kind = data;
+            }
+            let target = entries[leader].path.clone();
+            for &m in &kept[1..] {
+                entries[m].kind = EntryKind::Hardlink(target.clone());
+            }
+        }
+        entries
+            .into_iter()
+            .zip(keep)
+            .filter_map(|(e, k)| k.then_some(e))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deb::fixtures::*;
+    use std::io::Read;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A temporary directory removed on drop.
+    struct Tmp(PathBuf);
+    impl Tmp {
+        fn new() -> Tmp {
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let p = std::env::temp_dir().join(format!(
+                "kiln-layer-test-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::SeqCst)
+            ));
+            std::fs::create_dir_all(&p).unwrap();
+            Tmp(p)
+        }
+    }
+    impl Drop for Tmp {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// A package for the input: writes the .deb and fills in its digest.
+    fn pkg(tmp: &Tmp, name: &str, version: &str, arch: &str, deb: &[u8]) -> PackageInput {
+        let path = tmp.0.join(format!("{name}_{version}_{arch}.deb"));
+        std::fs::write(&path, deb).unwrap();
+        PackageInput {
+            name: name.into(),
+            version: version.into(),
+            architecture: arch.into(),
+            source: name.into(),
+            source_version: version.into(),
+            suite: "bookworm".into(),
+            filename: format!(
+                "pool/main/{}/{name}/{name}_{version}_{arch}.deb",
+                &name[..1]
+            ),
+            sha256: Digest::of(deb).hex(),
+            size: deb.len() as u64,
+            deb: path,
+        }
+    }
+
+    fn input(packages: Vec<PackageInput>) -> LayerInput {
+        LayerInput {
+            arch: "amd64".into(),
+            packages,
+            exclude_paths: vec![],
+            default_excludes: true,
+        }
+    }
+
+    const COPYRIGHT: &str = "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n\
+        Files: *\nCopyright: 2020 Hello Authors\nLicense: GPL-2+\n\nFiles: debian/*\nCopyright: 2021 Debian\nLicense: Expat\n";
+
+    /// A typical package: binary, docs, man page, copyright, hard link.
+    fn hello_data() -> Vec<Fx> {
+        vec![
+            dir("./"),
+            dir("./usr/"),
+            dir("./usr/bin/"),
+            Fx {
+                mode: 0o755,
+                ..file("./usr/bin/hello", b"\x7fELF hello")
+            },
+            hardlink("./usr/bin/hi", "./usr/bin/hello"),
+            dir("./usr/share/"),
+            dir("./usr/share/doc/"),
+            dir("./usr/share/doc/hello/"),
+            file("./usr/share/doc/hello/copyright", COPYRIGHT.as_bytes()),
+            Fx {
+                mtime: 1_700_000_500,
+                ..file("./usr/share/doc/hello/changelog.Debian.gz", b"changes")
+            },
+            dir("./usr/share/man/"),
+            dir("./usr/share/man/man1/"),
+            file("./usr/share/man/man1/hello.1.gz", b"man"),
+            symlink("./usr/bin/hey", "hello"),
+        ]
+    }
+
+    fn md5(d: &[u8]) -> String {
+        hex::encode(Md5::digest(d))
+    }
+
+    fn hello_md5sums() -> String {
+        format!(
+            "{}  usr/bin/hello\n{}  usr/bin/hi\n{}  usr/share/doc/hello/copyright\n{}  usr/share/doc/hello/changelog.Debian.gz\n{}  usr/share/man/man1/hello.1.gz\n",
+            md5(b"\x7fELF hello"),
+            md5(b"\x7fELF hello"),
+            md5(COPYRIGHT.as_bytes()),
+            md5(b"changes"),
+            md5(b"man")
+        )
+    }
+
+    fn hello_deb(comp: Comp) -> Vec<u8> {
+        deb(
+            &control("hello", "2.10-3", "amd64"),
+            Some(&hello_md5sums()),
+            &hello_data(),
+            comp,
+        )
+    }
+
+    /// (path, type, mode, mtime, content or link target) of every entry.
+    fn tar_listing(gz: &[u8]) -> Vec<(String, char, u32, u64, Vec<u8>)> {
+        let mut tar = Vec::new();
+        flate2::read::GzDecoder::new(gz)
+            .read_to_end(&mut tar)
+            .unwrap();
+        let mut a = tar::Archive::new(tar.as_slice());
+        a.entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e.unwrap();
+                let h = e.header().clone();
+                let mut data = Vec::new();
+                e.read_to_end(&mut data).unwrap();
+                if let Some(l) = e.link_name_bytes() {
+                    data = l.into_owned();
+                }
+                let path = String::from_utf8(e.path_bytes().into_owned()).unwrap();
+                (
+                    path,
+                    h.entry_type().as_byte() as char,
+                    h.mode().unwrap(),
+                    h.mtime().unwrap(),
+                    data,
+                )
+            })
+            .collect()
+    }
+
+    fn paths(out: &LayerOutput) -> Vec<String> {
+        tar_listing(&out.blob.gz).into_iter().map(|e| e.0).collect()
+    }
+
+    fn content(out: &LayerOutput, path: &str) -> String {
+        let e = tar_listing(&out.blob.gz)
+            .into_iter()
+            .find(|e| e.0 == path)
+            .unwrap_or_else(|| panic!("{path} missing"));
+        String::from_utf8(e.4).unwrap()
+    }
+
+    fn build_err(i: &LayerInput) -> String {
+        let e = build(i).unwrap_err();
+        let mut s = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(x) = src {
+            s.push_str(&format!(": {x}"));
+            src = x.source();
+        }
+        s
+    }
+
+    #[test]
+    fn a_package_becomes_a_layer_with_every_compression() {
+        let tmp = Tmp::new();
+        let mut digests = BTreeSet::new();
+        for comp in [Comp::None, Comp::Gz, Comp::Xz, Comp::Zst] {
+            let out = build(&input(vec![pkg(
+                &tmp,
+                "hello",
+                "2.10-3",
+                "amd64",
+                &hello_deb(comp),
+            )]))
+            .unwrap();
+            assert_eq!(
+                paths(&out),
+                [
+                    "usr/",
+                    "usr/bin/",
+                    "usr/bin/hello",
+                    "usr/bin/hey",
+                    "usr/bin/hi",
+                    "usr/share/",
+                    "usr/share/doc/",
+                    "usr/share/doc/hello/",
+                    "usr/share/doc/hello/copyright",
+                    "var/",
+                    "var/lib/",
+                    "var/lib/dpkg/",
+                    "var/lib/dpkg/status.d/",
+                    "var/lib/dpkg/status.d/hello",
+                    "var/lib/dpkg/status.d/hello.md5sums",
+                ],
+                "{comp:?}"
+            );
+            digests.insert(out.blob.digest);
+        }
+        // The layer depends on the contents, not on the .deb's compression.
+        assert_eq!(digests.len(), 1);
+    }
+
+    #[test]
+    fn status_and_md5sums_describe_what_is_in_the_layer() {
+        let tmp = Tmp::new();
+        let out = build(&input(vec![pkg(
+            &tmp,
+            "hello",
+            "2.10-3",
+            "amd64",
+            &hello_deb(Comp::Xz),
+        )]))
+        .unwrap();
+        assert_eq!(
+            content(&out, "var/lib/dpkg/status.d/hello"),
+            "Package: hello\nStatus: install ok installed\nVersion: 2.10-3\nArchitecture: amd64\nMaintainer: Test <t@example.org>\n\
+             Installed-Size: 12\nHomepage: https://example.org/hello\nDescription: test package hello\n a longer\n .\n description\n"
+        );
+        // Restricted to the files present, in the .deb's order.
+        assert_eq!(
+            content(&out, "var/lib/dpkg/status.d/hello.md5sums"),
+            format!(
+                "{}  usr/bin/hello\n{}  usr/bin/hi\n{}  usr/share/doc/hello/copyright\n",
+                md5(b"\x7fELF hello"),
+                md5(b"\x7fELF hello"),
+                md5(COPYRIGHT.as_bytes())
+            )
+        );
+        // Generated entries carry the package's newest mtime, not a clock.
+        let listing = tar_listing(&out.blob.gz);
+        for (p, _, mode, mtime, _) in &listing {
+            if p.starts_with("var/") {
+                assert_eq!(*mtime, 1_700_000_500, "{p}");
+                assert_eq!(*mode, if p.ends_with('/') { 0o755 } else { 0o644 }, "{p}");
+            }
+        }
+        let hello = listing.iter().find(|e| e.0 == "usr/bin/hello").unwrap();
+        assert_eq!((hello.1, hello.2, hello.3), ('0', 0o755, 1_700_000_000));
+        let hi = listing.iter().find(|e| e.0 == "usr/bin/hi").unwrap();
+        assert_eq!((hi.1, hi.4.as_slice()), ('1', b"usr/bin/hello".as_slice()));
+    }
+
+    #[test]
+    fn layer_json_describes_the_package() {
+        let tmp = Tmp::new();
+        let out = build(&input(vec![pkg(
+            &tmp,
+            "hello",
+            "2.10-3",
+            "amd64",
+            &hello_deb(Comp::Gz),
+        )]))
+        .unwrap();
+        let info = &out.info;
+        assert_eq!(info.digest, Digest::of(&out.blob.gz));
+        assert_eq!(info.size, out.blob.gz.len() as u64);
+        assert_eq!(info.media_type, LAYER_MEDIA_TYPE);
+        let p = &info.packages[0];
+        assert_eq!(p.summary.as_deref(), Some("test package hello"));
+        assert_eq!(p.maintainer.as_deref(), Some("Test <t@example.org>"));
+        assert_eq!(p.installed_size, Some(12));
+        assert_eq!(p.license, "GPL-2.0-or-later AND MIT");
+        assert_eq!(p.copyright_text, "2020 Hello Authors\n2021 Debian");
+        let files: Vec<_> = p
+            .files
+            .iter()
+            .map(|f| (f.path.as_str(), f.file_type, f.target.as_deref()))
+            .collect();
+        assert_eq!(
+            files,
+            [
+                ("/usr", FileType::Directory, None),
+                ("/usr/bin", FileType::Directory, None),
+                ("/usr/bin/hello", FileType::File, None),
+                ("/usr/bin/hey", FileType::Symlink, Some("hello")),
+                ("/usr/bin/hi", FileType::Hardlink, Some("/usr/bin/hello")),
+                ("/usr/share", FileType::Directory, None),
+                ("/usr/share/doc", FileType::Directory, None),
+                ("/usr/share/doc/hello", FileType::Directory, None),
+                ("/usr/share/doc/hello/copyright", FileType::File, None),
+            ]
+        );
+        let f = &p.files[2];
+        assert_eq!(f.size, Some(10));
+        assert_eq!(f.md5.as_deref(), Some(md5(b"\x7fELF hello").as_str()));
+        assert_eq!(
+            f.sha256.as_deref(),
+            Some(Digest::of(b"\x7fELF hello").hex().as_str())
+        );
+        assert_eq!(f.sha1.as_deref().map(str::len), Some(40));
+        // layer.json round-trips through its own type.
+        let bytes = json::pretty(info);
+        let back: LayerInfo = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(&back, info);
+    }
+
+    #[test]
+    fn md5sums_are_computed_when_the_deb_has_none() {
+        let tmp = Tmp::new();
+        let d = deb(
+            &control("hello", "2.10-3", "amd64"),
+            None,
+            &hello_data(),
+            Comp::Gz,
+        );
+        let out = build(&input(vec![pkg(&tmp, "hello", "2.10-3", "amd64", &d)])).unwrap();
+        assert_eq!(
+            content(&out, "var/lib/dpkg/status.d/hello.md5sums"),
+            format!(
+                "{}  usr/bin/hello\n{}  usr/bin/hi\n{}  usr/share/doc/hello/copyright\n",
+                md5(b"\x7fELF hello"),
+                md5(b"\x7fELF hello"),
+                md5(COPYRIGHT.as_bytes())
+            )
+        );
+    }
+
+    #[test]
+    fn a_wrong_md5sums_line_is_an_error() {
+        let tmp = Tmp::new();
+        let sums = hello_md5sums()
+            .replace(&md5(b"man"), &md5(b"other"))
+            .replace(&md5(COPYRIGHT.as_bytes()), &md5(b"x"));
+        let d = deb(
+            &control("hello", "2.10-3", "amd64"),
+            Some(&sums),
+            &hello_data(),
+            Comp::Gz,
+        );
+        let e = build_err(&input(vec![pkg(&tmp, "hello", "2.10-3", "amd64", &d)]));
+        assert!(
+            e.contains("usr/share/doc/hello/copyright") && e.contains("hello 2.10-3 (amd64)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn exclusions_keep_copyright_parents_and_hard_link_groups() {
+        let tmp = Tmp::new();
+        let data = vec![
+            dir("./usr/"),
+            dir("./usr/share/"),
+            dir("./usr/share/doc/"),
+            dir("./usr/share/doc/xx/"),
+            file("./usr/share/doc/xx/copyright", b"free text"),
+            file("./usr/share/doc/xx/README", b"readme"),
+            dir("./usr/share/doc/xx/examples/"),
+            file("./usr/share/doc/xx/examples/a", b"a"),
+            dir("./usr/share/info/"),
+            file("./usr/share/info/x.info.gz", b"info"),
+            dir("./usr/lib/"),
+            dir("./usr/lib/x/"),
+            file("./usr/lib/x/big.dat", b"data"),
+            hardlink("./usr/lib/x/same.dat", "./usr/lib/x/big.dat"),
+            hardlink("./usr/lib/x/also.dat", "./usr/lib/x/big.dat"),
+            dir("./usr/lib/x/plugins/"),
+            file("./usr/lib/x/plugins/keep.so", b"so"),
+            file("./usr/lib/x/plugins/drop.a", b"ar"),
+        ];
+        let d = deb(&control("xx", "1", "all"), None, &data, Comp::Gz);
+        let mut i = input(vec![pkg(&tmp, "xx", "1", "all", &d)]);
+        i.exclude_paths = vec![
+            "/usr/lib/x/big.dat".into(),
+            "/usr/lib/x/*.a".into(),
+            "/usr/lib/x/plugins/*.a".into(),
+        ];
+        let out = build(&i).unwrap();
+        let listing = tar_listing(&out.blob.gz);
+        let got: Vec<(&str, char)> = listing
+            .iter()
+            .filter(|e| !e.0.starts_with("var/"))
+            .map(|e| (e.0.as_str(), e.1))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("usr/", '5'),
+                ("usr/lib/", '5'),
+                ("usr/lib/x/", '5'),
+                ("usr/lib/x/also.dat", '0'),
+                ("usr/lib/x/plugins/", '5'),
+                ("usr/lib/x/plugins/keep.so", '0'),
+                ("usr/lib/x/same.dat", '1'),
+                ("usr/share/", '5'),
+                ("usr/share/doc/", '5'),
+                ("usr/share/doc/xx/", '5'),
+                ("usr/share/doc/xx/copyright", '0'),
+            ]
+        );
+        assert_eq!(
+            listing
+                .iter()
+                .find(|e| e.0 == "usr/lib/x/also.dat")
+                .unwrap()
+                .4,
+            b"data"
+        );
+        assert_eq!(
+            listing
+                .iter()
+                .find(|e| e.0 == "usr/lib/x/same.dat")
+                .unwrap()
+                .4,
+            b"usr/lib/x/also.dat"
+        );
+        // The copyright file is not machine-readable: no license invented.
+        assert_eq!(out.info.packages[0].license, "NOASSERTION");
+        let files = &out.info.packages[0].files;
+        let same = files
+            .iter()
+            .find(|f| f.path == "/usr/lib/x/same.dat")
+            .unwrap();
+        assert_eq!(same.target.as_deref(), Some("/usr/lib/x/also.dat"));
+
+        // Without the defaults, documentation stays.
+        i.default_excludes = false;
+        let out = build(&i).unwrap();
+        assert!(paths(&out).contains(&"usr/share/info/x.info.gz".to_string()));
+        assert!(paths(&out).contains(&"usr/share/doc/xx/examples/a".to_string()));
+    }
+
+    #[test]
+    fn bad_patterns_are_refused() {
+        assert!(Excludes::new(&["usr/lib/**".into()], true).is_err());
+        assert!(Excludes::new(&["/usr/[".into()], true).is_err());
+        let ex = Excludes::new(&[], true).unwrap();
+        assert!(ex.excluded("usr/share/man", true));
+        assert!(!ex.excluded("usr/share/man", false));
+        assert!(ex.excluded("usr/share/doc/a/changelog.gz", false));
+        assert!(!ex.excluded("usr/share/doc/a/copyright", false));
+        assert!(ex.excluded("usr/share/doc/a/b/copyright", false));
+        assert!(!ex.excluded("usr/share/manx", false));
+    }
+
+    fn one_bad(data: Vec<Fx>) -> String {
+        let tmp = Tmp::new();
+        let d = deb(&control("evil", "6.6.6", "amd64"), None, &data, Comp::Gz);
+        let e = build_err(&input(vec![pkg(&tmp, "evil", "6.6.6", "amd64", &d)]));
+        assert!(e.contains("evil 6.6.6 (amd64)"), "{e}");
+        e
+    }
+
+    #[test]
+    fn hostile_entries_are_errors_naming_package_and_path() {
+        let e = one_bad(vec![
+            dir("./"),
+            file("./../../etc/cron.d/x", b"* * * * * root sh"),
+        ]);
+        assert!(e.contains("../../etc/cron.d/x"), "{e}");
+        let e = one_bad(vec![file("/etc/shadow", b"root::0:")]);
+        assert!(e.contains("/etc/shadow") && e.contains("absolute"), "{e}");
+        let e = one_bad(vec![
+            dir("./usr/"),
+            dir("./usr/lib/"),
+            symlink("./usr/lib/x", "../../../../etc/shadow"),
+        ]);
+        assert!(e.contains("usr/lib/x") && e.contains("outside"), "{e}");
+        let e = one_bad(vec![dir("./dev/"), special("./dev/sda", b'4')]);
+        assert!(e.contains("dev/sda") && e.contains("block device"), "{e}");
+        let e = one_bad(vec![
+            dir("./usr/"),
+            symlink("./usr/lib", "/etc"),
+            file("./usr/lib/passwd", b"x"),
+        ]);
+        assert!(e.contains("usr/lib/passwd") && e.contains("through"), "{e}");
+        let e = one_bad(vec![dir("./usr/"), hardlink("./usr/x", "./usr/missing")]);
+        assert!(e.contains("usr/x") && e.contains("usr/missing"), "{e}");
+    }
+
+    #[test]
+    fn a_deb_with_other_bytes_than_locked_is_refused() {
+        let tmp = Tmp::new();
+        let mut p = pkg(&tmp, "hello", "2.10-3", "amd64", &hello_deb(Comp::Gz));
+        let good = p.sha256.clone();
+        p.sha256 = "0".repeat(64);
+        let e = build_err(&input(vec![p.clone()]));
+        assert!(
+            e.contains("hello 2.10-3 (amd64)")
+                && e.contains("sha256 mismatch")
+                && e.contains(&good)
+                && e.contains(&"0".repeat(64)),
+            "{e}"
+        );
+        p.sha256 = good;
+        p.size += 1;
+        let e = build_err(&input(vec![p]));
+        assert!(e.contains("size mismatch"), "{e}");
+    }
+
+    #[test]
+    fn a_deb_that_is_another_package_is_refused() {
+        let tmp = Tmp::new();
+        let d = deb(
+            &control("hello", "2.10-3", "amd64"),
+            None,
+            &hello_data(),
+            Comp::Gz,
+        );
+        let p = pkg(&tmp, "bash", "2.10-3", "amd64", &d);
+        let e = build_err(&input(vec![p]));
+        assert!(
+            e.contains("Package: \"hello\"") && e.contains("\"bash\""),
+            "{e}"
+        );
+        let p = pkg(&tmp, "hello", "2.10-4", "amd64", &d);
+        assert!(build_err(&input(vec![p])).contains("Version"));
+        let d = deb(
+            &control("hello", "2.10-3", "arm64"),
+            None,
+            &hello_data(),
+            Comp::Gz,
+        );
+        let p = pkg(&tmp, "hello", "2.10-3", "amd64", &d);
+        assert!(build_err(&input(vec![p])).contains("Architecture"));
+    }
+
+    #[test]
+    fn merged_layers_refuse_collisions_naming_both_packages() {
+        let tmp = Tmp::new();
+        let a = deb(
+            &control("aaa", "1", "amd64"),
+            None,
+            &[dir("./etc/"), file("./etc/conf", b"a")],
+            Comp::Gz,
+        );
+        let b = deb(
+            &control("bbb", "2", "all"),
+            None,
+            &[dir("./etc/"), file("./etc/conf", b"b")],
+            Comp::Xz,
+        );
+        let e = build_err(&input(vec![
+            pkg(&tmp, "bbb", "2", "all", &b),
+            pkg(&tmp, "aaa", "1", "amd64", &a),
+        ]));
+        assert!(
+            e.contains("/etc/conf") && e.contains("aaa 1 (amd64)") && e.contains("bbb 2 (amd64)"),
+            "{e}"
+        );
+        // Same directory, different owner.
+        let b = deb(
+            &control("bbb", "2", "all"),
+            None,
+            &[Fx {
+                gid: 42,
+                ..dir("./etc/")
+            }],
+            Comp::Xz,
+        );
+        let e = build_err(&input(vec![
+            pkg(&tmp, "bbb", "2", "all", &b),
+            pkg(&tmp, "aaa", "1", "amd64", &a),
+        ]));
+        assert!(e.contains("directory /etc") && e.contains("0:42"), "{e}");
+        // A file of one package below another's symlink.
+        let b = deb(
+            &control("bbb", "2", "all"),
+            None,
+            &[symlink("./lib", "usr/lib")],
+            Comp::Xz,
+        );
+        let c = deb(
+            &control("ccc", "3", "all"),
+            None,
+            &[file("./lib/x", b"x")],
+            Comp::Xz,
+        );
+        let e = build_err(&input(vec![
+            pkg(&tmp, "bbb", "2", "all", &b),
+            pkg(&tmp, "ccc", "3", "all", &c),
+        ]));
+        assert!(
+            e.contains("ccc 3 (amd64)") && e.contains("lib/x") && e.contains("through"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn merged_layers_share_directories_and_list_every_package() {
+        let tmp = Tmp::new();
+        let a = deb(
+            &control("aaa", "1", "amd64"),
+            None,
+            &[dir("./etc/"), file("./etc/a", b"a")],
+            Comp::Gz,
+        );
+        let b = deb(
+            &control("bbb", "2", "all"),
+            None,
+            &[
+                Fx {
+                    mtime: 1_800_000_000,
+                    ..dir("./etc/")
+                },
+                file("./etc/b", b"b"),
+            ],
+            Comp::Zst,
+        );
+        let out = build(&input(vec![
+            pkg(&tmp, "bbb", "2", "all", &b),
+            pkg(&tmp, "aaa", "1", "amd64", &a),
+        ]))
+        .unwrap();
+        let names: Vec<_> = out.info.packages.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["aaa", "bbb"]);
+        let listing = tar_listing(&out.blob.gz);
+        assert_eq!(
+            listing.iter().find(|e| e.0 == "etc/").unwrap().3,
+            1_800_000_000
+        );
+        for p in [
+            "etc/a",
+            "etc/b",
+            "var/lib/dpkg/status.d/aaa",
+            "var/lib/dpkg/status.d/bbb.md5sums",
+        ] {
+            assert!(listing.iter().any(|e| e.0 == p), "{p}");
+        }
+        assert_eq!(
+            out.info.packages[1]
+                .files
+                .iter()
+                .map(|f| f.path.as_str())
+                .collect::<Vec<_>>(),
+            ["/etc", "/etc/b"]
+        );
+    }
+
+    #[test]
+    fn the_same_input_gives_the_same_bytes_in_any_order() {
+        let tmp = Tmp::new();
+        let a = pkg(&tmp, "hello", "2.10-3", "amd64", &hello_deb(Comp::Xz));
+        let b_deb = deb(
+            &control("zzz", "1", "all"),
+            None,
+            &[dir("./opt/"), file("./opt/z", b"z")],
+            Comp::Gz,
+        );
+        let b = pkg(&tmp, "zzz", "1", "all", &b_deb);
+        let o1 = tmp.0.join("o1");
+        let o2 = tmp.0.join("o2");
+        let ab: Vec<_> = [&a, &b].into_iter().map(to_json).collect();
+        let ba: Vec<_> = [&b, &a].into_iter().map(to_json).collect();
+        let j1 = serde_json::to_vec(&serde_json::json!({
+            "arch": "amd64", "packages": ab,
+            "excludePaths": [], "defaultExcludes": true
+        }))
+        .unwrap();
+        let j2 = serde_json::to_vec(&serde_json::json!({
+            "arch": "amd64", "packages": ba,
+            "defaultExcludes": true
+        }))
+        .unwrap();
+        run(&j1, &o1).unwrap();
+        run(&j2, &o2).unwrap();
+        for f in ["layer.tar.gz", "layer.json"] {
+            assert_eq!(
+                std::fs::read(o1.join(f)).unwrap(),
+                std::fs::read(o2.join(f)).unwrap(),
+                "{f}"
+            );
+        }
+        assert!(!o1.join("ca-certificates.pem").exists());
+        let again = build(&serde_json::from_slice(&j1).unwrap()).unwrap();
+        assert_eq!(
+            again.blob.gz,
+            std::fs::read(o1.join("layer.tar.gz")).unwrap()
+        );
+    }
+
+    fn to_json(p: &PackageInput) -> serde_json::Value {
+        serde_json::json!({
+            "name": p.name, "version": p.version, "architecture": p.architecture, "source": p.source,
+            "sourceVersion": p.source_version, "suite": p.suite, "filename": p.filename,
+            "sha256": p.sha256, "size": p.size, "deb": p.deb,
+        })
+    }
+
+    #[test]
+    fn unknown_input_fields_and_bad_values_are_refused() {
+        assert!(matches!(
+            run(
+                br#"{"arch":"amd64","packages":[],"defaultExcludes":true,"x":1}"#,
+                Path::new("/nonexistent")
+            ),
+            Err(Error::Input(_))
+        ));
+        assert!(matches!(
+            run(
+                br#"{"arch":"amd64","packages":[]}"#,
+                Path::new("/nonexistent")
+            ),
+            Err(Error::Input(_))
+        ));
+        let tmp = Tmp::new();
+        let p = pkg(&tmp, "hello", "2.10-3", "amd64", &hello_deb(Comp::Gz));
+        let mut i = input(vec![p.clone(), p.clone()]);
+        assert!(build_err(&i).contains("twice"));
+        i.packages.pop();
+        i.arch = "riscv64".into();
+        assert!(build_err(&i).contains("riscv64"));
+        i.arch = "arm64".into();
+        assert!(build_err(&i).contains("is for amd64"));
+    }
+
+    #[test]
+    fn certificates_are_bundled_in_path_order() {
+        let tmp = Tmp::new();
+        let data = vec![
+            dir("./usr/"),
+            dir("./usr/share/"),
+            dir("./usr/share/ca-certificates/"),
+            dir("./usr/share/ca-certificates/mozilla/"),
+            file(
+                "./usr/share/ca-certificates/mozilla/B_Root.crt",
+                b"-----BEGIN CERTIFICATE-----\nB\n-----END CERTIFICATE-----\n\n",
+            ),
+            file(
+                "./usr/share/ca-certificates/mozilla/A_Root.crt",
+                b"-----BEGIN CERTIFICATE-----\nA\n-----END CERTIFICATE-----",
+            ),
+            file(
+                "./usr/share/ca-certificates/mozilla/a_lower.crt",
+                b"-----BEGIN CERTIFICATE-----\na\n-----END CERTIFICATE-----\n",
+            ),
+            file("./usr/share/ca-certificates/mozilla/README", b"not a cert"),
+            dir("./usr/share/ca-certificates/other/"),
+            file(
+                "./usr/share/ca-certificates/other/C.crt",
+                b"-----BEGIN CERTIFICATE-----\nC\n-----END CERTIFICATE-----\n",
+            ),
+        ];
+        let d = deb(
+            &control("ca-certificates", "20230311", "all"),
+            None,
+            &data,
+            Comp::Xz,
+        );
+        let mut i = input(vec![pkg(&tmp, "ca-certificates", "20230311", "all", &d)]);
+        i.exclude_paths = vec!["/usr/share/ca-certificates/**".into()];
+        let out = build(&i).unwrap();
+        assert_eq!(
+            String::from_utf8(out.ca_bundle.clone().unwrap()).unwrap(),
+            "-----BEGIN CERTIFICATE-----\nA\n-----END CERTIFICATE-----\n\
+             -----BEGIN CERTIFICATE-----\nB\n-----END CERTIFICATE-----\n\
+             -----BEGIN CERTIFICATE-----\na\n-----END CERTIFICATE-----\n\
+             -----BEGIN CERTIFICATE-----\nC\n-----END CERTIFICATE-----\n"
+        );
+        // The certificates themselves were excluded, and so were their
+        // now-empty directories.
+        assert_eq!(
+            paths(&out)
+                .into_iter()
+                .filter(|p| !p.starts_with("var/"))
+                .collect::<Vec<_>>(),
+            ["usr/", "usr/share/"]
+        );
+    }
 }

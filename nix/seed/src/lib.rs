@@ -9,6 +9,10 @@ pub mod oci;
 pub mod spec;
 pub mod tarwrite;
 
+pub mod copyright;
+pub mod deb;
+pub mod tarsafe;
+
 pub mod image;
 pub mod index;
 pub mod layer;
