@@ -7,7 +7,10 @@
 
 pub use kiln_seed::{digest, json, spec};
 
+pub mod debian;
 pub mod definition;
+pub mod fetch;
+pub mod lock;
 pub mod fsutil;
 pub mod nixcmd;
 pub mod nixstore;

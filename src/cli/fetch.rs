@@ -1,11 +1,100 @@
-//! `kiln fetch` (not written yet).
+//! `kiln fetch`: download the locked .debs into the Nix store.
 
-use std::path::Path;
+use anyhow::Context;
+use kiln::debian::http::Http;
+use kiln::debian::sources::{Mirrors, Overrides};
+use kiln::debian::DEFAULT_APT_DIR;
+use kiln::fetch::{self, Options, DEFAULT_JOBS};
+use kiln::lock::Lock;
+use kiln::spec::Arch;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 
-/// Placeholder.
+/// Download every .deb pinned in kiln.lock into the Nix store.
+///
+/// Each file is verified against the lock's size and sha256 and added with
+/// `nix-store --add-fixed sha256` under the name of the fixed-output
+/// derivation the flake declares, so `nix build` needs no network. Files
+/// already in the store are skipped. A file the mirror no longer has means
+/// the lock is stale: every such entry is listed; run `kiln lock --update`.
+///
+/// Examples:
+///   kiln fetch                     everything in the lock, all architectures
+///   kiln fetch scratch-plus --arch arm64
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// Only the packages of these images (`name` or `name-variant`). Default: all.
+    pub images: Vec<String>,
 
-pub fn run(_project: &Path, _args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("kiln fetch is not implemented yet")
+    /// Only this architecture (repeatable). Default: all in the lock.
+    #[arg(long, value_name = "ARCH", value_parser = parse_arch)]
+    pub arch: Vec<Arch>,
+
+    /// Concurrent downloads.
+    #[arg(long, short = 'j', default_value_t = DEFAULT_JOBS)]
+    pub jobs: usize,
+
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Archive base URL for every suite except *-security (overrides apt's sources).
+    #[arg(long, env = "KILN_MIRROR", value_name = "URL")]
+    pub mirror: Option<String>,
+
+    /// Archive base URL for *-security suites.
+    #[arg(long, env = "KILN_SECURITY_MIRROR", value_name = "URL")]
+    pub security_mirror: Option<String>,
+
+    /// apt configuration directory to read sources from.
+    #[arg(long, env = "KILN_APT_DIR", value_name = "DIR", default_value = DEFAULT_APT_DIR)]
+    pub apt_dir: PathBuf,
+}
+
+fn parse_arch(s: &str) -> Result<Arch, String> {
+    Arch::parse(s).ok_or_else(|| format!("unknown architecture {s:?} (amd64 or arm64)"))
+}
+
+pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
+    let path = Lock::path_in(project);
+    let lock = Lock::read(&path)?;
+    let images = (!args.images.is_empty()).then_some(args.images.as_slice());
+    let archs = (!args.arch.is_empty()).then_some(args.arch.as_slice());
+    let items = fetch::items(lock.select(images, archs)?);
+    let mirrors = Mirrors::discover(
+        &args.apt_dir,
+        Overrides {
+            mirror: args.mirror,
+            security_mirror: args.security_mirror,
+        },
+    )?;
+    let http = Http::new()?;
+    let opts = Options {
+        jobs: args.jobs,
+        tmp_dir: tmp_dir(project),
+        progress: !args.json && std::io::stderr().is_terminal(),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let report = rt.block_on(fetch::fetch(&http, &mirrors, items, &opts))?;
+    if args.json {
+        print!("{}", String::from_utf8(kiln::json::pretty(&report))?);
+    } else {
+        println!("{}", report.line());
+    }
+    Ok(())
+}
+
+/// `<project>/.kiln/tmp` when it can be created (same file system as the
+/// project, cleaned up per run), else the system temporary directory.
+fn tmp_dir(project: &Path) -> PathBuf {
+    let p = project.join(".kiln").join("tmp");
+    if std::fs::create_dir_all(&p).is_ok() {
+        p
+    } else {
+        std::env::temp_dir()
+    }
 }

@@ -1,11 +1,183 @@
-//! `kiln lock` (not written yet).
+//! `kiln lock`: resolve every image against Debian's signed indexes and pin
+//! the result in kiln.lock.
 
-use std::path::Path;
+use anyhow::Context;
+use kiln::debian::http::Http;
+use kiln::debian::release::{self, load_suite, Keyring};
+use kiln::debian::sources::{Mirrors, Overrides};
+use kiln::debian::{DEFAULT_APT_DIR, DEFAULT_KEYRING};
+use kiln::lock::{self, Lock};
+use kiln::spec::ImageSpec;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
-/// Placeholder.
+/// Resolve package sets against Debian's signed indexes and write kiln.lock.
+///
+/// Finds the archive in the machine's apt sources (or --mirror), downloads
+/// each suite's InRelease, verifies its OpenPGP signature against the
+/// Debian archive keyring, checks every Packages index against the signed
+/// hashes, resolves each image (Depends + Pre-Depends, minus
+/// packages.exclude) for each architecture, and writes kiln.lock
+/// atomically. The lock holds archive-relative paths and hashes, no URLs.
+///
+/// Examples:
+///   kiln lock                      re-resolve every image
+///   kiln lock scratch-plus         re-resolve one image, keep the others
+///   kiln lock --check              offline: is the lock current? (CI)
+///   kiln lock --update --json      relock and report what changed as JSON
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// Images to resolve (`name` or `name-variant`); the others keep their
+    /// entries and, where they share packages, their versions. Default: all.
+    pub images: Vec<String>,
 
-pub fn run(_project: &Path, _args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("kiln lock is not implemented yet")
+    /// Do not resolve: check offline that kiln.lock matches every
+    /// definition (inputs digest, images, packages); fail naming the image.
+    #[arg(long, conflicts_with_all = ["update", "images"])]
+    pub check: bool,
+
+    /// Re-resolve everything against today's indexes (what `kiln lock`
+    /// does too) and report what changed; the fix for a stale lock.
+    #[arg(long)]
+    pub update: bool,
+
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Archive base URL for every suite except *-security (overrides apt's sources).
+    #[arg(long, env = "KILN_MIRROR", value_name = "URL")]
+    pub mirror: Option<String>,
+
+    /// Archive base URL for *-security suites.
+    #[arg(long, env = "KILN_SECURITY_MIRROR", value_name = "URL")]
+    pub security_mirror: Option<String>,
+
+    /// OpenPGP keyring that must have signed the InRelease files.
+    #[arg(long, env = "KILN_KEYRING", value_name = "FILE", default_value = DEFAULT_KEYRING)]
+    pub keyring: PathBuf,
+
+    /// apt configuration directory to read sources from.
+    #[arg(long, env = "KILN_APT_DIR", value_name = "DIR", default_value = DEFAULT_APT_DIR)]
+    pub apt_dir: PathBuf,
+}
+
+pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let specs = load_specs(project)?;
+    let path = Lock::path_in(project);
+    if args.check {
+        let lock = Lock::read(&path)?;
+        lock.check(&specs, &path)?;
+        if args.json {
+            let v = serde_json::json!({ "ok": true, "images": specs.iter().map(|s| s.full_name()).collect::<Vec<_>>() });
+            print!("{}", String::from_utf8(kiln::json::pretty(&v))?);
+        } else {
+            println!("{} is up to date ({} images)", path.display(), specs.len());
+        }
+        return Ok(());
+    }
+
+    let previous = Lock::read_optional(&path)?;
+    let only: Option<BTreeSet<String>> =
+        (!args.images.is_empty()).then(|| args.images.iter().cloned().collect());
+    if let Some(only) = &only {
+        let known: BTreeSet<String> = specs.iter().map(|s| s.full_name()).collect();
+        for name in only {
+            if !known.contains(name) {
+                anyhow::bail!(
+                    "no image named {name} (known: {})",
+                    known.into_iter().collect::<Vec<_>>().join(", ")
+                );
+            }
+        }
+    }
+    let targets: Vec<&ImageSpec> = specs
+        .iter()
+        .filter(|s| only.as_ref().is_none_or(|o| o.contains(&s.full_name())))
+        .collect();
+    let needed = lock::needed_suites(&targets);
+
+    let mirrors = Mirrors::discover(
+        &args.apt_dir,
+        Overrides {
+            mirror: args.mirror.clone(),
+            security_mirror: args.security_mirror.clone(),
+        },
+    )?;
+    let mut sources = Vec::new();
+    for (suite, archs) in &needed {
+        sources.push((
+            suite.clone(),
+            mirrors.suite(suite)?,
+            archs.iter().copied().collect::<Vec<_>>(),
+        ));
+    }
+    let keyring = Keyring::load(&args.keyring)?;
+    let http = Http::new()?;
+    for (suite, src, archs) in &sources {
+        let archs: Vec<&str> = archs.iter().map(|a| a.debian()).collect();
+        eprintln!("{suite} ({}): {src}", archs.join(", "));
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let now = release::now();
+    let loaded = rt.block_on(async {
+        let jobs = sources
+            .iter()
+            .map(|(suite, src, archs)| load_suite(&http, src, suite, archs, &keyring, now));
+        futures_util::future::join_all(jobs).await
+    });
+    let mut indexes = BTreeMap::new();
+    for ((suite, _, _), r) in sources.iter().zip(loaded) {
+        indexes.insert(suite.clone(), r?);
+    }
+    let (new, summary) = lock::build(&specs, &indexes, previous.as_ref(), only.as_ref())?;
+    let unchanged = previous
+        .as_ref()
+        .is_some_and(|p| p.to_bytes() == new.to_bytes());
+    if !unchanged {
+        new.write(&path)?;
+    }
+    if args.json {
+        let v = serde_json::json!({
+            "lock": path.display().to_string(),
+            "written": !unchanged,
+            "changed": summary.changed(),
+            "summary": summary,
+            "seconds": started.elapsed().as_secs_f64(),
+        });
+        print!("{}", String::from_utf8(kiln::json::pretty(&v))?);
+    } else {
+        print!("{}", summary.render());
+        let verb = if unchanged {
+            "is up to date"
+        } else {
+            "written"
+        };
+        println!(
+            "{} {verb} ({} images, {:.1}s)",
+            path.display(),
+            new.images.len(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+fn load_specs(project: &Path) -> anyhow::Result<Vec<ImageSpec>> {
+    let defs = kiln::definition::load_all(&project.join("images"))?;
+    let mut specs = Vec::new();
+    for d in defs {
+        specs.extend(
+            d.definition
+                .images()
+                .with_context(|| d.path.display().to_string())?,
+        );
+    }
+    Ok(specs)
 }

@@ -1,0 +1,525 @@
+//! `kiln fetch`: puts every pinned .deb into the Nix store under the exact
+//! path of the fixed-output derivation the flake declares, so that
+//! `nix build` never needs the network.
+//!
+//! Each file is streamed to a temporary directory under its store name,
+//! hashed on the way, checked against the lock's size and sha256, and only
+//! then added with `nix-store --add-fixed sha256`. A 404 means the mirror
+//! has moved on (it carries only current versions): all vanished entries
+//! are collected and reported together, since the fix is one relock.
+
+use crate::debian::http::{transport, Http, HttpError, ATTEMPTS};
+use crate::debian::sources::{Mirrors, SourcesError, SuiteSource};
+use crate::digest::Digest;
+use crate::lock::Package;
+use crate::nixstore::{self, StoreError};
+use crate::spec::Arch;
+use futures_util::StreamExt;
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+use tokio::io::AsyncWriteExt;
+
+/// Default number of concurrent downloads.
+pub const DEFAULT_JOBS: usize = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("kiln.lock is stale: these pinned .debs are gone from the mirror: {}; run `kiln lock --update`{}", .vanished.join(", "), render_others(.others))]
+    Stale {
+        vanished: Vec<String>,
+        others: Vec<FetchError>,
+    },
+    #[error("fetching {package}: sha256 mismatch: expected {expected}, got {actual} (from {url}; the file was deleted)")]
+    Mismatch {
+        package: String,
+        url: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("fetching {package}: size mismatch: expected {expected} bytes, got {actual} (from {url}; the file was deleted)")]
+    SizeMismatch {
+        package: String,
+        url: String,
+        expected: u64,
+        actual: String,
+    },
+    #[error("fetching {package}: {source}")]
+    Download { package: String, source: HttpError },
+    #[error("fetching {package}: writing {path}: {source}")]
+    Io {
+        package: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("fetching {package}: adding to the Nix store: {source}")]
+    Store { package: String, source: StoreError },
+    #[error("checking the Nix store: {0}")]
+    Validity(String),
+    #[error(transparent)]
+    Sources(#[from] SourcesError),
+    #[error("creating a temporary directory in {path}: {source}")]
+    TempDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} downloads failed:\n  {}", .0.len(), .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n  "))]
+    Many(Vec<FetchError>),
+}
+
+fn render_others(list: &[FetchError]) -> String {
+    if list.is_empty() {
+        return String::new();
+    }
+    let lines: Vec<String> = list.iter().map(|e| format!("\n  {e}")).collect();
+    format!("\nand {} other failure(s):{}", list.len(), lines.concat())
+}
+
+/// One .deb to put in the store.
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub name: String,
+    pub package: Package,
+    /// Architectures whose lock entries name this exact file (`all` packages appear under each).
+    pub archs: Vec<Arch>,
+    pub store_name: String,
+    pub store_path: String,
+}
+
+impl Item {
+    fn label(&self) -> String {
+        let archs: Vec<&str> = self.archs.iter().map(|a| a.debian()).collect();
+        format!(
+            "{} {} ({})",
+            self.name,
+            self.package.version,
+            archs.join(", ")
+        )
+    }
+}
+
+impl fmt::Display for Item {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.label())
+    }
+}
+
+/// The distinct files behind a selection of lock entries.
+pub fn items<'a>(entries: impl IntoIterator<Item = (Arch, String, &'a Package)>) -> Vec<Item> {
+    let mut by_path: BTreeMap<String, Item> = BTreeMap::new();
+    for (arch, name, p) in entries {
+        let store_path = p.store_path(&name);
+        by_path
+            .entry(store_path.clone())
+            .and_modify(|i| {
+                if !i.archs.contains(&arch) {
+                    i.archs.push(arch);
+                }
+            })
+            .or_insert_with(|| Item {
+                store_name: p.store_name(&name),
+                name,
+                package: p.clone(),
+                archs: vec![arch],
+                store_path,
+            });
+    }
+    let mut out: Vec<Item> = by_path.into_values().collect();
+    out.sort_by(|a, b| {
+        (&a.name, &a.package.version, &a.archs).cmp(&(&b.name, &b.package.version, &b.archs))
+    });
+    out
+}
+
+pub struct Options {
+    pub jobs: usize,
+    /// Downloads go to a fresh directory inside this one.
+    pub tmp_dir: PathBuf,
+    /// Show a progress bar (on a terminal).
+    pub progress: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Fetched {
+    pub name: String,
+    pub version: String,
+    pub archs: Vec<Arch>,
+    pub store_path: String,
+    /// `fetched` or `present`.
+    pub status: &'static str,
+}
+
+/// What `kiln fetch` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub fetched: usize,
+    pub present: usize,
+    /// Bytes downloaded.
+    pub bytes: u64,
+    pub seconds: f64,
+    pub packages: Vec<Fetched>,
+}
+
+impl Report {
+    pub fn line(&self) -> String {
+        format!(
+            "fetched {}, present {}, {} downloaded in {:.1}s",
+            self.fetched,
+            self.present,
+            human_bytes(self.bytes),
+            self.seconds
+        )
+    }
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// Store paths among `paths` that are not valid (one `nix-store` call:
+/// starting it costs about 0.1 s, so asking per path would dominate).
+pub fn invalid_paths(paths: &[String]) -> Result<Vec<String>, FetchError> {
+    if paths.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    // Stay well below the kernel's argument-length limit.
+    for chunk in paths.chunks(500) {
+        let o = Command::new("nix-store")
+            .args(["--check-validity", "--print-invalid"])
+            .args(chunk)
+            .output()
+            .map_err(|e| FetchError::Validity(format!("running nix-store: {e}")))?;
+        if !o.status.success() {
+            return Err(FetchError::Validity(format!(
+                "nix-store --check-validity failed ({}): {}",
+                o.status,
+                String::from_utf8_lossy(&o.stderr).trim()
+            )));
+        }
+        out.extend(
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .map(str::to_string),
+        );
+    }
+    Ok(out)
+}
+
+/// Fetches `items` that are not yet in the store.
+pub async fn fetch(
+    http: &Http,
+    mirrors: &Mirrors,
+    items: Vec<Item>,
+    opts: &Options,
+) -> Result<Report, FetchError> {
+    let start = Instant::now();
+    let paths: Vec<String> = items.iter().map(|i| i.store_path.clone()).collect();
+    let invalid: std::collections::BTreeSet<String> = invalid_paths(&paths)?.into_iter().collect();
+    let mut bases: BTreeMap<String, SuiteSource> = BTreeMap::new();
+    let mut todo = Vec::new();
+    let mut packages = Vec::new();
+    for item in items {
+        if !invalid.contains(&item.store_path) {
+            packages.push(fetched(&item, "present"));
+            continue;
+        }
+        if !bases.contains_key(&item.package.suite) {
+            bases.insert(
+                item.package.suite.clone(),
+                mirrors.suite(&item.package.suite)?,
+            );
+        }
+        let url = format!(
+            "{}/{}",
+            bases[&item.package.suite].base, item.package.filename
+        );
+        todo.push((item, url));
+    }
+    let present = packages.len();
+    if todo.is_empty() {
+        return Ok(Report {
+            fetched: 0,
+            present,
+            bytes: 0,
+            seconds: start.elapsed().as_secs_f64(),
+            packages,
+        });
+    }
+    std::fs::create_dir_all(&opts.tmp_dir).map_err(|source| FetchError::TempDir {
+        path: opts.tmp_dir.clone(),
+        source,
+    })?;
+    let dir = tempfile::Builder::new()
+        .prefix("fetch-")
+        .tempdir_in(&opts.tmp_dir)
+        .map_err(|source| FetchError::TempDir {
+            path: opts.tmp_dir.clone(),
+            source,
+        })?;
+    let total: u64 = todo.iter().map(|(i, _)| i.package.size).sum();
+    let bar = if opts.progress {
+        let b = indicatif::ProgressBar::new(total);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} fetching {pos:>3}/{len} .debs [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}")
+                .map(|s| s.progress_chars("=> "))
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b.set_length(total);
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let results: Vec<(Item, Result<u64, FetchError>)> = futures_util::stream::iter(todo)
+        .map(|(item, url)| {
+            let (bar, dir) = (bar.clone(), dir.path().to_path_buf());
+            async move {
+                let r = download(http, &item, &url, &dir, &bar).await;
+                (item, r)
+            }
+        })
+        .buffer_unordered(opts.jobs.max(1))
+        .collect()
+        .await;
+    bar.finish_and_clear();
+    let mut vanished = Vec::new();
+    let mut errors = Vec::new();
+    let mut bytes = 0;
+    let mut fetched_n = 0;
+    for (item, r) in results {
+        match r {
+            Ok(n) => {
+                bytes += n;
+                fetched_n += 1;
+                packages.push(fetched(&item, "fetched"));
+            }
+            Err(FetchError::Download {
+                source: HttpError::NotFound { .. },
+                ..
+            }) => vanished.push(item.label()),
+            Err(e) => errors.push(e),
+        }
+    }
+    drop(dir);
+    vanished.sort();
+    if !vanished.is_empty() {
+        return Err(FetchError::Stale {
+            vanished,
+            others: errors,
+        });
+    }
+    match errors.len() {
+        0 => {}
+        1 => return Err(errors.remove(0)),
+        _ => return Err(FetchError::Many(errors)),
+    }
+    packages.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
+    Ok(Report {
+        fetched: fetched_n,
+        present,
+        bytes,
+        seconds: start.elapsed().as_secs_f64(),
+        packages,
+    })
+}
+
+fn fetched(item: &Item, status: &'static str) -> Fetched {
+    Fetched {
+        name: item.name.clone(),
+        version: item.package.version.clone(),
+        archs: item.archs.clone(),
+        store_path: item.store_path.clone(),
+        status,
+    }
+}
+
+/// Downloads one .deb (retrying transient failures), verifies it and adds
+/// it to the store. Returns the bytes downloaded.
+async fn download(
+    http: &Http,
+    item: &Item,
+    url: &str,
+    dir: &Path,
+    bar: &indicatif::ProgressBar,
+) -> Result<u64, FetchError> {
+    let path = dir.join(&item.store_name);
+    let label = item.label();
+    let mut attempt = 1;
+    let (digest, size) = loop {
+        match stream_to(http, url, &path, item.package.size, bar, &label).await {
+            Err(Attempt::Transient(_)) if attempt < ATTEMPTS => {
+                attempt += 1;
+                tokio::time::sleep(http.delay(attempt)).await;
+            }
+            Err(Attempt::Transient(e)) | Err(Attempt::Fatal(e)) => {
+                let _ = std::fs::remove_file(&path);
+                return Err(e);
+            }
+            Ok(v) => break v,
+        }
+    };
+    let expected = item.package.size;
+    if size != expected {
+        let _ = std::fs::remove_file(&path);
+        let actual = if size > expected {
+            format!("more than {expected}")
+        } else {
+            size.to_string()
+        };
+        return Err(FetchError::SizeMismatch {
+            package: label,
+            url: url.into(),
+            expected,
+            actual,
+        });
+    }
+    if digest.hex() != item.package.sha256 {
+        let _ = std::fs::remove_file(&path);
+        return Err(FetchError::Mismatch {
+            package: label,
+            url: url.into(),
+            expected: item.package.sha256.clone(),
+            actual: digest.hex(),
+        });
+    }
+    let (p, store_path) = (path.clone(), item.store_path.clone());
+    let added = tokio::task::spawn_blocking(move || nixstore::add_fixed_flat(&p, &store_path))
+        .await
+        .map_err(|e| FetchError::Validity(e.to_string()))?;
+    let _ = std::fs::remove_file(&path);
+    added.map_err(|source| FetchError::Store {
+        package: label,
+        source,
+    })?;
+    Ok(size)
+}
+
+enum Attempt {
+    Transient(FetchError),
+    Fatal(FetchError),
+}
+
+/// One attempt: GET `url` into `path`, hashing as it streams. Stops reading
+/// one byte past `limit` (the lock's size): more is already a mismatch.
+async fn stream_to(
+    http: &Http,
+    url: &str,
+    path: &Path,
+    limit: u64,
+    bar: &indicatif::ProgressBar,
+    label: &str,
+) -> Result<(Digest, u64), Attempt> {
+    let wrap = |e: HttpError| {
+        let transient = e.is_transient();
+        let err = FetchError::Download {
+            package: label.to_string(),
+            source: e,
+        };
+        if transient {
+            Attempt::Transient(err)
+        } else {
+            Attempt::Fatal(err)
+        }
+    };
+    let io = |source: std::io::Error| {
+        Attempt::Fatal(FetchError::Io {
+            package: label.to_string(),
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    let resp = http.get(url).await.map_err(wrap)?;
+    let mut file = tokio::fs::File::create(path).await.map_err(io)?;
+    let mut hasher = Sha256::new();
+    let mut n: u64 = 0;
+    let mut body = resp.bytes_stream();
+    let mut counted: u64 = 0;
+    while let Some(chunk) = body.next().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => {
+                // Take back what this attempt added to the bar; the retry starts over.
+                bar.set_position(bar.position().saturating_sub(counted));
+                return Err(wrap(transport(url, &e)));
+            }
+        };
+        let take = if n + chunk.len() as u64 > limit + 1 {
+            (limit + 1 - n) as usize
+        } else {
+            chunk.len()
+        };
+        hasher.update(&chunk[..take]);
+        file.write_all(&chunk[..take]).await.map_err(io)?;
+        n += take as u64;
+        let shown = take.min(limit.saturating_sub(counted) as usize) as u64;
+        bar.inc(shown);
+        counted += shown;
+        if n > limit {
+            break;
+        }
+    }
+    file.flush().await.map_err(io)?;
+    file.sync_all().await.map_err(io)?;
+    Ok((Digest(hasher.finalize().into()), n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pkg(version: &str, arch: &str, sha: &str) -> Package {
+        Package {
+            version: version.into(),
+            architecture: arch.into(),
+            source: "s".into(),
+            source_version: version.into(),
+            suite: "bookworm".into(),
+            filename: format!("pool/main/x_{version}_{arch}.deb"),
+            sha256: sha.into(),
+            size: 1,
+        }
+    }
+
+    #[test]
+    fn arch_all_files_are_fetched_once() {
+        let all = pkg("1.0", "all", &"aa".repeat(32));
+        let amd = pkg("1.0", "amd64", &"bb".repeat(32));
+        let arm = pkg("1.0", "arm64", &"cc".repeat(32));
+        let list = items(vec![
+            (Arch::Amd64, "tzdata".to_string(), &all),
+            (Arch::Arm64, "tzdata".to_string(), &all),
+            (Arch::Amd64, "libc6".to_string(), &amd),
+            (Arch::Arm64, "libc6".to_string(), &arm),
+        ]);
+        assert_eq!(list.len(), 3);
+        let tz = list.iter().find(|i| i.name == "tzdata").unwrap();
+        assert_eq!(tz.archs, [Arch::Amd64, Arch::Arm64]);
+        assert_eq!(tz.store_name, "tzdata_1.0_all.deb");
+        assert_eq!(tz.to_string(), "tzdata 1.0 (amd64, arm64)");
+    }
+
+    #[test]
+    fn stale_message_lists_everything() {
+        let e = FetchError::Stale {
+            vanished: vec!["a 1 (amd64)".into(), "b 2 (arm64)".into()],
+            others: vec![],
+        };
+        assert_eq!(e.to_string(), "kiln.lock is stale: these pinned .debs are gone from the mirror: a 1 (amd64), b 2 (arm64); run `kiln lock --update`");
+    }
+}
