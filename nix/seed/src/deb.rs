@@ -580,29 +580,69 @@ pub mod fixtures {
         }
     }
 
+    /// A pax extended header record set (type `x`) for the entry after it.
+    pub fn pax(records: &[(&str, &str)]) -> Fx {
+        let mut data = Vec::new();
+        for (k, v) in records {
+            let body = format!(" {k}={v}\n");
+            // The length prefix counts itself.
+            let mut len = body.len() + 1;
+            while format!("{len}{body}").len() != len {
+                len += 1;
+            }
+            data.extend_from_slice(format!("{len}{body}").as_bytes());
+        }
+        Fx {
+            typ: b'x',
+            data,
+            mode: 0o644,
+            ..dir("./PaxHeaders/x")
+        }
+    }
+
+    /// Names of 100 bytes or more go into GNU `L`/`K` records, as GNU tar
+    /// (and so dpkg-deb) writes them.
     pub fn tar(entries: &[Fx]) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
         for e in entries {
-            let mut h = tar::Header::new_gnu();
-            {
-                let raw = h.as_old_mut();
-                assert!(
-                    e.name.len() < 100 && e.link.len() < 100,
-                    "fixture names are short"
-                );
-                raw.name[..e.name.len()].copy_from_slice(e.name.as_bytes());
-                raw.linkname[..e.link.len()].copy_from_slice(e.link.as_bytes());
+            let mut e = e.clone();
+            for (long, typ) in [(e.name.clone(), b'L'), (e.link.clone(), b'K')] {
+                if long.len() >= 100 {
+                    let mut data = long.into_bytes();
+                    data.push(0);
+                    append_raw(
+                        &mut b,
+                        &Fx {
+                            typ,
+                            data,
+                            mode: 0o644,
+                            ..dir("././@LongLink")
+                        },
+                    );
+                }
             }
-            h.set_entry_type(tar::EntryType::new(e.typ));
-            h.set_mode(e.mode);
-            h.set_uid(e.uid);
-            h.set_gid(e.gid);
-            h.set_mtime(e.mtime);
-            h.set_size(e.data.len() as u64);
-            h.set_cksum();
-            b.append(&h, e.data.as_slice()).unwrap();
+            e.name.truncate(99);
+            e.link.truncate(99);
+            append_raw(&mut b, &e);
         }
         b.into_inner().unwrap()
+    }
+
+    fn append_raw(b: &mut tar::Builder<Vec<u8>>, e: &Fx) {
+        let mut h = tar::Header::new_gnu();
+        {
+            let raw = h.as_old_mut();
+            raw.name[..e.name.len()].copy_from_slice(e.name.as_bytes());
+            raw.linkname[..e.link.len()].copy_from_slice(e.link.as_bytes());
+        }
+        h.set_entry_type(tar::EntryType::new(e.typ));
+        h.set_mode(e.mode);
+        h.set_uid(e.uid);
+        h.set_gid(e.gid);
+        h.set_mtime(e.mtime);
+        h.set_size(e.data.len() as u64);
+        h.set_cksum();
+        b.append(&h, e.data.as_slice()).unwrap();
     }
 
     pub fn compress(c: Comp, data: &[u8]) -> Vec<u8> {
@@ -802,6 +842,28 @@ mod tests {
         ]))
         .is_ok());
         assert!(matches!(parse(b"garbage"), Err(Error::Ar(_))));
+    }
+
+    #[test]
+    fn long_names_and_pax_records_are_honoured() {
+        let long = format!("./usr/lib/python3.11/{}/module.py", "d".repeat(120));
+        let target = format!("../{}", "t".repeat(130));
+        let entries = [
+            file(&long, b"x"),
+            symlink("./usr/lib/short", &target),
+            pax(&[
+                ("path", "./usr/share/pax-named-file"),
+                ("mtime", "1800000000.25"),
+                ("uid", "2000000"),
+            ]),
+            file("./ignored-name", b"y"),
+        ];
+        let got = read_tar("data.tar", &tar(&entries)).unwrap();
+        assert_eq!(got[0].name, long);
+        assert_eq!(got[1].kind, TarKind::Symlink(target));
+        assert_eq!(got[2].name, "./usr/share/pax-named-file");
+        assert_eq!((got[2].mtime, got[2].uid), (1_800_000_000, 2_000_000));
+        assert_eq!(got.len(), 3);
     }
 
     #[test]

@@ -195,50 +195,50 @@ pub fn build(input: &LayerInput) -> Result<LayerOutput, Error> {
     // Package order in the input must not matter.
     let mut packages: Vec<&PackageInput> = input.packages.iter().collect();
     packages.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut loaded = Vec::with_capacity(packages.len());
+    let mut loaded: Vec<Loaded> = Vec::with_capacity(packages.len());
     let mut certs: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     for p in packages {
         loaded.push(load(p, &input.arch, &excludes, &mut certs)?);
     }
+    let labels: Vec<String> = loaded.iter().map(|p| p.label.clone()).collect();
 
-    // The union of every package's kept entries.
+    // The union of every package's kept entries (moved, not copied: file
+    // contents can be large).
     let mut union: BTreeMap<String, (usize, Entry)> = BTreeMap::new();
-    for (i, pkg) in loaded.iter().enumerate() {
-        for e in &pkg.entries {
-            match union.get_mut(&e.path) {
-                None => {
-                    union.insert(e.path.clone(), (i, e.clone()));
-                }
-                Some((j, other)) => {
-                    let first = &loaded[*j].label;
-                    if other.kind != EntryKind::Directory || e.kind != EntryKind::Directory {
-                        return Err(Error::Collision {
-                            path: e.path.clone(),
-                            first: first.clone(),
-                            second: pkg.label.clone(),
-                        });
-                    }
-                    if (other.mode, other.uid, other.gid) != (e.mode, e.uid, e.gid) {
-                        let describe = |label: &str, e: &Entry| {
-                            format!("{label}: mode {:o}, owner {}:{}", e.mode, e.uid, e.gid)
-                        };
-                        return Err(Error::DirectoryConflict {
-                            path: e.path.clone(),
-                            first: describe(first, other),
-                            second: describe(&pkg.label, e),
-                        });
-                    }
-                    other.mtime = other.mtime.max(e.mtime);
-                }
+    for (i, pkg) in loaded.iter_mut().enumerate() {
+        for e in std::mem::take(&mut pkg.entries) {
+            let Some((j, other)) = union.get_mut(&e.path) else {
+                union.insert(e.path.clone(), (i, e));
+                continue;
+            };
+            let first = &labels[*j];
+            if other.kind != EntryKind::Directory || e.kind != EntryKind::Directory {
+                return Err(Error::Collision {
+                    path: e.path,
+                    first: first.clone(),
+                    second: labels[i].clone(),
+                });
             }
+            if (other.mode, other.uid, other.gid) != (e.mode, e.uid, e.gid) {
+                let describe = |label: &str, e: &Entry| {
+                    format!("{label}: mode {:o}, owner {}:{}", e.mode, e.uid, e.gid)
+                };
+                return Err(Error::DirectoryConflict {
+                    path: e.path.clone(),
+                    first: describe(first, other),
+                    second: describe(&labels[i], &e),
+                });
+            }
+            other.mtime = other.mtime.max(e.mtime);
         }
     }
-    // One package's file below another's symlink would be written through it.
-    for pkg in &loaded {
-        tarsafe::check_parents(&pkg.label, &pkg.entries, |p| {
-            union.get(p).map(|(_, e)| &e.kind)
-        })?;
-    }
+    // One package's entry below another's symlink would be written through it.
+    tarsafe::check_parents(
+        union
+            .iter()
+            .map(|(p, (i, _))| (labels[*i].as_str(), p.as_str())),
+        |p| union.get(p).map(|(i, e)| (&e.kind, labels[*i].as_str())),
+    )?;
 
     // The package database: status.d/<name> and <name>.md5sums, and their
     // parent directories where no package ships them.
@@ -254,7 +254,7 @@ pub fn build(input: &LayerInput) -> Result<LayerOutput, Error> {
             Some((j, _)) => {
                 return Err(Error::Reserved {
                     path: dir.clone(),
-                    pkg: loaded[*j].label.clone(),
+                    pkg: labels[*j].clone(),
                 })
             }
             None => {
@@ -280,9 +280,7 @@ pub fn build(input: &LayerInput) -> Result<LayerOutput, Error> {
             ),
         ] {
             if let Some((j, _)) = union.get(&path) {
-                let owner = loaded
-                    .get(*j)
-                    .map_or_else(|| "kiln".to_string(), |p| p.label.clone());
+                let owner = labels.get(*j).cloned().unwrap_or_else(|| "kiln".into());
                 return Err(Error::Reserved { path, pkg: owner });
             }
             let e = Entry::file(path.clone(), data.to_vec(), 0o644, 0, 0, pkg.newest_mtime);

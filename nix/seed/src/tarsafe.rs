@@ -45,17 +45,21 @@ pub enum Error {
         target: String,
         why: &'static str,
     },
-    #[error("{pkg}: entry {path:?} would be written through the symlink {symlink:?}")]
+    /// `owner`: the package of the symlink (in a merged layer it may be
+    /// another one).
+    #[error("{pkg}: entry {path:?} would be written through the symlink {symlink:?} of {owner}")]
     ThroughSymlink {
         pkg: String,
         path: String,
         symlink: String,
+        owner: String,
     },
-    #[error("{pkg}: entry {path:?} lies below {parent:?}, which is not a directory")]
+    #[error("{pkg}: entry {path:?} lies below {parent:?} of {owner}, which is not a directory")]
     ParentNotDirectory {
         pkg: String,
         path: String,
         parent: String,
+        owner: String,
     },
     #[error("{pkg}: entry {path:?} appears twice with different type, content, mode or owner")]
     Duplicate { pkg: String, path: String },
@@ -240,37 +244,41 @@ pub fn validate(pkg: &str, entries: Vec<TarEntry>) -> Result<Vec<Entry>, Error> 
         index.insert(path, out.len());
         out.push(entry);
     }
-    check_parents(pkg, &out, |p| index.get(p).map(|&i| &out[i].kind))?;
+    check_parents(out.iter().map(|e| (pkg, e.path.as_str())), |p| {
+        index.get(p).map(|&i| (&out[i].kind, pkg))
+    })?;
     Ok(out)
 }
 
-/// Refuses entries below a symlink or a non-directory of the same set:
-/// extracting them would write through the link (or fail). `lookup` finds
-/// an entry's kind by path. Used per package here and over the union of a
-/// merged layer by the layer step.
-pub fn check_parents<'a>(
-    pkg: &str,
-    entries: &[Entry],
-    lookup: impl Fn(&str) -> Option<&'a EntryKind>,
+/// Refuses entries below a symlink or a non-directory: extracting them
+/// would write through the link (or fail). `entries` yields (package label,
+/// path); `lookup` finds the entry at a path as (its kind, its package's
+/// label). Used per package here and over the union of a merged layer by
+/// the layer step, where the symlink may come from another package.
+pub fn check_parents<'a, 'b>(
+    entries: impl IntoIterator<Item = (&'b str, &'b str)>,
+    lookup: impl Fn(&str) -> Option<(&'a EntryKind, &'a str)>,
 ) -> Result<(), Error> {
-    for e in entries {
+    for (pkg, path) in entries {
         let mut end = 0;
-        while let Some(off) = e.path[end..].find('/') {
+        while let Some(off) = path[end..].find('/') {
             end += off;
-            let parent = &e.path[..end];
+            let parent = &path[..end];
             match lookup(parent) {
-                Some(EntryKind::Symlink(_)) => {
+                Some((EntryKind::Symlink(_), owner)) => {
                     return Err(Error::ThroughSymlink {
                         pkg: pkg.to_string(),
-                        path: e.path.clone(),
+                        path: path.to_string(),
                         symlink: parent.to_string(),
+                        owner: owner.to_string(),
                     })
                 }
-                Some(EntryKind::File(_) | EntryKind::Hardlink(_)) => {
+                Some((EntryKind::File(_) | EntryKind::Hardlink(_), owner)) => {
                     return Err(Error::ParentNotDirectory {
                         pkg: pkg.to_string(),
-                        path: e.path.clone(),
+                        path: path.to_string(),
                         parent: parent.to_string(),
+                        owner: owner.to_string(),
                     })
                 }
                 _ => {}
