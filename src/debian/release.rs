@@ -588,10 +588,18 @@ pub async fn load_suite(
                 source: e,
             })?;
     let release = open_release(suite, &url, &bytes, keyring, now)?;
+    // The security archive still announces `updates/main` while its files
+    // live under `main/`, so compare the last path segment (as apt does).
     let components: Vec<&String> = source
         .components
         .iter()
-        .filter(|c| release.components.is_empty() || release.components.contains(c))
+        .filter(|c| {
+            release.components.is_empty()
+                || release
+                    .components
+                    .iter()
+                    .any(|r| r == *c || r.rsplit('/').next() == Some(c.as_str()))
+        })
         .collect();
     if components.is_empty() {
         return Err(ReleaseError::MissingIndex {
