@@ -10,17 +10,28 @@ pub const FILE_NAME: &str = "image.toml";
 #[derive(Debug, thiserror::Error)]
 pub enum DefinitionError {
     #[error("{path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// Syntax, unknown key, wrong type or impossible value; `message` carries
     /// the line, column and key from the TOML reader.
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{path}: {line}{source}")]
-    Invalid { path: PathBuf, line: String, source: SpecError },
+    Invalid {
+        path: PathBuf,
+        line: String,
+        source: SpecError,
+    },
     #[error("no image definitions found under {0} (expected <name>/image.toml)")]
     NoneFound(PathBuf),
     #[error("no image named {name:?} under {dir} (known: {known})")]
-    UnknownImage { name: String, dir: PathBuf, known: String },
+    UnknownImage {
+        name: String,
+        dir: PathBuf,
+        known: String,
+    },
 }
 
 /// A definition and where it came from.
@@ -31,33 +42,56 @@ pub struct Loaded {
 }
 
 /// Parses one definition. `dir_name` (the directory's name) must equal `name`.
-pub fn parse(path: &Path, text: &str, dir_name: Option<&str>) -> Result<Definition, DefinitionError> {
+pub fn parse(
+    path: &Path,
+    text: &str,
+    dir_name: Option<&str>,
+) -> Result<Definition, DefinitionError> {
     let definition: Definition = toml::from_str(text).map_err(|e| DefinitionError::Parse {
         path: path.to_path_buf(),
         message: describe_toml_error(text, &e),
     })?;
-    definition.validate(dir_name).map_err(|source| DefinitionError::Invalid {
-        path: path.to_path_buf(),
-        line: locate(text, &source).map(|l| format!("line {l}: ")).unwrap_or_default(),
-        source,
-    })?;
+    definition
+        .validate(dir_name)
+        .map_err(|source| DefinitionError::Invalid {
+            path: path.to_path_buf(),
+            line: locate(text, &source)
+                .map(|l| format!("line {l}: "))
+                .unwrap_or_default(),
+            source,
+        })?;
     Ok(definition)
 }
 
 /// Loads `dir/<name>/image.toml`.
 pub fn load(path: &Path) -> Result<Loaded, DefinitionError> {
-    let text = std::fs::read_to_string(path).map_err(|source| DefinitionError::Read { path: path.to_path_buf(), source })?;
-    let dir_name = path.parent().and_then(|p| p.file_name()).and_then(|n| n.to_str());
+    let text = std::fs::read_to_string(path).map_err(|source| DefinitionError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let dir_name = path
+        .parent()
+        .and_then(|p| p.file_name())
+        .and_then(|n| n.to_str());
     let definition = parse(path, &text, dir_name)?;
-    Ok(Loaded { path: path.to_path_buf(), definition })
+    Ok(Loaded {
+        path: path.to_path_buf(),
+        definition,
+    })
 }
 
 /// Loads every `images_dir/*/image.toml`, sorted by name.
 pub fn load_all(images_dir: &Path) -> Result<Vec<Loaded>, DefinitionError> {
-    let rd = std::fs::read_dir(images_dir).map_err(|source| DefinitionError::Read { path: images_dir.to_path_buf(), source })?;
+    let rd = std::fs::read_dir(images_dir).map_err(|source| DefinitionError::Read {
+        path: images_dir.to_path_buf(),
+        source,
+    })?;
     let mut paths = Vec::new();
     for entry in rd {
-        let entry = entry.map_err(|source| DefinitionError::Read { path: images_dir.to_path_buf(), source })?;
+        let entry = entry.map_err(|source| DefinitionError::Read {
+            path: images_dir.to_path_buf(),
+            source,
+        })?;
         let p = entry.path().join(FILE_NAME);
         if p.is_file() {
             paths.push(p);
@@ -75,9 +109,18 @@ pub fn load_named(images_dir: &Path, name: &str) -> Result<Loaded, DefinitionErr
     let path = images_dir.join(name).join(FILE_NAME);
     if !path.is_file() {
         let known = load_all(images_dir)
-            .map(|all| all.iter().map(|l| l.definition.name.clone()).collect::<Vec<_>>().join(", "))
+            .map(|all| {
+                all.iter()
+                    .map(|l| l.definition.name.clone())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
             .unwrap_or_default();
-        return Err(DefinitionError::UnknownImage { name: name.into(), dir: images_dir.to_path_buf(), known });
+        return Err(DefinitionError::UnknownImage {
+            name: name.into(),
+            dir: images_dir.to_path_buf(),
+            known,
+        });
     }
     load(&path)
 }
@@ -98,7 +141,10 @@ fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let col = before.rfind('\n').map_or(before.len(), |i| before.len() - i - 1) + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before.len(), |i| before.len() - i - 1)
+        + 1;
     (line, col)
 }
 
@@ -107,7 +153,9 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 fn key_at(text: &str, offset: usize) -> Option<String> {
     let before = &text[..offset.min(text.len())];
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let line_end = text[line_start..].find('\n').map_or(text.len(), |i| line_start + i);
+    let line_end = text[line_start..]
+        .find('\n')
+        .map_or(text.len(), |i| line_start + i);
     let line = text[line_start..line_end].trim();
     let mut table = String::new();
     for l in text[..line_start].lines() {
@@ -117,9 +165,17 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
         }
     }
     if line.starts_with('[') {
-        return Some(line.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+        return Some(
+            line.trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_string(),
+        );
     }
-    let key = line.split('=').next().map(str::trim).filter(|k| !k.is_empty() && line.contains('='))?;
+    let key = line
+        .split('=')
+        .next()
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && line.contains('='))?;
     let mut key = key.to_string();
     // Inside an inline table (`users = [{ name = "a", uid = 1 }]`), add the
     // inner key just before the offending value.
@@ -127,27 +183,36 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
     if in_line.contains('{') {
         if let Some(eq) = in_line.rfind('=') {
             let inner = in_line[..eq].trim_end();
-            let start = inner.rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-')).map_or(0, |i| i + 1);
+            let start = inner
+                .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+                .map_or(0, |i| i + 1);
             if start < inner.len() && inner[start..] != key {
                 key = format!("{key}.{}", &inner[start..]);
             }
         }
     }
-    Some(if table.is_empty() { key } else { format!("{table}.{key}") })
+    Some(if table.is_empty() {
+        key
+    } else {
+        format!("{table}.{key}")
+    })
 }
 
 /// Best-effort line of the key a validation error names.
 fn locate(text: &str, e: &SpecError) -> Option<usize> {
-    let SpecError::Invalid { key, .. } = e else { return None };
+    let SpecError::Invalid { key, .. } = e else {
+        return None;
+    };
     let key = key.rsplit(": ").next().unwrap_or(key);
     let last = key.rsplit('.').next()?;
     let last = last.split('[').next()?;
-    text.lines().position(|l| {
-        let l = l.trim_start();
-        l.starts_with(last) && l[last.len()..].trim_start().starts_with('=')
-            || l.starts_with('[') && l.trim_matches(|c| c == '[' || c == ']').ends_with(last)
-    })
-    .map(|i| i + 1)
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start();
+            l.starts_with(last) && l[last.len()..].trim_start().starts_with('=')
+                || l.starts_with('[') && l.trim_matches(|c| c == '[' || c == ']').ends_with(last)
+        })
+        .map(|i| i + 1)
 }
 
 #[cfg(test)]
@@ -168,7 +233,9 @@ groups = [{ name = "nonroot", gid = 65532 }]
 "#;
 
     fn err(text: &str) -> String {
-        parse(Path::new("images/x/image.toml"), text, Some("x")).unwrap_err().to_string()
+        parse(Path::new("images/x/image.toml"), text, Some("x"))
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
@@ -193,15 +260,22 @@ groups = [{ name = "nonroot", gid = 65532 }]
 
     #[test]
     fn bad_mode_names_line_and_key() {
-        let text = format!("{GOOD}\n[[paths]]\npath = \"/tmp\"\ntype = \"directory\"\nmode = \"0999\"\n");
+        let text =
+            format!("{GOOD}\n[[paths]]\npath = \"/tmp\"\ntype = \"directory\"\nmode = \"0999\"\n");
         let e = err(&text);
-        assert!(e.contains("line 16") && e.contains("paths.mode") && e.contains("not an octal"), "{e}");
+        assert!(
+            e.contains("line 16") && e.contains("paths.mode") && e.contains("not an octal"),
+            "{e}"
+        );
     }
 
     #[test]
     fn uid_out_of_range_names_line() {
         let e = err(&GOOD.replace("uid = 65532", "uid = 99999"));
-        assert!(e.contains("line 10") && e.contains("accounts.users.uid") && e.contains("out of range"), "{e}");
+        assert!(
+            e.contains("line 10") && e.contains("accounts.users.uid") && e.contains("out of range"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -212,7 +286,9 @@ groups = [{ name = "nonroot", gid = 65532 }]
 
     #[test]
     fn name_must_match_directory() {
-        let e = parse(Path::new("images/y/image.toml"), GOOD, Some("y")).unwrap_err().to_string();
+        let e = parse(Path::new("images/y/image.toml"), GOOD, Some("y"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("line 2") && e.contains("directory name"), "{e}");
     }
 }

@@ -9,9 +9,16 @@ use std::process::Command;
 #[derive(Debug, thiserror::Error)]
 pub enum NixError {
     #[error("running {command}: {source}")]
-    Spawn { command: String, source: std::io::Error },
+    Spawn {
+        command: String,
+        source: std::io::Error,
+    },
     #[error("`{command}` failed ({status})\n{stderr}")]
-    Failed { command: String, status: String, stderr: String },
+    Failed {
+        command: String,
+        status: String,
+        stderr: String,
+    },
     #[error("could not read `nix show-config --json`: {0}")]
     Config(String),
     #[error("the Nix sandbox is off ({0}); kiln refuses to build without isolation. Run scripts/setup (it sets `sandbox = true` and `sandbox-fallback = false` in /etc/nix/nix.conf), or pass --allow-unsandboxed to build without isolation on purpose")]
@@ -41,10 +48,14 @@ impl NixSettings {
             problems.push(format!("sandbox = {}", self.sandbox));
         }
         if self.sandbox_fallback {
-            problems.push("sandbox-fallback = true (Nix would silently build unsandboxed)".to_string());
+            problems
+                .push("sandbox-fallback = true (Nix would silently build unsandboxed)".to_string());
         }
         if !self.sandbox_paths.is_empty() {
-            problems.push(format!("sandbox-paths = {} (host paths visible to builds)", self.sandbox_paths.join(" ")));
+            problems.push(format!(
+                "sandbox-paths = {} (host paths visible to builds)",
+                self.sandbox_paths.join(" ")
+            ));
         }
         if problems.is_empty() {
             Ok(())
@@ -56,7 +67,10 @@ impl NixSettings {
 
 fn output(cmd: &mut Command) -> Result<String, NixError> {
     let command = display(cmd);
-    let out = cmd.output().map_err(|source| NixError::Spawn { command: command.clone(), source })?;
+    let out = cmd.output().map_err(|source| NixError::Spawn {
+        command: command.clone(),
+        source,
+    })?;
     if !out.status.success() {
         return Err(NixError::Failed {
             command,
@@ -78,10 +92,18 @@ fn display(cmd: &Command) -> String {
 
 /// Reads the effective settings with `nix show-config --json`.
 pub fn settings() -> Result<NixSettings, NixError> {
-    let version = output(Command::new("nix").arg("--version"))?.trim().to_string();
+    let version = output(Command::new("nix").arg("--version"))?
+        .trim()
+        .to_string();
     let text = output(Command::new("nix").args(["show-config", "--json"]))?;
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| NixError::Config(e.to_string()))?;
-    let value = |k: &str| v.get(k).and_then(|s| s.get("value")).cloned().unwrap_or(serde_json::Value::Null);
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| NixError::Config(e.to_string()))?;
+    let value = |k: &str| {
+        v.get(k)
+            .and_then(|s| s.get("value"))
+            .cloned()
+            .unwrap_or(serde_json::Value::Null)
+    };
     let as_string = |x: serde_json::Value| match x {
         serde_json::Value::String(s) => s,
         serde_json::Value::Null => String::new(),
@@ -116,7 +138,10 @@ pub struct Built {
 
 impl Built {
     pub fn out(&self) -> &str {
-        self.outputs.get("out").map(String::as_str).unwrap_or_default()
+        self.outputs
+            .get("out")
+            .map(String::as_str)
+            .unwrap_or_default()
     }
 }
 
@@ -163,26 +188,50 @@ pub fn build(flake: &Path, attrs: &[String], opts: &BuildOptions) -> Result<Vec<
     let out = cmd
         .stderr(std::process::Stdio::inherit())
         .output()
-        .map_err(|source| NixError::Spawn { command: command.clone(), source })?;
+        .map_err(|source| NixError::Spawn {
+            command: command.clone(),
+            source,
+        })?;
     if !out.status.success() {
-        return Err(NixError::Failed { command, status: out.status.to_string(), stderr: "(see the build log above)".into() });
+        return Err(NixError::Failed {
+            command,
+            status: out.status.to_string(),
+            stderr: "(see the build log above)".into(),
+        });
     }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| NixError::Output { command: command.clone(), message: e.to_string() })?;
-    let arr = v.as_array().ok_or_else(|| NixError::Output { command: command.clone(), message: "not a JSON array".into() })?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| NixError::Output {
+            command: command.clone(),
+            message: e.to_string(),
+        })?;
+    let arr = v.as_array().ok_or_else(|| NixError::Output {
+        command: command.clone(),
+        message: "not a JSON array".into(),
+    })?;
     if arr.len() != attrs.len() {
-        return Err(NixError::Output { command, message: format!("{} results for {} attributes", arr.len(), attrs.len()) });
+        return Err(NixError::Output {
+            command,
+            message: format!("{} results for {} attributes", arr.len(), attrs.len()),
+        });
     }
     Ok(arr
         .iter()
         .zip(attrs)
         .map(|(r, attr)| Built {
             attr: attr.clone(),
-            drv_path: r.get("drvPath").and_then(|s| s.as_str()).unwrap_or_default().to_string(),
+            drv_path: r
+                .get("drvPath")
+                .and_then(|s| s.as_str())
+                .unwrap_or_default()
+                .to_string(),
             outputs: r
                 .get("outputs")
                 .and_then(|o| o.as_object())
-                .map(|o| o.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+                .map(|o| {
+                    o.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                        .collect()
+                })
                 .unwrap_or_default(),
         })
         .collect())
@@ -213,13 +262,25 @@ mod tests {
     fn sandbox_off_or_fallback_or_host_paths_are_refused() {
         let mut s = strict();
         s.sandbox = "false".into();
-        assert!(s.check_isolated().unwrap_err().to_string().contains("sandbox = false"));
+        assert!(s
+            .check_isolated()
+            .unwrap_err()
+            .to_string()
+            .contains("sandbox = false"));
         let mut s = strict();
         s.sandbox_fallback = true;
-        assert!(s.check_isolated().unwrap_err().to_string().contains("sandbox-fallback"));
+        assert!(s
+            .check_isolated()
+            .unwrap_err()
+            .to_string()
+            .contains("sandbox-fallback"));
         let mut s = strict();
         s.sandbox_paths = vec!["/bin/sh".into()];
-        assert!(s.check_isolated().unwrap_err().to_string().contains("sandbox-paths"));
+        assert!(s
+            .check_isolated()
+            .unwrap_err()
+            .to_string()
+            .contains("sandbox-paths"));
     }
 
     #[test]

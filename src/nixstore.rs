@@ -19,11 +19,22 @@ const NIX32_ALPHABET: &[u8; 32] = b"0123456789abcdfghijklmnpqrsvwxyz";
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
     #[error("`{command}` failed ({status}): {stderr}")]
-    Command { command: String, status: String, stderr: String },
+    Command {
+        command: String,
+        status: String,
+        stderr: String,
+    },
     #[error("`{command}` printed {got:?}, expected the store path {expected}")]
-    UnexpectedPath { command: String, got: String, expected: String },
+    UnexpectedPath {
+        command: String,
+        got: String,
+        expected: String,
+    },
 }
 
 /// Nix's base-32 encoding (as in store path hashes and `nix-hash --base32`).
@@ -38,7 +49,11 @@ pub fn nix32(bytes: &[u8]) -> String {
         let i = b / 8;
         let j = b % 8;
         let low = bytes[i] >> j;
-        let high = if i + 1 < bytes.len() { (bytes[i + 1] as u16) << (8 - j) } else { 0 };
+        let high = if i + 1 < bytes.len() {
+            (bytes[i + 1] as u16) << (8 - j)
+        } else {
+            0
+        };
         let c = (low as u16 | high) & 0x1f;
         out.push(NIX32_ALPHABET[c as usize] as char);
     }
@@ -49,7 +64,13 @@ pub fn nix32(bytes: &[u8]) -> String {
 pub fn sanitize_name(name: &str) -> String {
     let s: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "+-._?=".contains(c) { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "+-._?=".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     match s.strip_prefix('.') {
         Some(rest) => format!("-{rest}"),
@@ -99,7 +120,10 @@ fn nar_str(out: &mut Vec<u8>, s: &[u8]) {
 /// sha256 of the NAR serialisation of one regular file.
 pub fn nar_sha256_of_file(path: &Path) -> Result<[u8; 32], StoreError> {
     use std::os::unix::fs::PermissionsExt;
-    let io = |source| StoreError::Io { what: format!("reading {}", path.display()), source };
+    let io = |source| StoreError::Io {
+        what: format!("reading {}", path.display()),
+        source,
+    };
     let meta = std::fs::metadata(path).map_err(io)?;
     let executable = meta.permissions().mode() & 0o100 != 0;
     let mut head = Vec::new();
@@ -132,7 +156,10 @@ pub fn nar_sha256_of_file(path: &Path) -> Result<[u8; 32], StoreError> {
 
 fn run(cmd: &mut Command) -> Result<String, StoreError> {
     let command = format!("{cmd:?}").replace('"', "");
-    let out = cmd.output().map_err(|source| StoreError::Io { what: format!("running {command}"), source })?;
+    let out = cmd.output().map_err(|source| StoreError::Io {
+        what: format!("running {command}"),
+        source,
+    })?;
     if !out.status.success() {
         return Err(StoreError::Command {
             command,
@@ -146,19 +173,33 @@ fn run(cmd: &mut Command) -> Result<String, StoreError> {
 /// Adds `file` with `nix-store --add-fixed sha256` (flat) and checks that the
 /// path Nix reports is `expected`.
 pub fn add_fixed_flat(file: &Path, expected: &str) -> Result<PathBuf, StoreError> {
-    add(Command::new("nix-store").args(["--add-fixed", "sha256"]).arg(file), expected)
+    add(
+        Command::new("nix-store")
+            .args(["--add-fixed", "sha256"])
+            .arg(file),
+        expected,
+    )
 }
 
 /// Adds `file` with `nix-store --add-fixed --recursive sha256` and checks the path.
 pub fn add_fixed_recursive(file: &Path, expected: &str) -> Result<PathBuf, StoreError> {
-    add(Command::new("nix-store").args(["--add-fixed", "--recursive", "sha256"]).arg(file), expected)
+    add(
+        Command::new("nix-store")
+            .args(["--add-fixed", "--recursive", "sha256"])
+            .arg(file),
+        expected,
+    )
 }
 
 fn add(cmd: &mut Command, expected: &str) -> Result<PathBuf, StoreError> {
     let command = format!("{cmd:?}").replace('"', "");
     let got = run(cmd)?;
     if got != expected {
-        return Err(StoreError::UnexpectedPath { command, got, expected: expected.to_string() });
+        return Err(StoreError::UnexpectedPath {
+            command,
+            got,
+            expected: expected.to_string(),
+        });
     }
     Ok(PathBuf::from(got))
 }
@@ -184,14 +225,26 @@ mod tests {
     #[test]
     fn nix32_matches_known_values() {
         // nix-hash --type sha256 --to-base32 of sha256("") and of sha256("hello\n")
-        assert_eq!(nix32(&sha(b"")), "0mdqa9w1p6cmli6976v4wi0sw9r4p5prkj7lzfd1877wk11c9c73");
-        assert_eq!(nix32(&sha(b"hello\n")), "00xyyr3fi8l6hb839bv3f7yb86yjv7xi1cgh1xnhipym4asvb4aq");
+        assert_eq!(
+            nix32(&sha(b"")),
+            "0mdqa9w1p6cmli6976v4wi0sw9r4p5prkj7lzfd1877wk11c9c73"
+        );
+        assert_eq!(
+            nix32(&sha(b"hello\n")),
+            "00xyyr3fi8l6hb839bv3f7yb86yjv7xi1cgh1xnhipym4asvb4aq"
+        );
     }
 
     #[test]
     fn names_are_sanitized() {
-        assert_eq!(deb_store_name("tzdata", "2024a-0+deb12u1", "all"), "tzdata_2024a-0+deb12u1_all.deb");
-        assert_eq!(deb_store_name("libc6", "2.36-9~rc1", "amd64"), "libc6_2.36-9-rc1_amd64.deb");
+        assert_eq!(
+            deb_store_name("tzdata", "2024a-0+deb12u1", "all"),
+            "tzdata_2024a-0+deb12u1_all.deb"
+        );
+        assert_eq!(
+            deb_store_name("libc6", "2.36-9~rc1", "amd64"),
+            "libc6_2.36-9-rc1_amd64.deb"
+        );
         assert_eq!(deb_store_name("x", "1:2.0", "arm64"), "x_1-2.0_arm64.deb");
     }
 
@@ -203,9 +256,22 @@ mod tests {
             return;
         }
         let h = sha(b"kiln");
-        let out = run(Command::new("nix-store").args(["--print-fixed-path", "sha256", &hex::encode(h), "x.deb"])).unwrap();
+        let out = run(Command::new("nix-store").args([
+            "--print-fixed-path",
+            "sha256",
+            &hex::encode(h),
+            "x.deb",
+        ]))
+        .unwrap();
         assert_eq!(flat_fixed_path("x.deb", &h), out);
-        let out = run(Command::new("nix-store").args(["--print-fixed-path", "--recursive", "sha256", &hex::encode(h), "kiln-seed"])).unwrap();
+        let out = run(Command::new("nix-store").args([
+            "--print-fixed-path",
+            "--recursive",
+            "sha256",
+            &hex::encode(h),
+            "kiln-seed",
+        ]))
+        .unwrap();
         assert_eq!(recursive_fixed_path("kiln-seed", &h), out);
     }
 
@@ -217,7 +283,11 @@ mod tests {
             return;
         }
         let dir = tempfile::tempdir().unwrap();
-        for (name, content, mode) in [("plain", &b"hello\n"[..], 0o644), ("exe", &b"#!/bin/x\nabc"[..], 0o755), ("empty", &b""[..], 0o644)] {
+        for (name, content, mode) in [
+            ("plain", &b"hello\n"[..], 0o644),
+            ("exe", &b"#!/bin/x\nabc"[..], 0o755),
+            ("empty", &b""[..], 0o644),
+        ] {
             let p = dir.path().join(name);
             std::fs::write(&p, content).unwrap();
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();

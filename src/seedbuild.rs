@@ -41,7 +41,10 @@ pub struct Pin {
 #[derive(Debug, thiserror::Error)]
 pub enum SeedError {
     #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
     #[error("{0}: {1}")]
     Pin(PathBuf, String),
     #[error("building the seed failed: `{command}` exited with {status}")]
@@ -51,7 +54,13 @@ pub enum SeedError {
     #[error(transparent)]
     Store(#[from] nixstore::StoreError),
     #[error("the rebuilt seed differs from the pin in {pin_file}:\n  pinned:  {pinned} ({pinned_rustc})\n  rebuilt: {rebuilt} ({rebuilt_rustc})\nThe seed is not reproducible from this checkout (different sources, Cargo.lock or toolchain). If the change is intended, run `kiln seed` and commit {pin_file}.")]
-    Mismatch { pin_file: String, pinned: String, rebuilt: String, pinned_rustc: String, rebuilt_rustc: String },
+    Mismatch {
+        pin_file: String,
+        pinned: String,
+        rebuilt: String,
+        pinned_rustc: String,
+        rebuilt_rustc: String,
+    },
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SeedError {
@@ -62,19 +71,33 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SeedError {
 impl Pin {
     pub fn read(project: &Path) -> Result<Pin, SeedError> {
         let path = project.join(PIN_FILE);
-        let text = std::fs::read_to_string(&path).map_err(io(format!("reading {}", path.display())))?;
-        let pin: Pin = serde_json::from_str(&text).map_err(|e| SeedError::Pin(path.clone(), e.to_string()))?;
-        let nar = pin.nar_bytes().ok_or_else(|| SeedError::Pin(path.clone(), format!("narHash {:?} is not 64 hex digits", pin.nar_hash)))?;
+        let text =
+            std::fs::read_to_string(&path).map_err(io(format!("reading {}", path.display())))?;
+        let pin: Pin =
+            serde_json::from_str(&text).map_err(|e| SeedError::Pin(path.clone(), e.to_string()))?;
+        let nar = pin.nar_bytes().ok_or_else(|| {
+            SeedError::Pin(
+                path.clone(),
+                format!("narHash {:?} is not 64 hex digits", pin.nar_hash),
+            )
+        })?;
         let expected = nixstore::recursive_fixed_path(STORE_NAME, &nar);
         if pin.store_path != expected {
-            return Err(SeedError::Pin(path, format!("storePath {} does not match narHash (expected {expected})", pin.store_path)));
+            return Err(SeedError::Pin(
+                path,
+                format!(
+                    "storePath {} does not match narHash (expected {expected})",
+                    pin.store_path
+                ),
+            ));
         }
         Ok(pin)
     }
 
     pub fn write(&self, project: &Path) -> Result<(), SeedError> {
         let path = project.join(PIN_FILE);
-        crate::fsutil::write_atomic(&path, &crate::json::pretty(self)).map_err(io(format!("writing {}", path.display())))
+        crate::fsutil::write_atomic(&path, &crate::json::pretty(self))
+            .map_err(io(format!("writing {}", path.display())))
     }
 
     fn nar_bytes(&self) -> Option<[u8; 32]> {
@@ -119,7 +142,10 @@ fn cargo_home() -> PathBuf {
 }
 
 fn rustc_version() -> Result<String, SeedError> {
-    let out = Command::new("rustc").arg("--version").output().map_err(io("running rustc --version"))?;
+    let out = Command::new("rustc")
+        .arg("--version")
+        .output()
+        .map_err(io("running rustc --version"))?;
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
@@ -146,7 +172,9 @@ fn copy_tree(src: &Path, dst: &Path) -> Result<(), SeedError> {
         }
         let from = e.path();
         let to = dst.join(&name);
-        let ft = e.file_type().map_err(io(format!("reading {}", from.display())))?;
+        let ft = e
+            .file_type()
+            .map_err(io(format!("reading {}", from.display())))?;
         if ft.is_dir() {
             copy_tree(&from, &to)?;
         } else if ft.is_file() {
@@ -160,7 +188,10 @@ fn copy_tree(src: &Path, dst: &Path) -> Result<(), SeedError> {
 pub fn build(project: &Path, opts: &BuildOptions) -> Result<Built, SeedError> {
     let crate_dir = project.join(CRATE_DIR);
     if !crate_dir.join("Cargo.toml").is_file() {
-        return Err(SeedError::Pin(crate_dir, "no Cargo.toml: is --project the kiln checkout?".into()));
+        return Err(SeedError::Pin(
+            crate_dir,
+            "no Cargo.toml: is --project the kiln checkout?".into(),
+        ));
     }
     let work = work_dir();
     let src = work.join("src");
@@ -191,17 +222,28 @@ pub fn build(project: &Path, opts: &BuildOptions) -> Result<Built, SeedError> {
         .env_remove("RUSTC_WRAPPER")
         .env_remove("CARGO_BUILD_RUSTC_WRAPPER")
         // C code compiled by build scripts must not record the build path either.
-        .env("CFLAGS", format!("-ffile-prefix-map={}=/cargo -ffile-prefix-map={}=/kiln-seed", cargo_home().display(), src.display()));
+        .env(
+            "CFLAGS",
+            format!(
+                "-ffile-prefix-map={}=/cargo -ffile-prefix-map={}=/kiln-seed",
+                cargo_home().display(),
+                src.display()
+            ),
+        );
     if !opts.verbose {
         cmd.arg("--quiet");
     }
     let command = format!("{cmd:?}");
     let status = cmd.status().map_err(io("running cargo"))?;
     if !status.success() {
-        return Err(SeedError::Cargo { command, status: status.to_string() });
+        return Err(SeedError::Cargo {
+            command,
+            status: status.to_string(),
+        });
     }
     if opts.update_lock {
-        std::fs::copy(src.join("Cargo.lock"), crate_dir.join("Cargo.lock")).map_err(io("copying the seed's Cargo.lock back"))?;
+        std::fs::copy(src.join("Cargo.lock"), crate_dir.join("Cargo.lock"))
+            .map_err(io("copying the seed's Cargo.lock back"))?;
     }
 
     let built = target_dir.join(TARGET).join("release").join("kiln-seed");
@@ -215,7 +257,8 @@ pub fn build(project: &Path, opts: &BuildOptions) -> Result<Built, SeedError> {
     let tmp = out_dir.join(format!(".{STORE_NAME}.tmp"));
     std::fs::copy(&built, &tmp).map_err(io(format!("copying {}", built.display())))?;
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o555)).map_err(io("chmod seed"))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o555))
+        .map_err(io("chmod seed"))?;
     std::fs::rename(&tmp, &binary).map_err(io(format!("renaming to {}", binary.display())))?;
 
     let nar = nixstore::nar_sha256_of_file(&binary)?;
@@ -233,7 +276,12 @@ pub fn build(project: &Path, opts: &BuildOptions) -> Result<Built, SeedError> {
 /// Whether the ELF file at `path` has a PT_INTERP program header (is dynamic).
 fn has_interpreter(path: &Path) -> Result<bool, SeedError> {
     let bytes = std::fs::read(path).map_err(io(format!("reading {}", path.display())))?;
-    let bad = || SeedError::Pin(path.to_path_buf(), "not a 64-bit little-endian ELF file".into());
+    let bad = || {
+        SeedError::Pin(
+            path.to_path_buf(),
+            "not a 64-bit little-endian ELF file".into(),
+        )
+    };
     if bytes.len() < 64 || &bytes[..4] != b"\x7fELF" || bytes[4] != 2 || bytes[5] != 1 {
         return Err(bad());
     }
@@ -258,7 +306,10 @@ pub fn install(built: &Built) -> Result<PathBuf, SeedError> {
     if nixstore::is_valid(&built.pin.store_path) {
         return Ok(PathBuf::from(&built.pin.store_path));
     }
-    Ok(nixstore::add_fixed_recursive(&built.binary, &built.pin.store_path)?)
+    Ok(nixstore::add_fixed_recursive(
+        &built.binary,
+        &built.pin.store_path,
+    )?)
 }
 
 /// Compares a rebuilt seed with the committed pin.
@@ -302,6 +353,9 @@ mod tests {
         assert_eq!(Pin::read(dir.path()).unwrap(), pin);
         pin.store_path = "/nix/store/00000000000000000000000000000000-kiln-seed".into();
         pin.write(dir.path()).unwrap();
-        assert!(Pin::read(dir.path()).unwrap_err().to_string().contains("does not match"));
+        assert!(Pin::read(dir.path())
+            .unwrap_err()
+            .to_string()
+            .contains("does not match"));
     }
 }

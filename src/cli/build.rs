@@ -40,12 +40,20 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
     }
     let pin = Pin::read(project)?;
     if !kiln::nixstore::is_valid(&pin.store_path) {
-        bail!("the seed {} is not in the Nix store; run `kiln seed --check` (or scripts/setup)", pin.store_path);
+        bail!(
+            "the seed {} is not in the Nix store; run `kiln seed --check` (or scripts/setup)",
+            pin.store_path
+        );
     }
     let built = nixcmd::build(
         project,
         &args.images,
-        &BuildOptions { out_link: args.out_link.clone(), rebuild: args.rebuild, allow_unsandboxed: args.allow_unsandboxed, ..Default::default() },
+        &BuildOptions {
+            out_link: args.out_link.clone(),
+            rebuild: args.rebuild,
+            allow_unsandboxed: args.allow_unsandboxed,
+            ..Default::default()
+        },
     )?;
     let mut report = Vec::new();
     for b in &built {

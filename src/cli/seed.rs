@@ -29,8 +29,14 @@ pub struct Args {
 
 pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let built = seedbuild::build(project, &BuildOptions { update_lock: args.update_lock, verbose: args.verbose })
-        .context("building the seed")?;
+    let built = seedbuild::build(
+        project,
+        &BuildOptions {
+            update_lock: args.update_lock,
+            verbose: args.verbose,
+        },
+    )
+    .context("building the seed")?;
     let status = if args.check {
         seedbuild::check_against(project, &built)?;
         "matches the pin"
@@ -59,7 +65,11 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
             serde_json::json!({"storePath": path, "narHash": built.pin.nar_hash, "size": built.pin.size, "status": status, "seconds": secs})
         );
     } else {
-        println!("seed {} ({} bytes, {status}) in {secs:.1}s", path.display(), built.pin.size);
+        println!(
+            "seed {} ({} bytes, {status}) in {secs:.1}s",
+            path.display(),
+            built.pin.size
+        );
     }
     Ok(())
 }

@@ -20,13 +20,21 @@ impl Digest {
 
     /// Parses `sha256:<64 hex>`.
     pub fn parse(s: &str) -> Result<Digest, String> {
-        let hex = s.strip_prefix("sha256:").ok_or_else(|| format!("digest {s:?} does not start with sha256:"))?;
-        Digest::from_hex(hex).ok_or_else(|| format!("digest {s:?} is not sha256: followed by 64 lowercase hex digits"))
+        let hex = s
+            .strip_prefix("sha256:")
+            .ok_or_else(|| format!("digest {s:?} does not start with sha256:"))?;
+        Digest::from_hex(hex).ok_or_else(|| {
+            format!("digest {s:?} is not sha256: followed by 64 lowercase hex digits")
+        })
     }
 
     /// Parses 64 lowercase hex digits.
     pub fn from_hex(hex: &str) -> Option<Digest> {
-        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if hex.len() != 64
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return None;
         }
         let mut out = [0u8; 32];
@@ -76,7 +84,11 @@ pub struct DigestWriter<W> {
 
 impl<W: Write> DigestWriter<W> {
     pub fn new(inner: W) -> Self {
-        DigestWriter { inner, hasher: Sha256::new(), len: 0 }
+        DigestWriter {
+            inner,
+            hasher: Sha256::new(),
+            len: 0,
+        }
     }
 
     pub fn finish(self) -> (Digest, u64) {

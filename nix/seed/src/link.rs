@@ -16,7 +16,10 @@ pub enum Error {
     #[error("link target {0:?} must be a /nix/store path")]
     BadTarget(String),
     #[error("creating {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 #[derive(Deserialize)]
@@ -36,7 +39,10 @@ pub fn run(input: &[u8], out: &Path) -> Result<(), Error> {
             return Err(Error::BadTarget(target.clone()));
         }
         let path = out.join(rel);
-        let io = |source| Error::Io { path: path.display().to_string(), source };
+        let io = |source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        };
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(io)?;
         }

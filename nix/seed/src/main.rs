@@ -16,11 +16,11 @@ fn main() -> ExitCode {
             println!("kiln-seed {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        _ => Err(format!(
-            "usage: kiln-seed <layer|image|index> (inside a kiln derivation)\n\
+        _ => Err(
+            "usage: kiln-seed <layer|image|index|link> (inside a kiln derivation)\n\
              kiln-seed is kiln's sandbox-side builder; run `kiln --help` instead"
-        )
-        .into()),
+                .into(),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -41,7 +41,8 @@ fn build_step(step: &str) -> Result<(), Box<dyn std::error::Error>> {
     check_sandbox()?;
     let input_path = std::env::var_os("kilnInputPath").ok_or("$kilnInputPath is not set (the derivation must pass its input with passAsFile = [\"kilnInput\"])")?;
     let out = PathBuf::from(std::env::var_os("out").ok_or("$out is not set")?);
-    let input = std::fs::read(&input_path).map_err(|e| format!("reading {}: {e}", PathBuf::from(&input_path).display()))?;
+    let input = std::fs::read(&input_path)
+        .map_err(|e| format!("reading {}: {e}", PathBuf::from(&input_path).display()))?;
     match step {
         "layer" => kiln_seed::layer::run(&input, &out)?,
         "image" => kiln_seed::image::run(&input, &out)?,
@@ -58,7 +59,10 @@ fn build_step(step: &str) -> Result<(), Box<dyn std::error::Error>> {
 /// user explicitly allowed to run unsandboxed (`kiln build
 /// --allow-unsandboxed` sets `kilnAllowUnsandboxed`) goes on, loudly.
 fn check_sandbox() -> Result<(), String> {
-    let visible: Vec<&str> = ["/usr", "/home", "/root", "/var"].into_iter().filter(|p| std::path::Path::new(p).exists()).collect();
+    let visible: Vec<&str> = ["/usr", "/home", "/root", "/var"]
+        .into_iter()
+        .filter(|p| std::path::Path::new(p).exists())
+        .collect();
     if visible.is_empty() {
         return Ok(());
     }

@@ -81,7 +81,10 @@ pub struct Mode(pub u32);
 impl Mode {
     pub fn parse(s: &str) -> Result<Mode, String> {
         let digits = s.strip_prefix("0o").unwrap_or(s);
-        if digits.is_empty() || digits.len() > 5 || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        if digits.is_empty()
+            || digits.len() > 5
+            || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b))
+        {
             return Err(format!("mode {s:?} is not an octal number like \"0755\""));
         }
         let value = u32::from_str_radix(digits, 8).map_err(|e| e.to_string())?;
@@ -113,7 +116,9 @@ impl<'de> Deserialize<'de> for Id {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let v = i64::deserialize(d)?;
         if !(0..=MAX_ID as i64).contains(&v) {
-            return Err(de::Error::custom(format!("id {v} is out of range 0..={MAX_ID}")));
+            return Err(de::Error::custom(format!(
+                "id {v} is out of range 0..={MAX_ID}"
+            )));
         }
         Ok(Id(v as u32))
     }
@@ -136,7 +141,9 @@ impl AbsPath {
             return Err(format!("path {s:?} contains a . or .. component"));
         }
         if s.len() > 1 && (s.ends_with('/') || s.contains("//")) {
-            return Err(format!("path {s:?} is not normalized (no trailing or doubled /)"));
+            return Err(format!(
+                "path {s:?} is not normalized (no trailing or doubled /)"
+            ));
         }
         Ok(AbsPath(s.to_string()))
     }
@@ -167,10 +174,14 @@ impl<'de> Deserialize<'de> for PathGlob {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         if !s.starts_with('/') {
-            return Err(de::Error::custom(format!("path pattern {s:?} is not absolute (it must start with /)")));
+            return Err(de::Error::custom(format!(
+                "path pattern {s:?} is not absolute (it must start with /)"
+            )));
         }
         if s.split('/').any(|c| c == "..") {
-            return Err(de::Error::custom(format!("path pattern {s:?} contains a .. component")));
+            return Err(de::Error::custom(format!(
+                "path pattern {s:?} contains a .. component"
+            )));
         }
         Ok(PathGlob(s))
     }
@@ -186,8 +197,11 @@ impl<'de> Deserialize<'de> for AccountName {
         let s = String::deserialize(d)?;
         let ok = !s.is_empty()
             && s.len() <= 32
-            && s.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
-            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+            && s.bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
         if !ok {
             return Err(de::Error::custom(format!(
                 "account name {s:?} is invalid (lowercase letters, digits, _ and -, starting with a letter or _, at most 32)"
@@ -205,8 +219,11 @@ pub struct PackageName(pub String);
 impl PackageName {
     pub fn is_valid(s: &str) -> bool {
         s.len() >= 2
-            && s.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b))
+            && s.bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b))
     }
 }
 
@@ -214,7 +231,9 @@ impl<'de> Deserialize<'de> for PackageName {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         if !PackageName::is_valid(&s) {
-            return Err(de::Error::custom(format!("{s:?} is not a valid Debian package name")));
+            return Err(de::Error::custom(format!(
+                "{s:?} is not a valid Debian package name"
+            )));
         }
         Ok(PackageName(s))
     }
@@ -231,7 +250,9 @@ fn default_archs() -> Vec<Arch> {
 }
 
 fn default_suites() -> Vec<String> {
-    ["bookworm", "bookworm-updates", "bookworm-security"].map(String::from).to_vec()
+    ["bookworm", "bookworm-updates", "bookworm-security"]
+        .map(String::from)
+        .to_vec()
 }
 
 fn default_true() -> bool {
@@ -492,7 +513,10 @@ pub enum SpecError {
 }
 
 fn invalid(key: impl Into<String>, message: impl Into<String>) -> SpecError {
-    SpecError::Invalid { key: key.into(), message: message.into() }
+    SpecError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
 }
 
 fn resolve_run_as(accounts: &Accounts, run_as: Option<&str>) -> Result<(u32, u32), SpecError> {
@@ -503,11 +527,20 @@ fn resolve_run_as(accounts: &Accounts, run_as: Option<&str>) -> Result<(u32, u32
         return Ok((user.uid.0, user.gid.0));
     }
     let mut parts = run_as.splitn(2, ':');
-    let parse = |s: Option<&str>| -> Option<u32> { s.and_then(|s| s.parse::<u32>().ok()).filter(|v| *v <= MAX_ID) };
+    let parse = |s: Option<&str>| -> Option<u32> {
+        s.and_then(|s| s.parse::<u32>().ok())
+            .filter(|v| *v <= MAX_ID)
+    };
     let uid = parse(parts.next());
     let gid = match parts.next() {
         Some(g) => parse(Some(g)),
-        None => uid.map(|u| accounts.users.iter().find(|x| x.uid.0 == u).map_or(u, |x| x.gid.0)),
+        None => uid.map(|u| {
+            accounts
+                .users
+                .iter()
+                .find(|x| x.uid.0 == u)
+                .map_or(u, |x| x.gid.0)
+        }),
     };
     match (uid, gid) {
         (Some(u), Some(g)) => Ok((u, g)),
@@ -524,11 +557,20 @@ impl Definition {
     pub fn validate(&self, dir_name: Option<&str>) -> Result<(), SpecError> {
         if let Some(dir) = dir_name {
             if self.name != dir {
-                return Err(invalid("name", format!("{:?} must equal the directory name {dir:?}", self.name)));
+                return Err(invalid(
+                    "name",
+                    format!("{:?} must equal the directory name {dir:?}", self.name),
+                ));
             }
         }
         if !is_image_name(&self.name) {
-            return Err(invalid("name", format!("{:?} must be lowercase letters, digits and - (an OCI repository component)", self.name)));
+            return Err(invalid(
+                "name",
+                format!(
+                    "{:?} must be lowercase letters, digits and - (an OCI repository component)",
+                    self.name
+                ),
+            ));
         }
         if self.archs.is_empty() {
             return Err(invalid("archs", "at least one architecture is required"));
@@ -540,11 +582,17 @@ impl Definition {
             return Err(invalid("suites", "at least one suite is required"));
         }
         if !(2..=127).contains(&self.layer_budget) {
-            return Err(invalid("layer_budget", format!("{} is out of range 2..=127", self.layer_budget)));
+            return Err(invalid(
+                "layer_budget",
+                format!("{} is out of range 2..=127", self.layer_budget),
+            ));
         }
         for name in self.variants.keys() {
             if !is_image_name(name) || name == "latest" {
-                return Err(invalid(format!("variants.{name}"), "a variant name must be lowercase letters, digits and -, and not \"latest\""));
+                return Err(invalid(
+                    format!("variants.{name}"),
+                    "a variant name must be lowercase letters, digits and -, and not \"latest\"",
+                ));
             }
         }
         let mut specs = vec![self.image(None)?];
@@ -576,7 +624,10 @@ impl Definition {
         let Some(name) = variant else {
             return Ok(spec);
         };
-        let v = self.variants.get(name).ok_or_else(|| SpecError::UnknownVariant(name.to_string()))?;
+        let v = self
+            .variants
+            .get(name)
+            .ok_or_else(|| SpecError::UnknownVariant(name.to_string()))?;
         spec.variant = Some(name.to_string());
         if let Some(d) = &v.description {
             spec.description = d.clone();
@@ -584,8 +635,12 @@ impl Definition {
         if let Some(d) = v.debug {
             spec.debug = d;
         }
-        spec.packages.include.extend(v.packages.include.iter().cloned());
-        spec.packages.exclude.extend(v.packages.exclude.iter().cloned());
+        spec.packages
+            .include
+            .extend(v.packages.include.iter().cloned());
+        spec.packages
+            .exclude
+            .extend(v.packages.exclude.iter().cloned());
         if v.accounts.run_as.is_some() {
             spec.accounts.run_as = v.accounts.run_as.clone();
         }
@@ -630,26 +685,41 @@ impl ImageSpec {
 
     pub fn validate(&self) -> Result<(), SpecError> {
         if self.packages.include.is_empty() {
-            return Err(invalid(self.key("packages.include"), "at least one package is required"));
+            return Err(invalid(
+                self.key("packages.include"),
+                "at least one package is required",
+            ));
         }
         for p in &self.packages.include {
             if self.packages.exclude.contains(p) {
-                return Err(invalid(self.key("packages.exclude"), format!("{p} is both included and excluded")));
+                return Err(invalid(
+                    self.key("packages.exclude"),
+                    format!("{p} is both included and excluded"),
+                ));
             }
         }
         let mut names = BTreeSet::new();
         let mut uids = BTreeSet::new();
         for (i, u) in self.accounts.users.iter().enumerate() {
             if !names.insert(&u.name) {
-                return Err(invalid(self.key(&format!("accounts.users[{i}].name")), format!("user {} is declared twice", u.name.0)));
+                return Err(invalid(
+                    self.key(&format!("accounts.users[{i}].name")),
+                    format!("user {} is declared twice", u.name.0),
+                ));
             }
             if !uids.insert(u.uid) {
-                return Err(invalid(self.key(&format!("accounts.users[{i}].uid")), format!("uid {} is used twice", u.uid.0)));
+                return Err(invalid(
+                    self.key(&format!("accounts.users[{i}].uid")),
+                    format!("uid {} is used twice", u.uid.0),
+                ));
             }
             if !self.accounts.groups.iter().any(|g| g.gid == u.gid) {
                 return Err(invalid(
                     self.key(&format!("accounts.users[{i}].gid")),
-                    format!("user {} has gid {} but no group in accounts.groups has it", u.name.0, u.gid.0),
+                    format!(
+                        "user {} has gid {} but no group in accounts.groups has it",
+                        u.name.0, u.gid.0
+                    ),
                 ));
             }
         }
@@ -657,14 +727,23 @@ impl ImageSpec {
         let mut gids = BTreeSet::new();
         for (i, g) in self.accounts.groups.iter().enumerate() {
             if !gnames.insert(&g.name) {
-                return Err(invalid(self.key(&format!("accounts.groups[{i}].name")), format!("group {} is declared twice", g.name.0)));
+                return Err(invalid(
+                    self.key(&format!("accounts.groups[{i}].name")),
+                    format!("group {} is declared twice", g.name.0),
+                ));
             }
             if !gids.insert(g.gid) {
-                return Err(invalid(self.key(&format!("accounts.groups[{i}].gid")), format!("gid {} is used twice", g.gid.0)));
+                return Err(invalid(
+                    self.key(&format!("accounts.groups[{i}].gid")),
+                    format!("gid {} is used twice", g.gid.0),
+                ));
             }
             for m in &g.members {
                 if !names.contains(m) {
-                    return Err(invalid(self.key(&format!("accounts.groups[{i}].members")), format!("{} is not a user in accounts.users", m.0)));
+                    return Err(invalid(
+                        self.key(&format!("accounts.groups[{i}].members")),
+                        format!("{} is not a user in accounts.users", m.0),
+                    ));
                 }
             }
         }
@@ -693,12 +772,18 @@ impl ImageSpec {
                         return Err(invalid(key, format!("symlink {} needs a target", p.path.0)));
                     }
                     if p.content.is_some() || p.mode.is_some() {
-                        return Err(invalid(key, format!("symlink {} takes no content or mode", p.path.0)));
+                        return Err(invalid(
+                            key,
+                            format!("symlink {} takes no content or mode", p.path.0),
+                        ));
                     }
                 }
                 PathKind::Directory => {
                     if p.target.is_some() || p.content.is_some() {
-                        return Err(invalid(key, format!("directory {} takes no target or content", p.path.0)));
+                        return Err(invalid(
+                            key,
+                            format!("directory {} takes no target or content", p.path.0),
+                        ));
                     }
                 }
                 PathKind::File => {
@@ -708,14 +793,20 @@ impl ImageSpec {
                 }
             }
         }
-        for (k, _) in &self.config.env {
+        for k in self.config.env.keys() {
             if k.is_empty() || k.contains('=') || k.contains('\0') {
-                return Err(invalid(self.key(&format!("config.env.{k}")), "an environment variable name must be non-empty and contain no = or NUL"));
+                return Err(invalid(
+                    self.key(&format!("config.env.{k}")),
+                    "an environment variable name must be non-empty and contain no = or NUL",
+                ));
             }
         }
         if let Some(sig) = &self.config.stop_signal {
             if !is_signal(sig) {
-                return Err(invalid(self.key("config.stop_signal"), format!("{sig:?} is not a signal name like SIGTERM or a number")));
+                return Err(invalid(
+                    self.key("config.stop_signal"),
+                    format!("{sig:?} is not a signal name like SIGTERM or a number"),
+                ));
             }
         }
         Ok(())
@@ -726,14 +817,21 @@ fn is_signal(s: &str) -> bool {
     if let Ok(n) = s.parse::<u32>() {
         return (1..=64).contains(&n);
     }
-    s.strip_prefix("SIG").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'+' || b == b'-'))
+    s.strip_prefix("SIG").is_some_and(|n| {
+        !n.is_empty()
+            && n.bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'+' || b == b'-')
+    })
 }
 
 fn is_image_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.ends_with('-')
 }
 
@@ -825,8 +923,14 @@ mod tests {
         assert_eq!(v.tag(), "debug");
         assert_eq!(v.packages.include.len(), 2);
         assert_eq!(v.user().unwrap(), (0, 0));
-        assert_eq!(v.config.entrypoint.as_deref(), Some(&["/bin/sh".to_string()][..]));
-        assert!(matches!(d.image(Some("nope")), Err(SpecError::UnknownVariant(_))));
+        assert_eq!(
+            v.config.entrypoint.as_deref(),
+            Some(&["/bin/sh".to_string()][..])
+        );
+        assert!(matches!(
+            d.image(Some("nope")),
+            Err(SpecError::UnknownVariant(_))
+        ));
     }
 
     #[test]

@@ -30,15 +30,49 @@ pub struct Entry {
 
 impl Entry {
     pub fn directory(path: impl Into<String>, mode: u32, uid: u32, gid: u32, mtime: u64) -> Entry {
-        Entry { path: path.into(), kind: EntryKind::Directory, mode, uid, gid, mtime }
+        Entry {
+            path: path.into(),
+            kind: EntryKind::Directory,
+            mode,
+            uid,
+            gid,
+            mtime,
+        }
     }
 
-    pub fn file(path: impl Into<String>, data: Vec<u8>, mode: u32, uid: u32, gid: u32, mtime: u64) -> Entry {
-        Entry { path: path.into(), kind: EntryKind::File(data), mode, uid, gid, mtime }
+    pub fn file(
+        path: impl Into<String>,
+        data: Vec<u8>,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        mtime: u64,
+    ) -> Entry {
+        Entry {
+            path: path.into(),
+            kind: EntryKind::File(data),
+            mode,
+            uid,
+            gid,
+            mtime,
+        }
     }
 
-    pub fn symlink(path: impl Into<String>, target: impl Into<String>, uid: u32, gid: u32, mtime: u64) -> Entry {
-        Entry { path: path.into(), kind: EntryKind::Symlink(target.into()), mode: 0o777, uid, gid, mtime }
+    pub fn symlink(
+        path: impl Into<String>,
+        target: impl Into<String>,
+        uid: u32,
+        gid: u32,
+        mtime: u64,
+    ) -> Entry {
+        Entry {
+            path: path.into(),
+            kind: EntryKind::Symlink(target.into()),
+            mode: 0o777,
+            uid,
+            gid,
+            mtime,
+        }
     }
 }
 
@@ -70,7 +104,10 @@ pub const GZIP_LEVEL: u32 = 9;
 /// Duplicate paths are an error of the caller and panic.
 pub fn write_layer(entries: Vec<Entry>) -> io::Result<LayerBlob> {
     let entries = normalize(entries);
-    let gz = GzBuilder::new().operating_system(255).mtime(0).write(Vec::new(), Compression::new(GZIP_LEVEL));
+    let gz = GzBuilder::new()
+        .operating_system(255)
+        .mtime(0)
+        .write(Vec::new(), Compression::new(GZIP_LEVEL));
     let mut tar_digest = DigestWriter::new(gz);
     {
         let mut builder = tar::Builder::new(&mut tar_digest);
@@ -83,7 +120,11 @@ pub fn write_layer(entries: Vec<Entry>) -> io::Result<LayerBlob> {
     let (gz, diff_id, _) = tar_digest.into_parts();
     let gz = gz.finish()?;
     let digest = Digest::of(&gz);
-    Ok(LayerBlob { gz, digest, diff_id })
+    Ok(LayerBlob {
+        gz,
+        digest,
+        diff_id,
+    })
 }
 
 fn normalize(mut entries: Vec<Entry>) -> Vec<Entry> {
@@ -93,11 +134,17 @@ fn normalize(mut entries: Vec<Entry>) -> Vec<Entry> {
     }
     // Group hard links by the file they share and make the first path in
     // sorted order the file, all others links to it.
-    let index: BTreeMap<String, usize> = entries.iter().enumerate().map(|(i, e)| (e.path.clone(), i)).collect();
+    let index: BTreeMap<String, usize> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.path.clone(), i))
+        .collect();
     let mut root_of: BTreeMap<usize, usize> = BTreeMap::new();
     for (i, e) in entries.iter().enumerate() {
         if let EntryKind::Hardlink(target) = &e.kind {
-            let mut t = *index.get(target).unwrap_or_else(|| panic!("hard link {} to missing {}", e.path, target));
+            let mut t = *index
+                .get(target)
+                .unwrap_or_else(|| panic!("hard link {} to missing {}", e.path, target));
             let mut hops = 0;
             while let EntryKind::Hardlink(next) = &entries[t].kind {
                 t = index[next];
@@ -115,10 +162,21 @@ fn normalize(mut entries: Vec<Entry>) -> Vec<Entry> {
         members.sort();
         let first = members[0];
         if first != file {
-            let kind = std::mem::replace(&mut entries[file].kind, EntryKind::Hardlink(String::new()));
+            let kind =
+                std::mem::replace(&mut entries[file].kind, EntryKind::Hardlink(String::new()));
             entries[first].kind = kind;
-            let meta = (entries[file].mode, entries[file].uid, entries[file].gid, entries[file].mtime);
-            (entries[first].mode, entries[first].uid, entries[first].gid, entries[first].mtime) = meta;
+            let meta = (
+                entries[file].mode,
+                entries[file].uid,
+                entries[file].gid,
+                entries[file].mtime,
+            );
+            (
+                entries[first].mode,
+                entries[first].uid,
+                entries[first].gid,
+                entries[first].mtime,
+            ) = meta;
         }
         let target = entries[first].path.clone();
         for &m in &members[1..] {
@@ -165,7 +223,14 @@ mod tests {
 
     fn sample() -> Vec<Entry> {
         vec![
-            Entry::file("etc/passwd", b"root:x:0:0::/root:/sbin/nologin\n".to_vec(), 0o644, 0, 0, 7),
+            Entry::file(
+                "etc/passwd",
+                b"root:x:0:0::/root:/sbin/nologin\n".to_vec(),
+                0o644,
+                0,
+                0,
+                7,
+            ),
             Entry::directory("etc", 0o755, 0, 0, 7),
             Entry::symlink("etc/os-release", "../usr/lib/os-release", 0, 0, 7),
             Entry::directory("tmp", 0o1777, 0, 0, 7),
@@ -174,14 +239,20 @@ mod tests {
 
     fn read_back(blob: &LayerBlob) -> Vec<(String, tar::EntryType, u32)> {
         let mut tar = Vec::new();
-        flate2::read::GzDecoder::new(blob.gz.as_slice()).read_to_end(&mut tar).unwrap();
+        flate2::read::GzDecoder::new(blob.gz.as_slice())
+            .read_to_end(&mut tar)
+            .unwrap();
         assert_eq!(Digest::of(&tar), blob.diff_id);
         let mut a = tar::Archive::new(tar.as_slice());
         a.entries()
             .unwrap()
             .map(|e| {
                 let e = e.unwrap();
-                (e.path().unwrap().to_string_lossy().into_owned(), e.header().entry_type(), e.header().mode().unwrap())
+                (
+                    e.path().unwrap().to_string_lossy().into_owned(),
+                    e.header().entry_type(),
+                    e.header().mode().unwrap(),
+                )
             })
             .collect()
     }
@@ -199,7 +270,10 @@ mod tests {
     #[test]
     fn entries_are_sorted_and_keep_modes() {
         let blob = write_layer(sample()).unwrap();
-        let names: Vec<_> = read_back(&blob).into_iter().map(|(p, _, m)| (p, m)).collect();
+        let names: Vec<_> = read_back(&blob)
+            .into_iter()
+            .map(|(p, _, m)| (p, m))
+            .collect();
         assert_eq!(
             names,
             vec![
@@ -222,7 +296,14 @@ mod tests {
     fn hard_links_point_at_the_first_path() {
         let entries = vec![
             Entry::file("usr/bin/z", b"x".to_vec(), 0o755, 0, 0, 1),
-            Entry { path: "usr/bin/a".into(), kind: EntryKind::Hardlink("usr/bin/z".into()), mode: 0o755, uid: 0, gid: 0, mtime: 1 },
+            Entry {
+                path: "usr/bin/a".into(),
+                kind: EntryKind::Hardlink("usr/bin/z".into()),
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+                mtime: 1,
+            },
         ];
         let blob = write_layer(entries).unwrap();
         let got = read_back(&blob);
