@@ -6,6 +6,7 @@ pub mod digest;
 pub mod json;
 pub mod layerinfo;
 pub mod oci;
+pub mod rootfs;
 pub mod spec;
 pub mod tarwrite;
 
