@@ -7,6 +7,7 @@ pub mod json;
 pub mod layerinfo;
 pub mod oci;
 pub mod rootfs;
+pub mod sbom;
 pub mod spec;
 pub mod tarwrite;
 

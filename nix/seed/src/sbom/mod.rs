@@ -1,0 +1,441 @@
+//! SBOMs of one image for one architecture, generated inside the derivation
+//! from what was installed: the packages of the layers (their `layer.json`)
+//! and the files kiln generated.
+//!
+//! Nothing in them depends on the build: times come from the lock
+//! (`created`), identifiers (SPDX namespace, CycloneDX serial number) from
+//! the manifest digest, and every list is sorted.
+
+pub mod cyclonedx;
+pub mod spdx;
+
+use crate::digest::Digest;
+use crate::layerinfo::{FileType, InstalledPackage};
+use crate::rootfs::GeneratedFile;
+use crate::spec::Arch;
+use std::collections::BTreeMap;
+
+pub const TOOL_NAME: &str = "kiln-seed";
+pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const NOASSERTION: &str = "NOASSERTION";
+/// The `distro` qualifier of Debian package purls.
+pub const DISTRO: &str = "debian-12";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("package {package} {version}: {message}")]
+    Package {
+        package: String,
+        version: String,
+        message: String,
+    },
+}
+
+fn package_err(p: &InstalledPackage, message: impl Into<String>) -> Error {
+    Error::Package {
+        package: p.name.clone(),
+        version: p.version.clone(),
+        message: message.into(),
+    }
+}
+
+/// What both SBOM formats are made from.
+#[derive(Debug)]
+pub struct Image<'a> {
+    /// The full image name (`name` or `name-variant`).
+    pub name: &'a str,
+    pub tag: &'a str,
+    pub arch: Arch,
+    /// Epoch seconds (the image's `created`).
+    pub created: u64,
+    /// Digest of the image manifest the SBOM describes.
+    pub manifest: Digest,
+    /// The image's `org.opencontainers.image.licenses` annotation.
+    pub licenses: &'a str,
+    /// Installed packages, sorted by name.
+    pub packages: Vec<Package<'a>>,
+    /// Regular files of the generated layer.
+    pub generated: &'a [GeneratedFile],
+}
+
+/// An installed package and the regular files of it that the image shows.
+#[derive(Debug)]
+pub struct Package<'a> {
+    pub info: &'a InstalledPackage,
+    pub files: Vec<File>,
+}
+
+/// A regular file (or hard link to one) with its checksums (lowercase hex).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct File {
+    /// Absolute path in the image.
+    pub path: String,
+    pub sha1: String,
+    pub sha256: String,
+}
+
+fn is_hex(s: &str, len: usize) -> bool {
+    s.len() == len
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+impl<'a> Package<'a> {
+    /// The package with its regular files (and hard links, with their
+    /// target's checksums) for which `visible(path)` holds: a file that a
+    /// later layer or the generated layer replaces is not in the image.
+    pub fn new(
+        info: &'a InstalledPackage,
+        visible: impl Fn(&str) -> bool,
+    ) -> Result<Package<'a>, Error> {
+        if !is_hex(&info.sha256, 64) {
+            return Err(package_err(
+                info,
+                format!(
+                    "sha256 {:?} of the .deb is not 64 lowercase hex digits",
+                    info.sha256
+                ),
+            ));
+        }
+        let by_path: BTreeMap<&str, &crate::layerinfo::FileInfo> =
+            info.files.iter().map(|f| (f.path.as_str(), f)).collect();
+        let mut files = Vec::new();
+        for f in &info.files {
+            let content = match f.file_type {
+                FileType::File => f,
+                FileType::Hardlink => match f.target.as_deref().and_then(|t| by_path.get(t)) {
+                    Some(t) if t.file_type == FileType::File => t,
+                    // A link to a file of another package: that package lists it.
+                    _ => continue,
+                },
+                FileType::Directory | FileType::Symlink => continue,
+            };
+            if !visible(&f.path) {
+                continue;
+            }
+            let sha1 = content.sha1.as_deref().filter(|h| is_hex(h, 40));
+            let sha256 = content.sha256.as_deref().filter(|h| is_hex(h, 64));
+            let (Some(sha1), Some(sha256)) = (sha1, sha256) else {
+                return Err(package_err(
+                    info,
+                    format!("file {} has no valid sha1 and sha256 in layer.json", f.path),
+                ));
+            };
+            files.push(File {
+                path: f.path.clone(),
+                sha1: sha1.into(),
+                sha256: sha256.into(),
+            });
+        }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(Package { info, files })
+    }
+}
+
+/// Percent-encodes everything but the purl spec's unreserved characters
+/// (`A-Za-z0-9.-_~`): `+` becomes `%2B`, an epoch's `:` `%3A`.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `pkg:deb/debian/<name>@<version>?arch=<architecture>&distro=debian-12`
+/// (qualifiers sorted by key, as the purl spec requires).
+pub fn deb_purl(p: &InstalledPackage) -> String {
+    format!(
+        "pkg:deb/debian/{}@{}?arch={}&distro={DISTRO}",
+        percent_encode(&p.name),
+        percent_encode(&p.version),
+        percent_encode(&p.architecture)
+    )
+}
+
+/// `pkg:oci/<name>@sha256%3A<hex>?arch=<arch>&tag=<tag>` for the image.
+pub fn image_purl(name: &str, manifest: &Digest, arch: Arch, tag: &str) -> String {
+    format!(
+        "pkg:oci/{}@{}?arch={}&tag={}",
+        percent_encode(name),
+        percent_encode(&manifest.to_string()),
+        arch.debian(),
+        percent_encode(tag)
+    )
+}
+
+/// Whether a license or copyright field says something (not empty, not NOASSERTION).
+pub fn asserted(s: &str) -> Option<&str> {
+    let s = s.trim();
+    (!s.is_empty() && s != NOASSERTION).then_some(s)
+}
+
+/// The `LicenseRef-*` identifiers an SPDX expression uses.
+pub fn license_refs(expr: &str) -> Vec<&str> {
+    expr.split(|c: char| c.is_whitespace() || c == '(' || c == ')')
+        .filter(|t| t.starts_with("LicenseRef-"))
+        .collect()
+}
+
+/// The image's license expression: the packages' distinct asserted
+/// licenses, sorted, joined with ` AND ` (those with an `OR` parenthesized
+/// so that their meaning survives), or `NOASSERTION`.
+pub fn combined_license<'a>(licenses: impl IntoIterator<Item = &'a str>) -> String {
+    let mut set: Vec<String> = licenses
+        .into_iter()
+        .filter_map(asserted)
+        .map(|l| {
+            // AND binds tighter than OR: an expression with an OR must be
+            // wrapped (even `(A) OR (B)`, which starts and ends with one).
+            let words = l.split(|c: char| c.is_whitespace() || c == '(' || c == ')');
+            if words.into_iter().any(|w| w.eq_ignore_ascii_case("or")) {
+                format!("({l})")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    set.sort();
+    set.dedup();
+    if set.is_empty() {
+        NOASSERTION.to_string()
+    } else {
+        set.join(" AND ")
+    }
+}
+
+/// A Debian `Maintainer:` field (`Name <email>`), split.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Maintainer {
+    pub name: String,
+    pub email: Option<String>,
+    /// A team or mailing list rather than a person.
+    pub organization: bool,
+}
+
+impl Maintainer {
+    pub fn parse(field: &str) -> Option<Maintainer> {
+        let field = field.trim();
+        let (name, email) = match (field.find('<'), field.rfind('>')) {
+            (Some(l), Some(r)) if l < r => {
+                (field[..l].trim(), Some(field[l + 1..r].trim().to_string()))
+            }
+            _ => (field, None),
+        };
+        // SPDX actors put the email in parentheses: keep them out of the name.
+        let name: String = name
+            .chars()
+            .filter(|c| !matches!(c, '(' | ')'))
+            .collect::<String>()
+            .trim()
+            .to_string();
+        if name.is_empty() {
+            return None;
+        }
+        let lower = name.to_lowercase();
+        let email = email.filter(|e| !e.is_empty() && !e.contains(['(', ')']));
+        let organization = [
+            "team",
+            "maintainers",
+            "group",
+            "project",
+            "developers",
+            "packagers",
+            "debian ",
+        ]
+        .iter()
+        .any(|w| lower.contains(w))
+            || email
+                .as_deref()
+                .is_some_and(|e| e.contains("@lists.") || e.ends_with("@tracker.debian.org"));
+        Some(Maintainer {
+            name,
+            email,
+            organization,
+        })
+    }
+
+    /// `Person: Name (email)` / `Organization: Name (email)`.
+    pub fn spdx_actor(&self) -> String {
+        let kind = if self.organization {
+            "Organization"
+        } else {
+            "Person"
+        };
+        match &self.email {
+            Some(e) => format!("{kind}: {} ({e})", self.name),
+            None => format!("{kind}: {}", self.name),
+        }
+    }
+}
+
+/// A homepage usable as a URL in both formats (Debian's `Homepage:` is
+/// free text in practice).
+pub fn homepage(p: &InstalledPackage) -> Option<&str> {
+    let h = p.homepage.as_deref()?.trim();
+    let rest = h
+        .strip_prefix("https://")
+        .or_else(|| h.strip_prefix("http://"))?;
+    let host = rest.split('/').next().unwrap_or("");
+    (host.contains('.') && !h.contains(char::is_whitespace) && !h.contains(['"', '<', '>', '\\']))
+        .then_some(h)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::layerinfo::FileInfo;
+
+    pub(crate) fn file(path: &str, content: &[u8]) -> FileInfo {
+        use sha1::Sha1;
+        use sha2::{Digest as _, Sha256};
+        FileInfo {
+            path: path.into(),
+            file_type: FileType::File,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            size: Some(content.len() as u64),
+            sha256: Some(hex::encode(Sha256::digest(content))),
+            sha1: Some(hex::encode(Sha1::digest(content))),
+            md5: None,
+            target: None,
+        }
+    }
+
+    pub(crate) fn package(
+        name: &str,
+        version: &str,
+        arch: &str,
+        license: &str,
+        files: Vec<FileInfo>,
+    ) -> InstalledPackage {
+        InstalledPackage {
+            name: name.into(),
+            version: version.into(),
+            architecture: arch.into(),
+            source: format!("{name}-src"),
+            source_version: version.into(),
+            suite: "bookworm".into(),
+            filename: format!("pool/main/x/{name}/{name}_{version}_{arch}.deb"),
+            sha256: hex::encode(sha2::Sha256::digest(name.as_bytes())),
+            size: 1234,
+            maintainer: Some("GNU Libc Maintainers <debian-glibc@lists.debian.org>".into()),
+            homepage: Some("https://www.gnu.org/software/libc/libc.html".into()),
+            summary: Some(format!("{name} summary")),
+            installed_size: Some(10),
+            license: license.into(),
+            copyright_text: "Copyright 1991 Someone".into(),
+            files,
+        }
+    }
+    use sha2::Digest as _;
+
+    #[test]
+    fn purl_encodes_version_per_spec() {
+        let p = package(
+            "libstdc++6",
+            "1:12.2.0-14~deb12u1+b1",
+            "amd64",
+            "MIT",
+            vec![],
+        );
+        assert_eq!(
+            deb_purl(&p),
+            "pkg:deb/debian/libstdc%2B%2B6@1%3A12.2.0-14~deb12u1%2Bb1?arch=amd64&distro=debian-12"
+        );
+        let d = Digest([0xab; 32]);
+        assert_eq!(
+            image_purl("scratch-plus", &d, Arch::Arm64, "latest"),
+            format!(
+                "pkg:oci/scratch-plus@sha256%3A{}?arch=arm64&tag=latest",
+                "ab".repeat(32)
+            )
+        );
+    }
+
+    #[test]
+    fn combined_license_sorts_dedups_and_parenthesizes() {
+        assert_eq!(
+            combined_license([
+                "MIT",
+                "NOASSERTION",
+                "GPL-2.0-or-later",
+                "MIT",
+                "Apache-2.0 OR MIT",
+                "(BSD-3-Clause) OR (Zlib)",
+                "LGPL-2.1-or-later AND LicenseRef-x"
+            ]),
+            "((BSD-3-Clause) OR (Zlib)) AND (Apache-2.0 OR MIT) AND GPL-2.0-or-later AND LGPL-2.1-or-later AND LicenseRef-x AND MIT"
+        );
+        assert_eq!(combined_license(["NOASSERTION", ""]), "NOASSERTION");
+    }
+
+    #[test]
+    fn license_refs_are_found() {
+        assert_eq!(
+            license_refs("(MIT OR LicenseRef-Debian-a) AND LicenseRef-b"),
+            vec!["LicenseRef-Debian-a", "LicenseRef-b"]
+        );
+    }
+
+    #[test]
+    fn maintainer_becomes_an_spdx_actor() {
+        let m = Maintainer::parse("GNU Libc Maintainers <debian-glibc@lists.debian.org>").unwrap();
+        assert_eq!(
+            m.spdx_actor(),
+            "Organization: GNU Libc Maintainers (debian-glibc@lists.debian.org)"
+        );
+        let m = Maintainer::parse("Julien Cristau <jcristau@debian.org>").unwrap();
+        assert_eq!(
+            m.spdx_actor(),
+            "Person: Julien Cristau (jcristau@debian.org)"
+        );
+        assert_eq!(
+            Maintainer::parse("Someone (nick)").unwrap().spdx_actor(),
+            "Person: Someone nick"
+        );
+        assert!(Maintainer::parse(" <a@b> ").is_none());
+    }
+
+    #[test]
+    fn package_files_skip_hidden_and_resolve_hard_links() {
+        let mut link = file("/usr/bin/b", b"");
+        link.file_type = FileType::Hardlink;
+        link.target = Some("/usr/bin/a".into());
+        link.sha1 = None;
+        link.sha256 = None;
+        let dir = FileInfo {
+            file_type: FileType::Directory,
+            sha1: None,
+            sha256: None,
+            ..file("/usr/bin", b"")
+        };
+        let p = package(
+            "x",
+            "1",
+            "amd64",
+            "MIT",
+            vec![
+                dir,
+                file("/usr/bin/a", b"a"),
+                link,
+                file("/etc/hidden", b"h"),
+            ],
+        );
+        let pkg = Package::new(&p, |path| path != "/etc/hidden").unwrap();
+        let paths: Vec<_> = pkg.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, vec!["/usr/bin/a", "/usr/bin/b"]);
+        assert_eq!(pkg.files[0].sha1, pkg.files[1].sha1);
+
+        let mut bad = file("/x", b"x");
+        bad.sha1 = None;
+        let p = package("y", "2", "amd64", "MIT", vec![bad]);
+        let e = Package::new(&p, |_| true).unwrap_err().to_string();
+        assert!(e.contains("package y 2") && e.contains("/x"), "{e}");
+    }
+}
