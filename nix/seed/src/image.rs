@@ -1,13 +1,1330 @@
-//! The `image` step (docs/internals.md). Not written yet.
+//! The `image` step (docs/internals.md): package layers in, a complete
+//! single-platform OCI image layout and its SBOMs out.
+//!
+//! Input: `{definition, variant, arch, created, layers: [dir...]}`. Every
+//! layer directory holds `layer.json`, `layer.tar.gz` and maybe
+//! `ca-certificates.pem` (written by the `layer` step). Nothing from a layer
+//! directory is trusted: the blob is checked against the digest, size and
+//! diffId its layer.json claims while it is copied, and the packages'
+//! architectures and files are checked before anything is built on them.
+//!
+//! The image is a function of the definition and the locked packages only:
+//! `org.opencontainers.image.revision` is a digest of exactly those (see
+//! [`definition_digest`]), not a git commit, so that a rebuild from another
+//! checkout of the same definition and lock gives the same bytes. The
+//! commit that was built belongs in the provenance, which is not part of
+//! the image.
 
-use std::path::Path;
+use crate::digest::Digest;
+use crate::json;
+use crate::layerinfo::{FileType, InstalledPackage, LayerInfo, LAYER_MEDIA_TYPE};
+use crate::oci::{self, LayoutWriter, CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, REF_NAME};
+use crate::rootfs::{self, PackagePath, CA_BUNDLE_PATH};
+use crate::sbom;
+use crate::spec::{Arch, Definition, ImageSpec, SpecError};
+use crate::tarwrite;
+use oci_spec::image::{
+    ConfigBuilder, Descriptor, HistoryBuilder, ImageConfigurationBuilder, RootFsBuilder,
+    ANNOTATION_CREATED, ANNOTATION_DESCRIPTION, ANNOTATION_LICENSES, ANNOTATION_REVISION,
+    ANNOTATION_TITLE,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// `PATH` of every image unless the definition sets its own (Debian's and
+/// distroless's default).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+pub const SPDX_FILE: &str = "sbom.spdx.json";
+pub const CYCLONEDX_FILE: &str = "sbom.cdx.json";
+pub const SUMMARY_FILE: &str = "image.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("the image step is not implemented yet")]
-    NotImplemented,
+    #[error("the input is not a valid image step input")]
+    Input(#[source] serde_json::Error),
+    #[error("invalid definition")]
+    Spec(#[from] SpecError),
+    #[error("architecture {arch} is not among the definition's archs ({archs})")]
+    ArchNotDeclared { arch: Arch, archs: String },
+    #[error("annotations: {0} is written by kiln into index.json only and cannot be declared")]
+    ReservedAnnotation(String),
+    #[error("layer {}: {message}", dir.display())]
+    Layer { dir: PathBuf, message: String },
+    #[error("layer {}", dir.display())]
+    LayerBlob {
+        dir: PathBuf,
+        #[source]
+        source: oci::Error,
+    },
+    #[error("package {package} {version} (layer {}) is for architecture {architecture}, not {arch} or all", layer.display())]
+    PackageArch {
+        package: String,
+        version: String,
+        architecture: String,
+        arch: Arch,
+        layer: PathBuf,
+    },
+    #[error("package {package} is installed twice: by layer {} and by layer {}", first.display(), second.display())]
+    DuplicatePackage {
+        package: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
+    #[error(
+        "file collision: {path} is shipped by package {first} (layer {}) and by package {second} (layer {}); \
+         declare it in packages.allow_collisions if the later layer should win",
+        first_layer.display(),
+        second_layer.display()
+    )]
+    Collision {
+        path: String,
+        first: String,
+        first_layer: PathBuf,
+        second: String,
+        second_layer: PathBuf,
+    },
+    #[error("packages.allow_collisions: {pattern:?} is not a valid pattern: {message}")]
+    Pattern { pattern: String, message: String },
+    #[error("generated layer")]
+    Rootfs(#[from] rootfs::Error),
+    #[error("writing the generated layer")]
+    Tar(#[source] io::Error),
+    #[error("SBOM")]
+    Sbom(#[from] sbom::Error),
+    #[error(transparent)]
+    Oci(#[from] oci::Error),
 }
 
-pub fn run(_input: &[u8], _out: &Path) -> Result<(), Error> {
-    Err(Error::NotImplemented)
+fn layer_err(dir: &Path, message: impl Into<String>) -> Error {
+    Error::Layer {
+        dir: dir.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Input {
+    /// image.toml as JSON.
+    pub definition: Definition,
+    #[serde(default)]
+    pub variant: Option<String>,
+    pub arch: Arch,
+    /// Epoch seconds.
+    pub created: u64,
+    /// Layer directories in stacking order.
+    pub layers: Vec<PathBuf>,
+}
+
+/// `image.json`: what the index step and the driver read about the image.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Summary {
+    pub name: String,
+    pub variant: Option<String>,
+    pub tag: String,
+    pub arch: Arch,
+    pub manifest: Descriptor,
+    pub config: Descriptor,
+    pub layers: Vec<LayerSummary>,
+    pub annotations: BTreeMap<String, String>,
+    pub created: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LayerSummary {
+    #[serde(flatten)]
+    pub descriptor: Descriptor,
+    /// Names of the packages in the layer (empty for the generated layer).
+    pub packages: Vec<String>,
+}
+
+/// Runs the step: builds the image into `out`, which must not exist. On
+/// error nothing is left at `out`.
+pub fn run(input: &[u8], out: &Path) -> Result<(), Error> {
+    let input: Input = serde_json::from_slice(input).map_err(Error::Input)?;
+    build(&input, out).map(|_| ())
+}
+
+/// Builds the image described by `input` into `out` (which must not exist)
+/// and returns its summary. On error nothing is left at `out`.
+pub fn build(input: &Input, out: &Path) -> Result<Summary, Error> {
+    if out.symlink_metadata().is_ok() {
+        return Err(oci::Error::Exists(out.to_path_buf()).into());
+    }
+    let result = build_into(input, out);
+    if result.is_err() {
+        let _ = fs::remove_dir_all(out);
+    }
+    result
+}
+
+/// A package layer as read and verified.
+struct Layer {
+    dir: PathBuf,
+    info: LayerInfo,
+    ca_pem: Option<Vec<u8>>,
+}
+
+fn build_into(input: &Input, out: &Path) -> Result<Summary, Error> {
+    input.definition.validate(None)?;
+    let spec = input.definition.image(input.variant.as_deref())?;
+    let arch = input.arch;
+    if !spec.archs.contains(&arch) {
+        let archs: Vec<&str> = spec.archs.iter().map(|a| a.debian()).collect();
+        return Err(Error::ArchNotDeclared {
+            arch,
+            archs: archs.join(", "),
+        });
+    }
+    if spec.annotations.contains_key(REF_NAME) {
+        return Err(Error::ReservedAnnotation(REF_NAME.into()));
+    }
+    let created = oci::rfc3339(input.created);
+    let writer = LayoutWriter::create(out)?;
+
+    let layers = input
+        .layers
+        .iter()
+        .map(|dir| load_layer(dir, &writer))
+        .collect::<Result<Vec<_>, _>>()?;
+    check_packages(&layers, arch)?;
+    let paths = package_paths(&layers, &spec)?;
+
+    let has_libc = layers
+        .iter()
+        .flat_map(|l| &l.info.packages)
+        .any(|p| p.name == "libc6");
+    let pems: Vec<u8> = layers
+        .iter()
+        .filter_map(|l| l.ca_pem.as_deref())
+        .flatten()
+        .copied()
+        .collect();
+    let ca_bundle = (!pems.is_empty()).then_some(pems);
+    let package_paths: BTreeMap<String, PackagePath> = paths
+        .iter()
+        .map(|(k, (p, _))| (k.clone(), p.clone()))
+        .collect();
+    let generated = rootfs::generate(&rootfs::Context {
+        spec: &spec,
+        created: input.created,
+        package_paths: &package_paths,
+        has_libc,
+        ca_bundle: ca_bundle.clone(),
+    })?;
+    let gen_blob = tarwrite::write_layer(generated.entries.clone()).map_err(Error::Tar)?;
+    writer.put_blob(&gen_blob.gz)?;
+
+    let installed: Vec<&InstalledPackage> = layers.iter().flat_map(|l| &l.info.packages).collect();
+    let licenses = sbom::combined_license(installed.iter().map(|p| p.license.as_str()));
+    let mut annotations = spec.annotations.clone();
+    annotations
+        .entry(ANNOTATION_TITLE.into())
+        .or_insert_with(|| spec.full_name());
+    annotations
+        .entry(ANNOTATION_DESCRIPTION.into())
+        .or_insert_with(|| spec.description.clone());
+    annotations
+        .entry(ANNOTATION_CREATED.into())
+        .or_insert_with(|| created.clone());
+    annotations
+        .entry(ANNOTATION_REVISION.into())
+        .or_insert_with(|| definition_digest(&spec, &installed).to_string());
+    annotations
+        .entry(ANNOTATION_LICENSES.into())
+        .or_insert_with(|| licenses.clone());
+
+    // Config.
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    env.insert("PATH".into(), DEFAULT_PATH.into());
+    if ca_bundle.is_some() {
+        // What distroless sets: OpenSSL and Go find the bundle without the
+        // hashed /etc/ssl/certs links update-ca-certificates would make.
+        env.insert("SSL_CERT_FILE".into(), CA_BUNDLE_PATH.into());
+    }
+    env.extend(spec.config.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let (uid, gid) = spec.user()?;
+    let mut cb = ConfigBuilder::default()
+        .user(format!("{uid}:{gid}"))
+        .env(
+            env.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>(),
+        )
+        .labels(
+            annotations
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<HashMap<_, _>>(),
+        );
+    if let Some(e) = &spec.config.entrypoint {
+        cb = cb.entrypoint(e.clone());
+    }
+    if let Some(c) = &spec.config.cmd {
+        cb = cb.cmd(c.clone());
+    }
+    if let Some(w) = &spec.config.workdir {
+        cb = cb.working_dir(w.0.clone());
+    }
+    if let Some(s) = &spec.config.stop_signal {
+        cb = cb.stop_signal(s.clone());
+    }
+    let mut diff_ids: Vec<String> = layers.iter().map(|l| l.info.diff_id.to_string()).collect();
+    diff_ids.push(gen_blob.diff_id.to_string());
+    let mut history = Vec::new();
+    for l in &layers {
+        let pkgs: Vec<String> = l
+            .info
+            .packages
+            .iter()
+            .map(|p| format!("{}={}", p.name, p.version))
+            .collect();
+        history.push(
+            HistoryBuilder::default()
+                .created(created.clone())
+                .created_by(format!("kiln: {}", pkgs.join(" ")))
+                .build()
+                .expect("history"),
+        );
+    }
+    history.push(
+        HistoryBuilder::default()
+            .created(created.clone())
+            .created_by("kiln: generated files")
+            .build()
+            .expect("history"),
+    );
+    let mut ib = ImageConfigurationBuilder::default()
+        .created(created.clone())
+        .architecture(oci_spec::image::Arch::from(arch.debian()))
+        .os(oci_spec::image::Os::Linux)
+        .config(cb.build().expect("config fields are set"))
+        .rootfs(
+            RootFsBuilder::default()
+                .typ("layers")
+                .diff_ids(diff_ids)
+                .build()
+                .expect("rootfs"),
+        )
+        .history(history);
+    if let Some(v) = arch.oci_variant() {
+        ib = ib.variant(v);
+    }
+    let config = ib.build().expect("image config fields are set");
+    let (config_desc, _) = writer.put_document(CONFIG_MEDIA_TYPE, &config)?;
+
+    // Manifest and layout.
+    let mut layer_descs: Vec<Descriptor> = layers
+        .iter()
+        .map(|l| oci::descriptor(LAYER_MEDIA_TYPE, &l.info.digest, l.info.size))
+        .collect();
+    layer_descs.push(oci::descriptor(
+        LAYER_MEDIA_TYPE,
+        &gen_blob.digest,
+        gen_blob.size(),
+    ));
+    let manifest = oci::new_manifest(config_desc.clone(), layer_descs.clone(), &annotations);
+    let (mut manifest_desc, _) = writer.put_document(MANIFEST_MEDIA_TYPE, &manifest)?;
+    manifest_desc.set_platform(Some(oci::platform(arch)));
+    let mut index_entry = manifest_desc.clone();
+    oci::set_annotations(
+        &mut index_entry,
+        &BTreeMap::from([(REF_NAME.to_string(), spec.tag().to_string())]),
+    );
+    writer.write_index(vec![index_entry])?;
+
+    // SBOMs.
+    let manifest_digest =
+        oci::kiln_digest(manifest_desc.digest()).expect("kiln writes sha256 digests");
+    let generated_paths: BTreeSet<String> = generated.paths().collect();
+    let mut sorted = installed.clone();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    let packages = sorted
+        .into_iter()
+        .map(|p| {
+            sbom::Package::new(p, |path| {
+                !generated_paths.contains(path)
+                    && paths
+                        .get(path)
+                        .is_some_and(|(winner, _)| winner.package == p.name)
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let full_name = spec.full_name();
+    let sbom_input = sbom::Image {
+        name: &full_name,
+        tag: spec.tag(),
+        arch,
+        created: input.created,
+        manifest: manifest_digest,
+        licenses: &licenses,
+        packages,
+        generated: &generated.files,
+    };
+    writer.write_file(
+        SPDX_FILE,
+        &json::pretty(&sbom::spdx::document(&sbom_input)?),
+    )?;
+    writer.write_file(
+        CYCLONEDX_FILE,
+        &json::pretty(&sbom::cyclonedx::bom(&sbom_input)),
+    )?;
+
+    let mut layer_summaries: Vec<LayerSummary> = layers
+        .iter()
+        .zip(&layer_descs)
+        .map(|(l, d)| LayerSummary {
+            descriptor: d.clone(),
+            packages: l.info.packages.iter().map(|p| p.name.clone()).collect(),
+        })
+        .collect();
+    layer_summaries.push(LayerSummary {
+        descriptor: layer_descs.last().expect("generated layer").clone(),
+        packages: vec![],
+    });
+    let summary = Summary {
+        name: spec.name.clone(),
+        variant: spec.variant.clone(),
+        tag: spec.tag().to_string(),
+        arch,
+        manifest: manifest_desc,
+        config: config_desc,
+        layers: layer_summaries,
+        annotations,
+        created: input.created,
+    };
+    writer.write_file(SUMMARY_FILE, &json::pretty(&summary))?;
+    Ok(summary)
+}
+
+/// The definition digest written as `org.opencontainers.image.revision`:
+/// sha256 of the canonical JSON of the variant-applied definition and the
+/// installed packages (name, version, architecture, .deb sha256), sorted.
+/// Two builds share it exactly when they are built from the same inputs.
+pub fn definition_digest(spec: &ImageSpec, packages: &[&InstalledPackage]) -> Digest {
+    #[derive(Serialize, PartialEq, Eq, PartialOrd, Ord)]
+    struct Pinned<'a> {
+        name: &'a str,
+        version: &'a str,
+        architecture: &'a str,
+        sha256: &'a str,
+    }
+    #[derive(Serialize)]
+    struct Revision<'a> {
+        definition: &'a ImageSpec,
+        packages: Vec<Pinned<'a>>,
+    }
+    let mut pinned: Vec<Pinned> = packages
+        .iter()
+        .map(|p| Pinned {
+            name: &p.name,
+            version: &p.version,
+            architecture: &p.architecture,
+            sha256: &p.sha256,
+        })
+        .collect();
+    pinned.sort();
+    Digest::of(&json::canonical(&Revision {
+        definition: spec,
+        packages: pinned,
+    }))
+}
+
+/// Reads a layer directory, copying its blob into the layout while checking
+/// it against layer.json's digest and size, then its diffId.
+fn load_layer(dir: &Path, writer: &LayoutWriter) -> Result<Layer, Error> {
+    let info_path = dir.join("layer.json");
+    let bytes =
+        fs::read(&info_path).map_err(|e| layer_err(dir, format!("reading layer.json: {e}")))?;
+    let info: LayerInfo = serde_json::from_slice(&bytes)
+        .map_err(|e| layer_err(dir, format!("layer.json is invalid: {e}")))?;
+    if info.media_type != LAYER_MEDIA_TYPE {
+        return Err(layer_err(
+            dir,
+            format!(
+                "layer.json: media type {} is not {LAYER_MEDIA_TYPE}",
+                info.media_type
+            ),
+        ));
+    }
+    for p in &info.packages {
+        if let Some(f) = p.files.iter().find(|f| !f.path.starts_with('/')) {
+            return Err(layer_err(
+                dir,
+                format!(
+                    "layer.json: package {}: file path {:?} is not absolute",
+                    p.name, f.path
+                ),
+            ));
+        }
+    }
+    writer
+        .copy_blob(
+            &dir.join("layer.tar.gz"),
+            &info.digest,
+            info.size,
+            &format!("layer {}", dir.display()),
+        )
+        .map_err(|source| Error::LayerBlob {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
+    // Go's gzip reader (and so every container runtime) reads concatenated
+    // members: hash what they would see.
+    let blob = writer.blob_path(&info.digest);
+    let f = fs::File::open(&blob)
+        .map_err(|e| layer_err(dir, format!("reading {}: {e}", blob.display())))?;
+    let (diff_id, _) = Digest::of_reader(flate2::read::MultiGzDecoder::new(io::BufReader::new(f)))
+        .map_err(|e| {
+            layer_err(
+                dir,
+                format!(
+                    "layer.tar.gz ({}) is not a valid gzip stream: {e}",
+                    info.digest
+                ),
+            )
+        })?;
+    if diff_id != info.diff_id {
+        return Err(layer_err(
+            dir,
+            format!(
+                "layer.tar.gz uncompresses to {diff_id}, but layer.json says diffId {}",
+                info.diff_id
+            ),
+        ));
+    }
+    let pem_path = dir.join("ca-certificates.pem");
+    let ca_pem = match fs::read(&pem_path) {
+        Ok(b) => Some(b),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(layer_err(dir, format!("reading ca-certificates.pem: {e}"))),
+    };
+    Ok(Layer {
+        dir: dir.to_path_buf(),
+        info,
+        ca_pem,
+    })
+}
+
+/// Every package is for `arch` (or `all`) and installed once.
+fn check_packages(layers: &[Layer], arch: Arch) -> Result<(), Error> {
+    let mut seen: BTreeMap<&str, &Path> = BTreeMap::new();
+    for l in layers {
+        for p in &l.info.packages {
+            if p.architecture != arch.debian() && p.architecture != "all" {
+                return Err(Error::PackageArch {
+                    package: p.name.clone(),
+                    version: p.version.clone(),
+                    architecture: p.architecture.clone(),
+                    arch,
+                    layer: l.dir.clone(),
+                });
+            }
+            if let Some(first) = seen.insert(&p.name, &l.dir) {
+                return Err(Error::DuplicatePackage {
+                    package: p.name.clone(),
+                    first: first.to_path_buf(),
+                    second: l.dir.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every path the package layers put into the image, with the entry the
+/// container sees (the last layer's) and that layer's index. Two packages
+/// shipping the same path is an error unless both ship a directory or the
+/// path matches `packages.allow_collisions`.
+fn package_paths(
+    layers: &[Layer],
+    spec: &ImageSpec,
+) -> Result<BTreeMap<String, (PackagePath, usize)>, Error> {
+    let patterns = spec
+        .packages
+        .allow_collisions
+        .iter()
+        .map(|g| {
+            glob::Pattern::new(&g.0).map_err(|e| Error::Pattern {
+                pattern: g.0.clone(),
+                message: e.to_string(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let opts = glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: false,
+    };
+    let mut paths: BTreeMap<String, (PackagePath, usize)> = BTreeMap::new();
+    for (i, l) in layers.iter().enumerate() {
+        for p in &l.info.packages {
+            for f in &p.files {
+                let entry = PackagePath {
+                    kind: f.file_type,
+                    mode: f.mode,
+                    uid: f.uid,
+                    gid: f.gid,
+                    package: p.name.clone(),
+                };
+                if let Some((prev, j)) = paths.get(&f.path) {
+                    let both_dirs =
+                        prev.kind == FileType::Directory && f.file_type == FileType::Directory;
+                    if prev.package != p.name
+                        && !both_dirs
+                        && !patterns.iter().any(|pat| pat.matches_with(&f.path, opts))
+                    {
+                        return Err(Error::Collision {
+                            path: f.path.clone(),
+                            first: prev.package.clone(),
+                            first_layer: layers[*j].dir.clone(),
+                            second: p.name.clone(),
+                            second_layer: l.dir.clone(),
+                        });
+                    }
+                }
+                paths.insert(f.path.clone(), (entry, i));
+            }
+        }
+    }
+    Ok(paths)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::layerinfo::FileInfo;
+    use crate::oci::tests::{chain, scratch};
+    use crate::tarwrite::Entry;
+    use sha1::Sha1;
+    use sha2::{Digest as _, Sha256};
+    use std::io::Read;
+
+    /// A package for fixtures: its files (content `None` = directory).
+    pub(crate) struct Pkg {
+        pub name: &'static str,
+        pub version: &'static str,
+        pub arch: &'static str,
+        pub license: &'static str,
+        pub files: Vec<(&'static str, Option<&'static [u8]>)>,
+    }
+
+    pub(crate) fn pkg(
+        name: &'static str,
+        version: &'static str,
+        arch: &'static str,
+        files: Vec<(&'static str, Option<&'static [u8]>)>,
+    ) -> Pkg {
+        Pkg {
+            name,
+            version,
+            arch,
+            license: "MIT",
+            files,
+        }
+    }
+
+    /// Writes a layer directory as the layer step would: layer.tar.gz with
+    /// the packages' files (and their parent directories), layer.json, and
+    /// ca-certificates.pem if given.
+    pub(crate) fn layer_dir(root: &Path, name: &str, pkgs: &[Pkg], pem: Option<&str>) -> PathBuf {
+        let dir = root.join(name);
+        fs::create_dir_all(&dir).unwrap();
+        let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
+        let mut packages = Vec::new();
+        for p in pkgs {
+            let mut files: BTreeMap<String, FileInfo> = BTreeMap::new();
+            for (path, content) in &p.files {
+                let mut cur = *path;
+                while let Some(i) = cur.rfind('/') {
+                    cur = &cur[..i];
+                    if cur.is_empty() {
+                        break;
+                    }
+                    entries
+                        .entry(cur[1..].to_string())
+                        .or_insert_with(|| Entry::directory(&cur[1..], 0o755, 0, 0, 1));
+                    files.entry(cur.to_string()).or_insert_with(|| FileInfo {
+                        path: cur.into(),
+                        file_type: FileType::Directory,
+                        mode: 0o755,
+                        uid: 0,
+                        gid: 0,
+                        size: None,
+                        sha256: None,
+                        sha1: None,
+                        md5: None,
+                        target: None,
+                    });
+                }
+                let info = match content {
+                    Some(c) => {
+                        entries.insert(
+                            path[1..].to_string(),
+                            Entry::file(&path[1..], c.to_vec(), 0o644, 0, 0, 1),
+                        );
+                        FileInfo {
+                            path: path.to_string(),
+                            file_type: FileType::File,
+                            mode: 0o644,
+                            uid: 0,
+                            gid: 0,
+                            size: Some(c.len() as u64),
+                            sha256: Some(hex::encode(Sha256::digest(c))),
+                            sha1: Some(hex::encode(Sha1::digest(c))),
+                            md5: None,
+                            target: None,
+                        }
+                    }
+                    None => {
+                        entries.insert(
+                            path[1..].to_string(),
+                            Entry::directory(&path[1..], 0o755, 0, 0, 1),
+                        );
+                        FileInfo {
+                            path: path.to_string(),
+                            file_type: FileType::Directory,
+                            mode: 0o755,
+                            uid: 0,
+                            gid: 0,
+                            size: None,
+                            sha256: None,
+                            sha1: None,
+                            md5: None,
+                            target: None,
+                        }
+                    }
+                };
+                files.insert(path.to_string(), info);
+            }
+            let mut ip = crate::sbom::tests::package(
+                p.name,
+                p.version,
+                p.arch,
+                p.license,
+                files.into_values().collect(),
+            );
+            ip.maintainer = Some("Jane Doe <jane@example.org>".into());
+            packages.push(ip);
+        }
+        let blob = tarwrite::write_layer(entries.into_values().collect()).unwrap();
+        let info = LayerInfo {
+            media_type: LAYER_MEDIA_TYPE.into(),
+            digest: blob.digest,
+            size: blob.size(),
+            diff_id: blob.diff_id,
+            packages,
+        };
+        fs::write(dir.join("layer.tar.gz"), &blob.gz).unwrap();
+        fs::write(dir.join("layer.json"), json::pretty(&info)).unwrap();
+        if let Some(pem) = pem {
+            fs::write(dir.join("ca-certificates.pem"), pem).unwrap();
+        }
+        dir
+    }
+
+    pub(crate) fn definition() -> serde_json::Value {
+        serde_json::json!({
+            "name": "scratch-plus",
+            "description": "CA certificates, nonroot and /tmp",
+            "packages": {"include": ["ca-certificates"]},
+            "accounts": {
+                "run_as": "nonroot",
+                "users": [{"name": "nonroot", "uid": 65532, "gid": 65532, "home": "/home/nonroot"}],
+                "groups": [{"name": "nonroot", "gid": 65532}]
+            },
+            "paths": [{"path": "/tmp", "type": "directory", "mode": "1777"}],
+            "config": {"env": {"TZ": "UTC", "LANG": "C.UTF-8"}, "workdir": "/home/nonroot"},
+            "annotations": {"org.opencontainers.image.source": "https://example.org/kiln"},
+            "variants": {"debug": {"debug": true, "accounts": {"run_as": "0"}, "config": {"entrypoint": ["/bin/sh"]}}}
+        })
+    }
+
+    pub(crate) fn input(
+        def: serde_json::Value,
+        variant: Option<&str>,
+        arch: Arch,
+        layers: Vec<PathBuf>,
+    ) -> Input {
+        serde_json::from_value(serde_json::json!({
+            "definition": def, "variant": variant, "arch": arch, "created": 1_783_764_997u64, "layers": layers
+        }))
+        .unwrap()
+    }
+
+    pub(crate) const PEM_A: &str = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+    pub(crate) const PEM_B: &str = "-----BEGIN CERTIFICATE-----\nBBBB\n-----END CERTIFICATE-----\n";
+
+    /// Per-arch content, so that the two archs' libc layers differ as real ones do.
+    fn elf(arch: &str) -> &'static [u8] {
+        match arch {
+            "amd64" => b"\x7fELF x86-64",
+            _ => b"\x7fELF aarch64",
+        }
+    }
+
+    pub(crate) fn standard_layers(root: &Path, arch: &'static str) -> Vec<PathBuf> {
+        vec![
+            layer_dir(
+                root,
+                "ca",
+                &[pkg(
+                    "ca-certificates",
+                    "20230311+deb12u1",
+                    "all",
+                    vec![("/usr/share/doc/ca-certificates/copyright", Some(b"c"))],
+                )],
+                Some(PEM_A),
+            ),
+            layer_dir(
+                root,
+                &format!("libc-{arch}"),
+                &[
+                    Pkg {
+                        license: "LGPL-2.1-or-later AND LicenseRef-glibc-other",
+                        ..pkg(
+                            "libc6",
+                            "2.36-9+deb12u10",
+                            arch,
+                            vec![
+                                ("/etc/ld.so.conf.d", None),
+                                ("/usr/lib/libc.so.6", Some(elf(arch))),
+                            ],
+                        )
+                    },
+                    // A `+` in the name, an epoch and a `~` in the version,
+                    // and a compound license.
+                    Pkg {
+                        license: "GPL-3.0-or-later WITH GCC-exception-3.1 OR MIT",
+                        ..pkg(
+                            "libstdc++6",
+                            "1:12.2.0-14~deb12u1",
+                            arch,
+                            vec![("/usr/lib/libstdc++.so.6", Some(b"c++"))],
+                        )
+                    },
+                ],
+                Some(PEM_B),
+            ),
+        ]
+    }
+
+    fn read(out: &Path, rel: &str) -> serde_json::Value {
+        serde_json::from_slice(&fs::read(out.join(rel)).unwrap()).unwrap()
+    }
+
+    fn blob_json(out: &Path, desc: &serde_json::Value) -> serde_json::Value {
+        let d = desc["digest"].as_str().unwrap();
+        serde_json::from_slice(&fs::read(out.join("blobs/sha256").join(&d[7..])).unwrap()).unwrap()
+    }
+
+    fn generated_layer(
+        out: &Path,
+        summary: &Summary,
+    ) -> BTreeMap<String, (tar::EntryType, u32, u64, u64, Vec<u8>)> {
+        let d = summary
+            .layers
+            .last()
+            .unwrap()
+            .descriptor
+            .digest()
+            .to_string();
+        let gz = fs::read(out.join("blobs/sha256").join(&d[7..])).unwrap();
+        let mut tar = Vec::new();
+        flate2::read::GzDecoder::new(gz.as_slice())
+            .read_to_end(&mut tar)
+            .unwrap();
+        let mut a = tar::Archive::new(tar.as_slice());
+        a.entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e.unwrap();
+                let path = e
+                    .path()
+                    .unwrap()
+                    .to_string_lossy()
+                    .trim_end_matches('/')
+                    .to_string();
+                let h = e.header().clone();
+                let mut data = Vec::new();
+                e.read_to_end(&mut data).unwrap();
+                (
+                    path,
+                    (
+                        h.entry_type(),
+                        h.mode().unwrap(),
+                        h.uid().unwrap(),
+                        h.mtime().unwrap(),
+                        data,
+                    ),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn builds_a_layout_with_config_manifest_and_generated_layer() {
+        let root = scratch("image-basic");
+        let layers = standard_layers(&root, "arm64");
+        let out = root.join("out");
+        let summary = build(&input(definition(), None, Arch::Arm64, layers), &out).unwrap();
+
+        assert_eq!(
+            read(&out, "oci-layout"),
+            serde_json::json!({"imageLayoutVersion": "1.0.0"})
+        );
+        let index = read(&out, "index.json");
+        assert_eq!(index["manifests"].as_array().unwrap().len(), 1);
+        assert_eq!(index["manifests"][0]["annotations"][REF_NAME], "latest");
+        assert_eq!(
+            index["manifests"][0]["platform"],
+            serde_json::json!({"architecture": "arm64", "os": "linux", "variant": "v8"})
+        );
+
+        let manifest = blob_json(&out, &index["manifests"][0]);
+        assert_eq!(manifest["schemaVersion"], 2);
+        assert_eq!(manifest["mediaType"], MANIFEST_MEDIA_TYPE);
+        assert_eq!(manifest["layers"].as_array().unwrap().len(), 3);
+        assert!(manifest["annotations"].get(REF_NAME).is_none());
+        let ann = &manifest["annotations"];
+        assert_eq!(ann[ANNOTATION_TITLE], "scratch-plus");
+        assert_eq!(
+            ann[ANNOTATION_DESCRIPTION],
+            "CA certificates, nonroot and /tmp"
+        );
+        assert_eq!(ann[ANNOTATION_CREATED], "2026-07-11T10:16:37Z");
+        assert_eq!(
+            ann[ANNOTATION_LICENSES],
+            "(GPL-3.0-or-later WITH GCC-exception-3.1 OR MIT) AND LGPL-2.1-or-later AND LicenseRef-glibc-other AND MIT"
+        );
+        assert_eq!(
+            ann["org.opencontainers.image.source"],
+            "https://example.org/kiln"
+        );
+        assert!(ann[ANNOTATION_REVISION]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:"));
+        assert!(ann.get("org.opencontainers.image.version").is_none());
+
+        let config = blob_json(&out, &manifest["config"]);
+        assert_eq!(config["architecture"], "arm64");
+        assert_eq!(config["variant"], "v8");
+        assert_eq!(config["os"], "linux");
+        assert_eq!(config["created"], "2026-07-11T10:16:37Z");
+        assert_eq!(config["config"]["User"], "65532:65532");
+        assert_eq!(config["config"]["WorkingDir"], "/home/nonroot");
+        assert_eq!(
+            config["config"]["Env"],
+            serde_json::json!([
+                "LANG=C.UTF-8",
+                format!("PATH={DEFAULT_PATH}"),
+                "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt",
+                "TZ=UTC"
+            ])
+        );
+        assert_eq!(config["config"]["Labels"], manifest["annotations"]);
+        let diff_ids = config["rootfs"]["diff_ids"].as_array().unwrap();
+        assert_eq!(diff_ids.len(), 3);
+        let first: LayerInfo =
+            serde_json::from_slice(&fs::read(root.join("ca/layer.json")).unwrap()).unwrap();
+        assert_eq!(diff_ids[0], first.diff_id.to_string().as_str());
+        let gen_gz = fs::read(
+            out.join("blobs/sha256")
+                .join(summary.layers[2].descriptor.digest().digest()),
+        )
+        .unwrap();
+        let (gen_diff, _) =
+            Digest::of_reader(flate2::read::GzDecoder::new(gen_gz.as_slice())).unwrap();
+        assert_eq!(diff_ids[2], gen_diff.to_string().as_str());
+        let history = config["history"].as_array().unwrap();
+        assert_eq!(
+            history[0]["created_by"],
+            "kiln: ca-certificates=20230311+deb12u1"
+        );
+        assert_eq!(history[2]["created_by"], "kiln: generated files");
+
+        // Every blob the manifest names is there and verifies.
+        let layout = oci::Layout::open(&out).unwrap();
+        assert_eq!(layout.walk().unwrap().len(), 5);
+
+        // The generated layer.
+        let g = generated_layer(&out, &summary);
+        let bundle = &g["etc/ssl/certs/ca-certificates.crt"];
+        assert_eq!(
+            String::from_utf8(bundle.4.clone()).unwrap(),
+            format!("{PEM_A}{PEM_B}")
+        );
+        assert_eq!((bundle.1, bundle.3), (0o644, 1_783_764_997));
+        assert!(g.contains_key("etc/nsswitch.conf"), "libc6 is installed");
+        let home = &g["home/nonroot"];
+        assert_eq!(
+            (home.0, home.1, home.2),
+            (tar::EntryType::Directory, 0o700, 65532)
+        );
+        assert_eq!(g["tmp"].1, 0o1777);
+
+        // image.json
+        let s: Summary =
+            serde_json::from_slice(&fs::read(out.join(SUMMARY_FILE)).unwrap()).unwrap();
+        assert_eq!(s, summary);
+        assert_eq!(s.layers[1].packages, vec!["libc6", "libstdc++6"]);
+        assert!(s.layers[2].packages.is_empty());
+        assert_eq!(s.tag, "latest");
+    }
+
+    #[test]
+    fn amd64_has_no_variant_and_debug_variant_runs_as_root() {
+        let root = scratch("image-debug");
+        let layers = standard_layers(&root, "amd64");
+        let out = root.join("out");
+        let s = build(
+            &input(definition(), Some("debug"), Arch::Amd64, layers),
+            &out,
+        )
+        .unwrap();
+        assert_eq!(s.tag, "debug");
+        let index = read(&out, "index.json");
+        assert_eq!(index["manifests"][0]["annotations"][REF_NAME], "debug");
+        let manifest = blob_json(&out, &index["manifests"][0]);
+        let config = blob_json(&out, &manifest["config"]);
+        assert!(config.get("variant").is_none());
+        assert_eq!(config["config"]["User"], "0:0");
+        assert_eq!(
+            config["config"]["Entrypoint"],
+            serde_json::json!(["/bin/sh"])
+        );
+        assert_eq!(
+            manifest["annotations"][ANNOTATION_TITLE],
+            "scratch-plus-debug"
+        );
+    }
+
+    #[test]
+    fn same_input_gives_identical_bytes() {
+        let root = scratch("image-determinism");
+        let layers = standard_layers(&root, "amd64");
+        let a = root.join("a");
+        let b = root.join("b");
+        build(&input(definition(), None, Arch::Amd64, layers.clone()), &a).unwrap();
+        build(&input(definition(), None, Arch::Amd64, layers), &b).unwrap();
+        let list = |d: &Path| -> Vec<(PathBuf, Vec<u8>)> {
+            let mut out = Vec::new();
+            let mut stack = vec![d.to_path_buf()];
+            while let Some(p) = stack.pop() {
+                for e in fs::read_dir(&p).unwrap() {
+                    let e = e.unwrap();
+                    if e.file_type().unwrap().is_dir() {
+                        stack.push(e.path());
+                    } else {
+                        out.push((
+                            e.path().strip_prefix(d).unwrap().to_path_buf(),
+                            fs::read(e.path()).unwrap(),
+                        ));
+                    }
+                }
+            }
+            out.sort();
+            out
+        };
+        let (la, lb) = (list(&a), list(&b));
+        assert_eq!(la.len(), lb.len());
+        for (x, y) in la.iter().zip(&lb) {
+            assert_eq!(x.0, y.0);
+            assert!(x.1 == y.1, "{} differs between two builds", x.0.display());
+        }
+    }
+
+    #[test]
+    fn revision_is_stable_and_follows_package_versions() {
+        let root = scratch("image-revision");
+        let layers = standard_layers(&root, "amd64");
+        let rev = |out: &str, layers: Vec<PathBuf>| {
+            build(
+                &input(definition(), None, Arch::Amd64, layers),
+                &root.join(out),
+            )
+            .unwrap()
+            .annotations[ANNOTATION_REVISION]
+                .clone()
+        };
+        let r1 = rev("a", layers.clone());
+        assert_eq!(r1, rev("b", layers.clone()));
+        let newer = layer_dir(
+            &root,
+            "libc-newer",
+            &[pkg(
+                "libc6",
+                "2.36-9+deb12u11",
+                "amd64",
+                vec![("/usr/lib/libc.so.6", Some(b"\x7fELF"))],
+            )],
+            None,
+        );
+        let r2 = rev("c", vec![layers[0].clone(), newer]);
+        assert_ne!(r1, r2);
+        // The definition is part of it too.
+        let mut def = definition();
+        def["description"] = "changed".into();
+        let r3 = build(&input(def, None, Arch::Amd64, layers), &root.join("d"))
+            .unwrap()
+            .annotations[ANNOTATION_REVISION]
+            .clone();
+        assert_ne!(r1, r3);
+    }
+
+    #[test]
+    fn collision_names_both_packages_unless_allowed() {
+        let root = scratch("image-collision");
+        let a = layer_dir(
+            &root,
+            "a",
+            &[pkg(
+                "pkg-a",
+                "1",
+                "all",
+                vec![("/usr/bin/tool", Some(b"a")), ("/usr/share/x", None)],
+            )],
+            None,
+        );
+        let b = layer_dir(
+            &root,
+            "b",
+            &[pkg(
+                "pkg-b",
+                "1",
+                "all",
+                vec![("/usr/bin/tool", Some(b"b")), ("/usr/share/x", None)],
+            )],
+            None,
+        );
+        let e = build(
+            &input(definition(), None, Arch::Amd64, vec![a.clone(), b.clone()]),
+            &root.join("out"),
+        )
+        .unwrap_err();
+        let msg = chain(&e);
+        assert!(
+            msg.contains("/usr/bin/tool") && msg.contains("pkg-a") && msg.contains("pkg-b"),
+            "{msg}"
+        );
+        assert!(!root.join("out").exists(), "nothing half-written");
+
+        let mut def = definition();
+        def["packages"]["allow_collisions"] = serde_json::json!(["/usr/bin/*"]);
+        let out = root.join("allowed");
+        let s = build(&input(def, None, Arch::Amd64, vec![a, b]), &out).unwrap();
+        // The later package's file is the one in the image, and only it is in the SBOM.
+        let spdx: sbom::spdx::Document =
+            serde_json::from_slice(&fs::read(out.join(SPDX_FILE)).unwrap()).unwrap();
+        let tool: Vec<_> = spdx
+            .files
+            .iter()
+            .filter(|f| f.file_name == "./usr/bin/tool")
+            .collect();
+        assert_eq!(tool.len(), 1);
+        assert_eq!(
+            tool[0].checksums[0].checksum_value,
+            hex::encode(Sha1::digest(b"b"))
+        );
+        assert_eq!(s.layers.len(), 3);
+    }
+
+    #[test]
+    fn directory_against_file_is_a_collision() {
+        let root = scratch("image-dirfile");
+        let a = layer_dir(
+            &root,
+            "a",
+            &[pkg("pkg-a", "1", "all", vec![("/opt/x", None)])],
+            None,
+        );
+        let b = layer_dir(
+            &root,
+            "b",
+            &[pkg("pkg-b", "1", "all", vec![("/opt/x", Some(b"file"))])],
+            None,
+        );
+        let msg = chain(
+            &build(
+                &input(definition(), None, Arch::Amd64, vec![a, b]),
+                &root.join("out"),
+            )
+            .unwrap_err(),
+        );
+        assert!(
+            msg.contains("/opt/x") && msg.contains("pkg-a") && msg.contains("pkg-b"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn tampered_layer_blob_is_refused() {
+        let root = scratch("image-tamper");
+        let layers = standard_layers(&root, "amd64");
+        let blob = layers[1].join("layer.tar.gz");
+        let mut bytes = fs::read(&blob).unwrap();
+        let n = bytes.len();
+        bytes[n / 2] ^= 1;
+        fs::write(&blob, bytes).unwrap();
+        let msg = chain(
+            &build(
+                &input(definition(), None, Arch::Amd64, layers.clone()),
+                &root.join("out"),
+            )
+            .unwrap_err(),
+        );
+        assert!(
+            msg.contains("libc-amd64") && msg.contains("does not match its digest"),
+            "{msg}"
+        );
+        assert!(!root.join("out").exists());
+    }
+
+    #[test]
+    fn wrong_diff_id_is_refused() {
+        let root = scratch("image-diffid");
+        let layers = standard_layers(&root, "amd64");
+        let path = layers[0].join("layer.json");
+        let mut info: LayerInfo = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        info.diff_id = Digest([0; 32]);
+        fs::write(&path, json::pretty(&info)).unwrap();
+        let msg = chain(
+            &build(
+                &input(definition(), None, Arch::Amd64, layers),
+                &root.join("out"),
+            )
+            .unwrap_err(),
+        );
+        assert!(msg.contains("diffId"), "{msg}");
+    }
+
+    #[test]
+    fn package_of_another_arch_is_refused() {
+        let root = scratch("image-arch");
+        let layers = standard_layers(&root, "arm64");
+        let msg = chain(
+            &build(
+                &input(definition(), None, Arch::Amd64, layers),
+                &root.join("out"),
+            )
+            .unwrap_err(),
+        );
+        assert!(msg.contains("libc6") && msg.contains("arm64"), "{msg}");
+    }
+
+    #[test]
+    fn package_in_two_layers_is_refused() {
+        let root = scratch("image-dup");
+        let a = layer_dir(
+            &root,
+            "a",
+            &[pkg("pkg-a", "1", "all", vec![("/a", Some(b"a"))])],
+            None,
+        );
+        let b = layer_dir(
+            &root,
+            "b",
+            &[pkg("pkg-a", "1", "all", vec![("/b", Some(b"a"))])],
+            None,
+        );
+        let msg = chain(
+            &build(
+                &input(definition(), None, Arch::Amd64, vec![a, b]),
+                &root.join("out"),
+            )
+            .unwrap_err(),
+        );
+        assert!(msg.contains("pkg-a") && msg.contains("twice"), "{msg}");
+    }
+
+    #[test]
+    fn arch_must_be_declared_and_output_must_not_exist() {
+        let root = scratch("image-misc");
+        let layers = standard_layers(&root, "amd64");
+        let mut def = definition();
+        def["archs"] = serde_json::json!(["arm64"]);
+        let msg = chain(
+            &build(
+                &input(def, None, Arch::Amd64, layers.clone()),
+                &root.join("out"),
+            )
+            .unwrap_err(),
+        );
+        assert!(msg.contains("amd64") && msg.contains("archs"), "{msg}");
+        fs::create_dir_all(root.join("exists")).unwrap();
+        fs::write(root.join("exists/keep"), b"x").unwrap();
+        assert!(build(
+            &input(definition(), None, Arch::Amd64, layers),
+            &root.join("exists")
+        )
+        .is_err());
+        assert!(
+            root.join("exists/keep").exists(),
+            "an existing output is never removed"
+        );
+    }
+
+    #[test]
+    fn run_parses_the_step_input() {
+        let root = scratch("image-run");
+        let layers = standard_layers(&root, "amd64");
+        let raw = serde_json::to_vec(&serde_json::json!({
+            "definition": definition(), "variant": null, "arch": "amd64", "created": 1_783_764_997u64, "layers": layers
+        }))
+        .unwrap();
+        run(&raw, &root.join("out")).unwrap();
+        assert!(
+            root.join("out").join(SPDX_FILE).exists()
+                && root.join("out").join(CYCLONEDX_FILE).exists()
+        );
+        let e = run(br#"{"definition": {}, "arch": "amd64"}"#, &root.join("bad")).unwrap_err();
+        assert!(matches!(e, Error::Input(_)));
+    }
+
+    #[test]
+    fn sboms_describe_the_manifest() {
+        let root = scratch("image-sbom");
+        let layers = standard_layers(&root, "amd64");
+        let out = root.join("out");
+        let s = build(&input(definition(), None, Arch::Amd64, layers), &out).unwrap();
+        let hex = s.manifest.digest().digest().to_string();
+        let spdx: sbom::spdx::Document =
+            serde_json::from_slice(&fs::read(out.join(SPDX_FILE)).unwrap()).unwrap();
+        assert!(spdx.document_namespace.ends_with(&hex));
+        assert_eq!(spdx.packages[0].checksums[0].checksum_value, hex);
+        let names: Vec<_> = spdx.packages.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            vec![
+                "scratch-plus",
+                "ca-certificates",
+                "libc6",
+                "libstdc++6",
+                "kiln-generated-files"
+            ]
+        );
+        let files: Vec<_> = spdx.files.iter().map(|f| f.file_name.as_str()).collect();
+        assert!(
+            files.contains(&"./etc/passwd")
+                && files.contains(&"./etc/ssl/certs/ca-certificates.crt")
+                && files.contains(&"./usr/lib/libc.so.6"),
+            "{files:?}"
+        );
+        let cdx: sbom::cyclonedx::Bom =
+            serde_json::from_slice(&fs::read(out.join(CYCLONEDX_FILE)).unwrap()).unwrap();
+        assert_eq!(
+            cdx.metadata.component.version.as_deref(),
+            Some(format!("sha256:{hex}").as_str())
+        );
+        assert_eq!(cdx.dependencies[0].depends_on.len(), 3);
+        assert_eq!(
+            spdx.has_extracted_licensing_infos[0].license_id,
+            "LicenseRef-glibc-other"
+        );
+    }
 }

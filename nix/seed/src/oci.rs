@@ -243,13 +243,15 @@ impl LayoutWriter {
     ) -> Result<(), Error> {
         let dest = self.blob_path(digest);
         if dest.exists() {
-            return Ok(());
+            // Not copied again, but still verified: a tampered copy of a
+            // shared blob is reported even though it would not be used.
+            return copy_verified(src, None, digest, size, what);
         }
         let tmp = self
             .root
             .join("blobs/sha256")
             .join(format!(".partial-{}", digest.hex()));
-        let result = copy_verified(src, &tmp, digest, size, what);
+        let result = copy_verified(src, Some(&tmp), digest, size, what);
         if result.is_err() {
             let _ = fs::remove_file(&tmp);
             return result;
@@ -265,9 +267,10 @@ impl LayoutWriter {
     }
 }
 
+/// Streams `src` into `tmp` (or nowhere), checking its size and digest.
 fn copy_verified(
     src: &Path,
-    tmp: &Path,
+    tmp: Option<&Path>,
     digest: &Digest,
     size: u64,
     what: &str,
@@ -289,12 +292,17 @@ fn copy_verified(
         });
     }
     let input = fs::File::open(src).map_err(io_err("reading", src))?;
-    let output = fs::File::create(tmp).map_err(io_err("writing", tmp))?;
-    let mut w = DigestWriter::new(io::BufWriter::new(output));
+    let output: Box<dyn Write> = match tmp {
+        Some(tmp) => Box::new(io::BufWriter::new(
+            fs::File::create(tmp).map_err(io_err("writing", tmp))?,
+        )),
+        None => Box::new(io::sink()),
+    };
+    let mut w = DigestWriter::new(output);
     io::copy(&mut io::BufReader::new(input).take(size + 1), &mut w)
         .map_err(io_err("copying", src))?;
     let (mut buf, actual, n) = w.into_parts();
-    buf.flush().map_err(io_err("writing", tmp))?;
+    buf.flush().map_err(io_err("writing", tmp.unwrap_or(src)))?;
     if n != size || actual != *digest {
         return Err(Error::Invalid {
             path: src.to_path_buf(),
@@ -781,6 +789,11 @@ pub(crate) mod tests {
             .to_string();
         assert!(e.contains("6 bytes"), "{e}");
         w.copy_blob(&src, &good, 5, "layer x").unwrap();
+        assert_eq!(fs::read(w.blob_path(&good)).unwrap(), b"hello");
+        // Already present: not copied again, but a bad source is still reported.
+        fs::write(&src, b"hellO").unwrap();
+        let e = w.copy_blob(&src, &good, 5, "layer y").unwrap_err();
+        assert!(e.to_string().contains("layer y"), "{e}");
         assert_eq!(fs::read(w.blob_path(&good)).unwrap(), b"hello");
         let leftovers: Vec<_> = fs::read_dir(dir.join("out/blobs/sha256"))
             .unwrap()
