@@ -65,6 +65,8 @@ pub enum LockError {
     },
     #[error("no image named {0} among the definitions")]
     UnknownImage(String),
+    #[error("kiln.lock has no image named {0}; run `kiln lock`")]
+    NotLocked(String),
 }
 
 /// The signed index a suite was locked from.
@@ -364,7 +366,7 @@ impl Lock {
                     let entry = self
                         .images
                         .get(image)
-                        .ok_or_else(|| LockError::UnknownImage(image.clone()))?;
+                        .ok_or_else(|| LockError::NotLocked(image.clone()))?;
                     for (arch, plan) in &entry.archs {
                         wanted.extend(plan.packages.iter().map(|n| (*arch, n.clone())));
                     }
