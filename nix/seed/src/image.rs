@@ -152,14 +152,7 @@ pub fn run(input: &[u8], out: &Path) -> Result<(), Error> {
 /// Builds the image described by `input` into `out` (which must not exist)
 /// and returns its summary. On error nothing is left at `out`.
 pub fn build(input: &Input, out: &Path) -> Result<Summary, Error> {
-    if out.symlink_metadata().is_ok() {
-        return Err(oci::Error::Exists(out.to_path_buf()).into());
-    }
-    let result = build_into(input, out);
-    if result.is_err() {
-        let _ = fs::remove_dir_all(out);
-    }
-    result
+    oci::fresh_output(out, || build_into(input, out))
 }
 
 /// A package layer as read and verified.
@@ -599,9 +592,10 @@ pub(crate) mod tests {
     use super::*;
     use crate::layerinfo::FileInfo;
     use crate::oci::tests::{chain, scratch};
+    use crate::sbom::tests::file;
     use crate::tarwrite::Entry;
     use sha1::Sha1;
-    use sha2::{Digest as _, Sha256};
+    use sha2::Digest as _;
     use std::io::Read;
 
     /// A package for fixtures: its files (content `None` = directory).
@@ -628,6 +622,17 @@ pub(crate) mod tests {
         }
     }
 
+    fn dir_info(path: &str) -> FileInfo {
+        FileInfo {
+            file_type: FileType::Directory,
+            mode: 0o755,
+            size: None,
+            sha256: None,
+            sha1: None,
+            ..file(path, b"")
+        }
+    }
+
     /// Writes a layer directory as the layer step would: layer.tar.gz with
     /// the packages' files (and their parent directories), layer.json, and
     /// ca-certificates.pem if given.
@@ -648,57 +653,18 @@ pub(crate) mod tests {
                     entries
                         .entry(cur[1..].to_string())
                         .or_insert_with(|| Entry::directory(&cur[1..], 0o755, 0, 0, 1));
-                    files.entry(cur.to_string()).or_insert_with(|| FileInfo {
-                        path: cur.into(),
-                        file_type: FileType::Directory,
-                        mode: 0o755,
-                        uid: 0,
-                        gid: 0,
-                        size: None,
-                        sha256: None,
-                        sha1: None,
-                        md5: None,
-                        target: None,
-                    });
+                    files
+                        .entry(cur.to_string())
+                        .or_insert_with(|| dir_info(cur));
                 }
-                let info = match content {
-                    Some(c) => {
-                        entries.insert(
-                            path[1..].to_string(),
-                            Entry::file(&path[1..], c.to_vec(), 0o644, 0, 0, 1),
-                        );
-                        FileInfo {
-                            path: path.to_string(),
-                            file_type: FileType::File,
-                            mode: 0o644,
-                            uid: 0,
-                            gid: 0,
-                            size: Some(c.len() as u64),
-                            sha256: Some(hex::encode(Sha256::digest(c))),
-                            sha1: Some(hex::encode(Sha1::digest(c))),
-                            md5: None,
-                            target: None,
-                        }
-                    }
-                    None => {
-                        entries.insert(
-                            path[1..].to_string(),
-                            Entry::directory(&path[1..], 0o755, 0, 0, 1),
-                        );
-                        FileInfo {
-                            path: path.to_string(),
-                            file_type: FileType::Directory,
-                            mode: 0o755,
-                            uid: 0,
-                            gid: 0,
-                            size: None,
-                            sha256: None,
-                            sha1: None,
-                            md5: None,
-                            target: None,
-                        }
-                    }
+                let (entry, info) = match content {
+                    Some(c) => (
+                        Entry::file(&path[1..], c.to_vec(), 0o644, 0, 0, 1),
+                        file(path, c),
+                    ),
+                    None => (Entry::directory(&path[1..], 0o755, 0, 0, 1), dir_info(path)),
                 };
+                entries.insert(path[1..].to_string(), entry);
                 files.insert(path.to_string(), info);
             }
             let mut ip = crate::sbom::tests::package(

@@ -83,14 +83,7 @@ pub fn run(input: &[u8], out: &Path) -> Result<(), Error> {
 /// Builds the multi-platform layout into `out` (which must not exist) and
 /// returns its summary. On error nothing is left at `out`.
 pub fn build(input: &Input, out: &Path) -> Result<Summary, Error> {
-    if out.symlink_metadata().is_ok() {
-        return Err(oci::Error::Exists(out.to_path_buf()).into());
-    }
-    let result = build_into(input, out);
-    if result.is_err() {
-        let _ = fs::remove_dir_all(out);
-    }
-    result
+    oci::fresh_output(out, || build_into(input, out))
 }
 
 /// One architecture's image as verified and copied.

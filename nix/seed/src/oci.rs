@@ -132,13 +132,21 @@ pub fn set_annotations(desc: &mut Descriptor, annotations: &BTreeMap<String, Str
     desc.set_annotations(if map.is_empty() { None } else { Some(map) });
 }
 
-/// A descriptor's annotations as a sorted map.
-pub fn annotations(desc: &Descriptor) -> BTreeMap<String, String> {
-    desc.annotations()
-        .iter()
-        .flatten()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
+/// Runs `fill` to create the output directory `out`, which must not exist
+/// yet; if it fails, whatever it left at `out` is removed, so that a failed
+/// step never leaves a half-written output behind (DESIGN §10).
+pub fn fresh_output<T, E: From<Error>>(
+    out: &Path,
+    fill: impl FnOnce() -> Result<T, E>,
+) -> Result<T, E> {
+    if out.symlink_metadata().is_ok() {
+        return Err(Error::Exists(out.to_path_buf()).into());
+    }
+    let result = fill();
+    if result.is_err() {
+        let _ = fs::remove_dir_all(out);
+    }
+    result
 }
 
 /// The OCI platform of a kiln architecture (`linux`, with `v8` for arm64).
