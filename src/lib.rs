@@ -15,3 +15,6 @@ pub mod fsutil;
 pub mod nixcmd;
 pub mod nixstore;
 pub mod seedbuild;
+
+pub mod keys;
+pub mod sign;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 mod build;
 mod fetch;
-mod keygen; // TEMP-ATTEST
+mod keygen;
 mod lock;
 mod seed;
 
@@ -34,7 +34,7 @@ pub enum Command {
     Build(build::Args),
     Fetch(fetch::Args),
     Seed(seed::Args),
-    Keygen(keygen::Args), // TEMP-ATTEST
+    Keygen(keygen::Args),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -43,6 +43,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Build(a) => build::run(&cli.project, a),
         Command::Fetch(a) => fetch::run(&cli.project, a),
         Command::Seed(a) => seed::run(&cli.project, a),
-        Command::Keygen(a) => keygen::run(&cli.project, a), // TEMP-ATTEST
+        Command::Keygen(a) => keygen::run(&cli.project, a),
     }
 }

@@ -19,3 +19,5 @@ pub mod image;
 pub mod index;
 pub mod layer;
 pub mod link;
+
+pub mod attest;
