@@ -569,6 +569,7 @@ pub fn build(
 
     let mut sorted = targets.clone();
     sorted.sort_by_key(|s| s.full_name());
+    let mut universes: BTreeMap<(Vec<String>, Arch), Universe> = BTreeMap::new();
     for spec in sorted {
         let image = spec.full_name();
         let mut created = 0i64;
@@ -585,13 +586,18 @@ pub fn build(
         let mut archs_sorted = spec.archs.clone();
         archs_sorted.sort();
         for arch in archs_sorted {
-            let universe = universe(spec, indexes, arch, &image)?;
+            // Building a universe indexes ~63,000 packages: once per suite list and arch.
+            let key = (spec.suites.clone(), arch);
+            if !universes.contains_key(&key) {
+                universes.insert(key.clone(), universe(spec, indexes, arch, &image)?);
+            }
+            let universe = &universes[&key];
             let req = Request {
                 roots: spec.packages.include.iter().map(|p| p.0.clone()).collect(),
                 exclude: spec.packages.exclude.iter().map(|p| p.0.clone()).collect(),
                 pins: pins.get(&arch).cloned().unwrap_or_default(),
             };
-            let resolved = match resolve(&universe, &req) {
+            let resolved = match resolve(universe, &req) {
                 Ok(r) => r,
                 Err(ResolveError::UnknownPackage {
                     name, arch, suites, ..

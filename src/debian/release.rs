@@ -496,24 +496,7 @@ impl Release {
                 components: self.components.join(" "),
                 architectures: self.architectures.join(" "),
             })?;
-        let actual = Digest::of(bytes);
-        if actual != want.sha256 {
-            return Err(ReleaseError::HashMismatch {
-                suite: self.name.clone(),
-                index: path.into(),
-                expected: want.sha256,
-                actual,
-            });
-        }
-        if bytes.len() as u64 != want.size {
-            return Err(ReleaseError::SizeMismatch {
-                suite: self.name.clone(),
-                index: path.into(),
-                expected: want.size,
-                actual: bytes.len() as u64,
-            });
-        }
-        Ok(())
+        check_bytes(&self.name, path, *want, bytes)
     }
 
     /// The best-compressed Packages index the suite lists for `component`/`arch`.
@@ -533,6 +516,33 @@ impl Release {
             architectures: self.architectures.join(" "),
         })
     }
+}
+
+/// Checks downloaded bytes against their line in the signed table.
+pub fn check_bytes(
+    suite: &str,
+    path: &str,
+    want: FileHash,
+    bytes: &[u8],
+) -> Result<(), ReleaseError> {
+    let actual = Digest::of(bytes);
+    if actual != want.sha256 {
+        return Err(ReleaseError::HashMismatch {
+            suite: suite.into(),
+            index: path.into(),
+            expected: want.sha256,
+            actual,
+        });
+    }
+    if bytes.len() as u64 != want.size {
+        return Err(ReleaseError::SizeMismatch {
+            suite: suite.into(),
+            index: path.into(),
+            expected: want.size,
+            actual: bytes.len() as u64,
+        });
+    }
+    Ok(())
 }
 
 /// Decompresses an index by its file name's extension.
@@ -587,7 +597,16 @@ pub async fn load_suite(
                 file: "InRelease".into(),
                 source: e,
             })?;
-    let release = open_release(suite, &url, &bytes, keyring, now)?;
+    // Signature checks are CPU work (RSA-4096): keep them off the thread
+    // that drives the other suites' downloads.
+    let (s, u, k) = (suite.to_string(), url.clone(), keyring.clone());
+    let release = tokio::task::spawn_blocking(move || open_release(&s, &u, &bytes, &k, now))
+        .await
+        .map_err(|e| ReleaseError::Malformed {
+            suite: suite.into(),
+            file: url.clone(),
+            message: e.to_string(),
+        })??;
     // The security archive still announces `updates/main` while its files
     // live under `main/`, so compare the last path segment (as apt does).
     let components: Vec<&String> = source
@@ -649,10 +668,10 @@ pub async fn load_suite(
                         source: e,
                     })?,
                 };
-                release.check_index(&path, &bytes)?;
                 let (suite_name, p) = (suite.to_string(), path.clone());
                 let parsed = tokio::task::spawn_blocking(
                     move || -> Result<Vec<BinaryPackage>, ReleaseError> {
+                        check_bytes(&suite_name, &p, want, &bytes)?;
                         let text = decompress(&suite_name, &p, &bytes)?;
                         Ok(parse_packages(&text, &format!("{suite_name} {p}"))?)
                     },
