@@ -50,6 +50,13 @@ pub enum Error {
     Spec(#[from] SpecError),
     #[error("architecture {arch} is not among the definition's archs ({archs})")]
     ArchNotDeclared { arch: Arch, archs: String },
+    #[error("kiln.lock is stale for image {image}: it was resolved for other packages, suites or archs than images/{name}/image.toml now declares (lock inputs {locked}, definition {current}); run `kiln lock`")]
+    StaleLock {
+        image: String,
+        name: String,
+        locked: Digest,
+        current: Digest,
+    },
     #[error("annotations: {0} is written by kiln into index.json only and cannot be declared")]
     ReservedAnnotation(String),
     #[error("layer {}: {message}", dir.display())]
@@ -116,6 +123,10 @@ pub struct Input {
     pub arch: Arch,
     /// Epoch seconds.
     pub created: u64,
+    /// The lock's `inputs` digest for this image: the build refuses a lock
+    /// that was resolved for a different definition.
+    #[serde(default)]
+    pub inputs: Option<Digest>,
     /// Layer directories in stacking order.
     pub layers: Vec<PathBuf>,
 }
@@ -165,6 +176,17 @@ struct Layer {
 fn build_into(input: &Input, out: &Path) -> Result<Summary, Error> {
     input.definition.validate(None)?;
     let spec = input.definition.image(input.variant.as_deref())?;
+    if let Some(locked) = input.inputs {
+        let current = spec.lock_inputs();
+        if locked != current {
+            return Err(Error::StaleLock {
+                image: spec.full_name(),
+                name: spec.name.clone(),
+                locked,
+                current,
+            });
+        }
+    }
     let arch = input.arch;
     if !spec.archs.contains(&arch) {
         let archs: Vec<&str> = spec.archs.iter().map(|a| a.debian()).collect();
@@ -1292,5 +1314,19 @@ pub(crate) mod tests {
             spdx.has_extracted_licensing_infos[0].license_id,
             "LicenseRef-glibc-other"
         );
+    }
+}
+
+#[cfg(test)]
+mod stale_lock_tests {
+    use super::*;
+
+    #[test]
+    fn a_lock_resolved_for_another_definition_is_refused() {
+        let mut i = tests::input(tests::definition(), None, Arch::Amd64, vec![]);
+        i.inputs = Some(Digest::of(b"something else"));
+        let e = build(&i, &std::env::temp_dir().join("kiln-stale-lock-test-out")).unwrap_err();
+        assert!(matches!(e, Error::StaleLock { .. }), "{e}");
+        assert!(e.to_string().contains("run `kiln lock`"));
     }
 }
