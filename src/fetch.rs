@@ -48,24 +48,24 @@ pub enum FetchError {
         expected: u64,
         actual: String,
     },
-    #[error("fetching {package}: {source}")]
-    Download { package: String, source: HttpError },
-    #[error("fetching {package}: writing {path}: {source}")]
+    #[error("fetching {package}: {error}")]
+    Download { package: String, error: HttpError },
+    #[error("fetching {package}: writing {path}: {error}")]
     Io {
         package: String,
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("fetching {package}: adding to the Nix store: {source}")]
-    Store { package: String, source: StoreError },
+    #[error("fetching {package}: adding to the Nix store: {error}")]
+    Store { package: String, error: StoreError },
     #[error("checking the Nix store: {0}")]
     Validity(String),
     #[error(transparent)]
     Sources(#[from] SourcesError),
-    #[error("creating a temporary directory in {path}: {source}")]
+    #[error("creating a temporary directory in {path}: {error}")]
     TempDir {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{} downloads failed:\n  {}", .0.len(), .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n  "))]
     Many(Vec<FetchError>),
@@ -262,16 +262,16 @@ pub async fn fetch(
             packages,
         });
     }
-    std::fs::create_dir_all(&opts.tmp_dir).map_err(|source| FetchError::TempDir {
+    std::fs::create_dir_all(&opts.tmp_dir).map_err(|error| FetchError::TempDir {
         path: opts.tmp_dir.clone(),
-        source,
+        error,
     })?;
     let dir = tempfile::Builder::new()
         .prefix("fetch-")
         .tempdir_in(&opts.tmp_dir)
-        .map_err(|source| FetchError::TempDir {
+        .map_err(|error| FetchError::TempDir {
             path: opts.tmp_dir.clone(),
-            source,
+            error,
         })?;
     let total: u64 = todo.iter().map(|(i, _)| i.package.size).sum();
     let bar = if opts.progress {
@@ -310,7 +310,7 @@ pub async fn fetch(
                 packages.push(fetched(&item, "fetched"));
             }
             Err(FetchError::Download {
-                source: HttpError::NotFound { .. },
+                error: HttpError::NotFound { .. },
                 ..
             }) => vanished.push(item.label()),
             Err(e) => errors.push(e),
@@ -403,9 +403,9 @@ async fn download(
         .await
         .map_err(|e| FetchError::Validity(e.to_string()))?;
     let _ = std::fs::remove_file(&path);
-    added.map_err(|source| FetchError::Store {
+    added.map_err(|error| FetchError::Store {
         package: label,
-        source,
+        error,
     })?;
     Ok(size)
 }
@@ -429,7 +429,7 @@ async fn stream_to(
         let transient = e.is_transient();
         let err = FetchError::Download {
             package: label.to_string(),
-            source: e,
+            error: e,
         };
         if transient {
             Attempt::Transient(err)
@@ -437,11 +437,11 @@ async fn stream_to(
             Attempt::Fatal(err)
         }
     };
-    let io = |source: std::io::Error| {
+    let io = |error: std::io::Error| {
         Attempt::Fatal(FetchError::Io {
             package: label.to_string(),
             path: path.to_path_buf(),
-            source,
+            error,
         })
     };
     let resp = http.get(url).await.map_err(wrap)?;

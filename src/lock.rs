@@ -24,29 +24,29 @@ pub const FORMAT_VERSION: u32 = 1;
 pub enum LockError {
     #[error("{path} does not exist; run `kiln lock`")]
     Missing { path: PathBuf },
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
-    #[error("writing {path}: {source}")]
+    #[error("writing {path}: {error}")]
     Write {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path} is stale:\n  {}\nrun `kiln lock` to update it", problems.join("\n  "))]
     Stale {
         path: PathBuf,
         problems: Vec<String>,
     },
-    #[error("image {image}: {source}")]
+    #[error("image {image}: {error}")]
     Resolve {
         image: String,
-        source: Box<ResolveError>,
+        error: Box<ResolveError>,
     },
     #[error("{arch}: {name} resolves to {version_a} for {image_a} but to {version_b} for {image_b}; a lock holds one version per package (give both images the same suites, or run `kiln lock` for all images)")]
     Conflict {
@@ -176,10 +176,10 @@ impl Lock {
                     path: path.to_path_buf(),
                 })
             }
-            Err(source) => {
+            Err(error) => {
                 return Err(LockError::Read {
                     path: path.to_path_buf(),
-                    source,
+                    error,
                 })
             }
         };
@@ -292,9 +292,9 @@ impl Lock {
 
     /// Writes the lock atomically (temp file in the same directory + rename).
     pub fn write(&self, path: &Path) -> Result<(), LockError> {
-        crate::fsutil::write_atomic(path, &self.to_bytes()).map_err(|source| LockError::Write {
+        crate::fsutil::write_atomic(path, &self.to_bytes()).map_err(|error| LockError::Write {
             path: path.to_path_buf(),
-            source,
+            error,
         })
     }
 
@@ -605,7 +605,7 @@ pub fn build(
                     let hint = other_arch_hint(spec, indexes, arch, &name, &image)?;
                     return Err(LockError::Resolve {
                         image,
-                        source: Box::new(ResolveError::UnknownPackage {
+                        error: Box::new(ResolveError::UnknownPackage {
                             name,
                             arch,
                             suites,
@@ -616,7 +616,7 @@ pub fn build(
                 Err(e) => {
                     return Err(LockError::Resolve {
                         image,
-                        source: Box::new(e),
+                        error: Box::new(e),
                     })
                 }
             };

@@ -27,11 +27,11 @@ const INRELEASE_LIMIT: u64 = 16 << 20;
 pub enum ReleaseError {
     #[error("keyring {path}: {message}")]
     Keyring { path: PathBuf, message: String },
-    #[error("{suite}: downloading {file}: {source}")]
+    #[error("{suite}: downloading {file}: {error}")]
     Download {
         suite: String,
         file: String,
-        source: HttpError,
+        error: HttpError,
     },
     #[error("{suite}: {file}: signature verification failed: {reason}")]
     Signature {
@@ -595,7 +595,7 @@ pub async fn load_suite(
             .map_err(|e| ReleaseError::Download {
                 suite: suite.into(),
                 file: "InRelease".into(),
-                source: e,
+                error: e,
             })?;
     // Signature checks are CPU work (RSA-4096): keep them off the thread
     // that drives the other suites' downloads.
@@ -665,7 +665,7 @@ pub async fn load_suite(
                     other => other.map_err(|e| ReleaseError::Download {
                         suite: suite.into(),
                         file: path.clone(),
-                        source: e,
+                        error: e,
                     })?,
                 };
                 let (suite_name, p) = (suite.to_string(), path.clone());

@@ -32,7 +32,7 @@ pub enum ResolveError {
         detail: String,
         suites: String,
     },
-    #[error("{arch}: {chain}: {virtual_name} is a virtual package provided by {providers}; name one of them in packages.include (or exclude {virtual_name})")]
+    #[error("{arch}: {chain} is a virtual package provided by {providers}; name one of them in packages.include (or exclude {virtual_name})")]
     Ambiguous {
         arch: Arch,
         chain: String,

@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourcesError {
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path}:{line}: {message}")]
     Parse {
@@ -122,9 +122,9 @@ impl Mirrors {
         match std::fs::read_dir(&dir) {
             Ok(rd) => {
                 for e in rd {
-                    let e = e.map_err(|source| SourcesError::Read {
+                    let e = e.map_err(|error| SourcesError::Read {
                         path: dir.clone(),
-                        source,
+                        error,
                     })?;
                     let p = e.path();
                     // apt itself only reads these two extensions, which also
@@ -136,7 +136,7 @@ impl Mirrors {
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => return Err(SourcesError::Read { path: dir, source }),
+            Err(error) => return Err(SourcesError::Read { path: dir, error }),
         }
         files.sort();
         for f in files {
@@ -252,9 +252,9 @@ impl fmt::Display for SuiteSource {
 }
 
 fn read(path: &Path) -> Result<String, SourcesError> {
-    std::fs::read_to_string(path).map_err(|source| SourcesError::Read {
+    std::fs::read_to_string(path).map_err(|error| SourcesError::Read {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 
