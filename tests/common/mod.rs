@@ -1,0 +1,148 @@
+//! Shared helpers for the integration tests that drive the real thing: Nix
+//! builds in the sandbox, skopeo, umoci, podman, a registry on 127.0.0.1.
+//!
+//! These tests expect the machine to be set up (`scripts/setup`, which
+//! `scripts/test` runs first): they fail, not skip, when it is not, so that
+//! a missing install step cannot hide behind a green run.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The repository checkout (the kiln project the tests build).
+pub fn project() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn kiln_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_kiln"))
+}
+
+/// `kiln --project <checkout> args...`
+pub fn kiln(args: &[&str]) -> Output {
+    Command::new(kiln_bin()).arg("--project").arg(project()).args(args).output().expect("running kiln")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs a command, panicking with its output when it fails.
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}", out.status, stdout(&out), stderr(&out));
+    stdout(&out)
+}
+
+/// Panics with the one command that fixes it unless the machine is ready
+/// for Nix builds (seed in the store, .debs fetched).
+pub fn require_setup() {
+    static READY: OnceLock<Result<(), String>> = OnceLock::new();
+    let ready = READY.get_or_init(|| {
+        let pin: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(project().join("nix/seed.json")).map_err(|e| e.to_string())?)
+                .map_err(|e| e.to_string())?;
+        let seed = pin["storePath"].as_str().unwrap_or_default().to_string();
+        if !valid(&seed) {
+            return Err(format!("the seed {seed} is not in the Nix store"));
+        }
+        let out = kiln(&["fetch"]);
+        if !out.status.success() {
+            return Err(format!("kiln fetch failed: {}", stderr(&out)));
+        }
+        Ok(())
+    });
+    if let Err(e) = ready {
+        panic!("this machine is not set up for kiln's integration tests ({e}); run scripts/setup");
+    }
+}
+
+pub fn valid(store_path: &str) -> bool {
+    !store_path.is_empty()
+        && Command::new("nix-store").args(["--check-validity", store_path]).output().is_ok_and(|o| o.status.success())
+}
+
+/// Builds flake attributes with `kiln build` and returns their output paths.
+pub fn build(attrs: &[&str]) -> Vec<PathBuf> {
+    require_setup();
+    let mut args = vec!["build", "--json"];
+    args.extend_from_slice(attrs);
+    let out = kiln(&args);
+    assert!(out.status.success(), "kiln build {attrs:?} failed:\n{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("kiln build --json output");
+    v.as_array().unwrap().iter().map(|b| PathBuf::from(b["out"].as_str().unwrap())).collect()
+}
+
+/// A fresh scratch directory under the target dir (kept for inspection).
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = project().join("target").join("test-scratch").join(name);
+    if dir.exists() {
+        make_writable(&dir);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Makes a tree writable again (copies of store paths are read-only).
+pub fn make_writable(dir: &Path) {
+    let _ = Command::new("chmod").args(["-R", "u+w"]).arg(dir).status();
+}
+
+/// `umoci unpack` of one platform of a layout (umoci checks every digest).
+pub fn unpack(layout: &Path, reference: &str, dest: &Path) -> PathBuf {
+    let bundle = dest.join(format!("bundle-{reference}"));
+    run(Command::new("umoci").args(["unpack", "--rootless", "--image"]).arg(format!("{}:{reference}", layout.display())).arg(&bundle));
+    bundle.join("rootfs")
+}
+
+/// `skopeo inspect` (optionally `--config`) of one reference as JSON.
+pub fn skopeo_inspect(layout: &Path, reference: &str, extra: &[&str]) -> serde_json::Value {
+    let out = run(Command::new("skopeo").arg("inspect").args(extra).arg(format!("oci:{}:{reference}", layout.display())));
+    serde_json::from_str(&out).expect("skopeo inspect output")
+}
+
+/// Entries of a layer blob as `(path, type, mode, uid, gid)` from `tar -tvz`-like reading.
+pub fn layer_entries(blob: &Path) -> Vec<(String, char, u32, u64, u64)> {
+    use std::io::Read;
+    let mut gz = Vec::new();
+    std::fs::File::open(blob).unwrap().read_to_end(&mut gz).unwrap();
+    let mut tar = Vec::new();
+    flate2::read::GzDecoder::new(gz.as_slice()).read_to_end(&mut tar).unwrap();
+    let mut a = tar::Archive::new(tar.as_slice());
+    a.entries()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let h = e.header();
+            let kind = match h.entry_type() {
+                tar::EntryType::Directory => 'd',
+                tar::EntryType::Symlink => 'l',
+                tar::EntryType::Link => 'h',
+                _ => '-',
+            };
+            (
+                e.path().unwrap().to_string_lossy().trim_end_matches('/').to_string(),
+                kind,
+                h.mode().unwrap(),
+                h.uid().unwrap(),
+                h.gid().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The descriptor list of the image index behind `<tag>` in a layout.
+pub fn platform_manifests(layout: &Path) -> Vec<serde_json::Value> {
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let top = &index["manifests"][0];
+    let digest = top["digest"].as_str().unwrap().trim_start_matches("sha256:");
+    let nested: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(digest)).unwrap()).unwrap();
+    nested["manifests"].as_array().unwrap().clone()
+}
