@@ -277,15 +277,19 @@ pub async fn fetch(
     let bar = if opts.progress {
         let b = indicatif::ProgressBar::new(total);
         b.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} fetching {pos:>3}/{len} .debs [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}")
-                .map(|s| s.progress_chars("=> "))
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template(
+                "{spinner} fetching .debs {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+            )
+            .map(|s| s.progress_chars("=> "))
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         b.set_length(total);
         b
     } else {
         indicatif::ProgressBar::hidden()
     };
+    let (count, mut done) = (todo.len(), 0usize);
+    bar.set_message(format!("0/{count}"));
     let results: Vec<(Item, Result<u64, FetchError>)> = futures_util::stream::iter(todo)
         .map(|(item, url)| {
             let (bar, dir) = (bar.clone(), dir.path().to_path_buf());
@@ -295,6 +299,10 @@ pub async fn fetch(
             }
         })
         .buffer_unordered(opts.jobs.max(1))
+        .inspect(|_| {
+            done += 1;
+            bar.set_message(format!("{done}/{count}"));
+        })
         .collect()
         .await;
     bar.finish_and_clear();
