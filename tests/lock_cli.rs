@@ -357,3 +357,17 @@ fn missing_suite_names_the_files_searched() {
         "{err}"
     );
 }
+
+#[test]
+fn unreadable_lock_is_replaced_by_a_full_relock_only() {
+    let w = setup();
+    std::fs::write(w.project.join("kiln.lock"), "<<<<<<< HEAD\n{}\n=======\n").unwrap();
+    let o = kiln(&w.project, &w.env, &["lock", "certs"]);
+    assert!(!o.status.success());
+    assert!(text(&o).1.contains("kiln.lock"), "{:?}", text(&o));
+    let o = kiln(&w.project, &w.env, &["lock"]);
+    let (_, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("warning: replacing the unreadable"), "{err}");
+    assert!(kiln(&w.project, &[], &["lock", "--check"]).status.success());
+}

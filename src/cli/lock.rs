@@ -80,7 +80,6 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let previous = Lock::read_optional(&path)?;
     let only: Option<BTreeSet<String>> =
         (!args.images.is_empty()).then(|| args.images.iter().cloned().collect());
     if let Some(only) = &only {
@@ -94,6 +93,20 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
             }
         }
     }
+    // A full relock needs the old lock only for the change report, so a
+    // broken one (say, a merge conflict) is replaced; a partial one keeps
+    // entries from it and cannot.
+    let previous = match Lock::read_optional(&path) {
+        Ok(p) => p,
+        Err(e) if only.is_none() => {
+            eprintln!(
+                "kiln: warning: replacing the unreadable {}: {e}",
+                path.display()
+            );
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
     let targets: Vec<&ImageSpec> = specs
         .iter()
         .filter(|s| only.as_ref().is_none_or(|o| o.contains(&s.full_name())))
