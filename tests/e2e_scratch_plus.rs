@@ -16,13 +16,22 @@ fn lock() -> serde_json::Value {
 /// The store path of a locked .deb.
 fn deb_path(arch: &str, name: &str) -> PathBuf {
     let p = &lock()["packages"][arch][name];
-    let sha: [u8; 32] = hex::decode(p["sha256"].as_str().unwrap()).unwrap().try_into().unwrap();
-    let store_name = kiln::nixstore::deb_store_name(name, p["version"].as_str().unwrap(), p["architecture"].as_str().unwrap());
+    let sha: [u8; 32] = hex::decode(p["sha256"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let store_name = kiln::nixstore::deb_store_name(
+        name,
+        p["version"].as_str().unwrap(),
+        p["architecture"].as_str().unwrap(),
+    );
     PathBuf::from(kiln::nixstore::flat_fixed_path(&store_name, &sha))
 }
 
 fn blob(layout: &Path, digest: &str) -> PathBuf {
-    layout.join("blobs/sha256").join(digest.trim_start_matches("sha256:"))
+    layout
+        .join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"))
 }
 
 #[test]
@@ -34,67 +43,144 @@ fn scratch_plus_builds_for_both_platforms_with_the_declared_contents() {
     let manifests = platform_manifests(&out);
     let platforms: Vec<(String, Option<String>)> = manifests
         .iter()
-        .map(|m| (m["platform"]["architecture"].as_str().unwrap().to_string(), m["platform"]["variant"].as_str().map(String::from)))
+        .map(|m| {
+            (
+                m["platform"]["architecture"].as_str().unwrap().to_string(),
+                m["platform"]["variant"].as_str().map(String::from),
+            )
+        })
         .collect();
-    assert_eq!(platforms, vec![("amd64".into(), None), ("arm64".into(), Some("v8".into()))]);
+    assert_eq!(
+        platforms,
+        vec![("amd64".into(), None), ("arm64".into(), Some("v8".into()))]
+    );
 
     for (arch, skopeo_arch) in [("amd64", "amd64"), ("arm64", "arm64")] {
         let info = skopeo_inspect(&out, "latest", &["--override-arch", skopeo_arch]);
         assert_eq!(info["Architecture"], arch);
         let labels = &info["Labels"];
-        for key in ["title", "description", "source", "revision", "created", "licenses"] {
-            let v = labels[format!("org.opencontainers.image.{key}")].as_str().unwrap_or_default();
+        for key in [
+            "title",
+            "description",
+            "source",
+            "revision",
+            "created",
+            "licenses",
+        ] {
+            let v = labels[format!("org.opencontainers.image.{key}")]
+                .as_str()
+                .unwrap_or_default();
             assert!(!v.is_empty(), "{arch}: annotation {key} missing: {labels}");
         }
         assert_eq!(labels["org.opencontainers.image.title"], "scratch-plus");
-        let config = skopeo_inspect(&out, "latest", &["--override-arch", skopeo_arch, "--config"]);
+        let config = skopeo_inspect(
+            &out,
+            "latest",
+            &["--override-arch", skopeo_arch, "--config"],
+        );
         assert_eq!(config["config"]["User"], "65532:65532", "{arch}");
-        let env: Vec<&str> = config["config"]["Env"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
-        assert!(env.contains(&"SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"), "{env:?}");
+        let env: Vec<&str> = config["config"]["Env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e.as_str().unwrap())
+            .collect();
+        assert!(
+            env.contains(&"SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"),
+            "{env:?}"
+        );
 
         // umoci verifies every blob digest while unpacking.
         let rootfs = unpack(&out, &format!("latest-{arch}"), &work);
         let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap();
-        assert!(passwd.lines().any(|l| l == "nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin"), "{passwd}");
-        assert!(passwd.lines().any(|l| l.starts_with("root:x:0:0:")), "{passwd}");
+        assert!(
+            passwd
+                .lines()
+                .any(|l| l == "nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin"),
+            "{passwd}"
+        );
+        assert!(
+            passwd.lines().any(|l| l.starts_with("root:x:0:0:")),
+            "{passwd}"
+        );
         let group = std::fs::read_to_string(rootfs.join("etc/group")).unwrap();
         assert!(group.lines().any(|l| l == "nonroot:x:65532:"), "{group}");
-        assert!(rootfs.join("var/lib/dpkg/status.d/ca-certificates").is_file());
-        let status = std::fs::read_to_string(rootfs.join("var/lib/dpkg/status.d/ca-certificates")).unwrap();
-        assert!(status.starts_with("Package: ca-certificates\nStatus: install ok installed\n"), "{status}");
+        assert!(rootfs
+            .join("var/lib/dpkg/status.d/ca-certificates")
+            .is_file());
+        let status =
+            std::fs::read_to_string(rootfs.join("var/lib/dpkg/status.d/ca-certificates")).unwrap();
+        assert!(
+            status.starts_with("Package: ca-certificates\nStatus: install ok installed\n"),
+            "{status}"
+        );
         // Nothing of the shell world: scratch-plus has no /bin at all.
         assert!(!rootfs.join("bin").exists() && !rootfs.join("usr/bin").exists());
 
         // The bundle parses and holds every certificate the package ships.
         let bundle = rootfs.join("etc/ssl/certs/ca-certificates.crt");
-        let pkcs7 = run(Command::new("openssl").args(["crl2pkcs7", "-nocrl", "-certfile"]).arg(&bundle));
+        let pkcs7 = run(Command::new("openssl")
+            .args(["crl2pkcs7", "-nocrl", "-certfile"])
+            .arg(&bundle));
         let pkcs7_file = work.join(format!("bundle-{arch}.p7"));
         std::fs::write(&pkcs7_file, pkcs7).unwrap();
-        let certs = run(Command::new("openssl").args(["pkcs7", "-print_certs", "-noout", "-in"]).arg(&pkcs7_file));
+        let certs = run(Command::new("openssl")
+            .args(["pkcs7", "-print_certs", "-noout", "-in"])
+            .arg(&pkcs7_file));
         let parsed = certs.lines().filter(|l| l.starts_with("subject=")).count();
         let shipped = run(Command::new("sh")
             .arg("-c")
             .arg(format!("dpkg-deb --fsys-tarfile {} | tar -t | grep -c '^./usr/share/ca-certificates/.*\\.crt$'", deb_path(arch, "ca-certificates").display())));
         let shipped: usize = shipped.trim().parse().unwrap();
-        assert!(shipped > 100, "ca-certificates ships {shipped} certificates?");
-        assert_eq!(parsed, shipped, "{arch}: bundle has {parsed} certificates, the package ships {shipped}");
+        assert!(
+            shipped > 100,
+            "ca-certificates ships {shipped} certificates?"
+        );
+        assert_eq!(
+            parsed, shipped,
+            "{arch}: bundle has {parsed} certificates, the package ships {shipped}"
+        );
 
         // Owners and modes as declared, read from the layers themselves
         // (a rootless unpack maps every owner to the current user).
         let manifest: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(blob(&out, manifests.iter().find(|m| m["platform"]["architecture"] == arch).unwrap()["digest"].as_str().unwrap())).unwrap(),
+            &std::fs::read(blob(
+                &out,
+                manifests
+                    .iter()
+                    .find(|m| m["platform"]["architecture"] == arch)
+                    .unwrap()["digest"]
+                    .as_str()
+                    .unwrap(),
+            ))
+            .unwrap(),
         )
         .unwrap();
         let layers = manifest["layers"].as_array().unwrap();
-        let generated = layer_entries(&blob(&out, layers.last().unwrap()["digest"].as_str().unwrap()));
-        let find = |p: &str| generated.iter().find(|e| e.0 == p).unwrap_or_else(|| panic!("{p} not in the generated layer: {generated:?}")).clone();
+        let generated = layer_entries(&blob(
+            &out,
+            layers.last().unwrap()["digest"].as_str().unwrap(),
+        ));
+        let find = |p: &str| {
+            generated
+                .iter()
+                .find(|e| e.0 == p)
+                .unwrap_or_else(|| panic!("{p} not in the generated layer: {generated:?}"))
+                .clone()
+        };
         assert_eq!(find("tmp"), ("tmp".into(), 'd', 0o1777, 0, 0));
-        assert_eq!(find("home/nonroot"), ("home/nonroot".into(), 'd', 0o700, 65532, 65532));
+        assert_eq!(
+            find("home/nonroot"),
+            ("home/nonroot".into(), 'd', 0o700, 65532, 65532)
+        );
         assert_eq!(find("etc/ssl/certs/ca-certificates.crt").2, 0o644);
 
         // Size budget (the seed projects claim about 200 KB).
         let compressed: u64 = layers.iter().map(|l| l["size"].as_u64().unwrap()).sum();
-        eprintln!("scratch-plus {arch}: {compressed} bytes compressed in {} layers", layers.len());
+        eprintln!(
+            "scratch-plus {arch}: {compressed} bytes compressed in {} layers",
+            layers.len()
+        );
         assert!(compressed < 200 * 1024, "{arch}: {compressed} bytes");
     }
 }
@@ -104,14 +190,27 @@ fn building_twice_gives_the_same_bytes() {
     // Everything is built already or now; --rebuild builds the per-arch
     // image and the index again and fails if anything differs.
     build(&["scratch-plus-amd64", "scratch-plus-arm64", "scratch-plus"]);
-    let out = kiln(&["build", "--rebuild", "scratch-plus-amd64", "scratch-plus-arm64", "scratch-plus"]);
+    let out = kiln(&[
+        "build",
+        "--rebuild",
+        "scratch-plus-amd64",
+        "scratch-plus-arm64",
+        "scratch-plus",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
 /// A copy of the parts of the project Nix evaluates, to break on purpose.
 fn project_copy(name: &str) -> PathBuf {
     let dir = scratch(name);
-    for f in ["flake.nix", "flake.lock", "kiln.lock", "nix/lib.nix", "nix/seed.json", "images/scratch-plus/image.toml"] {
+    for f in [
+        "flake.nix",
+        "flake.lock",
+        "kiln.lock",
+        "nix/lib.nix",
+        "nix/seed.json",
+        "images/scratch-plus/image.toml",
+    ] {
         let to = dir.join(f);
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
         std::fs::copy(project().join(f), to).unwrap();
@@ -140,13 +239,30 @@ fn a_missing_seed_names_the_command_that_installs_it() {
         "storePath": kiln::nixstore::recursive_fixed_path("kiln-seed", &nar),
         "target": "x86_64-unknown-linux-gnu",
     });
-    std::fs::write(dir.join("nix/seed.json"), serde_json::to_vec_pretty(&pin).unwrap()).unwrap();
+    std::fs::write(
+        dir.join("nix/seed.json"),
+        serde_json::to_vec_pretty(&pin).unwrap(),
+    )
+    .unwrap();
     let out = nix_build(&dir, "scratch-plus-amd64", &[]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("kiln-seed-is-not-in-the-nix-store/run-kiln-seed"), "{}", stderr(&out));
-    let out = Command::new(kiln_bin()).arg("--project").arg(&dir).args(["build", "scratch-plus"]).output().unwrap();
+    assert!(
+        stderr(&out).contains("kiln-seed-is-not-in-the-nix-store/run-kiln-seed"),
+        "{}",
+        stderr(&out)
+    );
+    let out = Command::new(kiln_bin())
+        .arg("--project")
+        .arg(&dir)
+        .args(["build", "scratch-plus"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("run `kiln seed --check`"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("run `kiln seed --check`"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -154,12 +270,24 @@ fn a_definition_changed_after_locking_fails_the_build_and_the_check() {
     require_setup();
     let dir = project_copy("e2e-stale-lock");
     let def = dir.join("images/scratch-plus/image.toml");
-    let text = std::fs::read_to_string(&def).unwrap().replace("include = [\"ca-certificates\"]", "include = [\"ca-certificates\", \"tzdata\"]");
+    let text = std::fs::read_to_string(&def).unwrap().replace(
+        "include = [\"ca-certificates\"]",
+        "include = [\"ca-certificates\", \"tzdata\"]",
+    );
     std::fs::write(&def, text).unwrap();
     let out = nix_build(&dir, "scratch-plus-amd64", &[]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("kiln.lock is stale for image scratch-plus"), "{}", stderr(&out));
-    let out = Command::new(kiln_bin()).arg("--project").arg(&dir).args(["lock", "--check"]).output().unwrap();
+    assert!(
+        stderr(&out).contains("kiln.lock is stale for image scratch-plus"),
+        "{}",
+        stderr(&out)
+    );
+    let out = Command::new(kiln_bin())
+        .arg("--project")
+        .arg(&dir)
+        .args(["lock", "--check"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(stderr(&out).contains("scratch-plus"), "{}", stderr(&out));
 }
@@ -176,7 +304,11 @@ fn kiln_refuses_to_build_when_the_sandbox_is_off() {
         .unwrap();
     assert!(!out.status.success());
     assert!(stderr(&out).contains("sandbox = false"), "{}", stderr(&out));
-    assert!(stderr(&out).contains("--allow-unsandboxed"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--allow-unsandboxed"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// Even a plain `nix build` (bypassing kiln) with the sandbox off fails:
@@ -184,7 +316,13 @@ fn kiln_refuses_to_build_when_the_sandbox_is_off() {
 #[test]
 fn the_seed_refuses_to_run_outside_the_sandbox() {
     require_setup();
-    let unique = format!("{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
+    let unique = format!(
+        "{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
     let expr = format!(
         "(import {}/nix/lib.nix {{ root = {}; }}).step {{ name = \"kiln-sandbox-probe-{unique}\"; stepName = \"link\"; input = {{ links = {{ }}; }}; }}",
         project().display(),
@@ -192,7 +330,15 @@ fn the_seed_refuses_to_run_outside_the_sandbox() {
     );
     let attempt = |allow: bool| {
         let mut cmd = Command::new("nix");
-        cmd.args(["build", "--impure", "--no-link", "--print-build-logs", "--expr", &expr]).env("NIX_CONFIG", "sandbox = false");
+        cmd.args([
+            "build",
+            "--impure",
+            "--no-link",
+            "--print-build-logs",
+            "--expr",
+            &expr,
+        ])
+        .env("NIX_CONFIG", "sandbox = false");
         if allow {
             cmd.env("KILN_ALLOW_UNSANDBOXED", "1");
         } else {
@@ -202,8 +348,16 @@ fn the_seed_refuses_to_run_outside_the_sandbox() {
     };
     let refused = attempt(false);
     assert!(!refused.status.success());
-    assert!(stderr(&refused).contains("refusing to build outside the Nix sandbox"), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("refusing to build outside the Nix sandbox"),
+        "{}",
+        stderr(&refused)
+    );
     let allowed = attempt(true);
     assert!(allowed.status.success(), "{}", stderr(&allowed));
-    assert!(stderr(&allowed).contains("NOT RUNNING IN THE NIX SANDBOX"), "{}", stderr(&allowed));
+    assert!(
+        stderr(&allowed).contains("NOT RUNNING IN THE NIX SANDBOX"),
+        "{}",
+        stderr(&allowed)
+    );
 }

@@ -4,10 +4,19 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 mod build;
+mod diff;
+mod digests;
 mod fetch;
 mod keygen;
 mod lock;
+mod policy;
+mod pull;
+mod push;
+mod repro;
 mod seed;
+mod sign;
+mod test;
+mod verify;
 
 /// kiln builds minimal container base images from pinned Debian packages,
 /// hermetically in the Nix sandbox, bit-for-bit reproducible, with SBOMs,
@@ -31,18 +40,36 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Lock(lock::Args),
-    Build(build::Args),
     Fetch(fetch::Args),
     Seed(seed::Args),
+    Build(build::Args),
     Keygen(keygen::Args),
+    Sign(sign::Args),
+    Push(push::Args),
+    Pull(pull::Args),
+    Verify(verify::Args),
+    Repro(repro::Args),
+    Diff(diff::Args),
+    Digests(digests::Args),
+    Policy(policy::Args),
+    Test(test::Args),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Lock(a) => lock::run(&cli.project, a),
-        Command::Build(a) => build::run(&cli.project, a),
         Command::Fetch(a) => fetch::run(&cli.project, a),
         Command::Seed(a) => seed::run(&cli.project, a),
+        Command::Build(a) => build::run(&cli.project, a),
         Command::Keygen(a) => keygen::run(&cli.project, a),
+        Command::Sign(a) => sign::run(&cli.project, a),
+        Command::Push(a) => push::run(&cli.project, a),
+        Command::Pull(a) => pull::run(&cli.project, a),
+        Command::Verify(a) => verify::run(&cli.project, a),
+        Command::Repro(a) => repro::run(&cli.project, a),
+        Command::Diff(a) => diff::run(&cli.project, a),
+        Command::Digests(a) => digests::run(&cli.project, a),
+        Command::Policy(a) => policy::run(&cli.project, a),
+        Command::Test(a) => test::run(&cli.project, a),
     }
 }

@@ -22,7 +22,12 @@ pub fn kiln_bin() -> PathBuf {
 
 /// `kiln --project <checkout> args...`
 pub fn kiln(args: &[&str]) -> Output {
-    Command::new(kiln_bin()).arg("--project").arg(project()).args(args).output().expect("running kiln")
+    Command::new(kiln_bin())
+        .arg("--project")
+        .arg(project())
+        .args(args)
+        .output()
+        .expect("running kiln")
 }
 
 pub fn stdout(o: &Output) -> String {
@@ -35,8 +40,16 @@ pub fn stderr(o: &Output) -> String {
 
 /// Runs a command, panicking with its output when it fails.
 pub fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}", out.status, stdout(&out), stderr(&out));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        stdout(&out),
+        stderr(&out)
+    );
     stdout(&out)
 }
 
@@ -45,9 +58,10 @@ pub fn run(cmd: &mut Command) -> String {
 pub fn require_setup() {
     static READY: OnceLock<Result<(), String>> = OnceLock::new();
     let ready = READY.get_or_init(|| {
-        let pin: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(project().join("nix/seed.json")).map_err(|e| e.to_string())?)
-                .map_err(|e| e.to_string())?;
+        let pin: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(project().join("nix/seed.json")).map_err(|e| e.to_string())?,
+        )
+        .map_err(|e| e.to_string())?;
         let seed = pin["storePath"].as_str().unwrap_or_default().to_string();
         if !valid(&seed) {
             return Err(format!("the seed {seed} is not in the Nix store"));
@@ -65,7 +79,10 @@ pub fn require_setup() {
 
 pub fn valid(store_path: &str) -> bool {
     !store_path.is_empty()
-        && Command::new("nix-store").args(["--check-validity", store_path]).output().is_ok_and(|o| o.status.success())
+        && Command::new("nix-store")
+            .args(["--check-validity", store_path])
+            .output()
+            .is_ok_and(|o| o.status.success())
 }
 
 /// Builds flake attributes with `kiln build` and returns their output paths.
@@ -74,9 +91,18 @@ pub fn build(attrs: &[&str]) -> Vec<PathBuf> {
     let mut args = vec!["build", "--json"];
     args.extend_from_slice(attrs);
     let out = kiln(&args);
-    assert!(out.status.success(), "kiln build {attrs:?} failed:\n{}", stderr(&out));
-    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("kiln build --json output");
-    v.as_array().unwrap().iter().map(|b| PathBuf::from(b["out"].as_str().unwrap())).collect()
+    assert!(
+        out.status.success(),
+        "kiln build {attrs:?} failed:\n{}",
+        stderr(&out)
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout(&out)).expect("kiln build --json output");
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|b| PathBuf::from(b["out"].as_str().unwrap()))
+        .collect()
 }
 
 /// A fresh scratch directory under the target dir (kept for inspection).
@@ -98,13 +124,19 @@ pub fn make_writable(dir: &Path) {
 /// `umoci unpack` of one platform of a layout (umoci checks every digest).
 pub fn unpack(layout: &Path, reference: &str, dest: &Path) -> PathBuf {
     let bundle = dest.join(format!("bundle-{reference}"));
-    run(Command::new("umoci").args(["unpack", "--rootless", "--image"]).arg(format!("{}:{reference}", layout.display())).arg(&bundle));
+    run(Command::new("umoci")
+        .args(["unpack", "--rootless", "--image"])
+        .arg(format!("{}:{reference}", layout.display()))
+        .arg(&bundle));
     bundle.join("rootfs")
 }
 
 /// `skopeo inspect` (optionally `--config`) of one reference as JSON.
 pub fn skopeo_inspect(layout: &Path, reference: &str, extra: &[&str]) -> serde_json::Value {
-    let out = run(Command::new("skopeo").arg("inspect").args(extra).arg(format!("oci:{}:{reference}", layout.display())));
+    let out = run(Command::new("skopeo")
+        .arg("inspect")
+        .args(extra)
+        .arg(format!("oci:{}:{reference}", layout.display())));
     serde_json::from_str(&out).expect("skopeo inspect output")
 }
 
@@ -112,9 +144,14 @@ pub fn skopeo_inspect(layout: &Path, reference: &str, extra: &[&str]) -> serde_j
 pub fn layer_entries(blob: &Path) -> Vec<(String, char, u32, u64, u64)> {
     use std::io::Read;
     let mut gz = Vec::new();
-    std::fs::File::open(blob).unwrap().read_to_end(&mut gz).unwrap();
+    std::fs::File::open(blob)
+        .unwrap()
+        .read_to_end(&mut gz)
+        .unwrap();
     let mut tar = Vec::new();
-    flate2::read::GzDecoder::new(gz.as_slice()).read_to_end(&mut tar).unwrap();
+    flate2::read::GzDecoder::new(gz.as_slice())
+        .read_to_end(&mut tar)
+        .unwrap();
     let mut a = tar::Archive::new(tar.as_slice());
     a.entries()
         .unwrap()
@@ -128,7 +165,11 @@ pub fn layer_entries(blob: &Path) -> Vec<(String, char, u32, u64, u64)> {
                 _ => '-',
             };
             (
-                e.path().unwrap().to_string_lossy().trim_end_matches('/').to_string(),
+                e.path()
+                    .unwrap()
+                    .to_string_lossy()
+                    .trim_end_matches('/')
+                    .to_string(),
                 kind,
                 h.mode().unwrap(),
                 h.uid().unwrap(),
@@ -140,9 +181,15 @@ pub fn layer_entries(blob: &Path) -> Vec<(String, char, u32, u64, u64)> {
 
 /// The descriptor list of the image index behind `<tag>` in a layout.
 pub fn platform_manifests(layout: &Path) -> Vec<serde_json::Value> {
-    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
     let top = &index["manifests"][0];
-    let digest = top["digest"].as_str().unwrap().trim_start_matches("sha256:");
-    let nested: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(digest)).unwrap()).unwrap();
+    let digest = top["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:");
+    let nested: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(digest)).unwrap())
+            .unwrap();
     nested["manifests"].as_array().unwrap().clone()
 }

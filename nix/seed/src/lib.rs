@@ -21,3 +21,7 @@ pub mod layer;
 pub mod link;
 
 pub mod attest;
+
+pub mod policy;
+pub mod probe;
+pub mod verify;

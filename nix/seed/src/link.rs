@@ -30,7 +30,10 @@ struct Input {
 
 pub fn run(input: &[u8], out: &Path) -> Result<(), Error> {
     let input: Input = serde_json::from_slice(input)?;
-    std::fs::create_dir_all(out).map_err(|source| Error::Io { path: out.display().to_string(), source })?;
+    std::fs::create_dir_all(out).map_err(|source| Error::Io {
+        path: out.display().to_string(),
+        source,
+    })?;
     for (name, target) in &input.links {
         let rel = Path::new(name);
         if name.is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_))) {

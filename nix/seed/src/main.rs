@@ -9,15 +9,25 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
+    // Called through the `bin/verify` link of `nix run .#verify`.
+    let invoked_as = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or("");
+    if invoked_as == "verify" {
+        return kiln_seed::verify::main(&args[1..]);
+    }
     let step = args.get(1).map(String::as_str).unwrap_or("");
     let result = match step {
-        "layer" | "image" | "index" | "link" => build_step(step),
+        "verify" => return kiln_seed::verify::main(&args[2..]),
+        "layer" | "image" | "index" | "link" | "policy" | "probe" => build_step(step),
         "--version" | "version" => {
             println!("kiln-seed {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
         _ => Err(
-            "usage: kiln-seed <layer|image|index|link> (inside a kiln derivation)\n\
+            "usage: kiln-seed <layer|image|index|link|policy|probe> (inside a kiln derivation) or kiln-seed verify ...\n\
              kiln-seed is kiln's sandbox-side builder; run `kiln --help` instead"
                 .into(),
         ),
@@ -48,6 +58,8 @@ fn build_step(step: &str) -> Result<(), Box<dyn std::error::Error>> {
         "image" => kiln_seed::image::run(&input, &out)?,
         "index" => kiln_seed::index::run(&input, &out)?,
         "link" => kiln_seed::link::run(&input, &out)?,
+        "policy" => kiln_seed::policy::run(&input, &out)?,
+        "probe" => kiln_seed::probe::run(&input, &out)?,
         _ => unreachable!(),
     }
     Ok(())
