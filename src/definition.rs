@@ -9,7 +9,7 @@ pub const FILE_NAME: &str = "image.toml";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DefinitionError {
-    #[error("{path}: {source}")]
+    #[error("reading {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,

@@ -66,7 +66,7 @@ pub enum KeyError {
     Decrypt,
     #[error("the decrypted private key is not a PKCS#8 ECDSA P-256 key: {0}")]
     NotP256(String),
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     InFile {
         path: PathBuf,
         #[source]
@@ -74,7 +74,7 @@ pub enum KeyError {
     },
     #[error("{path} already exists; not overwriting a key (pass --force to replace it)")]
     Exists { path: PathBuf },
-    #[error("{what} {path}: {source}")]
+    #[error("{what} {path}")]
     Io {
         what: &'static str,
         path: PathBuf,

@@ -8,7 +8,7 @@ use std::process::Command;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NixError {
-    #[error("running {command}: {source}")]
+    #[error("running {command}")]
     Spawn {
         command: String,
         source: std::io::Error,

@@ -40,7 +40,7 @@ pub struct Pin {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SeedError {
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         what: String,
         source: std::io::Error,

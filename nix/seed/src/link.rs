@@ -15,7 +15,7 @@ pub enum Error {
     BadName(String),
     #[error("link target {0:?} must be a /nix/store path")]
     BadTarget(String),
-    #[error("creating {path}: {source}")]
+    #[error("creating {path}")]
     Io {
         path: String,
         source: std::io::Error,
