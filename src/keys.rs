@@ -668,10 +668,10 @@ mod tests {
         );
 
         let err = load_private_file(&private, b"pw").unwrap_err();
+        let chain = format!("{err}: {}", std::error::Error::source(&err).unwrap());
         assert!(
-            err.to_string()
-                .ends_with("cosign.key: wrong password or corrupted key file: decryption failed"),
-            "{err}"
+            chain.ends_with("cosign.key: wrong password or corrupted key file: decryption failed"),
+            "{chain}"
         );
     }
 
