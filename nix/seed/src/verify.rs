@@ -1,8 +1,0 @@
-//! The verifier behind `nix run .#verify` (not written yet).
-
-use std::process::ExitCode;
-
-pub fn main(_args: &[String]) -> ExitCode {
-    eprintln!("verify: not implemented yet");
-    ExitCode::FAILURE
-}

@@ -1,0 +1,194 @@
+//! [`Source`] over an OCI image layout directory: the signed layout `kiln
+//! sign` writes (the image, plus cosign's `sha256-<hex>.sig` / `.att`
+//! manifests as tags in `index.json`, plus referrer manifests listed in
+//! `index.json` without a tag), or any layout holding an image.
+
+use super::source::{Source, SourceError, MAX_BLOB_SIZE};
+use crate::digest::Digest;
+use crate::oci::{self, Layout, INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, REF_NAME};
+use oci_spec::image::{Descriptor, ImageManifest};
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// `index.json` annotation `cosign save` puts on the image it saved
+/// (`dev.cosignproject.cosign/image`) or image index (`.../imageIndex`).
+pub const COSIGN_KIND: &str = "kind";
+pub const COSIGN_KIND_IMAGE: &str = "dev.cosignproject.cosign/image";
+pub const COSIGN_KIND_IMAGE_INDEX: &str = "dev.cosignproject.cosign/imageIndex";
+pub const COSIGN_KIND_SIGS: &str = "dev.cosignproject.cosign/sigs";
+pub const COSIGN_KIND_ATTS: &str = "dev.cosignproject.cosign/atts";
+
+pub struct LayoutSource {
+    layout: Layout,
+    tag: Option<String>,
+}
+
+impl LayoutSource {
+    /// Opens the layout at `dir`. `tag` selects the image by its ref name;
+    /// without it the image is the one `cosign save` marks, else the only
+    /// image index, else the only manifest that is not a cosign artifact.
+    pub fn open(dir: &Path, tag: Option<&str>) -> Result<LayoutSource, SourceError> {
+        let layout = Layout::open(dir).map_err(|e| SourceError::Access {
+            source_name: dir.display().to_string(),
+            message: chain(&e),
+        })?;
+        Ok(LayoutSource {
+            layout,
+            tag: tag.map(String::from),
+        })
+    }
+
+    fn name(&self) -> String {
+        self.layout.root().display().to_string()
+    }
+
+    fn access(&self, message: impl Into<String>) -> SourceError {
+        SourceError::Access {
+            source_name: self.name(),
+            message: message.into(),
+        }
+    }
+
+    fn blob_err(&self, desc: &Descriptor, message: impl Into<String>) -> SourceError {
+        SourceError::Blob {
+            source_name: self.name(),
+            digest: desc.digest().to_string(),
+            message: message.into(),
+        }
+    }
+
+    fn ref_name(desc: &Descriptor) -> Option<&str> {
+        desc.annotations()
+            .as_ref()
+            .and_then(|a| a.get(REF_NAME))
+            .map(String::as_str)
+    }
+
+    fn kind(desc: &Descriptor) -> Option<&str> {
+        desc.annotations()
+            .as_ref()
+            .and_then(|a| a.get(COSIGN_KIND))
+            .map(String::as_str)
+    }
+
+    /// A cosign artifact: tagged `sha256-<hex>.<suffix>` or marked as
+    /// signatures/attestations by `cosign save`, or a referrer.
+    fn is_attached(desc: &Descriptor) -> bool {
+        Self::ref_name(desc).is_some_and(|n| n.starts_with("sha256-"))
+            || matches!(
+                Self::kind(desc),
+                Some(COSIGN_KIND_SIGS) | Some(COSIGN_KIND_ATTS)
+            )
+            || desc.artifact_type().is_some()
+    }
+}
+
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(x) = src {
+        s.push_str(&format!(": {x}"));
+        src = x.source();
+    }
+    s
+}
+
+impl Source for LayoutSource {
+    fn describe(&self) -> String {
+        format!("OCI layout {}", self.name())
+    }
+
+    fn root(&self) -> Result<Descriptor, SourceError> {
+        let all = self.layout.index().manifests();
+        if let Some(tag) = &self.tag {
+            return self.layout.find(tag).cloned().ok_or_else(|| {
+                self.access(format!("index.json has no image tagged {tag:?}"))
+            });
+        }
+        if let Some(d) = all.iter().find(|d| {
+            matches!(
+                Self::kind(d),
+                Some(COSIGN_KIND_IMAGE) | Some(COSIGN_KIND_IMAGE_INDEX)
+            )
+        }) {
+            return Ok(d.clone());
+        }
+        let images: Vec<&Descriptor> = all.iter().filter(|d| !Self::is_attached(d)).collect();
+        let indexes: Vec<&Descriptor> = images
+            .iter()
+            .copied()
+            .filter(|d| d.media_type().as_ref() == INDEX_MEDIA_TYPE)
+            .collect();
+        match (indexes.as_slice(), images.as_slice()) {
+            ([one], _) | ([], [one]) => Ok((*one).clone()),
+            _ => Err(self.access(format!(
+                "index.json lists {} images and {} image indexes; name the one to verify with --tag",
+                images.len(),
+                indexes.len()
+            ))),
+        }
+    }
+
+    fn fetch(&self, desc: &Descriptor) -> Result<Vec<u8>, SourceError> {
+        let digest = Digest::parse(desc.digest().as_ref()).map_err(|m| self.blob_err(desc, m))?;
+        if desc.size() > MAX_BLOB_SIZE {
+            return Err(self.blob_err(
+                desc,
+                format!("{} bytes is more than the verifier reads", desc.size()),
+            ));
+        }
+        let path: PathBuf = self.layout.blob_path(&digest);
+        let meta = fs::symlink_metadata(&path)
+            .map_err(|e| self.blob_err(desc, format!("missing ({}): {e}", path.display())))?;
+        if !meta.is_file() {
+            return Err(self.blob_err(desc, format!("{} is not a regular file", path.display())));
+        }
+        let mut bytes = Vec::with_capacity(desc.size() as usize);
+        fs::File::open(&path)
+            .and_then(|f| f.take(desc.size() + 1).read_to_end(&mut bytes))
+            .map_err(|e| self.blob_err(desc, format!("reading {}: {e}", path.display())))?;
+        if bytes.len() as u64 != desc.size() {
+            return Err(self.blob_err(
+                desc,
+                format!(
+                    "is {} bytes, its descriptor says {}",
+                    meta.len(),
+                    desc.size()
+                ),
+            ));
+        }
+        let actual = Digest::of(&bytes);
+        if actual != digest {
+            return Err(self.blob_err(
+                desc,
+                format!("content does not match its digest (it hashes to {actual})"),
+            ));
+        }
+        Ok(bytes)
+    }
+
+    fn tagged(&self, tag: &str) -> Result<Option<Descriptor>, SourceError> {
+        Ok(self.layout.find(tag).cloned())
+    }
+
+    fn referrers(&self, digest: &Digest) -> Result<Vec<Descriptor>, SourceError> {
+        let mut out = Vec::new();
+        for d in self.layout.index().manifests() {
+            if d.media_type().as_ref() != MANIFEST_MEDIA_TYPE || d.artifact_type().is_none() {
+                continue;
+            }
+            let bytes = self.fetch(d)?;
+            let m: ImageManifest = serde_json::from_slice(&bytes)
+                .map_err(|e| self.blob_err(d, format!("is not an image manifest: {e}")))?;
+            let subject = m
+                .subject()
+                .as_ref()
+                .and_then(|s| oci::kiln_digest(s.digest()).ok());
+            if subject.as_ref() == Some(digest) {
+                out.push(d.clone());
+            }
+        }
+        Ok(out)
+    }
+}
