@@ -102,9 +102,11 @@ impl Source for LayoutSource {
     fn root(&self) -> Result<Descriptor, SourceError> {
         let all = self.layout.index().manifests();
         if let Some(tag) = &self.tag {
-            return self.layout.find(tag).cloned().ok_or_else(|| {
-                self.access(format!("index.json has no image tagged {tag:?}"))
-            });
+            return self
+                .layout
+                .find(tag)
+                .cloned()
+                .ok_or_else(|| self.access(format!("index.json has no image tagged {tag:?}")));
         }
         if let Some(d) = all.iter().find(|d| {
             matches!(
