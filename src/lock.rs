@@ -672,6 +672,12 @@ pub fn build(
             );
             archs.insert(arch, ImageArch { packages, layers });
         }
+        // The newest index date moves every day (the security suite is
+        // re-signed daily); an image whose packages did not change keeps its
+        // creation time, so its digest does not move on a no-op relock.
+        if unchanged(prev, &image, &archs, &lock.packages) {
+            created = prev.images[&image].created;
+        }
         lock.images.insert(
             image.clone(),
             Image {
@@ -754,6 +760,27 @@ fn other_arch_hint(
             found.join(", ")
         )
     })
+}
+
+/// Whether `image` resolves to exactly the .debs (and layer plan) it had in
+/// `prev`.
+fn unchanged(
+    prev: &Lock,
+    image: &str,
+    archs: &BTreeMap<Arch, ImageArch>,
+    packages: &BTreeMap<Arch, BTreeMap<String, Package>>,
+) -> bool {
+    let Some(before) = prev.images.get(image) else {
+        return false;
+    };
+    before.archs == *archs
+        && archs.iter().all(|(arch, a)| {
+            a.packages.iter().all(|n| {
+                let old = prev.packages.get(arch).and_then(|m| m.get(n));
+                let new = packages.get(arch).and_then(|m| m.get(n));
+                matches!((old, new), (Some(o), Some(n)) if o.sha256 == n.sha256)
+            })
+        })
 }
 
 fn diff(
@@ -955,6 +982,22 @@ mod tests {
         // No URL or host anywhere.
         let text = String::from_utf8(lock.to_bytes()).unwrap();
         assert!(!text.contains("://"), "{text}");
+    }
+
+    #[test]
+    fn a_relock_with_the_same_debs_keeps_the_creation_time() {
+        let (first, _) = build(&specs(), &indexes("3.0.11-1"), None, None).unwrap();
+        // The security suite is re-signed (newer date), same packages.
+        let mut later = indexes("3.0.11-1");
+        later.get_mut("bookworm-security").unwrap().release.epoch = 3000;
+        let (again, _) = build(&specs(), &later, Some(&first), None).unwrap();
+        assert_eq!(again.images["ssl"].created, 2000);
+        // A new libssl3 moves it.
+        let mut newer = indexes("3.0.13-1");
+        newer.get_mut("bookworm-security").unwrap().release.epoch = 3000;
+        let (moved, _) = build(&specs(), &newer, Some(&first), None).unwrap();
+        assert_eq!(moved.images["ssl"].created, 3000);
+        assert_eq!(moved.images["certs"].created, 1000);
     }
 
     #[test]
