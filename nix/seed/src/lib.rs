@@ -24,4 +24,5 @@ pub mod attest;
 
 pub mod policy;
 pub mod probe;
+pub mod regclient;
 pub mod verify;

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 pub mod layout;
+pub mod registry;
 pub mod source;
 
 pub use source::{Source, SourceError};
@@ -19,13 +20,14 @@ pub fn open_source(reference: &str, tag: Option<&str>) -> Result<Box<dyn Source>
 }
 
 /// Registry references (`host[:port]/repo[:tag|@digest]`): the registry
-/// [`Source`] lives in `registry.rs`.
+/// [`Source`] lives in `registry.rs`. Plain HTTP for loopback registries
+/// only; credentials from the usual files (REGISTRY_AUTH_FILE,
+/// ~/.docker/config.json), else anonymous.
 fn open_registry(reference: &str) -> Result<Box<dyn Source>, SourceError> {
-    Err(SourceError::Access {
-        source_name: reference.to_string(),
-        message: "not a directory, and registry references are not supported by this verifier yet"
-            .into(),
-    })
+    Ok(Box::new(registry::RegistrySource::open(
+        reference,
+        &crate::regclient::ClientOptions::default(),
+    )?))
 }
 
 pub fn main(_args: &[String]) -> ExitCode {
