@@ -1,12 +1,37 @@
-//! The verifier behind `nix run .#verify` and `kiln verify`.
+//! The verifier behind `nix run .#verify` and `kiln verify`: checks an
+//! image and everything attached to it, one report line per check.
+//!
+//! ```text
+//! verify <layout dir | registry ref> --key cosign.pub [--key ...]
+//!        [--tag TAG] [--builder-id ID] [--source CHECKOUT] [--max-age 30d]
+//!        [--rebuild] [--json]
+//! ```
+//!
+//! Checks: every blob reachable from the image verifies (digest, size,
+//! diffIDs); the image index and each platform manifest carry a valid
+//! cosign signature by one of the keys; every attestation's DSSE signature
+//! verifies; a SLSA provenance is attached to the root and an SPDX and a
+//! CycloneDX SBOM to each platform manifest; statement subjects are
+//! exactly the image's digests; the provenance is kiln's, isolated, from
+//! the expected builder, not expired, and its .debs are the lock's; each
+//! SBOM describes its platform and lists the packages the layers hold.
 
-use std::path::Path;
+use crate::attest::{PublicKey, CYCLONEDX_BOM, SLSA_PROVENANCE_V1, SPDX_DOCUMENT};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+pub mod attached;
+pub mod checks;
 pub mod layout;
+pub mod provenance;
+pub mod rebuild;
 pub mod registry;
+pub mod report;
+pub mod sbom;
 pub mod source;
+pub mod walk;
 
+pub use report::{Report, Status};
 pub use source::{Source, SourceError};
 
 /// Opens what `reference` names: an OCI layout directory, else a registry
@@ -30,7 +55,286 @@ fn open_registry(reference: &str) -> Result<Box<dyn Source>, SourceError> {
     )?))
 }
 
-pub fn main(_args: &[String]) -> ExitCode {
-    eprintln!("verify: not implemented yet");
-    ExitCode::FAILURE
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// A layout directory or a registry reference.
+    pub reference: String,
+    /// Selects the image in a layout holding several.
+    pub tag: Option<String>,
+    /// Trusted public keys (PEM files, cosign.pub).
+    pub keys: Vec<PathBuf>,
+    pub builder_id: Option<String>,
+    /// A checkout whose kiln.lock the provenance's .debs must match (and
+    /// the place `--rebuild` clones from).
+    pub source: Option<PathBuf>,
+    /// Maximum age of the provenance (seconds since its finishedOn).
+    pub max_age: Option<i64>,
+    pub rebuild: bool,
+    pub json: bool,
+}
+
+pub const USAGE: &str = "usage: verify <layout dir | registry ref> --key cosign.pub [--key FILE]... [--tag TAG] [--builder-id ID] [--source CHECKOUT] [--max-age DURATION] [--rebuild] [--json]
+
+Checks an image built by kiln and everything attached to it: blobs,
+cosign signatures over the index and each platform manifest, DSSE
+attestations (SLSA provenance, SPDX and CycloneDX SBOMs), their subjects,
+the provenance (isolation, builder id, age, .debs against the lock in
+--source) and the SBOMs against the packages in the image. --rebuild
+checks out the recorded source revision and rebuilds it in the Nix sandbox.
+--max-age (e.g. 30d, 12h) fails a provenance whose build finished longer ago.
+Exit status: 0 verified, 1 a check failed, 2 usage error.";
+
+/// Parses the command line (everything after the program name).
+pub fn parse_args(args: &[String]) -> Result<Options, String> {
+    let mut o = Options::default();
+    let mut reference = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let (flag, inline) = match a.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
+            _ => (a.as_str(), None),
+        };
+        let mut value = |name: &str| -> Result<String, String> {
+            inline
+                .clone()
+                .or_else(|| it.next().cloned())
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match flag {
+            "--key" => o.keys.push(PathBuf::from(value("--key")?)),
+            "--tag" => o.tag = Some(value("--tag")?),
+            "--builder-id" => o.builder_id = Some(value("--builder-id")?),
+            "--source" => o.source = Some(PathBuf::from(value("--source")?)),
+            "--max-age" => {
+                let v = value("--max-age")?;
+                o.max_age = Some(provenance::parse_duration(&v).ok_or_else(|| {
+                    format!("--max-age {v:?}: expected e.g. 30d, 12h, 90m or seconds")
+                })?);
+            }
+            "--rebuild" => o.rebuild = true,
+            "--json" => o.json = true,
+            "-h" | "--help" => return Err(String::new()),
+            f if f.starts_with('-') => return Err(format!("unknown option {f}")),
+            _ if reference.is_none() => reference = Some(a.clone()),
+            _ => return Err(format!("unexpected argument {a:?} (one image at a time)")),
+        }
+    }
+    o.reference =
+        reference.ok_or("missing the layout directory or registry reference to verify")?;
+    if o.keys.is_empty() {
+        return Err(
+            "missing --key: the public key the image must be signed with (cosign.pub)".into(),
+        );
+    }
+    Ok(o)
+}
+
+/// Reads the trusted keys.
+pub fn load_keys(paths: &[PathBuf]) -> Result<Vec<PublicKey>, String> {
+    paths
+        .iter()
+        .map(|p| {
+            let text =
+                std::fs::read_to_string(p).map_err(|e| format!("reading {}: {e}", p.display()))?;
+            PublicKey::from_pem(&text).map_err(|e| format!("{}: {e}", p.display()))
+        })
+        .collect()
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Verifies `opts.reference` with already loaded `keys`.
+pub fn verify(opts: &Options, keys: &[PublicKey]) -> Report {
+    let mut report = Report::new(opts.reference.clone());
+    let source = match open_source(&opts.reference, opts.tag.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            report.fail("source", layout::chain(&e));
+            return report;
+        }
+    };
+    report.target = source.describe();
+    let image = match walk::walk(source.as_ref()) {
+        Ok(i) => i,
+        Err(e) => {
+            report.fail("blobs", layout::chain(&e));
+            return report;
+        }
+    };
+    report.digest = Some(image.root_digest.to_string());
+    if image.problems.is_empty() {
+        report.pass(
+            "blobs",
+            format!(
+                "all {} blobs of the image verify (digest, size, config diffIDs)",
+                image.blobs_verified
+            ),
+        );
+    } else {
+        for p in &image.problems {
+            report.fail("blobs", p.clone());
+        }
+    }
+
+    let root_label = image.root_label();
+    let root_attached = attached::collect(source.as_ref(), &image.root_digest);
+    checks::signatures(
+        &mut report,
+        &root_attached,
+        &image.root_digest,
+        &root_label,
+        keys,
+    );
+    let mut per_platform = Vec::new();
+    if image.is_index {
+        for p in &image.platforms {
+            let a = attached::collect(source.as_ref(), &p.digest);
+            checks::signatures(&mut report, &a, &p.digest, &p.label(), keys);
+            per_platform.push(a);
+        }
+    }
+
+    // The provenance is attached to the root and names every digest.
+    let root_statements = checks::attestations(&mut report, &root_attached, &root_label, keys);
+    let expected = image.all_digests();
+    let mut recorded = None;
+    for v in checks::require(
+        &mut report,
+        &root_statements,
+        SLSA_PROVENANCE_V1,
+        &root_label,
+        &image.root_digest,
+    ) {
+        checks::subjects(&mut report, v, &root_label, &expected);
+        provenance::check(
+            &mut report,
+            v,
+            &image,
+            &provenance::Expectations {
+                builder_id: opts.builder_id.as_deref(),
+                source: opts.source.as_deref(),
+                max_age: opts.max_age,
+                now: now(),
+            },
+        );
+        if recorded.is_none() {
+            recorded = v.statement.slsa_provenance().ok().and_then(|p| {
+                serde_json::from_value::<provenance::ExternalParameters>(
+                    p.build_definition.external_parameters,
+                )
+                .ok()
+            });
+        }
+    }
+
+    // Each platform manifest carries its own SBOMs.
+    for (i, p) in image.platforms.iter().enumerate() {
+        let label = p.label();
+        let statements = if image.is_index {
+            checks::attestations(&mut report, &per_platform[i], &label, keys)
+        } else {
+            root_statements.clone()
+        };
+        let own = vec![(label.clone(), p.digest)];
+        for t in [SPDX_DOCUMENT, CYCLONEDX_BOM] {
+            for v in checks::require(&mut report, &statements, t, &label, &p.digest) {
+                checks::subjects(&mut report, v, &label, &own);
+                sbom::check(&mut report, v, p);
+            }
+        }
+    }
+
+    if opts.rebuild {
+        match &recorded {
+            Some(ext) => rebuild::rebuild(&mut report, ext, &image, opts.source.as_deref()),
+            None => report.fail("rebuild", "no verified kiln provenance to rebuild from"),
+        }
+    }
+    report
+}
+
+/// Parses, verifies, prints; the exit status says whether every check passed.
+pub fn run(opts: &Options) -> (Report, ExitCode) {
+    let keys = match load_keys(&opts.keys) {
+        Ok(k) => k,
+        Err(e) => {
+            let mut r = Report::new(opts.reference.clone());
+            r.fail("key", e);
+            return (r, ExitCode::from(2));
+        }
+    };
+    let report = verify(opts, &keys);
+    let code = if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    };
+    (report, code)
+}
+
+pub fn main(args: &[String]) -> ExitCode {
+    let opts = match parse_args(args) {
+        Ok(o) => o,
+        Err(e) if e.is_empty() => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("verify: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let (report, code) = run(&opts);
+    if opts.json {
+        println!("{}", report.render_json());
+    } else {
+        print!("{}", report.render_text());
+    }
+    code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &[&str]) -> Vec<String> {
+        s.iter().map(|a| a.to_string()).collect()
+    }
+
+    #[test]
+    fn command_line() {
+        let o = parse_args(&args(&[
+            "dir",
+            "--key",
+            "a.pub",
+            "--key=b.pub",
+            "--max-age",
+            "2d",
+            "--builder-id=https://x",
+            "--rebuild",
+            "--json",
+        ]))
+        .unwrap();
+        assert_eq!(o.reference, "dir");
+        assert_eq!(o.keys, vec![PathBuf::from("a.pub"), PathBuf::from("b.pub")]);
+        assert_eq!(o.max_age, Some(2 * 86_400));
+        assert_eq!(o.builder_id.as_deref(), Some("https://x"));
+        assert!(o.rebuild && o.json);
+        assert!(parse_args(&args(&["dir"])).unwrap_err().contains("--key"));
+        assert!(parse_args(&args(&["--key", "k"]))
+            .unwrap_err()
+            .contains("missing"));
+        assert!(parse_args(&args(&["a", "b", "--key", "k"]))
+            .unwrap_err()
+            .contains("one image"));
+        assert!(parse_args(&args(&["a", "--key", "k", "--max-age", "soon"])).is_err());
+        assert!(parse_args(&args(&["a", "--frobnicate"]))
+            .unwrap_err()
+            .contains("--frobnicate"));
+    }
 }

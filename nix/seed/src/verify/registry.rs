@@ -135,7 +135,7 @@ impl RegistrySource {
 
 impl Source for RegistrySource {
     fn describe(&self) -> String {
-        format!("registry {} ({})", self.name(), self.root.digest())
+        format!("registry {}", self.name())
     }
 
     fn root(&self) -> Result<Descriptor, SourceError> {

@@ -1,0 +1,259 @@
+//! Signature and attestation checks over what [`super::attached`] found.
+
+use super::attached::{Attached, FoundAttestation, FoundSignature, Location, SignatureForm};
+use super::report::Report;
+use crate::attest::{
+    dsse, simplesigning, PublicKey, Statement, COSIGN_SIGN_V1, CYCLONEDX_BOM, IN_TOTO_PAYLOAD_TYPE,
+    SLSA_PROVENANCE_V1, SPDX_DOCUMENT,
+};
+use crate::digest::Digest;
+
+/// A statement whose DSSE signature verified with a trusted key.
+#[derive(Clone, Debug)]
+pub struct VerifiedStatement {
+    pub statement: Statement,
+    pub key_id: String,
+    pub locations: Vec<Location>,
+}
+
+/// A readable name for a predicate type.
+pub fn predicate_name(t: &str) -> String {
+    match t {
+        SLSA_PROVENANCE_V1 => "SLSA provenance".into(),
+        SPDX_DOCUMENT => "SPDX SBOM".into(),
+        CYCLONEDX_BOM => "CycloneDX SBOM".into(),
+        COSIGN_SIGN_V1 => "cosign signature statement".into(),
+        other => format!("attestation {other}"),
+    }
+}
+
+fn short_key(id: &str) -> &str {
+    &id[..id.len().min(16)]
+}
+
+fn locations(ls: &[Location]) -> String {
+    ls.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One signature candidate: Ok(key id) when it is a valid signature over
+/// `digest` by one of `keys`.
+fn verify_signature(
+    sig: &FoundSignature,
+    digest: &Digest,
+    keys: &[PublicKey],
+) -> Result<String, String> {
+    match &sig.form {
+        SignatureForm::Simple { payload, signature } => {
+            if let Some(k) = keys.iter().find(|k| {
+                simplesigning::verify(payload, signature, digest, std::slice::from_ref(k)).is_ok()
+            }) {
+                return Ok(k.key_id());
+            }
+            // Report why: a bad signature first, then a payload for another image.
+            Err(simplesigning::verify(payload, signature, digest, keys)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "does not verify".into()))
+        }
+        SignatureForm::Bundle(b) => {
+            if b.dsse_envelope.is_none() {
+                return Err("a message-signature bundle does not carry the payload it signs; kiln verifies image signatures in DSSE bundles (cosign/sign/v1) or legacy .sig tags".into());
+            }
+            let verified = b.verify_dsse(keys).map_err(|e| e.to_string())?;
+            let st = Statement::from_verified(&verified).map_err(|e| e.to_string())?;
+            st.expect_predicate_type(COSIGN_SIGN_V1)
+                .map_err(|e| e.to_string())?;
+            st.subjects_match(&[("the signed image", *digest)])
+                .map_err(|e| format!("signature statement is for another image: {e}"))?;
+            Ok(verified.key_id)
+        }
+    }
+}
+
+/// Requires at least one valid signature over `digest` (what cosign
+/// requires); reports which verified and why the others did not.
+pub fn signatures(
+    report: &mut Report,
+    attached: &Attached,
+    digest: &Digest,
+    what: &str,
+    keys: &[PublicKey],
+) {
+    let mut good = Vec::new();
+    let mut bad = Vec::new();
+    for s in &attached.signatures {
+        match verify_signature(s, digest, keys) {
+            Ok(key) => good.push((s.location.clone(), key)),
+            Err(e) => bad.push(format!("{}: {e}", s.location)),
+        }
+    }
+    let unreadable = attached
+        .problems
+        .iter()
+        .filter(|p| p.contains(".sig") || p.starts_with("referrer"))
+        .cloned();
+    bad.extend(unreadable);
+    if let Some((_, key)) = good.first() {
+        let where_: Vec<Location> = good.iter().map(|(l, _)| l.clone()).collect();
+        report.pass(
+            "signature",
+            format!(
+                "{what} is signed by key {} ({})",
+                short_key(key),
+                locations(&where_)
+            ),
+        );
+        for b in bad {
+            report.info(
+                "signature",
+                format!("{what}: ignored an invalid signature: {b}"),
+            );
+        }
+    } else if attached.signatures.is_empty() && bad.is_empty() {
+        report.fail(
+            "signature",
+            format!(
+                "{what} is not signed: no tag {} and no signature referrer",
+                crate::attest::cosign_tag(digest, "sig")
+            ),
+        );
+    } else {
+        report.fail(
+            "signature",
+            format!("no valid signature over {what}: {}", bad.join("; ")),
+        );
+    }
+}
+
+fn verify_attestation(
+    a: &FoundAttestation,
+    keys: &[PublicKey],
+) -> Result<(Statement, String), String> {
+    let verified = match &a.bundle {
+        Some(b) => b.verify_dsse(keys).map_err(|e| e.to_string())?,
+        None => {
+            dsse::verify_as(&a.envelope, IN_TOTO_PAYLOAD_TYPE, keys).map_err(|e| e.to_string())?
+        }
+    };
+    let st = Statement::from_verified(&verified).map_err(|e| e.to_string())?;
+    if let Some(claimed) = &a.claimed_type {
+        if *claimed != st.predicate_type {
+            return Err(format!(
+                "its annotation says predicate type {claimed} but the signed statement is {}",
+                st.predicate_type
+            ));
+        }
+    }
+    Ok((st, verified.key_id))
+}
+
+/// Verifies the DSSE signature of every attestation attached to `what`;
+/// returns the statements that verified (the same statement stored in
+/// both forms is returned once).
+pub fn attestations(
+    report: &mut Report,
+    attached: &Attached,
+    what: &str,
+    keys: &[PublicKey],
+) -> Vec<VerifiedStatement> {
+    let mut out: Vec<(Digest, VerifiedStatement)> = Vec::new();
+    for a in &attached.attestations {
+        let label = a
+            .claimed_type
+            .as_deref()
+            .map(predicate_name)
+            .unwrap_or_else(|| "attestation".into());
+        match verify_attestation(a, keys) {
+            Err(e) => report.fail(
+                "attestation",
+                format!("{label} on {what} ({}): {e}", a.location),
+            ),
+            Ok((st, key_id)) => {
+                let id = Digest::of(&st.to_json());
+                match out.iter_mut().find(|(d, _)| *d == id) {
+                    Some((_, v)) => v.locations.push(a.location.clone()),
+                    None => out.push((
+                        id,
+                        VerifiedStatement {
+                            statement: st,
+                            key_id,
+                            locations: vec![a.location.clone()],
+                        },
+                    )),
+                }
+            }
+        }
+    }
+    for p in attached
+        .problems
+        .iter()
+        .filter(|p| p.contains(".att") || p.starts_with("referrer"))
+    {
+        report.fail("attestation", format!("on {what}: unreadable: {p}"));
+    }
+    for (_, v) in &out {
+        report.pass(
+            "attestation",
+            format!(
+                "{} on {what}: DSSE signature by key {} ({})",
+                predicate_name(&v.statement.predicate_type),
+                short_key(&v.key_id),
+                locations(&v.locations)
+            ),
+        );
+    }
+    out.into_iter().map(|(_, v)| v).collect()
+}
+
+/// The verified statements of `predicate_type`; a failure when there are none.
+pub fn require<'a>(
+    report: &mut Report,
+    statements: &'a [VerifiedStatement],
+    predicate_type: &str,
+    what: &str,
+    digest: &Digest,
+) -> Vec<&'a VerifiedStatement> {
+    let found: Vec<&VerifiedStatement> = statements
+        .iter()
+        .filter(|s| s.statement.predicate_type == predicate_type)
+        .collect();
+    if found.is_empty() {
+        report.fail(
+            "attestation",
+            format!(
+                "no valid {} ({predicate_type}) is attached to {what} (looked in tag {} and referrers)",
+                predicate_name(predicate_type),
+                crate::attest::cosign_tag(digest, "att")
+            ),
+        );
+    }
+    found
+}
+
+/// The statement's subjects must be exactly `expected`.
+pub fn subjects(
+    report: &mut Report,
+    v: &VerifiedStatement,
+    what: &str,
+    expected: &[(String, Digest)],
+) {
+    let exp: Vec<(&str, Digest)> = expected.iter().map(|(n, d)| (n.as_str(), *d)).collect();
+    let name = predicate_name(&v.statement.predicate_type);
+    match v.statement.subjects_match(&exp) {
+        Ok(()) => report.pass(
+            "subjects",
+            format!(
+                "{name} on {what} is about exactly {}",
+                expected
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
+        Err(e) => report.fail("subjects", format!("{name} on {what}: {e}")),
+    }
+}

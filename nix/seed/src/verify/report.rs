@@ -1,0 +1,149 @@
+//! The verifier's report: one line per check, ✓ or ✗ (and · for what was
+//! looked at but not checked), as text or JSON.
+
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pass,
+    Fail,
+    /// Not a check: what was found or skipped, and why.
+    Info,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// What kind of check: `blobs`, `signature`, `attestation`,
+    /// `provenance`, `sbom`, `rebuild`, ...
+    pub check: String,
+    pub status: Status,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    /// What was verified (a layout, a registry reference).
+    pub target: String,
+    /// The digest the reference resolved to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    pub checks: Vec<Check>,
+    pub ok: bool,
+}
+
+impl Report {
+    pub fn new(target: String) -> Report {
+        Report {
+            target,
+            ..Default::default()
+        }
+    }
+
+    fn push(&mut self, check: &str, status: Status, message: String) {
+        self.checks.push(Check {
+            check: check.to_string(),
+            status,
+            message,
+        });
+        self.ok = self.passed();
+    }
+
+    pub fn pass(&mut self, check: &str, message: impl Into<String>) {
+        self.push(check, Status::Pass, message.into());
+    }
+
+    pub fn fail(&mut self, check: &str, message: impl Into<String>) {
+        self.push(check, Status::Fail, message.into());
+    }
+
+    pub fn info(&mut self, check: &str, message: impl Into<String>) {
+        self.push(check, Status::Info, message.into());
+    }
+
+    /// Passes or fails with the message of `result`.
+    pub fn record(&mut self, check: &str, result: Result<String, String>) {
+        match result {
+            Ok(m) => self.pass(check, m),
+            Err(m) => self.fail(check, m),
+        }
+    }
+
+    /// True when at least one check ran and none failed.
+    pub fn passed(&self) -> bool {
+        self.checks.iter().any(|c| c.status == Status::Pass)
+            && !self.checks.iter().any(|c| c.status == Status::Fail)
+    }
+
+    pub fn failures(&self) -> usize {
+        self.checks
+            .iter()
+            .filter(|c| c.status == Status::Fail)
+            .count()
+    }
+
+    pub fn render_text(&self) -> String {
+        let mut out = format!("Verifying {}", self.target);
+        if let Some(d) = &self.digest {
+            out.push_str(&format!(" ({d})"));
+        }
+        out.push('\n');
+        for c in &self.checks {
+            let mark = match c.status {
+                Status::Pass => "✓",
+                Status::Fail => "✗",
+                Status::Info => "·",
+            };
+            out.push_str(&format!("{mark} {}: {}\n", c.check, c.message));
+        }
+        let ran = self
+            .checks
+            .iter()
+            .filter(|c| c.status != Status::Info)
+            .count();
+        if self.passed() {
+            out.push_str(&format!("VERIFIED: {ran} checks passed\n"));
+        } else if ran == 0 {
+            out.push_str("FAILED: nothing was checked\n");
+        } else {
+            out.push_str(&format!(
+                "FAILED: {} of {ran} checks failed\n",
+                self.failures()
+            ));
+        }
+        out
+    }
+
+    pub fn render_json(&self) -> String {
+        let mut s = String::from_utf8(crate::json::pretty(self)).expect("JSON is UTF-8");
+        if s.ends_with('\n') {
+            s.pop();
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_passes_only_with_checks_and_no_failure() {
+        let mut r = Report::new("x".into());
+        assert!(!r.passed());
+        r.info("blobs", "nothing");
+        assert!(!r.passed());
+        r.pass("signature", "good");
+        assert!(r.passed() && r.ok);
+        r.fail("sbom", "bad");
+        assert!(!r.passed() && !r.ok);
+        let text = r.render_text();
+        assert!(text.contains("✓ signature: good\n"), "{text}");
+        assert!(text.contains("✗ sbom: bad\n"), "{text}");
+        assert!(text.contains("· blobs: nothing\n"), "{text}");
+        assert!(text.ends_with("FAILED: 1 of 2 checks failed\n"), "{text}");
+        let json: serde_json::Value = serde_json::from_str(&r.render_json()).unwrap();
+        assert_eq!(json["ok"], false);
+        assert_eq!(json["checks"][2]["status"], "fail");
+    }
+}

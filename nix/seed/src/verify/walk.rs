@@ -1,0 +1,462 @@
+//! Reads the image a [`Source`] names, verifying every blob on the way:
+//! the image index, each platform's manifest, config and layers (digest,
+//! size, and the config's diffIDs against the uncompressed layers), and
+//! collects what the SBOM checks compare against: the Debian packages
+//! recorded in `/var/lib/dpkg/status.d` of the stacked layers.
+
+use super::source::{Source, SourceError};
+use crate::digest::Digest;
+use crate::oci::{INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
+use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
+use std::collections::BTreeMap;
+use std::io::Read;
+
+const STATUS_D: &str = "var/lib/dpkg/status.d/";
+
+/// `sha256:` and the first 12 hex digits: enough to tell an image's
+/// digests apart in a report (the full root digest heads it).
+pub fn short(d: &Digest) -> String {
+    format!("sha256:{}", &d.hex()[..12])
+}
+
+/// A package as dpkg's status.d records it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DebPackage {
+    pub name: String,
+    pub version: String,
+    pub architecture: String,
+}
+
+impl std::fmt::Display for DebPackage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} ({})", self.name, self.version, self.architecture)
+    }
+}
+
+/// One platform of the image.
+#[derive(Debug)]
+pub struct Platform {
+    /// OCI architecture (`amd64`, `arm64`), from the index descriptor or,
+    /// for a single-manifest image, the config.
+    pub arch: String,
+    pub variant: Option<String>,
+    pub descriptor: Descriptor,
+    pub digest: Digest,
+    /// The installed packages, when every layer could be read.
+    pub packages: Option<Vec<DebPackage>>,
+}
+
+impl Platform {
+    pub fn label(&self) -> String {
+        format!("{} manifest {}", self.arch, short(&self.digest))
+    }
+}
+
+/// What the walk found.
+#[derive(Debug)]
+pub struct Image {
+    pub root: Descriptor,
+    pub root_digest: Digest,
+    /// True when the root is an image index (a multi-platform image).
+    pub is_index: bool,
+    pub platforms: Vec<Platform>,
+    /// Blobs fetched and found to match their digests.
+    pub blobs_verified: usize,
+    /// Every blob that is missing, tampered with or inconsistent.
+    pub problems: Vec<String>,
+}
+
+impl Image {
+    pub fn root_label(&self) -> String {
+        if self.is_index {
+            format!("image index {}", short(&self.root_digest))
+        } else {
+            self.platforms
+                .first()
+                .map(Platform::label)
+                .unwrap_or_else(|| format!("manifest {}", short(&self.root_digest)))
+        }
+    }
+
+    /// (label, digest) of the root and every platform manifest: what a
+    /// provenance statement's subjects must be.
+    pub fn all_digests(&self) -> Vec<(String, Digest)> {
+        let mut v = vec![(self.root_label(), self.root_digest)];
+        if self.is_index {
+            v.extend(self.platforms.iter().map(|p| (p.label(), p.digest)));
+        }
+        v
+    }
+}
+
+fn source_problem(e: &SourceError) -> String {
+    super::layout::chain(e)
+}
+
+/// Reads the root (which must be fetchable: without it there is nothing
+/// to check) and everything below it; blob problems further down are
+/// collected, not fatal, so that signatures over digests are still
+/// checked and reported.
+pub fn walk(source: &dyn Source) -> Result<Image, SourceError> {
+    let root = source.root()?;
+    let root_digest = Digest::parse(root.digest().as_ref()).map_err(|m| SourceError::Blob {
+        source_name: source.describe(),
+        digest: root.digest().to_string(),
+        message: m,
+    })?;
+    let mut img = Image {
+        is_index: root.media_type().as_ref() == INDEX_MEDIA_TYPE,
+        root: root.clone(),
+        root_digest,
+        platforms: Vec::new(),
+        blobs_verified: 0,
+        problems: Vec::new(),
+    };
+    match root.media_type().as_ref() {
+        INDEX_MEDIA_TYPE => {
+            let bytes = match source.fetch(&root) {
+                Ok(b) => b,
+                Err(e) => {
+                    img.problems
+                        .push(format!("image index: {}", source_problem(&e)));
+                    return Ok(img);
+                }
+            };
+            img.blobs_verified += 1;
+            let index: ImageIndex = match serde_json::from_slice(&bytes) {
+                Ok(i) => i,
+                Err(e) => {
+                    img.problems
+                        .push(format!("image index {root_digest} does not parse: {e}"));
+                    return Ok(img);
+                }
+            };
+            for d in index.manifests() {
+                if d.media_type().as_ref() != MANIFEST_MEDIA_TYPE {
+                    img.problems.push(format!(
+                        "image index {root_digest} lists {} of media type {}, which kiln never writes",
+                        d.digest(),
+                        d.media_type()
+                    ));
+                    continue;
+                }
+                let Ok(digest) = Digest::parse(d.digest().as_ref()) else {
+                    img.problems.push(format!(
+                        "image index {root_digest} lists a manifest with digest {}, not sha256",
+                        d.digest()
+                    ));
+                    continue;
+                };
+                let (arch, variant) = match d.platform() {
+                    Some(p) => (p.architecture().to_string(), p.variant().clone()),
+                    None => {
+                        img.problems.push(format!(
+                            "image index {root_digest}: manifest {digest} has no platform"
+                        ));
+                        continue;
+                    }
+                };
+                let mut p = Platform {
+                    arch,
+                    variant,
+                    descriptor: d.clone(),
+                    digest,
+                    packages: None,
+                };
+                read_platform(source, &mut p, &mut img, false);
+                img.platforms.push(p);
+            }
+        }
+        MANIFEST_MEDIA_TYPE => {
+            let mut p = Platform {
+                arch: String::new(),
+                variant: None,
+                descriptor: root.clone(),
+                digest: root_digest,
+                packages: None,
+            };
+            read_platform(source, &mut p, &mut img, true);
+            img.platforms.push(p);
+        }
+        other => {
+            img.problems.push(format!(
+                "{root_digest} has media type {other}: neither an image index nor a manifest"
+            ));
+        }
+    }
+    Ok(img)
+}
+
+/// Reads one platform's manifest, config and layers.
+fn read_platform(source: &dyn Source, p: &mut Platform, img: &mut Image, arch_from_config: bool) {
+    let what = if arch_from_config {
+        format!("manifest {}", p.digest)
+    } else {
+        p.label()
+    };
+    let manifest: ImageManifest = match source
+        .fetch(&p.descriptor)
+        .map_err(|e| source_problem(&e))
+        .and_then(|b| {
+            img.blobs_verified += 1;
+            serde_json::from_slice(&b).map_err(|e| format!("does not parse: {e}"))
+        }) {
+        Ok(m) => m,
+        Err(e) => {
+            img.problems.push(format!("{what}: {e}"));
+            return;
+        }
+    };
+    let config: ImageConfiguration = match source
+        .fetch(manifest.config())
+        .map_err(|e| source_problem(&e))
+        .and_then(|b| {
+            img.blobs_verified += 1;
+            serde_json::from_slice(&b).map_err(|e| format!("does not parse: {e}"))
+        }) {
+        Ok(c) => c,
+        Err(e) => {
+            img.problems.push(format!(
+                "{what}: config {}: {e}",
+                manifest.config().digest()
+            ));
+            return;
+        }
+    };
+    let config_arch = config.architecture().to_string();
+    if arch_from_config {
+        p.arch = config_arch;
+        p.variant = config.variant().clone();
+    } else if config_arch != p.arch {
+        img.problems.push(format!(
+            "{what}: the index says {} but its config says {config_arch}",
+            p.arch
+        ));
+    }
+    let diff_ids = config.rootfs().diff_ids();
+    if diff_ids.len() != manifest.layers().len() {
+        img.problems.push(format!(
+            "{what}: {} layers but the config lists {} diffIDs",
+            manifest.layers().len(),
+            diff_ids.len()
+        ));
+    }
+    let mut status = StatusD::default();
+    let mut complete = true;
+    for (i, layer) in manifest.layers().iter().enumerate() {
+        let bytes = match source.fetch(layer) {
+            Ok(b) => b,
+            Err(e) => {
+                img.problems
+                    .push(format!("{what}: layer {i}: {}", source_problem(&e)));
+                complete = false;
+                continue;
+            }
+        };
+        img.blobs_verified += 1;
+        match read_layer(layer.media_type().as_ref(), &bytes, &mut status) {
+            Ok(diff_id) => {
+                if let Some(expected) = diff_ids.get(i) {
+                    if *expected != diff_id.to_string() {
+                        img.problems.push(format!(
+                            "{what}: layer {i} ({}) uncompresses to {diff_id}, the config's diffID is {expected}",
+                            layer.digest()
+                        ));
+                    }
+                }
+            }
+            Err(e) => {
+                img.problems
+                    .push(format!("{what}: layer {i} ({}): {e}", layer.digest()));
+                complete = false;
+            }
+        }
+    }
+    if complete {
+        p.packages = Some(status.packages());
+    }
+}
+
+/// status.d as the layers stack up: later layers replace files and
+/// whiteouts remove them.
+#[derive(Default)]
+struct StatusD {
+    files: BTreeMap<String, Vec<u8>>,
+}
+
+impl StatusD {
+    fn packages(&self) -> Vec<DebPackage> {
+        let mut out: Vec<DebPackage> = self
+            .files
+            .iter()
+            .filter(|(name, _)| !name.ends_with(".md5sums"))
+            .filter_map(|(_, text)| parse_stanza(&String::from_utf8_lossy(text)))
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+/// Package, Version and Architecture of a control stanza.
+fn parse_stanza(text: &str) -> Option<DebPackage> {
+    let field = |name: &str| {
+        text.lines().find_map(|l| {
+            l.strip_prefix(name)
+                .and_then(|r| r.strip_prefix(':'))
+                .map(|v| v.trim().to_string())
+        })
+    };
+    Some(DebPackage {
+        name: field("Package")?,
+        version: field("Version")?,
+        architecture: field("Architecture")?,
+    })
+}
+
+/// Whether the whiteout `path` (if it is one) hides status.d of the
+/// layers below: a removed or opaque parent directory.
+fn whiteout_covers_status_d(path: &str) -> bool {
+    let (dir, base) = path.rsplit_once('/').unwrap_or(("", path));
+    let Some(name) = base.strip_prefix(".wh.") else {
+        return false;
+    };
+    let hidden = if name == ".wh..opq" {
+        dir.to_string()
+    } else if dir.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dir}/{name}")
+    };
+    hidden.is_empty() || STATUS_D.starts_with(&format!("{hidden}/"))
+}
+
+/// Uncompresses a layer, records its status.d files, returns its diffID.
+fn read_layer(media_type: &str, bytes: &[u8], status: &mut StatusD) -> Result<Digest, String> {
+    let tar: Vec<u8> = if media_type.ends_with("+gzip") {
+        let mut out = Vec::new();
+        flate2::read::MultiGzDecoder::new(bytes)
+            .read_to_end(&mut out)
+            .map_err(|e| format!("gzip: {e}"))?;
+        out
+    } else if media_type.ends_with("+zstd") {
+        let mut input = bytes;
+        let mut dec = ruzstd::decoding::StreamingDecoder::new(&mut input)
+            .map_err(|e| format!("zstd: {e}"))?;
+        let mut out = Vec::new();
+        dec.read_to_end(&mut out)
+            .map_err(|e| format!("zstd: {e}"))?;
+        out
+    } else if media_type.ends_with(".tar") {
+        bytes.to_vec()
+    } else {
+        return Err(format!(
+            "media type {media_type} is not a layer kiln can read"
+        ));
+    };
+    let diff_id = Digest::of(&tar);
+    let mut archive = tar::Archive::new(tar.as_slice());
+    let entries = archive.entries().map_err(|e| format!("tar: {e}"))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| format!("tar: {e}"))?;
+        let path = entry
+            .path()
+            .map_err(|e| format!("tar: {e}"))?
+            .to_string_lossy()
+            .into_owned();
+        let path = path.trim_start_matches("./").trim_start_matches('/');
+        let Some(rel) = path.strip_prefix(STATUS_D) else {
+            if whiteout_covers_status_d(path) {
+                status.files.clear();
+            }
+            continue;
+        };
+        if rel == ".wh..wh..opq" {
+            status.files.clear();
+        } else if let Some(gone) = rel.strip_prefix(".wh.") {
+            status.files.remove(gone);
+        } else if !rel.is_empty() && !rel.contains('/') && entry.header().entry_type().is_file() {
+            let mut text = Vec::new();
+            entry
+                .read_to_end(&mut text)
+                .map_err(|e| format!("tar: {path}: {e}"))?;
+            status.files.insert(rel.to_string(), text);
+        }
+    }
+    Ok(diff_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tar_of(files: &[(&str, &str)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, content) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(content.len() as u64);
+            h.set_mode(0o644);
+            h.set_entry_type(tar::EntryType::Regular);
+            b.append_data(&mut h, path, content.as_bytes()).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn status_d_follows_the_layer_stack() {
+        let mut s = StatusD::default();
+        let a = tar_of(&[
+            (
+                "var/lib/dpkg/status.d/libc6",
+                "Package: libc6\nStatus: install ok installed\nVersion: 2.36-9\nArchitecture: amd64\n",
+            ),
+            ("var/lib/dpkg/status.d/libc6.md5sums", "abc  lib/x\n"),
+            (
+                "./var/lib/dpkg/status.d/python3.11",
+                "Package: python3.11\nVersion: 3.11.2-6\nArchitecture: amd64\nDescription: x\n",
+            ),
+            ("usr/share/doc/x", "y"),
+        ]);
+        let d = read_layer("application/vnd.oci.image.layer.v1.tar", &a, &mut s).unwrap();
+        assert_eq!(d, Digest::of(&a));
+        assert_eq!(
+            s.packages(),
+            vec![
+                DebPackage {
+                    name: "libc6".into(),
+                    version: "2.36-9".into(),
+                    architecture: "amd64".into()
+                },
+                DebPackage {
+                    name: "python3.11".into(),
+                    version: "3.11.2-6".into(),
+                    architecture: "amd64".into()
+                }
+            ]
+        );
+        let b = tar_of(&[("var/lib/dpkg/status.d/.wh.python3.11", "")]);
+        read_layer("application/vnd.oci.image.layer.v1.tar", &b, &mut s).unwrap();
+        assert_eq!(s.packages().len(), 1);
+        let c = tar_of(&[("var/lib/dpkg/status.d/.wh..wh..opq", "")]);
+        read_layer("application/vnd.oci.image.layer.v1.tar", &c, &mut s).unwrap();
+        assert!(s.packages().is_empty());
+        assert!(whiteout_covers_status_d("var/lib/.wh.dpkg"));
+        assert!(whiteout_covers_status_d("var/lib/.wh..wh..opq"));
+        assert!(whiteout_covers_status_d(".wh.var"));
+        assert!(!whiteout_covers_status_d("var/lib/.wh.dpkgx"));
+        assert!(!whiteout_covers_status_d("var/lib/dpkg/status.dx"));
+    }
+
+    #[test]
+    fn unreadable_layers_are_named() {
+        let mut s = StatusD::default();
+        let e = read_layer(
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+            b"nope",
+            &mut s,
+        )
+        .unwrap_err();
+        assert!(e.starts_with("gzip:"), "{e}");
+        let e = read_layer("application/x-foo", b"", &mut s).unwrap_err();
+        assert!(e.contains("application/x-foo"), "{e}");
+    }
+}
