@@ -14,7 +14,9 @@ pub mod fsutil;
 pub mod lock;
 pub mod nixcmd;
 pub mod nixstore;
+pub mod provenance;
 pub mod seedbuild;
 
 pub mod keys;
 pub mod sign;
+pub mod signstore;

@@ -1,8 +1,10 @@
 //! `kiln build`: the control plane's build. Checks the sandbox, runs the
-//! hermetic Nix build and reports what it produced.
+//! hermetic Nix build, reports what it produced and writes its SLSA
+//! provenance (docs/provenance.md).
 
 use anyhow::{bail, Context};
 use kiln::nixcmd::{self, BuildOptions};
+use kiln::provenance;
 use kiln::seedbuild::Pin;
 use std::path::{Path, PathBuf};
 
@@ -28,6 +30,10 @@ pub struct Args {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Directory for the provenance statements (`<attr>.intoto.json`,
+    /// unsigned; `kiln sign` signs them). Relative to the project.
+    #[arg(long, value_name = "DIR", default_value = kiln::provenance::DEFAULT_DIR)]
+    pub provenance_dir: PathBuf,
 }
 
 pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
@@ -45,6 +51,7 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
             pin.store_path
         );
     }
+    let started = std::time::SystemTime::now();
     let built = nixcmd::build(
         project,
         &args.images,
@@ -55,8 +62,31 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
             ..Default::default()
         },
     )?;
+    let finished = std::time::SystemTime::now();
+    let provenance_dir = project.join(&args.provenance_dir);
+    let invocation_id = provenance::invocation_id(&|k| std::env::var(k).ok());
     let mut report = Vec::new();
     for b in &built {
+        if !Path::new(b.out()).join("image.json").is_file() {
+            // Not an image (e.g. the seed or the verifier): nothing to attest.
+            report.push(serde_json::json!({"image": b.attr, "out": b.out(), "drv": b.drv_path}));
+            if !args.json {
+                println!("{} {}", b.attr, b.out());
+            }
+            continue;
+        }
+        let statement = provenance::generate(&provenance::BuildRecord {
+            project,
+            built: b,
+            settings: &settings,
+            pin: &pin,
+            started,
+            finished,
+            invocation_id: &invocation_id,
+        })
+        .with_context(|| format!("writing the provenance of {}", b.attr))?;
+        let prov_path = provenance::path_for(&provenance_dir, &b.attr);
+        provenance::write(&prov_path, &statement)?;
         let summary = std::fs::read(Path::new(b.out()).join("image.json"))
             .ok()
             .and_then(|s| serde_json::from_slice::<serde_json::Value>(&s).ok())
@@ -69,8 +99,9 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
             .to_string();
         if !args.json {
             println!("{} {} {}", b.attr, digest, b.out());
+            eprintln!("kiln: provenance: {}", prov_path.display());
         }
-        report.push(serde_json::json!({"image": b.attr, "digest": digest, "out": b.out(), "drv": b.drv_path}));
+        report.push(serde_json::json!({"image": b.attr, "digest": digest, "out": b.out(), "drv": b.drv_path, "provenance": prov_path}));
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -1,11 +1,76 @@
-//! `kiln verify` (not written yet).
+//! `kiln verify`: the seed's verifier (the code `nix run .#verify` runs),
+//! called as a library.
 
-use std::path::Path;
+use kiln_seed::verify::{self, Options};
+use std::path::{Path, PathBuf};
 
 /// Verify an image: signatures, attestations, SBOMs, provenance, rebuild.
+///
+/// Runs the same checks as `nix run .#verify -- ...` and prints one line
+/// per check (✓ passed, ✗ failed, · not checked); exits non-zero when any
+/// check fails.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// A signed layout directory, a flake attribute signed with `kiln sign`
+    /// (its `.kiln/signed/<attr>`), or a registry reference.
+    pub image: String,
+    /// Trusted public key (cosign.pub); repeat to trust several.
+    #[arg(long, value_name = "FILE", required = true)]
+    pub key: Vec<PathBuf>,
+    /// Select the image in a layout that holds several (its ref name).
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// Require the provenance's runDetails.builder.id to be this.
+    #[arg(long, value_name = "ID")]
+    pub builder_id: Option<String>,
+    /// A checkout whose kiln.lock the provenance's .debs must match (also
+    /// what --rebuild clones).
+    #[arg(long, value_name = "CHECKOUT")]
+    pub source: Option<PathBuf>,
+    /// Fail when the provenance's build finished longer ago (30d, 12h, 90m, seconds).
+    #[arg(long, value_name = "DURATION")]
+    pub max_age: Option<String>,
+    /// Check out the recorded source revision, rebuild it in the Nix
+    /// sandbox and require the signed digests.
+    #[arg(long)]
+    pub rebuild: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
 
-pub fn run(_project: &Path, _args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("kiln verify is not implemented yet")
+pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
+    let signed = project.join(kiln::signstore::DEFAULT_DIR).join(&args.image);
+    let reference = if !Path::new(&args.image).exists() && signed.is_dir() {
+        signed.display().to_string()
+    } else {
+        args.image.clone()
+    };
+    let max_age = match &args.max_age {
+        Some(s) => Some(verify::provenance::parse_duration(s).ok_or_else(|| {
+            anyhow::anyhow!("--max-age {s:?}: expected e.g. 30d, 12h, 90m or seconds")
+        })?),
+        None => None,
+    };
+    let opts = Options {
+        reference,
+        tag: args.tag,
+        keys: args.key,
+        builder_id: args.builder_id,
+        source: args.source,
+        max_age,
+        rebuild: args.rebuild,
+        json: args.json,
+    };
+    let (report, _) = verify::run(&opts);
+    if args.json {
+        println!("{}", report.render_json());
+    } else {
+        print!("{}", report.render_text());
+    }
+    if !report.passed() {
+        // The report said what failed; the exit status is what scripts see.
+        std::process::exit(1);
+    }
+    Ok(())
 }
