@@ -90,12 +90,18 @@ pub fn signatures(
             Err(e) => bad.push(format!("{}: {e}", s.location)),
         }
     }
-    let unreadable = attached
+    // A corrupt artifact is tampering, not merely a signature by another
+    // key: it fails even when another signature verifies.
+    for p in attached
         .problems
         .iter()
         .filter(|p| p.contains(".sig") || p.starts_with("referrer"))
-        .cloned();
-    bad.extend(unreadable);
+    {
+        report.fail(
+            "signature",
+            format!("{what}: unreadable signature artifact: {p}"),
+        );
+    }
     if let Some((_, key)) = good.first() {
         let where_: Vec<Location> = good.iter().map(|(l, _)| l.clone()).collect();
         report.pass(
@@ -112,7 +118,7 @@ pub fn signatures(
                 format!("{what}: ignored an invalid signature: {b}"),
             );
         }
-    } else if attached.signatures.is_empty() && bad.is_empty() {
+    } else if attached.signatures.is_empty() {
         report.fail(
             "signature",
             format!(

@@ -210,7 +210,14 @@ pub fn verify(opts: &Options, keys: &[PublicKey]) -> Report {
         &root_label,
         &image.root_digest,
     ) {
-        checks::subjects(&mut report, v, &root_label, &expected);
+        if image.is_index && image.platforms.is_empty() {
+            report.fail(
+                "subjects",
+                format!("the subjects of the SLSA provenance on {root_label} cannot be checked: the image index could not be read"),
+            );
+        } else {
+            checks::subjects(&mut report, v, &root_label, &expected);
+        }
         provenance::check(
             &mut report,
             v,

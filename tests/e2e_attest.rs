@@ -1,0 +1,1408 @@
+//! Issue 4 (part 1): provenance from `kiln build`, `kiln sign`, and the
+//! verifier (`kiln verify`, `nix run .#verify`) against a real sandboxed
+//! build of scratch-plus; tampered copies of the signed layout that must
+//! fail with a message naming what is wrong; independent cross-checks
+//! (openssl, python-securesystemslib, skopeo); a probe derivation showing
+//! that the sandbox has no network and cannot see the key or the host.
+
+mod common;
+
+use common::*;
+use kiln::sign::KeyFileSigner;
+use kiln::signstore::{self, SignedImage};
+use kiln_seed::attest::{
+    Statement, COSIGN_SIGN_V1, CYCLONEDX_BOM, SLSA_PROVENANCE_V1, SPDX_DOCUMENT,
+};
+use kiln_seed::digest::Digest;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+const PASSWORD: &str = "kiln-e2e-attest";
+
+/// A built, provenance-carrying, signed scratch-plus and two key pairs.
+struct Fixture {
+    dir: PathBuf,
+    /// The image layout `kiln build` produced (in the store).
+    out: PathBuf,
+    provenance: PathBuf,
+    key: PathBuf,
+    public: PathBuf,
+    other_public: PathBuf,
+    /// The signed layout `kiln sign` wrote.
+    signed: PathBuf,
+    index: Digest,
+    amd64: Digest,
+    arm64: Digest,
+}
+
+fn kiln_env(args: &[&str]) -> Output {
+    Command::new(kiln_bin())
+        .arg("--project")
+        .arg(project())
+        .args(args)
+        .env("COSIGN_PASSWORD", PASSWORD)
+        .output()
+        .expect("running kiln")
+}
+
+fn ok(out: Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        out.status,
+        stdout(&out),
+        stderr(&out)
+    );
+    stdout(&out)
+}
+
+fn digest_at(v: &Value, pointer: &str) -> Digest {
+    Digest::parse(v.pointer(pointer).and_then(Value::as_str).unwrap()).unwrap()
+}
+
+fn fixture() -> &'static Fixture {
+    static FIX: OnceLock<Fixture> = OnceLock::new();
+    FIX.get_or_init(|| {
+        require_setup();
+        let dir = scratch("e2e-attest");
+        let prov_dir = dir.join("provenance");
+        let built = ok(
+            kiln_env(&[
+                "build",
+                "--json",
+                "--provenance-dir",
+                prov_dir.to_str().unwrap(),
+                "scratch-plus",
+            ]),
+            "kiln build scratch-plus",
+        );
+        let built: Value = serde_json::from_str(&built).unwrap();
+        let out = PathBuf::from(built[0]["out"].as_str().unwrap());
+        let provenance = PathBuf::from(built[0]["provenance"].as_str().unwrap());
+        assert_eq!(provenance, prov_dir.join("scratch-plus.intoto.json"));
+        for prefix in ["cosign", "other"] {
+            ok(
+                kiln_env(&[
+                    "keygen",
+                    "--output-key-prefix",
+                    dir.join(prefix).to_str().unwrap(),
+                ]),
+                "kiln keygen",
+            );
+        }
+        let signed = dir.join("signed");
+        ok(
+            kiln_env(&[
+                "sign",
+                "scratch-plus",
+                "--key",
+                dir.join("cosign.key").to_str().unwrap(),
+                "--provenance-dir",
+                prov_dir.to_str().unwrap(),
+                "--out",
+                signed.to_str().unwrap(),
+            ]),
+            "kiln sign scratch-plus",
+        );
+        let summary: Value =
+            serde_json::from_slice(&std::fs::read(out.join("image.json")).unwrap()).unwrap();
+        Fixture {
+            index: digest_at(&summary, "/index/digest"),
+            amd64: digest_at(&summary, "/manifests/amd64/digest"),
+            arm64: digest_at(&summary, "/manifests/arm64/digest"),
+            out,
+            provenance,
+            key: dir.join("cosign.key"),
+            public: dir.join("cosign.pub"),
+            other_public: dir.join("other.pub"),
+            signed,
+            dir,
+        }
+    })
+}
+
+fn signer() -> KeyFileSigner {
+    KeyFileSigner::from_file(&fixture().key, PASSWORD.as_bytes()).unwrap()
+}
+
+fn provenance() -> Statement {
+    kiln::provenance::read(&fixture().provenance).unwrap()
+}
+
+/// `kiln verify <layout> --key <public> extra... --json`: (passed, report).
+fn verify(layout: &Path, public: &Path, extra: &[&str]) -> (bool, Value) {
+    let out = Command::new(kiln_bin())
+        .arg("--project")
+        .arg(project())
+        .arg("verify")
+        .arg(layout)
+        .arg("--key")
+        .arg(public)
+        .args(extra)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_str(&stdout(&out)).unwrap_or_else(|e| {
+        panic!(
+            "kiln verify --json: {e}\n{}\n{}",
+            stdout(&out),
+            stderr(&out)
+        )
+    });
+    assert_eq!(
+        out.status.success(),
+        report["ok"] == true,
+        "exit status and report disagree: {report}"
+    );
+    (out.status.success(), report)
+}
+
+fn failures(report: &Value) -> Vec<String> {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "fail")
+        .map(|c| {
+            format!(
+                "{}: {}",
+                c["check"].as_str().unwrap(),
+                c["message"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+/// Verification fails, and some failed check names everything in `needles`.
+fn assert_fails_with(
+    layout: &Path,
+    public: &Path,
+    extra: &[&str],
+    needles: &[&str],
+) -> Vec<String> {
+    let (passed, report) = verify(layout, public, extra);
+    let f = failures(&report);
+    assert!(
+        !passed,
+        "verification passed but should not have: {report:#}"
+    );
+    assert!(
+        f.iter().any(|m| needles.iter().all(|n| m.contains(n))),
+        "no failed check mentions all of {needles:?}; failures:\n{}",
+        f.join("\n")
+    );
+    f
+}
+
+/// A fresh copy of the signed layout to break.
+fn copy_signed(name: &str) -> PathBuf {
+    let dir = scratch(&format!("e2e-attest-{name}"));
+    let to = dir.join("signed");
+    run(Command::new("cp").arg("-r").arg(&fixture().signed).arg(&to));
+    make_writable(&to);
+    to
+}
+
+/// The image signed again in memory (to be altered, then written).
+fn resigned() -> SignedImage {
+    signstore::sign(&signer(), &fixture().out, &provenance(), "scratch-plus").unwrap()
+}
+
+fn write_signed(name: &str, s: &SignedImage) -> PathBuf {
+    let dir = scratch(&format!("e2e-attest-{name}"));
+    let to = dir.join("signed");
+    signstore::write(s, &to).unwrap();
+    to
+}
+
+/// Removes every attestation of `predicate_type` on `digest` (both forms)
+/// and attaches `replacement` (signed with the right key) instead.
+fn replace_attestation(
+    s: &mut SignedImage,
+    digest: &Digest,
+    predicate_type: &str,
+    replacement: Option<&Statement>,
+) {
+    let a = s.attached.get_mut(digest).unwrap();
+    a.attestations
+        .retain(|l| l.predicate_type != predicate_type);
+    a.referrers.retain(|r| r.predicate_type != predicate_type);
+    if let Some(st) = replacement {
+        let (layer, referrer) = signstore::attest(&signer(), st).unwrap();
+        a.attestations.push(layer);
+        a.referrers.push(referrer);
+    }
+}
+
+/// The statement of `predicate_type` kiln sign attached to `digest`.
+fn attached_statement(s: &SignedImage, digest: &Digest, predicate_type: &str) -> Statement {
+    let env = &s.attached[digest]
+        .attestations
+        .iter()
+        .find(|l| l.predicate_type == predicate_type)
+        .unwrap()
+        .envelope;
+    Statement::from_json(&env.payload_bytes().unwrap()).unwrap()
+}
+
+fn blob(layout: &Path, d: &Digest) -> PathBuf {
+    layout.join("blobs/sha256").join(d.hex())
+}
+
+fn flip_byte(path: &Path, at: usize) {
+    let mut b = std::fs::read(path).unwrap();
+    let i = at.min(b.len() - 1);
+    b[i] ^= 0x01;
+    std::fs::write(path, b).unwrap();
+}
+
+// ---------------------------------------------------------------------------
+
+#[test]
+fn provenance_describes_the_build_completely_and_truthfully() {
+    let fx = fixture();
+    let st = provenance();
+    let names: Vec<(&str, Digest)> = st
+        .subject
+        .iter()
+        .map(|s| (s.name.as_str(), s.sha256().unwrap()))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            ("scratch-plus:latest", fx.index),
+            ("scratch-plus:latest-amd64", fx.amd64),
+            ("scratch-plus:latest-arm64", fx.arm64)
+        ]
+    );
+    let p = st.slsa_provenance().unwrap();
+    let bd = &p.build_definition;
+    assert_eq!(bd.build_type, "https://kiln.dev/buildtypes/nix-oci/v1");
+    let ext = &bd.external_parameters;
+    assert_eq!(ext["image"], "scratch-plus");
+    assert_eq!(ext["variant"], Value::Null);
+    assert_eq!(ext["flakeAttribute"], "scratch-plus");
+    assert_eq!(ext["archs"], serde_json::json!(["amd64", "arm64"]));
+    let head = run(Command::new("git")
+        .arg("-C")
+        .arg(project())
+        .args(["rev-parse", "HEAD"]));
+    assert_eq!(ext["source"]["revision"], head.trim());
+    assert!(ext["source"]["dirty"].is_boolean());
+    assert!(ext["source"]["uri"].as_str().unwrap().starts_with("git+"));
+    let lock_bytes = std::fs::read(project().join("kiln.lock")).unwrap();
+    assert_eq!(ext["lock"]["digest"], Digest::of(&lock_bytes).to_string());
+    assert_eq!(ext["lock"]["path"], "kiln.lock");
+    assert_eq!(ext["definition"]["path"], "images/scratch-plus/image.toml");
+
+    let int = &bd.internal_parameters;
+    assert_eq!(int["isolated"], true);
+    assert_eq!(int["nix"]["sandbox"], "true");
+    assert_eq!(int["nix"]["sandboxFallback"], false);
+    let pin: Value =
+        serde_json::from_slice(&std::fs::read(project().join("nix/seed.json")).unwrap()).unwrap();
+    assert_eq!(int["seed"], pin["storePath"]);
+
+    // Every locked .deb of the image, as purl + sha256, and nothing else.
+    let lock: Value = serde_json::from_slice(&lock_bytes).unwrap();
+    let mut expected = std::collections::BTreeSet::new();
+    for arch in ["amd64", "arm64"] {
+        for name in lock["images"]["scratch-plus"]["archs"][arch]["packages"]
+            .as_array()
+            .unwrap()
+        {
+            let p = &lock["packages"][arch][name.as_str().unwrap()];
+            expected.insert((
+                kiln_seed::verify::provenance::deb_purl(
+                    name.as_str().unwrap(),
+                    p["version"].as_str().unwrap(),
+                    p["architecture"].as_str().unwrap(),
+                ),
+                p["sha256"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    let debs: std::collections::BTreeSet<(String, String)> = bd
+        .resolved_dependencies
+        .iter()
+        .filter(|d| d.uri.starts_with("pkg:deb/debian/"))
+        .map(|d| (d.uri.clone(), d.digest["sha256"].clone()))
+        .collect();
+    assert!(!expected.is_empty());
+    assert_eq!(debs, expected);
+    let seed = bd
+        .resolved_dependencies
+        .iter()
+        .find(|d| d.name == "kiln-seed")
+        .unwrap();
+    assert_eq!(
+        seed.annotations["narHash"],
+        format!("sha256:{}", pin["narHash"].as_str().unwrap())
+    );
+    let seed_file = std::fs::read(pin["storePath"].as_str().unwrap()).unwrap();
+    assert_eq!(seed.digest["sha256"], Digest::of(&seed_file).hex());
+    let source = bd
+        .resolved_dependencies
+        .iter()
+        .find(|d| d.name == "source")
+        .unwrap();
+    assert_eq!(source.digest["gitCommit"], head.trim());
+    assert!(bd
+        .resolved_dependencies
+        .iter()
+        .any(|d| d.name == "kiln.lock" && d.digest["sha256"] == Digest::of(&lock_bytes).hex()));
+
+    let rd = &p.run_details;
+    // A developer machine, never a hosted builder.
+    assert!(
+        rd.builder
+            .id
+            .starts_with("https://kiln.dev/builders/local@"),
+        "{}",
+        rd.builder.id
+    );
+    assert_eq!(rd.builder.version["kiln"], env!("CARGO_PKG_VERSION"));
+    assert!(
+        rd.builder.version["nix"].starts_with("2."),
+        "{:?}",
+        rd.builder.version
+    );
+    let m = &rd.metadata;
+    assert_eq!(m.invocation_id.len(), 36, "{}", m.invocation_id);
+    let started =
+        kiln_seed::verify::provenance::parse_rfc3339(m.started_on.as_deref().unwrap()).unwrap();
+    let finished =
+        kiln_seed::verify::provenance::parse_rfc3339(m.finished_on.as_deref().unwrap()).unwrap();
+    assert!(started <= finished);
+    assert!(rd
+        .byproducts
+        .iter()
+        .any(|b| b.name.ends_with("-kiln-scratch-plus.drv")));
+    assert!(rd
+        .byproducts
+        .iter()
+        .any(|b| b.name.contains("kiln-layer-arm64-ca-certificates")));
+    let output = rd.byproducts.iter().find(|b| b.name == "output").unwrap();
+    assert_eq!(output.uri, format!("file://{}", fx.out.display()));
+    assert!(output.annotations["narHash"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256"));
+}
+
+#[test]
+fn the_signed_layout_verifies_with_kiln_verify_and_nix_run_verify() {
+    let fx = fixture();
+    let (passed, report) = verify(
+        &fx.signed,
+        &fx.public,
+        &["--source", project().to_str().unwrap(), "--max-age", "1d"],
+    );
+    assert!(passed, "{report:#}");
+    let passed_checks = |kind: &str| {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["check"] == kind && c["status"] == "pass")
+            .count()
+    };
+    assert_eq!(passed_checks("signature"), 3, "{report:#}");
+    assert_eq!(passed_checks("attestation"), 5, "{report:#}");
+    assert_eq!(passed_checks("subjects"), 5, "{report:#}");
+    assert_eq!(passed_checks("sbom"), 8, "{report:#}");
+    assert_eq!(passed_checks("lock"), 1, "{report:#}");
+    assert_eq!(passed_checks("isolation"), 1, "{report:#}");
+    assert_eq!(report["digest"], fx.index.to_string());
+
+    // The pinned seed's verifier, as a consumer runs it.
+    let builder = provenance()
+        .slsa_provenance()
+        .unwrap()
+        .run_details
+        .builder
+        .id;
+    let out = Command::new("nix")
+        .args(["run", &format!("{}#verify", project().display()), "--"])
+        .arg(&fx.signed)
+        .arg("--key")
+        .arg(&fx.public)
+        .args(["--builder-id", &builder, "--source"])
+        .arg(project())
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    assert!(
+        text.contains(&format!("✓ builder: builder.id is {builder}")),
+        "{text}"
+    );
+    assert!(text.contains("VERIFIED:"), "{text}");
+    assert!(!text.contains('✗'), "{text}");
+
+    // A wrong expected builder fails.
+    assert_fails_with(
+        &fx.signed,
+        &fx.public,
+        &[
+            "--builder-id",
+            "https://github.com/kiln-build/kiln/.github/workflows/release.yml@refs/heads/main",
+        ],
+        &[
+            "builder",
+            &builder,
+            "expected https://github.com/kiln-build/kiln",
+        ],
+    );
+}
+
+#[test]
+fn the_signed_layout_is_cosigns_format_and_keeps_the_image_digest() {
+    let fx = fixture();
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(fx.signed.join("index.json")).unwrap()).unwrap();
+    let entries = index["manifests"].as_array().unwrap();
+    let by_ref = |r: &str| {
+        entries
+            .iter()
+            .find(|e| e["annotations"]["org.opencontainers.image.ref.name"] == r)
+            .unwrap_or_else(|| panic!("no {r} in {index:#}"))
+    };
+    // The image index is the built one, unchanged, marked as cosign save does.
+    assert_eq!(by_ref("latest")["digest"], fx.index.to_string());
+    assert_eq!(
+        by_ref("latest")["annotations"]["kind"],
+        "dev.cosignproject.cosign/imageIndex"
+    );
+    let built_index = std::fs::read(blob(&fx.out, &fx.index)).unwrap();
+    assert_eq!(
+        std::fs::read(blob(&fx.signed, &fx.index)).unwrap(),
+        built_index
+    );
+
+    for (d, n_att) in [(fx.index, 1), (fx.amd64, 2), (fx.arm64, 2)] {
+        let sig = by_ref(&format!("sha256-{}.sig", d.hex()));
+        let m: Value = serde_json::from_slice(
+            &std::fs::read(blob(
+                &fx.signed,
+                &Digest::parse(sig["digest"].as_str().unwrap()).unwrap(),
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(m["mediaType"], "application/vnd.oci.image.manifest.v1+json");
+        assert_eq!(
+            m["config"]["mediaType"],
+            "application/vnd.oci.image.config.v1+json"
+        );
+        let layer = &m["layers"][0];
+        assert_eq!(
+            layer["mediaType"],
+            "application/vnd.dev.cosign.simplesigning.v1+json"
+        );
+        assert!(layer["annotations"]["dev.cosignproject.cosign/signature"].is_string());
+        // No creation time anywhere: the signed layout is deterministic.
+        assert!(m.get("annotations").is_none(), "{m}");
+        let payload: Value = serde_json::from_slice(
+            &std::fs::read(blob(
+                &fx.signed,
+                &Digest::parse(layer["digest"].as_str().unwrap()).unwrap(),
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            payload["critical"]["type"],
+            "cosign container image signature"
+        );
+        assert_eq!(
+            payload["critical"]["image"]["docker-manifest-digest"],
+            d.to_string()
+        );
+        assert_eq!(
+            payload["critical"]["identity"]["docker-reference"],
+            "scratch-plus"
+        );
+
+        let att = by_ref(&format!("sha256-{}.att", d.hex()));
+        let m: Value = serde_json::from_slice(
+            &std::fs::read(blob(
+                &fx.signed,
+                &Digest::parse(att["digest"].as_str().unwrap()).unwrap(),
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        let layers = m["layers"].as_array().unwrap();
+        assert_eq!(layers.len(), n_att);
+        for l in layers {
+            assert_eq!(l["mediaType"], "application/vnd.dsse.envelope.v1+json");
+            assert!(l["annotations"]["predicateType"].is_string());
+        }
+        // Referrers: bundles whose subject is this digest.
+        let referrers: Vec<&Value> = entries
+            .iter()
+            .filter(|e| e["artifactType"] == "application/vnd.dev.sigstore.bundle.v0.3+json")
+            .filter(|e| {
+                let m: Value = serde_json::from_slice(
+                    &std::fs::read(blob(
+                        &fx.signed,
+                        &Digest::parse(e["digest"].as_str().unwrap()).unwrap(),
+                    ))
+                    .unwrap(),
+                )
+                .unwrap();
+                m["subject"]["digest"] == d.to_string()
+            })
+            .collect();
+        assert_eq!(referrers.len(), 1 + n_att, "{d}");
+        assert!(referrers
+            .iter()
+            .any(|r| r["annotations"]["dev.sigstore.bundle.predicateType"] == COSIGN_SIGN_V1));
+    }
+    // Signing twice gives the same layout (RFC 6979 signatures, no clock).
+    let again = write_signed("determinism", &resigned());
+    assert_eq!(
+        std::fs::read(again.join("index.json")).unwrap(),
+        std::fs::read(fx.signed.join("index.json")).unwrap()
+    );
+}
+
+#[test]
+fn independent_tools_accept_the_signatures_and_attestations() {
+    let fx = fixture();
+    let work = scratch("e2e-attest-crosscheck");
+    let s = resigned();
+    // openssl verifies every simple-signing signature with cosign.pub.
+    for (d, a) in &s.attached {
+        for (i, l) in a.signatures.iter().enumerate() {
+            use base64::Engine as _;
+            let payload = work.join(format!("{}-{i}.payload", d.hex()));
+            let sig = work.join(format!("{}-{i}.sig", d.hex()));
+            std::fs::write(&payload, &l.payload).unwrap();
+            std::fs::write(
+                &sig,
+                base64::engine::general_purpose::STANDARD
+                    .decode(&l.signature)
+                    .unwrap(),
+            )
+            .unwrap();
+            let out = run(Command::new("openssl")
+                .args(["dgst", "-sha256", "-verify"])
+                .arg(&fx.public)
+                .arg("-signature")
+                .arg(&sig)
+                .arg(&payload));
+            assert!(out.contains("Verified OK"), "{out}");
+            // ... and rejects it with the other key.
+            let bad = Command::new("openssl")
+                .args(["dgst", "-sha256", "-verify"])
+                .arg(&fx.other_public)
+                .arg("-signature")
+                .arg(&sig)
+                .arg(&payload)
+                .output()
+                .unwrap();
+            assert!(!bad.status.success());
+        }
+    }
+    // python-securesystemslib verifies every DSSE envelope kiln wrote.
+    let python = project().join(".kiln/venv/bin/python");
+    let script = r#"
+import json, sys
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from securesystemslib.dsse import Envelope
+from securesystemslib.signer import SSlibKey
+pub = SSlibKey.from_crypto(load_pem_public_key(open(sys.argv[1], "rb").read()), keyid=sys.argv[2], scheme="ecdsa-sha2-nistp256")
+for path in sys.argv[3:]:
+    env = Envelope.from_dict(json.load(open(path)))
+    env.verify([pub], 1)
+    st = json.loads(env.payload)
+    assert st["_type"] == "https://in-toto.io/Statement/v1", st["_type"]
+    print(st["predicateType"], st["subject"][0]["digest"]["sha256"])
+"#;
+    let mut files = Vec::new();
+    for (d, a) in &s.attached {
+        for (i, l) in a.attestations.iter().enumerate() {
+            let f = work.join(format!("{}-{i}.dsse.json", d.hex()));
+            std::fs::write(&f, l.envelope.to_json()).unwrap();
+            files.push(f);
+        }
+    }
+    assert_eq!(files.len(), 5);
+    let key_id = signer().public_key().key_id();
+    let out = Command::new(&python)
+        .arg("-c")
+        .arg(script)
+        .arg(&fx.public)
+        .arg(&key_id)
+        .args(&files)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/tools)", python.display()));
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let seen = stdout(&out);
+    for (t, d) in [
+        (SLSA_PROVENANCE_V1, fx.index),
+        (SPDX_DOCUMENT, fx.amd64),
+        (CYCLONEDX_BOM, fx.arm64),
+    ] {
+        assert!(seen.contains(&format!("{t} {}", d.hex())), "{seen}");
+    }
+    // skopeo reads the signed layout: the image (both platforms) and the
+    // signature manifests under their tags.
+    for arch in ["amd64", "arm64"] {
+        let info = skopeo_inspect(&fx.signed, "latest", &["--override-arch", arch]);
+        assert_eq!(info["Architecture"], arch);
+    }
+    let raw = run(Command::new("skopeo")
+        .args(["inspect", "--raw"])
+        .arg(format!(
+            "oci:{}:sha256-{}.sig",
+            fx.signed.display(),
+            fx.index.hex()
+        )));
+    let m: Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(
+        m["layers"][0]["mediaType"],
+        "application/vnd.dev.cosign.simplesigning.v1+json"
+    );
+    // umoci unpacks (and checks every digest of) a platform of the signed layout.
+    let rootfs = unpack(&fx.signed, "latest-arm64", &work);
+    assert!(rootfs.join("etc/ssl/certs/ca-certificates.crt").is_file());
+}
+
+// --- tampering: each must fail, naming what is wrong ----------------------
+
+#[test]
+fn a_wrong_public_key_fails_every_signature() {
+    let fx = fixture();
+    let f = assert_fails_with(
+        &fx.signed,
+        &fx.other_public,
+        &[],
+        &["image index", "does not verify with the given key"],
+    );
+    assert!(
+        f.iter()
+            .any(|m| m.contains("arm64 manifest") && m.starts_with("signature")),
+        "{f:#?}"
+    );
+    assert!(
+        f.iter()
+            .any(|m| m.starts_with("attestation")
+                && m.contains("none of its 1 signature(s) verifies")),
+        "{f:#?}"
+    );
+}
+
+#[test]
+fn a_signature_copied_from_another_image_fails() {
+    let fx = fixture();
+    let mut s = resigned();
+    // The arm64 manifest's signatures, presented for amd64.
+    let arm = s.attached[&fx.arm64].clone();
+    let a = s.attached.get_mut(&fx.amd64).unwrap();
+    a.signatures = arm.signatures;
+    a.referrers.retain(|r| r.predicate_type != COSIGN_SIGN_V1);
+    a.referrers.extend(
+        arm.referrers
+            .into_iter()
+            .filter(|r| r.predicate_type == COSIGN_SIGN_V1),
+    );
+    let layout = write_signed("copied-signature", &s);
+    assert_fails_with(
+        &layout,
+        &fx.public,
+        &[],
+        &[
+            "no valid signature over amd64 manifest",
+            &format!("signature payload is for {}, not {}", fx.arm64, fx.amd64),
+        ],
+    );
+}
+
+#[test]
+fn a_signed_payload_for_another_digest_fails() {
+    let fx = fixture();
+    let mut s = resigned();
+    let elsewhere = Digest::of(b"some other image");
+    let (layer, referrer) = signstore::sign_digest(&signer(), "scratch-plus", &elsewhere).unwrap();
+    let a = s.attached.get_mut(&fx.index).unwrap();
+    a.signatures = vec![layer];
+    a.referrers.retain(|r| r.predicate_type != COSIGN_SIGN_V1);
+    a.referrers.push(referrer);
+    let layout = write_signed("other-digest", &s);
+    let f = assert_fails_with(
+        &layout,
+        &fx.public,
+        &[],
+        &[
+            "no valid signature over image index",
+            &format!("signature payload is for {elsewhere}"),
+        ],
+    );
+    assert!(
+        f.iter()
+            .any(|m| m.contains("signature statement is for another image")),
+        "{f:#?}"
+    );
+
+    // A payload edited after signing does not verify at all.
+    let layout = copy_signed("edited-payload");
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let sig = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| {
+            e["annotations"]["org.opencontainers.image.ref.name"]
+                == format!("sha256-{}.sig", fx.amd64.hex())
+        })
+        .unwrap();
+    let m: Value = serde_json::from_slice(
+        &std::fs::read(blob(
+            &layout,
+            &Digest::parse(sig["digest"].as_str().unwrap()).unwrap(),
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let payload_blob = blob(
+        &layout,
+        &Digest::parse(m["layers"][0]["digest"].as_str().unwrap()).unwrap(),
+    );
+    flip_byte(&payload_blob, 20);
+    assert_fails_with(
+        &layout,
+        &fx.public,
+        &[],
+        &["signature", "does not match its digest"],
+    );
+}
+
+#[test]
+fn one_changed_byte_in_a_layer_config_manifest_or_index_fails() {
+    let fx = fixture();
+    let amd64: Value =
+        serde_json::from_slice(&std::fs::read(blob(&fx.out, &fx.amd64)).unwrap()).unwrap();
+    let layer = Digest::parse(amd64["layers"][0]["digest"].as_str().unwrap()).unwrap();
+    let config = Digest::parse(amd64["config"]["digest"].as_str().unwrap()).unwrap();
+    for (name, d, what) in [
+        ("layer", layer, "layer 0"),
+        ("config", config, "config"),
+        ("manifest", fx.amd64, "amd64 manifest"),
+        ("index", fx.index, "image index"),
+    ] {
+        let layout = copy_signed(&format!("byte-{name}"));
+        flip_byte(&blob(&layout, &d), 100);
+        let f = assert_fails_with(
+            &layout,
+            &fx.public,
+            &[],
+            &["blobs", what, &d.to_string(), "does not match its digest"],
+        );
+        eprintln!("{name}: {}", f.join(" | "));
+    }
+}
+
+#[test]
+fn an_attestation_about_other_subjects_fails() {
+    let fx = fixture();
+    let mut s = resigned();
+    let mut st = provenance();
+    for sub in &mut st.subject {
+        if sub.name.ends_with("arm64") {
+            sub.digest
+                .insert("sha256".into(), Digest::of(b"not arm64").hex());
+        }
+    }
+    replace_attestation(&mut s, &fx.index, SLSA_PROVENANCE_V1, Some(&st));
+    let layout = write_signed("subjects", &s);
+    assert_fails_with(
+        &layout,
+        &fx.public,
+        &[],
+        &[
+            "subjects",
+            "SLSA provenance",
+            &format!("no subject with digest {}", fx.arm64),
+            "arm64 manifest",
+        ],
+    );
+}
+
+#[test]
+fn an_sbom_of_the_other_arch_fails() {
+    let fx = fixture();
+    let mut s = resigned();
+    let arm = attached_statement(&s, &fx.arm64, SPDX_DOCUMENT);
+    // arm64's SPDX document, signed as amd64's (subject = the amd64 manifest).
+    let st = Statement::new(
+        vec![kiln_seed::attest::ResourceDescriptor::subject(
+            "scratch-plus:latest-amd64",
+            &fx.amd64,
+        )],
+        SPDX_DOCUMENT,
+        arm.predicate,
+    );
+    replace_attestation(&mut s, &fx.amd64, SPDX_DOCUMENT, Some(&st));
+    let layout = write_signed("sbom-arch", &s);
+    assert_fails_with(
+        &layout,
+        &fx.public,
+        &[],
+        &[
+            "sbom",
+            "SPDX SBOM attached to the amd64 manifest",
+            "describes an arm64 image",
+            &fx.arm64.hex(),
+        ],
+    );
+}
+
+#[test]
+fn provenance_dependencies_that_differ_from_the_lock_fail() {
+    let fx = fixture();
+    let source = project();
+    let src = source.to_str().unwrap();
+    let mut s = resigned();
+    let mut st = provenance();
+    let deps = st.predicate["buildDefinition"]["resolvedDependencies"]
+        .as_array_mut()
+        .unwrap();
+    let deb = deps
+        .iter_mut()
+        .find(|d| d["uri"].as_str().unwrap().starts_with("pkg:deb/"))
+        .unwrap();
+    let purl = deb["uri"].as_str().unwrap().to_string();
+    let real = deb["digest"]["sha256"].as_str().unwrap().to_string();
+    let fake = Digest::of(b"a different .deb").hex();
+    deb["digest"]["sha256"] = Value::String(fake.clone());
+    deps.push(serde_json::json!({"uri": "pkg:deb/debian/netcat-openbsd@1.219-1?arch=amd64&distro=debian-12", "digest": {"sha256": fake}}));
+    replace_attestation(&mut s, &fx.index, SLSA_PROVENANCE_V1, Some(&st));
+    let layout = write_signed("deps", &s);
+    let f = assert_fails_with(
+        &layout,
+        &fx.public,
+        &["--source", src],
+        &[
+            "lock",
+            &format!("{purl} has sha256 {fake}, the lock pins {real}"),
+        ],
+    );
+    assert!(
+        f.iter()
+            .any(|m| m
+                .contains("netcat-openbsd@1.219-1?arch=amd64&distro=debian-12 is not in the lock")),
+        "{f:#?}"
+    );
+    // Without --source the dependencies are not compared (and say so).
+    let (_, report) = verify(&layout, &fx.public, &[]);
+    assert!(report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["check"] == "lock" && c["status"] == "info"));
+
+    // A missing .deb is named too.
+    let mut s = resigned();
+    let mut st = provenance();
+    st.predicate["buildDefinition"]["resolvedDependencies"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|d| !d["uri"].as_str().unwrap_or("").starts_with("pkg:deb/"));
+    replace_attestation(&mut s, &fx.index, SLSA_PROVENANCE_V1, Some(&st));
+    let layout = write_signed("deps-missing", &s);
+    assert_fails_with(
+        &layout,
+        &fx.public,
+        &["--source", src],
+        &["lock", &format!("{purl} (locked) is missing")],
+    );
+}
+
+#[test]
+fn an_unsigned_arm64_manifest_under_a_signed_index_fails() {
+    let fx = fixture();
+    let mut s = resigned();
+    let a = s.attached.get_mut(&fx.arm64).unwrap();
+    a.signatures.clear();
+    a.referrers.retain(|r| r.predicate_type != COSIGN_SIGN_V1);
+    let layout = write_signed("unsigned-arm64", &s);
+    let f = assert_fails_with(
+        &layout,
+        &fx.public,
+        &[],
+        &[
+            "signature",
+            &format!(
+                "arm64 manifest sha256:{} is not signed",
+                &fx.arm64.hex()[..12]
+            ),
+            &format!("sha256-{}.sig", fx.arm64.hex()),
+        ],
+    );
+    // Only that: the index and amd64 signatures still verify.
+    assert_eq!(
+        f.iter().filter(|m| m.starts_with("signature")).count(),
+        1,
+        "{f:#?}"
+    );
+}
+
+#[test]
+fn a_missing_attestation_fails() {
+    let fx = fixture();
+    let mut s = resigned();
+    replace_attestation(&mut s, &fx.amd64, CYCLONEDX_BOM, None);
+    let layout = write_signed("missing-cdx", &s);
+    assert_fails_with(
+        &layout,
+        &fx.public,
+        &[],
+        &["no valid CycloneDX SBOM (https://cyclonedx.org/bom) is attached to amd64 manifest"],
+    );
+    let mut s = resigned();
+    replace_attestation(&mut s, &fx.index, SLSA_PROVENANCE_V1, None);
+    let layout = write_signed("missing-provenance", &s);
+    assert_fails_with(
+        &layout,
+        &fx.public,
+        &[],
+        &["no valid SLSA provenance", "image index"],
+    );
+}
+
+#[test]
+fn an_expired_or_future_provenance_fails() {
+    let fx = fixture();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let at = |t: i64| Value::String(kiln_seed::attest::statement::rfc3339_utc(t));
+    let with_times = |name: &str, started: i64, finished: i64| {
+        let mut s = resigned();
+        let mut st = provenance();
+        let m = &mut st.predicate["runDetails"]["metadata"];
+        m["startedOn"] = at(started);
+        m["finishedOn"] = at(finished);
+        replace_attestation(&mut s, &fx.index, SLSA_PROVENANCE_V1, Some(&st));
+        write_signed(name, &s)
+    };
+    let old = with_times("expired", now - 3 * 86_400, now - 3 * 86_400 + 60);
+    assert_fails_with(
+        &old,
+        &fx.public,
+        &["--max-age", "2d"],
+        &["age", "provenance expired", "more than --max-age 2d"],
+    );
+    // Within a longer --max-age, or without one, the same provenance is fine.
+    assert!(verify(&old, &fx.public, &["--max-age", "4d"]).0);
+    assert!(verify(&old, &fx.public, &[]).0);
+    let future = with_times("future", now, now + 86_400);
+    assert_fails_with(&future, &fx.public, &[], &["age", "is in the future"]);
+}
+
+#[test]
+fn tampered_attestations_and_unsandboxed_builds_fail() {
+    let fx = fixture();
+    // An envelope whose payload was edited after signing.
+    let mut s = resigned();
+    let a = s.attached.get_mut(&fx.amd64).unwrap();
+    a.referrers.retain(|r| r.predicate_type != SPDX_DOCUMENT);
+    let l = a
+        .attestations
+        .iter_mut()
+        .find(|l| l.predicate_type == SPDX_DOCUMENT)
+        .unwrap();
+    let mut payload = l.envelope.payload_bytes().unwrap();
+    let text = String::from_utf8(payload.clone())
+        .unwrap()
+        .replace("ca-certificates", "ca-certificatez");
+    payload = text.into_bytes();
+    l.envelope.payload = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(&payload)
+    };
+    let layout = write_signed("edited-envelope", &s);
+    assert_fails_with(
+        &layout,
+        &fx.public,
+        &[],
+        &[
+            "attestation",
+            "SPDX SBOM on amd64 manifest",
+            "none of its 1 signature(s) verifies",
+        ],
+    );
+
+    // A provenance that records a build without the sandbox.
+    let mut s = resigned();
+    let mut st = provenance();
+    st.predicate["buildDefinition"]["internalParameters"]["isolated"] = Value::Bool(false);
+    st.predicate["buildDefinition"]["internalParameters"]["isolation"] =
+        Value::String("NONE: built with --allow-unsandboxed while the Nix sandbox is off".into());
+    replace_attestation(&mut s, &fx.index, SLSA_PROVENANCE_V1, Some(&st));
+    let layout = write_signed("unsandboxed", &s);
+    assert_fails_with(
+        &layout,
+        &fx.public,
+        &[],
+        &["isolation", "built WITHOUT isolation"],
+    );
+}
+
+#[test]
+fn kiln_sign_refuses_what_it_cannot_stand_behind() {
+    let fx = fixture();
+    // A provenance about other digests.
+    let mut st = provenance();
+    st.subject.pop();
+    let wrong = fx.dir.join("wrong.intoto.json");
+    kiln::provenance::write(&wrong, &st).unwrap();
+    let out = kiln_env(&[
+        "sign",
+        fx.out.to_str().unwrap(),
+        "--key",
+        fx.key.to_str().unwrap(),
+        "--provenance",
+        wrong.to_str().unwrap(),
+        "--out",
+        fx.dir.join("never").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("the provenance does not describe the image"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!fx.dir.join("never").exists());
+    // An image that was never built with kiln build has no provenance.
+    let out = kiln_env(&[
+        "sign",
+        "no-such-image",
+        "--key",
+        fx.key.to_str().unwrap(),
+        "--provenance-dir",
+        fx.dir.join("provenance").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("run `kiln build no-such-image` first"),
+        "{}",
+        stderr(&out)
+    );
+    // A wrong password names the key file.
+    let out = Command::new(kiln_bin())
+        .arg("--project")
+        .arg(project())
+        .args([
+            "sign",
+            "scratch-plus",
+            "--key",
+            fx.key.to_str().unwrap(),
+            "--provenance-dir",
+            fx.dir.join("provenance").to_str().unwrap(),
+            "--out",
+            fx.dir.join("never").to_str().unwrap(),
+        ])
+        .env("COSIGN_PASSWORD", "wrong")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(fx.key.to_str().unwrap()),
+        "{}",
+        stderr(&out)
+    );
+    // Keyless needs Fulcio and Rekor: a clear offline error.
+    let out = kiln_env(&["sign", "scratch-plus", "--keyless"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("Fulcio"), "{}", stderr(&out));
+}
+
+// --- rebuild from provenance -----------------------------------------------
+
+/// A git repository holding what the flake evaluates (so that a provenance
+/// records a clean revision).
+fn git_project(name: &str) -> PathBuf {
+    let dir = scratch(name).join("project");
+    let mut files = vec![
+        "flake.nix".to_string(),
+        "flake.lock".to_string(),
+        "kiln.lock".to_string(),
+        "nix/lib.nix".to_string(),
+        "nix/seed.json".to_string(),
+    ];
+    for sub in ["images", "policy"] {
+        let root = project().join(sub);
+        if root.is_dir() {
+            let listed = run(Command::new("find").arg(&root).args(["-type", "f"]));
+            for f in listed.lines() {
+                files.push(
+                    Path::new(f)
+                        .strip_prefix(project())
+                        .unwrap()
+                        .display()
+                        .to_string(),
+                );
+            }
+        }
+    }
+    for f in files {
+        let to = dir.join(&f);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(project().join(&f), &to).unwrap();
+    }
+    let git = |args: &[&str]| {
+        run(Command::new("git")
+            .arg("-C")
+            .arg(&dir)
+            .args([
+                "-c",
+                "user.name=kiln test",
+                "-c",
+                "user.email=test@kiln.invalid",
+            ])
+            .args(args))
+    };
+    git(&["init", "--quiet"]);
+    git(&["add", "."]);
+    git(&["commit", "--quiet", "-m", "kiln e2e rebuild fixture"]);
+    dir
+}
+
+#[test]
+fn verify_rebuild_reproduces_the_signed_digests_from_the_recorded_revision() {
+    let fx = fixture();
+    let proj = git_project("e2e-attest-rebuild");
+    let prov = proj.join(".kiln/provenance/scratch-plus.intoto.json");
+    let run_kiln = |args: &[&str]| {
+        Command::new(kiln_bin())
+            .arg("--project")
+            .arg(&proj)
+            .args(args)
+            .env("COSIGN_PASSWORD", PASSWORD)
+            .output()
+            .unwrap()
+    };
+    ok(
+        run_kiln(&["build", "scratch-plus"]),
+        "kiln build in the git fixture",
+    );
+    let st = kiln::provenance::read(&prov).unwrap();
+    let ext = &st.predicate["buildDefinition"]["externalParameters"];
+    assert_eq!(ext["source"]["dirty"], false, "{ext}");
+    assert_eq!(
+        ext["source"]["uri"],
+        format!("git+file://{}", proj.canonicalize().unwrap().display())
+    );
+    ok(
+        run_kiln(&["sign", "scratch-plus", "--key", fx.key.to_str().unwrap()]),
+        "kiln sign in the git fixture",
+    );
+    let signed = proj.join(".kiln/signed/scratch-plus");
+    let (passed, report) = verify(
+        &signed,
+        &fx.public,
+        &["--rebuild", "--source", proj.to_str().unwrap()],
+    );
+    assert!(passed, "{report:#}");
+    let rebuild = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "rebuild")
+        .unwrap();
+    assert!(
+        rebuild["message"]
+            .as_str()
+            .unwrap()
+            .contains("all 3 digests equal the signed ones"),
+        "{rebuild}"
+    );
+
+    // A provenance pointing at a revision that builds something else: the
+    // rebuild names the digests that differ.
+    let def = proj.join("images/scratch-plus/image.toml");
+    let text = std::fs::read_to_string(&def).unwrap().replace(
+        "\"org.opencontainers.image.vendor\" = \"kiln\"",
+        "\"org.opencontainers.image.vendor\" = \"someone else\"",
+    );
+    std::fs::write(&def, text).unwrap();
+    run(Command::new("git").arg("-C").arg(&proj).args([
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@kiln.invalid",
+        "commit",
+        "--quiet",
+        "-am",
+        "vendor",
+    ]));
+    let other_rev = run(Command::new("git")
+        .arg("-C")
+        .arg(&proj)
+        .args(["rev-parse", "HEAD"]));
+    let mut st = st.clone();
+    st.predicate["buildDefinition"]["externalParameters"]["source"]["revision"] =
+        Value::String(other_rev.trim().into());
+    let s = signstore::sign(
+        &signer(),
+        &kiln::provenance::recorded_output(&st).unwrap(),
+        &st,
+        "scratch-plus",
+    )
+    .unwrap();
+    let index = s.root_digest();
+    let layout = write_signed("rebuild-other-rev", &s);
+    assert_fails_with(
+        &layout,
+        &fx.public,
+        &["--rebuild", "--source", proj.to_str().unwrap()],
+        &[
+            "rebuild",
+            "digests differ",
+            &format!("image index: signed {index}"),
+        ],
+    );
+}
+
+// --- hermeticity -------------------------------------------------------------
+
+#[test]
+fn the_sandbox_has_no_network_and_cannot_see_the_key_or_the_host() {
+    require_setup();
+    let fx = fixture();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let key = fx.key.canonicalize().unwrap();
+    let checkout = project().canonicalize().unwrap();
+    let nonce = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let local = format!("127.0.0.1:{port}");
+    let input = serde_json::json!({
+        "nonce": nonce,
+        "connect": [local, "1.1.1.1:443", "[2606:4700:4700::1111]:443"],
+        "paths": [key, "/home", "/root", checkout, "/usr", "/etc/passwd", "/etc/nix/nix.conf"],
+    });
+    let expr = format!(
+        "(import {}/nix/lib.nix {{ root = {}; }}).step {{ name = \"kiln-probe\"; stepName = \"probe\"; input = builtins.fromJSON {}; }}",
+        project().display(),
+        project().display(),
+        serde_json::to_string(&input.to_string()).unwrap()
+    );
+    let out = Command::new("nix")
+        .args([
+            "build",
+            "--impure",
+            "--no-link",
+            "--json",
+            "--print-build-logs",
+            "--expr",
+            &expr,
+        ])
+        .env_remove("KILN_ALLOW_UNSANDBOXED")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let built: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let probe_out = PathBuf::from(built[0]["outputs"]["out"].as_str().unwrap());
+    let seen: Value =
+        serde_json::from_slice(&std::fs::read(probe_out.join("probe.json")).unwrap()).unwrap();
+
+    // The probe ran and could read its own input (it is not blind).
+    assert_eq!(seen["inputReadable"], true, "{seen:#}");
+    // No network: not the host's loopback listener, not the internet.
+    for addr in [local.as_str(), "1.1.1.1:443", "[2606:4700:4700::1111]:443"] {
+        assert_eq!(
+            seen["connect"][addr]["connected"], false,
+            "{addr}: {seen:#}"
+        );
+    }
+    assert!(
+        listener.accept().is_err(),
+        "the sandboxed probe reached the host's 127.0.0.1:{port}"
+    );
+    let interfaces: Vec<&str> = seen["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.as_str().unwrap())
+        .collect();
+    assert_eq!(interfaces, vec!["lo"], "{seen:#}");
+    // No key, no host tree.
+    for p in [
+        key.to_str().unwrap(),
+        "/home",
+        "/root",
+        checkout.to_str().unwrap(),
+        "/usr",
+        "/etc/nix/nix.conf",
+    ] {
+        assert_eq!(
+            seen["paths"][p]["exists"], false,
+            "{p} is visible inside the sandbox: {seen:#}"
+        );
+        assert_eq!(seen["paths"][p]["readable"], false, "{p}: {seen:#}");
+    }
+    let root: Vec<&str> = seen["root"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.as_str().unwrap())
+        .collect();
+    for host_only in ["home", "root", "usr", "work", "var", "opt"] {
+        assert!(
+            !root.contains(&host_only),
+            "/{host_only} in the sandbox: {root:?}"
+        );
+    }
+    // The environment carries no secret: in particular no COSIGN_PASSWORD.
+    let env: Vec<&str> = seen["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.as_str().unwrap())
+        .collect();
+    assert!(
+        !env.iter()
+            .any(|e| e.contains("COSIGN") || e.contains("KILN_")),
+        "{env:?}"
+    );
+
+    // Control: the same probe outside the sandbox sees the listener and the
+    // key, so the assertions above can fail.
+    let pin: Value =
+        serde_json::from_slice(&std::fs::read(project().join("nix/seed.json")).unwrap()).unwrap();
+    let work = scratch("e2e-attest-probe-control");
+    let input_file = work.join("input.json");
+    std::fs::write(&input_file, input.to_string()).unwrap();
+    let control = Command::new(pin["storePath"].as_str().unwrap())
+        .arg("probe")
+        .env("kilnInputPath", &input_file)
+        .env("out", work.join("out"))
+        .env("kilnAllowUnsandboxed", "1")
+        .output()
+        .unwrap();
+    assert!(control.status.success(), "{}", stderr(&control));
+    let host: Value =
+        serde_json::from_slice(&std::fs::read(work.join("out/probe.json")).unwrap()).unwrap();
+    assert_eq!(host["connect"][&local]["connected"], true, "{host:#}");
+    assert_eq!(
+        host["paths"][key.to_str().unwrap()]["readable"],
+        true,
+        "{host:#}"
+    );
+}
