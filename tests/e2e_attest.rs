@@ -1406,3 +1406,63 @@ fn the_sandbox_has_no_network_and_cannot_see_the_key_or_the_host() {
         "{host:#}"
     );
 }
+
+/// `nix build --json` lists results in derivation-path order, not in the
+/// order asked for: each image must still get its own provenance.
+#[test]
+fn one_build_of_several_images_writes_each_its_own_provenance() {
+    let fx = fixture();
+    let dir = fx.dir.join("several");
+    let attrs = ["scratch-plus-arm64", "scratch-plus", "scratch-plus-amd64"];
+    let mut args = vec!["build", "--json", "--provenance-dir", dir.to_str().unwrap()];
+    args.extend(attrs);
+    let built: Value =
+        serde_json::from_str(&ok(kiln_env(&args), "kiln build of three attributes")).unwrap();
+    for (i, attr) in attrs.iter().enumerate() {
+        assert_eq!(built[i]["image"], *attr);
+        let st = kiln::provenance::read(&dir.join(format!("{attr}.intoto.json"))).unwrap();
+        let subjects: Vec<(String, Digest)> = st
+            .subject
+            .iter()
+            .map(|s| (s.name.clone(), s.sha256().unwrap()))
+            .collect();
+        let expected = match *attr {
+            "scratch-plus" => vec![
+                ("scratch-plus:latest".to_string(), fx.index),
+                ("scratch-plus:latest-amd64".to_string(), fx.amd64),
+                ("scratch-plus:latest-arm64".to_string(), fx.arm64),
+            ],
+            "scratch-plus-amd64" => vec![("scratch-plus:latest-amd64".to_string(), fx.amd64)],
+            _ => vec![("scratch-plus:latest-arm64".to_string(), fx.arm64)],
+        };
+        assert_eq!(subjects, expected, "{attr}");
+        assert_eq!(
+            st.predicate["buildDefinition"]["externalParameters"]["flakeAttribute"],
+            *attr
+        );
+        let out = kiln::provenance::recorded_output(&st).unwrap();
+        assert_eq!(out.to_str().unwrap(), built[i]["out"].as_str().unwrap());
+    }
+    // A single-platform image signs and verifies on its own.
+    let signed = fx.dir.join("signed-arm64");
+    ok(
+        kiln_env(&[
+            "sign",
+            "scratch-plus-arm64",
+            "--key",
+            fx.key.to_str().unwrap(),
+            "--provenance-dir",
+            dir.to_str().unwrap(),
+            "--out",
+            signed.to_str().unwrap(),
+        ]),
+        "kiln sign scratch-plus-arm64",
+    );
+    let (passed, report) = verify(
+        &signed,
+        &fx.public,
+        &["--source", project().to_str().unwrap()],
+    );
+    assert!(passed, "{report:#}");
+    assert_eq!(report["digest"], fx.arm64.to_string());
+}
