@@ -1466,3 +1466,54 @@ fn one_build_of_several_images_writes_each_its_own_provenance() {
     assert!(passed, "{report:#}");
     assert_eq!(report["digest"], fx.arm64.to_string());
 }
+
+/// With the sandbox off, `kiln build --allow-unsandboxed` builds, and its
+/// provenance says the build was not isolated; the verifier refuses it.
+#[test]
+fn an_unsandboxed_build_is_recorded_as_not_isolated_and_fails_verification() {
+    let fx = fixture();
+    let dir = fx.dir.join("unsandboxed");
+    let out = Command::new(kiln_bin())
+        .arg("--project")
+        .arg(project())
+        .args(["build", "--allow-unsandboxed", "--json", "--provenance-dir"])
+        .arg(&dir)
+        .arg("scratch-plus-amd64")
+        .env("NIX_CONFIG", "sandbox = false")
+        .env("COSIGN_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    let built: Value = serde_json::from_str(&ok(out, "kiln build --allow-unsandboxed")).unwrap();
+    let st = kiln::provenance::read(&dir.join("scratch-plus-amd64.intoto.json")).unwrap();
+    let int = &st.predicate["buildDefinition"]["internalParameters"];
+    assert_eq!(int["isolated"], false, "{int}");
+    assert_eq!(int["nix"]["sandbox"], "false", "{int}");
+    let isolation = int["isolation"].as_str().unwrap();
+    assert!(
+        isolation.starts_with("NONE: built with --allow-unsandboxed")
+            && isolation.contains("sandbox = false"),
+        "{isolation}"
+    );
+    // The image itself is the same bytes (the seed is deterministic either way).
+    assert_eq!(built[0]["digest"], fx.amd64.to_string());
+    let signed = dir.join("signed");
+    ok(
+        kiln_env(&[
+            "sign",
+            "scratch-plus-amd64",
+            "--key",
+            fx.key.to_str().unwrap(),
+            "--provenance-dir",
+            dir.to_str().unwrap(),
+            "--out",
+            signed.to_str().unwrap(),
+        ]),
+        "kiln sign of the unsandboxed build",
+    );
+    assert_fails_with(
+        &signed,
+        &fx.public,
+        &[],
+        &["isolation", "built WITHOUT isolation", "sandbox = false"],
+    );
+}
