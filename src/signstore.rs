@@ -528,7 +528,13 @@ fn fill(s: &SignedImage, tmp: &Path, out: &Path) -> Result<Written, SignStoreErr
                     (
                         l.envelope.to_json(),
                         DSSE_ENVELOPE_MEDIA_TYPE,
-                        vec![(COSIGN_PREDICATE_TYPE_ANNOTATION, l.predicate_type.clone())],
+                        // cosign's attestation layers carry an empty
+                        // signature annotation: the signature is in the
+                        // envelope.
+                        vec![
+                            (COSIGN_PREDICATE_TYPE_ANNOTATION, l.predicate_type.clone()),
+                            (COSIGN_SIGNATURE_ANNOTATION, String::new()),
+                        ],
                     )
                 })
                 .collect();

@@ -540,6 +540,7 @@ fn the_signed_layout_is_cosigns_format_and_keeps_the_image_digest() {
         for l in layers {
             assert_eq!(l["mediaType"], "application/vnd.dsse.envelope.v1+json");
             assert!(l["annotations"]["predicateType"].is_string());
+            assert_eq!(l["annotations"]["dev.cosignproject.cosign/signature"], "");
         }
         // Referrers: bundles whose subject is this digest.
         let referrers: Vec<&Value> = entries
