@@ -15,6 +15,7 @@ pub mod lock;
 pub mod nixcmd;
 pub mod nixstore;
 pub mod provenance;
+pub mod registry;
 pub mod seedbuild;
 
 pub mod keys;

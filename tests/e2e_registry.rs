@@ -1,0 +1,818 @@
+//! Issue 4 (registry half): `kiln push` / `kiln pull` against a real
+//! registry (Debian's docker-registry, distribution 2.8, started on
+//! 127.0.0.1 by the test), read back by skopeo and umoci, signatures under
+//! cosign's tags and the referrers tag schema (distribution 2.8 has no
+//! referrers API), and `nix run .#verify` against the registry reference.
+
+mod common;
+
+use common::registry::{self, Fault, FaultProxy, Registry, TokenGate};
+use common::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const PASSWORD_ENV: (&str, &str) = ("COSIGN_PASSWORD", "kiln-e2e-registry");
+
+fn kiln_with(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
+    use std::io::Write as _;
+    let mut cmd = Command::new(kiln_bin());
+    cmd.arg("--project").arg(project()).args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("running kiln");
+    let mut input = child.stdin.take().unwrap();
+    if let Some(s) = stdin {
+        input.write_all(s.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+/// `kiln push SRC TARGET --json EXTRA...`, which must succeed; the report.
+fn push(src: &Path, target: &str, extra: &[&str]) -> Value {
+    let mut args = vec!["push", src.to_str().unwrap(), target, "--json"];
+    args.extend_from_slice(extra);
+    let out = kiln(&args);
+    assert!(
+        out.status.success(),
+        "kiln push {target} failed:\n{}",
+        stderr(&out)
+    );
+    serde_json::from_str(&stdout(&out)).expect("push report")
+}
+
+fn push_fails(src: &Path, target: &str, extra: &[&str]) -> String {
+    let mut args = vec!["push", src.to_str().unwrap(), target];
+    args.extend_from_slice(extra);
+    let out = kiln(&args);
+    assert!(
+        !out.status.success(),
+        "kiln push {target} should have failed:\n{}",
+        stdout(&out)
+    );
+    stderr(&out)
+}
+
+/// The digest of the image index a layout holds (its first index entry).
+fn index_digest(layout: &Path) -> String {
+    let v: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    v["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["mediaType"] == "application/vnd.oci.image.index.v1+json")
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn hex(digest: &str) -> &str {
+    digest.trim_start_matches("sha256:")
+}
+
+/// (arch, digest) of the platform manifests under a layout's index.
+fn platforms(layout: &Path) -> Vec<(String, String)> {
+    platform_manifests(layout)
+        .iter()
+        .map(|m| {
+            (
+                m["platform"]["architecture"].as_str().unwrap().to_string(),
+                m["digest"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn scratch_plus() -> PathBuf {
+    build(&["scratch-plus"]).remove(0)
+}
+
+fn nix_verify(reference: &str, key: &Path, env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new("nix");
+    cmd.current_dir(project())
+        .args(["run", ".#verify", "--"])
+        .arg(reference)
+        .arg("--key")
+        .arg(key);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("running nix run .#verify")
+}
+
+#[test]
+fn push_then_pull_round_trips_and_skopeo_and_umoci_read_it() {
+    let out = scratch_plus();
+    let reg = Registry::start();
+    let target = format!("{}/kiln/scratch-plus:latest", reg.host());
+    let report = push(&out, &target, &[]);
+    let digest = index_digest(&out);
+    assert_eq!(report["digest"], digest.as_str(), "{report}");
+    assert_eq!(
+        reg.tag_digest("kiln/scratch-plus", "latest"),
+        Some(digest.clone())
+    );
+
+    // skopeo reads the index for both architectures.
+    let raw: Value = serde_json::from_str(&run(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{target}"),
+    ])))
+    .unwrap();
+    let archs: Vec<&str> = raw["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap())
+        .collect();
+    assert_eq!(archs, ["amd64", "arm64"]);
+    for arch in ["amd64", "arm64"] {
+        let info: Value = serde_json::from_str(&run(Command::new("skopeo").args([
+            "inspect",
+            "--tls-verify=false",
+            "--override-arch",
+            arch,
+            &format!("docker://{target}"),
+        ])))
+        .unwrap();
+        assert_eq!(info["Architecture"], arch);
+        assert_eq!(
+            info["Digest"],
+            digest.as_str(),
+            "skopeo reports the index digest"
+        );
+        let want = platforms(&out)
+            .into_iter()
+            .find(|(a, _)| a == arch)
+            .unwrap();
+        let layers: Vec<String> = info["Layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_str().unwrap().to_string())
+            .collect();
+        let m: Value = serde_json::from_slice(
+            &std::fs::read(out.join("blobs/sha256").join(hex(&want.1))).unwrap(),
+        )
+        .unwrap();
+        let built_layers: Vec<String> = m["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["digest"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(layers, built_layers, "{arch} layers");
+    }
+
+    // skopeo copies it out byte for byte.
+    let work = scratch("e2e-registry-roundtrip");
+    let copied = work.join("skopeo");
+    run(Command::new("skopeo").args([
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        &format!("docker://{target}"),
+        &format!("oci:{}:latest", copied.display()),
+    ]));
+    assert_eq!(index_digest(&copied), digest);
+
+    // kiln pulls it back: same digests, every blob, readable by umoci.
+    let pulled = work.join("pulled");
+    let o = kiln(&["pull", &target, pulled.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let pr: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(pr["digest"], digest.as_str());
+    assert_eq!(index_digest(&pulled), digest);
+    assert_eq!(platforms(&pulled), platforms(&out));
+    let mut built_blobs: Vec<_> = std::fs::read_dir(out.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let mut pulled_blobs: Vec<_> = std::fs::read_dir(pulled.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    built_blobs.sort();
+    pulled_blobs.sort();
+    assert_eq!(pulled_blobs, built_blobs);
+    for arch in ["amd64", "arm64"] {
+        let rootfs = unpack(&pulled, &format!("latest-{arch}"), &work);
+        assert!(rootfs.join("etc/ssl/certs/ca-certificates.crt").is_file());
+    }
+    // And by digest, under another name.
+    let by_digest = work.join("by-digest");
+    let o = kiln(&[
+        "pull",
+        &format!("{}/kiln/scratch-plus@{digest}", reg.host()),
+        by_digest.to_str().unwrap(),
+        "--name",
+        "pinned",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let l: Value =
+        serde_json::from_slice(&std::fs::read(by_digest.join("index.json")).unwrap()).unwrap();
+    assert_eq!(l["manifests"][0]["digest"], digest.as_str());
+    assert_eq!(
+        l["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"],
+        "pinned"
+    );
+}
+
+#[test]
+fn a_second_push_sends_no_blob() {
+    let out = scratch_plus();
+    let reg = Registry::start();
+    let target = format!("{}/kiln/twice:latest", reg.host());
+    let first = push(&out, &target, &[]);
+    let uploaded = first["blobsUploaded"].as_array().unwrap().len();
+    assert!(uploaded >= 3, "{first}");
+    // The registry saw one upload per blob.
+    assert_eq!(
+        reg.requests_since(0, "PUT", "/v2/kiln/twice/blobs/uploads/")
+            .len(),
+        uploaded
+    );
+    let mark = reg.log().len();
+    let second = push(&out, &target, &[]);
+    assert_eq!(
+        second["blobsUploaded"].as_array().unwrap().len(),
+        0,
+        "{second}"
+    );
+    assert_eq!(second["blobsPresent"].as_array().unwrap().len(), uploaded);
+    assert_eq!(second["manifestsPushed"].as_array().unwrap().len(), 0);
+    assert_eq!(second["tagsUnchanged"], serde_json::json!(["latest"]));
+    // Nothing was uploaded or written: no upload session, no manifest PUT.
+    for (method, path) in [
+        ("POST", "/blobs/uploads/"),
+        ("PATCH", "/blobs/uploads/"),
+        ("PUT", "/blobs/uploads/"),
+        ("PUT", "/manifests/"),
+    ] {
+        let seen = reg.requests_since(mark, method, path);
+        assert!(
+            seen.is_empty(),
+            "second push sent {method} {path}: {seen:?}"
+        );
+    }
+}
+
+#[test]
+fn a_push_that_dies_midway_leaves_the_tag_where_it_was() {
+    let [base, debug]: [PathBuf; 2] = build(&["scratch-plus", "scratch-plus-debug"])
+        .try_into()
+        .unwrap();
+    let (old, new) = (index_digest(&base), index_digest(&debug));
+    assert_ne!(old, new);
+    let reg = Registry::start();
+    let repo = "kiln/midway";
+    push(&base, &format!("{}/{repo}:stable", reg.host()), &[]);
+
+    // The registry goes away when the first manifest is pushed: every blob
+    // of the new image is in, no manifest, and the tag must not move.
+    let proxy = FaultProxy::start(reg.addr, Fault::DieAt(format!("PUT /v2/{repo}/manifests/")));
+    let err = push_fails(
+        &debug,
+        &format!("{}/{repo}:stable", proxy.host()),
+        &["--retries", "2"],
+    );
+    assert!(proxy.is_dead());
+    assert!(
+        err.contains("pushing manifest sha256:") && err.contains("gave up after 2 attempts"),
+        "{err}"
+    );
+    assert_eq!(reg.tag_digest(repo, "stable"), Some(old.clone()));
+    assert_eq!(reg.manifest(repo, &new).status, 404);
+    let blob_puts = proxy
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.starts_with("PUT ") && r.contains("/blobs/uploads/"))
+        .count();
+    assert!(blob_puts > 0, "the push died before any blob was sent");
+
+    // Pushing again (straight to the registry) reuses what arrived.
+    let again = push(&debug, &format!("{}/{repo}:stable", reg.host()), &[]);
+    assert!(
+        !again["blobsPresent"].as_array().unwrap().is_empty(),
+        "{again}"
+    );
+    assert_eq!(reg.tag_digest(repo, "stable"), Some(new));
+}
+
+#[test]
+fn a_tampered_layout_pushes_nothing() {
+    let out = scratch_plus();
+    let work = scratch("e2e-registry-tampered");
+    let copy = work.join("layout");
+    run(Command::new("cp").arg("-r").arg(&out).arg(&copy));
+    make_writable(&copy);
+    let reg = Registry::start();
+    let repo = "kiln/tampered";
+    let tag_before = {
+        // Another image under the tag first (the debug variant).
+        let debug = build(&["scratch-plus-debug"]).remove(0);
+        push(&debug, &format!("{}/{repo}:latest", reg.host()), &[]);
+        index_digest(&debug)
+    };
+    // One byte of the largest layer.
+    let (arch, manifest) = platforms(&copy).remove(0);
+    let m: Value = serde_json::from_slice(
+        &std::fs::read(copy.join("blobs/sha256").join(hex(&manifest))).unwrap(),
+    )
+    .unwrap();
+    let layer = m["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .max_by_key(|l| l["size"].as_u64().unwrap())
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = copy.join("blobs/sha256").join(hex(&layer));
+    let mut bytes = std::fs::read(&path).unwrap();
+    let i = bytes.len() / 2;
+    bytes[i] ^= 0x40;
+    std::fs::write(&path, bytes).unwrap();
+
+    let mark = reg.log().len();
+    let err = push_fails(&copy, &format!("{}/{repo}:latest", reg.host()), &[]);
+    assert!(
+        err.contains(&layer) && err.contains("does not match its digest"),
+        "{arch}: {err}"
+    );
+    assert!(
+        reg.requests_since(mark, "POST", "/blobs/uploads/")
+            .is_empty()
+            && reg.requests_since(mark, "PUT", "/").is_empty(),
+        "a damaged layout must not send anything"
+    );
+    assert_eq!(reg.tag_digest(repo, "latest"), Some(tag_before));
+}
+
+#[test]
+fn transient_registry_errors_are_retried() {
+    let out = scratch_plus();
+    let reg = Registry::start();
+    // The first three connections get 503 Service Unavailable.
+    let proxy = FaultProxy::start(reg.addr, Fault::Unavailable(3));
+    let report = push(&out, &format!("{}/kiln/flaky:latest", proxy.host()), &[]);
+    assert!(report["retries"].as_u64().unwrap() >= 1, "{report}");
+    assert_eq!(
+        reg.tag_digest("kiln/flaky", "latest"),
+        Some(index_digest(&out))
+    );
+    // Too many failures in a row: a clear error, nothing tagged.
+    let proxy = FaultProxy::start(reg.addr, Fault::Unavailable(1000));
+    let err = push_fails(
+        &out,
+        &format!("{}/kiln/down:latest", proxy.host()),
+        &["--retries", "3"],
+    );
+    assert!(
+        err.contains("503") && err.contains("gave up after 3 attempts"),
+        "{err}"
+    );
+    assert_eq!(reg.tag_digest("kiln/down", "latest"), None);
+}
+
+#[test]
+fn pull_checks_every_blob_and_leaves_nothing_when_one_is_wrong() {
+    let out = scratch_plus();
+    let reg = Registry::start();
+    let target = format!("{}/kiln/corrupt:latest", reg.host());
+    push(&out, &target, &[]);
+    // Damage a layer in the registry's own storage (distribution serves it as is).
+    let (_, manifest) = platforms(&out).remove(1);
+    let m: Value = serde_json::from_slice(
+        &std::fs::read(out.join("blobs/sha256").join(hex(&manifest))).unwrap(),
+    )
+    .unwrap();
+    let layer = m["layers"][0]["digest"].as_str().unwrap().to_string();
+    let h = hex(&layer);
+    let stored = reg
+        .data_dir()
+        .join("docker/registry/v2/blobs/sha256")
+        .join(&h[..2])
+        .join(h)
+        .join("data");
+    let mut bytes = std::fs::read(&stored).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&stored, bytes).unwrap();
+
+    let work = scratch("e2e-registry-pull-corrupt");
+    let dest = work.join("pulled");
+    let o = kiln(&["pull", &target, dest.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains(&layer), "{err}");
+    assert!(
+        !dest.exists(),
+        "a failed pull must not leave {}",
+        dest.display()
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&work).unwrap().collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // An existing layout is replaced only by a complete pull.
+    std::fs::create_dir_all(dest.join("keep")).unwrap();
+    let o = kiln(&["pull", &target, dest.to_str().unwrap(), "--force"]);
+    assert!(!o.status.success());
+    assert!(dest.join("keep").is_dir());
+    let o = kiln(&["pull", &target, dest.to_str().unwrap()]);
+    assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
+}
+
+#[test]
+fn credentials_and_plain_http_policy() {
+    let out = scratch_plus();
+    // Basic auth: refused without credentials, accepted with them (stdin or auth file).
+    let reg = Registry::start_with_auth();
+    let target = format!("{}/kiln/private:latest", reg.host());
+    let err = push_fails(&out, &target, &[]);
+    assert!(err.contains("requires a user name and password"), "{err}");
+    let o = kiln_with(
+        &[
+            "push",
+            out.to_str().unwrap(),
+            &target,
+            "--username",
+            registry::TEST_USER,
+            "--password-stdin",
+        ],
+        &[],
+        Some(&format!("{}\n", registry::TEST_PASSWORD)),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let work = scratch("e2e-registry-auth");
+    let auth_file = work.join("auth.json");
+    {
+        use base64::Engine as _;
+        let token = base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            registry::TEST_USER,
+            registry::TEST_PASSWORD
+        ));
+        std::fs::write(
+            &auth_file,
+            serde_json::json!({"auths": {reg.host(): {"auth": token}}}).to_string(),
+        )
+        .unwrap();
+    }
+    let dest = work.join("pulled");
+    let o = kiln_with(
+        &["pull", &target, dest.to_str().unwrap()],
+        &[("REGISTRY_AUTH_FILE", auth_file.to_str().unwrap())],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(index_digest(&dest), index_digest(&out));
+
+    // Off loopback kiln speaks HTTPS unless told otherwise: against a
+    // plain-HTTP registry that fails, and --insecure makes it work.
+    let ip = registry::non_loopback_ip();
+    let open = Registry::start_on(ip);
+    let target = format!("{}/kiln/remote:latest", open.host());
+    let err = push_fails(&out, &target, &["--retries", "1"]);
+    assert!(
+        err.contains(&format!("https://{}/v2/", open.host())),
+        "{err}"
+    );
+    push(&out, &target, &["--insecure"]);
+    assert_eq!(
+        open.tag_digest("kiln/remote", "latest"),
+        Some(index_digest(&out))
+    );
+}
+
+/// Copies a manifest (by tag or digest) and its blobs from one repository
+/// to another, as someone with push access could; returns its bytes.
+fn copy_manifest(reg: &Registry, from: &str, to: &str, reference: &str) -> Vec<u8> {
+    let r = reg.manifest(from, reference);
+    assert_eq!(r.status, 200, "{from}:{reference}: {}", r.text());
+    let m = r.json();
+    let mut blobs = vec![m["config"]["digest"].as_str().unwrap().to_string()];
+    blobs.extend(
+        m["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["digest"].as_str().unwrap().to_string()),
+    );
+    for b in blobs {
+        let body = reg.get(&format!("/v2/{from}/blobs/{b}"), &[]).body;
+        assert_eq!(reg.put_blob(to, &body), b);
+    }
+    let media_type = m["mediaType"].as_str().unwrap().to_string();
+    let digest = format!("sha256:{}", {
+        use sha2::Digest as _;
+        ::hex::encode(sha2::Sha256::digest(&r.body))
+    });
+    let put = reg.put_manifest(to, &digest, &media_type, &r.body);
+    assert_eq!(put.status, 201, "{}", put.text());
+    r.body
+}
+
+/// Points `tag` at `manifest` (its media type read from it).
+fn retag(reg: &Registry, repo: &str, tag: &str, manifest: &[u8]) {
+    let m: Value = serde_json::from_slice(manifest).unwrap();
+    let r = reg.put_manifest(repo, tag, m["mediaType"].as_str().unwrap(), manifest);
+    assert_eq!(r.status, 201, "{}", r.text());
+}
+
+/// Signs `attr` (keygen, `kiln build` for the provenance, `kiln sign`) into `dir`.
+fn signed_layout(attr: &str, key_prefix: &Path, dir: &Path) -> PathBuf {
+    if !key_prefix.with_extension("key").exists() {
+        let o = kiln_with(
+            &[
+                "keygen",
+                "--output-key-prefix",
+                key_prefix.to_str().unwrap(),
+            ],
+            &[PASSWORD_ENV],
+            None,
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    build(&[attr]);
+    let out = dir.join(attr);
+    let o = kiln_with(
+        &[
+            "sign",
+            attr,
+            "--key",
+            key_prefix.with_extension("key").to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[PASSWORD_ENV],
+        None,
+    );
+    assert!(o.status.success(), "kiln sign {attr}: {}", stderr(&o));
+    out
+}
+
+#[test]
+fn signatures_travel_both_ways_and_verify_against_the_registry() {
+    let work = scratch("e2e-registry-signed");
+    let key = work.join("cosign");
+    let signed = signed_layout("scratch-plus", &key, &work);
+    let other = signed_layout("scratch-plus-debug", &key, &work);
+    let public = key.with_extension("pub");
+    let reg = Registry::start();
+    let repo = "kiln/signed";
+    let report = push(
+        &signed,
+        &format!("{}/{repo}:v1", reg.host()),
+        &["--signatures"],
+    );
+    push(&other, &format!("{}/kiln/other:v1", reg.host()), &[]);
+
+    let index = index_digest(&signed);
+    let mut digests = vec![index.clone()];
+    digests.extend(platforms(&signed).into_iter().map(|(_, d)| d));
+    let tags = reg.tags(repo);
+    for d in &digests {
+        // Legacy cosign tags.
+        for suffix in [".sig", ".att"] {
+            let t = format!("sha256-{}{suffix}", hex(d));
+            assert!(tags.contains(&t), "missing tag {t} in {tags:?}");
+        }
+        // The referrers tag schema: an index of bundle referrers whose
+        // subject is this digest, annotated as cosign 3 does.
+        let fallback = reg.manifest(repo, &format!("sha256-{}", hex(d)));
+        assert_eq!(fallback.status, 200, "no referrers fallback tag for {d}");
+        let list = fallback.json();
+        let entries = list["manifests"].as_array().unwrap();
+        assert!(!entries.is_empty());
+        for e in entries {
+            assert_eq!(
+                e["artifactType"],
+                "application/vnd.dev.sigstore.bundle.v0.3+json"
+            );
+            assert_eq!(
+                e["annotations"]["dev.sigstore.bundle.content"],
+                "dsse-envelope"
+            );
+            assert!(e["annotations"]["dev.sigstore.bundle.predicateType"].is_string());
+            let m = reg.manifest(repo, e["digest"].as_str().unwrap()).json();
+            assert_eq!(m["subject"]["digest"], d.as_str());
+            assert_eq!(m["artifactType"], e["artifactType"]);
+            assert_eq!(
+                m["layers"][0]["mediaType"],
+                "application/vnd.dev.sigstore.bundle.v0.3+json"
+            );
+        }
+    }
+    assert!(
+        report["referrers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["via"] == "tag"),
+        "{report}"
+    );
+    // The tag moved last: after every signature tag.
+    let puts: Vec<String> = reg
+        .requests_since(0, "PUT", &format!("/v2/{repo}/manifests/"))
+        .into_iter()
+        .filter(|l| !l.contains("/manifests/sha256:"))
+        .collect();
+    assert!(
+        puts.last().is_some_and(|l| l.contains("/manifests/v1 ")),
+        "{puts:#?}"
+    );
+
+    // The verifier finds both kinds, over the registry reference.
+    let reference = format!("{}/{repo}:v1", reg.host());
+    let v = nix_verify(&reference, &public, &[]);
+    let text = stdout(&v) + &stderr(&v);
+    assert!(v.status.success(), "{text}");
+    for d in &digests {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("✓ signature") && l.contains(&d[..19]))
+            .unwrap_or_else(|| panic!("no signature line for {d}:\n{text}"));
+        assert!(
+            line.contains(&format!("tag sha256-{}", &hex(d)[..12])) && line.contains("referrer"),
+            "{line}"
+        );
+    }
+
+    // A pulled copy verifies offline, the same way.
+    let pulled = work.join("pulled");
+    let o = kiln(&["pull", &reference, pulled.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let pr: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        pr["tags"].as_array().unwrap().len(),
+        2 * digests.len(),
+        "{pr}"
+    );
+    let v = nix_verify(pulled.to_str().unwrap(), &public, &[]);
+    assert!(v.status.success(), "{}{}", stdout(&v), stderr(&v));
+
+    // Tampering in the registry by someone who can push: the index's
+    // `.sig` tag and its referrers fallback tag re-pointed at the
+    // signatures of another image (same key, valid signatures, wrong
+    // digest). Both ways of finding a signature now lead to the wrong
+    // image, and verification must fail.
+    let other_index = index_digest(&other);
+    let sig = copy_manifest(
+        &reg,
+        "kiln/other",
+        repo,
+        &format!("sha256-{}.sig", hex(&other_index)),
+    );
+    retag(&reg, repo, &format!("sha256-{}.sig", hex(&index)), &sig);
+    let other_refs = reg
+        .manifest("kiln/other", &format!("sha256-{}", hex(&other_index)))
+        .json();
+    for e in other_refs["manifests"].as_array().unwrap() {
+        copy_manifest(&reg, "kiln/other", repo, e["digest"].as_str().unwrap());
+    }
+    retag(
+        &reg,
+        repo,
+        &format!("sha256-{}", hex(&index)),
+        &serde_json::to_vec(&other_refs).unwrap(),
+    );
+    let v = nix_verify(&reference, &public, &[]);
+    let text = stdout(&v) + &stderr(&v);
+    assert!(!v.status.success(), "foreign signatures must fail:\n{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with('✗') && l.contains("signature") && l.contains(&index[..19])),
+        "{text}"
+    );
+    assert!(
+        text.contains(&other_index),
+        "the report names the digest the signature is for:\n{text}"
+    );
+
+    // A damaged layer in the registry's storage fails the blob check.
+    let (_, manifest) = platforms(&signed).remove(0);
+    let m = reg.manifest(repo, &manifest).json();
+    let layer = m["layers"][0]["digest"].as_str().unwrap().to_string();
+    let h = hex(&layer);
+    let stored = reg
+        .data_dir()
+        .join("docker/registry/v2/blobs/sha256")
+        .join(&h[..2])
+        .join(h)
+        .join("data");
+    let mut bytes = std::fs::read(&stored).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(&stored, bytes).unwrap();
+    let v = nix_verify(&format!("{}/kiln/signed@{index}", reg.host()), &public, &[]);
+    let text = stdout(&v) + &stderr(&v);
+    assert!(!v.status.success(), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with('✗') && l.contains(&layer) && l.contains("does not match")),
+        "{text}"
+    );
+}
+
+#[test]
+fn bad_references_and_sources_are_clear_errors() {
+    let work = scratch("e2e-registry-bad");
+    for (args, want) in [
+        (
+            vec!["push", "/nonexistent/layout", "127.0.0.1:1/x:y"],
+            "no such layout",
+        ),
+        (
+            vec!["push", "/nonexistent/layout", "scratch-plus:latest"],
+            "no registry",
+        ),
+        (
+            vec!["pull", "127.0.0.1:1/x@sha256:abc", work.to_str().unwrap()],
+            "bad digest",
+        ),
+    ] {
+        let o = kiln(&args);
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
+    }
+    let o = kiln(&[
+        "pull",
+        "127.0.0.1:1/x:y",
+        work.join("new").to_str().unwrap(),
+        "--retries",
+        "1",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("127.0.0.1:1") && stderr(&o).contains("refused"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!work.join("new").exists());
+}
+
+#[test]
+fn the_bearer_token_flow_serves_push_pull_and_the_verifier() {
+    let work = scratch("e2e-registry-bearer");
+    let key = work.join("cosign");
+    let signed = signed_layout("scratch-plus", &key, &work);
+    let reg = Registry::start();
+
+    // Tokens for pushing only to a user with a password (basic auth at the
+    // token service, as on Docker Hub or GHCR).
+    let gate = TokenGate::start(reg.addr, true);
+    let target = format!("{}/kiln/gated:v1", gate.host());
+    let err = push_fails(&signed, &target, &["--retries", "1"]);
+    assert!(err.contains("401"), "{err}");
+    assert_eq!(reg.tag_digest("kiln/gated", "v1"), None);
+    let o = kiln_with(
+        &[
+            "push",
+            signed.to_str().unwrap(),
+            &target,
+            "--username",
+            registry::TEST_USER,
+            "--password-stdin",
+        ],
+        &[],
+        Some(registry::TEST_PASSWORD),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(gate.refused.load(std::sync::atomic::Ordering::SeqCst) > 0);
+    let scopes = gate.token_requests.lock().unwrap().clone();
+    assert!(
+        scopes
+            .iter()
+            .any(|q| q.contains("scope=repository%3Akiln%2Fgated%3A")),
+        "{scopes:?}"
+    );
+    assert_eq!(
+        reg.tag_digest("kiln/gated", "v1"),
+        Some(index_digest(&signed))
+    );
+
+    // Anonymous tokens for reading: kiln pull and the verifier get one.
+    let open = TokenGate::start(reg.addr, false);
+    let reference = format!("{}/kiln/gated:v1", open.host());
+    let dest = work.join("pulled");
+    let o = kiln(&["pull", &reference, dest.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(index_digest(&dest), index_digest(&signed));
+    let before = open.token_requests.lock().unwrap().len();
+    let v = nix_verify(&reference, &key.with_extension("pub"), &[]);
+    assert!(v.status.success(), "{}{}", stdout(&v), stderr(&v));
+    assert!(open.token_requests.lock().unwrap().len() > before);
+}
