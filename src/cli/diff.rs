@@ -1,11 +1,98 @@
-//! `kiln diff` (not written yet).
+//! `kiln diff`: explain how two images differ, from the index down to files.
 
+use kiln::diff::{self, Difference, Image, Report};
+use std::collections::BTreeMap;
 use std::path::Path;
 
-/// Explain how two images differ, from the index down to files.
+/// Explain how two images differ, from the top down: index (platforms,
+/// annotations) → manifests → config fields → layers → files (added,
+/// removed, content, mode, owner, mtime, link targets, xattrs) → packages.
+///
+/// A and B are OCI image layout directories (a `kiln build --out-link`
+/// result, `skopeo copy ... oci:DIR:TAG`), optionally as `DIR:TAG`.
+/// Exit status: 0 identical, 1 different, 2 error.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The first image (layout directory, or DIR:TAG).
+    pub a: String,
+    /// The second image.
+    pub b: String,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Most file differences shown per layer (the rest are counted); 0 shows all.
+    #[arg(long, default_value_t = 20)]
+    pub max_files: usize,
+}
 
-pub fn run(_project: &Path, _args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("kiln diff is not implemented yet")
+pub fn run(_project: &Path, args: Args) -> anyhow::Result<()> {
+    let report = match compare(&args.a, &args.b) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("kiln: error: {e:#}");
+            std::process::exit(2);
+        }
+    };
+    if args.json {
+        println!("{}", String::from_utf8_lossy(&kiln::json::pretty(&report)));
+    } else {
+        print!("{}", render(&report, args.max_files));
+    }
+    std::process::exit(if report.identical { 0 } else { 1 });
+}
+
+fn compare(a: &str, b: &str) -> anyhow::Result<Report> {
+    let ia = Image::open(a).map_err(|e| anyhow::anyhow!(e).context(format!("opening {a}")))?;
+    let ib = Image::open(b).map_err(|e| anyhow::anyhow!(e).context(format!("opening {b}")))?;
+    Ok(diff::diff(&ia, &ib)?)
+}
+
+fn is_file_level(d: &Difference) -> bool {
+    d.path.is_some()
+}
+
+/// The report as text: one line per difference, file differences capped
+/// per layer at `max_files` (0: no cap).
+pub fn render(report: &Report, max_files: usize) -> String {
+    let mut s = String::new();
+    if report.identical {
+        s.push_str(&format!(
+            "identical: {} ({})\n",
+            report.a.digest,
+            report.a.platforms.join(", ")
+        ));
+        return s;
+    }
+    s.push_str(&format!("--- {} {}\n", report.a.image, report.a.digest));
+    s.push_str(&format!("+++ {} {}\n", report.b.image, report.b.digest));
+    let mut shown: BTreeMap<(String, String), usize> = BTreeMap::new();
+    let mut hidden: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for d in &report.differences {
+        if is_file_level(d) && max_files > 0 {
+            let key = (d.scope.clone(), d.location.clone());
+            let n = shown.entry(key.clone()).or_default();
+            if *n >= max_files {
+                *hidden.entry(key).or_default() += 1;
+                continue;
+            }
+            *n += 1;
+        }
+        s.push_str(&d.text);
+        s.push('\n');
+    }
+    for ((scope, location), n) in hidden {
+        s.push_str(&format!(
+            "{scope}: {location}: … and {n} more file differences (--max-files 0 or --json shows all)\n"
+        ));
+    }
+    s.push_str(&format!(
+        "{} difference{}\n",
+        report.differences.len(),
+        if report.differences.len() == 1 {
+            ""
+        } else {
+            "s"
+        }
+    ));
+    s
 }
