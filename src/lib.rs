@@ -15,8 +15,10 @@ pub mod fsutil;
 pub mod lock;
 pub mod nixcmd;
 pub mod nixstore;
+pub mod policy;
 pub mod provenance;
 pub mod registry;
+pub mod runtime;
 pub mod seedbuild;
 
 pub mod keys;

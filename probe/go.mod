@@ -1,0 +1,3 @@
+module kiln.dev/probe
+
+go 1.19
