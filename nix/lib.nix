@@ -26,6 +26,30 @@ let
   # says so in the build log.
   allowUnsandboxed = getEnv "KILN_ALLOW_UNSANDBOXED" == "1";
 
+  # `kiln repro` only (an impure evaluation; a plain `nix build` never sees
+  # it): extra attributes for every seed step, from the JSON object in
+  # KILN_PERTURB. They change what the builder sees, never what it may
+  # build: TZ, LANG, LC_ALL and SOURCE_DATE_EPOCH reach its environment,
+  # kilnUmask is the umask it runs with, kilnReverseOrder makes it read its
+  # inputs and create its outputs in reverse order wherever order must not
+  # matter, and kilnPerturbation is a label that makes every derivation new
+  # (so everything is really rebuilt). kilnTestNondeterminism makes the
+  # image step deliberately non-deterministic, to test `kiln repro` itself.
+  # docs/internals.md lists them.
+  inherit (builtins) concatStringsSep elem isAttrs isString;
+  perturbKeys = [ "TZ" "LANG" "LC_ALL" "SOURCE_DATE_EPOCH" "kilnUmask" "kilnReverseOrder" "kilnPerturbation" "kilnTestNondeterminism" ];
+  perturb =
+    let
+      text = getEnv "KILN_PERTURB";
+      value = if text == "" then { } else fromJSON text;
+      unknown = filter (n: !(elem n perturbKeys)) (attrNames value);
+      notStrings = filter (n: !(isString value.${n})) (attrNames value);
+    in
+    if !(isAttrs value) then throw "kiln: KILN_PERTURB must be a JSON object, not ${text}"
+    else if unknown != [ ] then throw "kiln: KILN_PERTURB: unknown attribute(s) ${concatStringsSep ", " unknown} (known: ${concatStringsSep ", " perturbKeys})"
+    else if notStrings != [ ] then throw "kiln: KILN_PERTURB: values must be strings: ${concatStringsSep ", " notStrings}"
+    else value;
+
   # The seed: kiln's own static builder, put into the store by `kiln seed`
   # with `nix-store --add-fixed --recursive sha256`. The URL is never
   # fetched when the seed is present; when it is missing, Nix prints it in
@@ -74,7 +98,7 @@ let
     args = [ stepName ];
     kilnInput = toJSON input;
     passAsFile = [ "kilnInput" ];
-  } // (if allowUnsandboxed then { kilnAllowUnsandboxed = "1"; } else { }));
+  } // perturb // (if allowUnsandboxed then { kilnAllowUnsandboxed = "1"; } else { }));
 
   # One layer: a group of packages from the lock's layer plan. A group of
   # one is the shared per-package layer.

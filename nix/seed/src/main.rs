@@ -7,6 +7,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod perturb;
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     // Called through the `bin/verify` link of `nix run .#verify`.
@@ -49,10 +51,15 @@ fn main() -> ExitCode {
 
 fn build_step(step: &str) -> Result<(), Box<dyn std::error::Error>> {
     check_sandbox()?;
+    perturb::apply_umask()?;
     let input_path = std::env::var_os("kilnInputPath").ok_or("$kilnInputPath is not set (the derivation must pass its input with passAsFile = [\"kilnInput\"])")?;
     let out = PathBuf::from(std::env::var_os("out").ok_or("$out is not set")?);
     let input = std::fs::read(&input_path)
         .map_err(|e| format!("reading {}: {e}", PathBuf::from(&input_path).display()))?;
+    // `kiln repro`'s perturbations (none in a normal build).
+    let input = perturb::input(step, input)?;
+    let final_out = out;
+    let out = perturb::output_dir(&final_out);
     match step {
         "layer" => kiln_seed::layer::run(&input, &out)?,
         "image" => kiln_seed::image::run(&input, &out)?,
@@ -62,6 +69,7 @@ fn build_step(step: &str) -> Result<(), Box<dyn std::error::Error>> {
         "probe" => kiln_seed::probe::run(&input, &out)?,
         _ => unreachable!(),
     }
+    perturb::finish(&out, &final_out)?;
     Ok(())
 }
 
