@@ -38,8 +38,13 @@ pub const DEFAULT_EXCLUDES: &[&str] = &[
 ];
 
 /// Paths the default exclusions keep: the copyright files, which carry the
-/// licenses the image is distributed under (and which the SBOM cites).
-pub const DEFAULT_EXCLUDE_EXCEPTIONS: &[&str] = &["/usr/share/doc/*/copyright"];
+/// licenses the image is distributed under (and which the SBOM cites), and
+/// what is directly in /usr/share/doc: there a package may have a symlink
+/// instead of a directory, to the doc directory of a package it depends on
+/// (Debian policy 12.5: libncursesw6 -> libtinfo6), and it is through that
+/// link that its copyright file is found, in the image and by the image step.
+/// Directories there are not kept on their own, only as parents.
+pub const DEFAULT_EXCLUDE_EXCEPTIONS: &[&str] = &["/usr/share/doc/*/copyright", "/usr/share/doc/*"];
 
 /// Where the per-package dpkg status stanzas go (distroless' layout, which
 /// syft, trivy and grype read).
@@ -1057,6 +1062,7 @@ mod tests {
             file("./usr/share/doc/xx/README", b"readme"),
             dir("./usr/share/doc/xx/examples/"),
             file("./usr/share/doc/xx/examples/a", b"a"),
+            symlink("./usr/share/doc/xx-extra", "xx"),
             dir("./usr/share/info/"),
             file("./usr/share/info/x.info.gz", b"info"),
             dir("./usr/lib/"),
@@ -1095,6 +1101,7 @@ mod tests {
                 ("usr/share/", '5'),
                 ("usr/share/doc/", '5'),
                 ("usr/share/doc/xx/", '5'),
+                ("usr/share/doc/xx-extra", '2'),
                 ("usr/share/doc/xx/copyright", '0'),
             ]
         );
@@ -1122,6 +1129,14 @@ mod tests {
             .find(|f| f.path == "/usr/lib/x/same.dat")
             .unwrap();
         assert_eq!(same.target.as_deref(), Some("/usr/lib/x/also.dat"));
+        let doc_link = files
+            .iter()
+            .find(|f| f.path == "/usr/share/doc/xx-extra")
+            .unwrap();
+        assert_eq!(
+            (doc_link.file_type, doc_link.target.as_deref()),
+            (FileType::Symlink, Some("xx"))
+        );
 
         // Without the defaults, documentation stays.
         i.default_excludes = false;
@@ -1140,6 +1155,9 @@ mod tests {
         assert!(ex.excluded("usr/share/doc/a/changelog.gz", false));
         assert!(!ex.excluded("usr/share/doc/a/copyright", false));
         assert!(ex.excluded("usr/share/doc/a/b/copyright", false));
+        // A doc directory that is a symlink stays; a real one only as a parent.
+        assert!(!ex.excluded("usr/share/doc/libncursesw6", false));
+        assert!(ex.excluded("usr/share/doc/a", true));
         assert!(!ex.excluded("usr/share/manx", false));
     }
 

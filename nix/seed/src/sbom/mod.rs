@@ -63,6 +63,9 @@ pub struct Image<'a> {
 pub struct Package<'a> {
     pub info: &'a InstalledPackage,
     pub files: Vec<File>,
+    /// Where `info.license` was read when not from the package's own
+    /// copyright file (see [`doc_link_licenses`]), said in the SBOM.
+    pub license_source: Option<String>,
 }
 
 /// A regular file (or hard link to one) with its checksums (lowercase hex).
@@ -128,7 +131,117 @@ impl<'a> Package<'a> {
             });
         }
         files.sort_by(|a, b| a.path.cmp(&b.path));
-        Ok(Package { info, files })
+        Ok(Package {
+            info,
+            files,
+            license_source: None,
+        })
+    }
+}
+
+/// Debian's directory of per-package documentation (and copyright files).
+const DOC_DIR: &str = "/usr/share/doc/";
+
+/// A license a package states through another package's copyright file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InheritedLicense {
+    /// The package that ships the copyright file.
+    pub from: String,
+    pub license: String,
+    pub copyright_text: String,
+    /// `/usr/share/doc/<from>/copyright`, as the SBOM explains it.
+    pub source: String,
+}
+
+/// Licenses of packages whose `/usr/share/doc/<name>` is a symlink to the
+/// doc directory of another installed package (Debian policy 12.5 allows it
+/// when the package depends on that one: libncursesw6 -> libtinfo6,
+/// libpython3.11-stdlib -> libpython3.11-minimal). Their own layer cannot
+/// see the copyright file behind the link; the image, which has every
+/// layer, can. Only packages that state no license themselves are given
+/// one, and only when the file behind the link is machine-readable (its
+/// package's license is asserted): nothing is invented. Links to links are
+/// followed a few hops; a link that leaves /usr/share/doc or dangles gives
+/// nothing.
+pub fn doc_link_licenses(packages: &[&InstalledPackage]) -> BTreeMap<String, InheritedLicense> {
+    // Doc directory name -> symlink target, and -> the package whose
+    // copyright file is in it.
+    let mut links: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut owners: BTreeMap<&str, &InstalledPackage> = BTreeMap::new();
+    for p in packages {
+        for f in &p.files {
+            let Some(rest) = f.path.strip_prefix(DOC_DIR) else {
+                continue;
+            };
+            match (f.file_type, rest.split_once('/')) {
+                (FileType::Symlink, None) => {
+                    if let Some(t) = f.target.as_deref() {
+                        links.insert(rest, t);
+                    }
+                }
+                (FileType::File | FileType::Hardlink, Some((dir, "copyright"))) => {
+                    owners.insert(dir, p);
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    for p in packages {
+        if asserted(&p.license).is_some() {
+            continue;
+        }
+        let mut dir = p.name.as_str();
+        let mut owner = None;
+        for _ in 0..8 {
+            let Some(next) = links.get(dir).and_then(|t| doc_link_target(t)) else {
+                break;
+            };
+            dir = next;
+            if let Some(o) = owners.get(dir) {
+                owner = Some(*o);
+                break;
+            }
+        }
+        let Some(owner) = owner.filter(|o| o.name != p.name) else {
+            continue;
+        };
+        if let Some(license) = asserted(&owner.license) {
+            out.insert(
+                p.name.clone(),
+                InheritedLicense {
+                    from: owner.name.clone(),
+                    license: license.to_string(),
+                    copyright_text: owner.copyright_text.clone(),
+                    source: format!("{DOC_DIR}{dir}/copyright"),
+                },
+            );
+        }
+    }
+    out
+}
+
+/// The doc directory a symlink in /usr/share/doc points at (`libtinfo6`,
+/// `../doc/libtinfo6`, `/usr/share/doc/libtinfo6`), or `None` if it points
+/// anywhere else.
+fn doc_link_target(target: &str) -> Option<&str> {
+    let mut parts: Vec<&str> = if target.starts_with('/') {
+        Vec::new()
+    } else {
+        vec!["usr", "share", "doc"]
+    };
+    for c in target.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    match parts.as_slice() {
+        ["usr", "share", "doc", dir] => Some(dir),
+        _ => None,
     }
 }
 
@@ -400,6 +513,138 @@ pub(crate) mod tests {
             "Person: Someone nick"
         );
         assert!(Maintainer::parse(" <a@b> ").is_none());
+    }
+
+    fn doc_link(path: &str, target: &str) -> FileInfo {
+        FileInfo {
+            file_type: FileType::Symlink,
+            sha1: None,
+            sha256: None,
+            size: None,
+            target: Some(target.into()),
+            ..file(path, b"")
+        }
+    }
+
+    #[test]
+    fn doc_directory_links_give_the_target_packages_license_only_if_it_has_one() {
+        let tinfo = package(
+            "libtinfo6",
+            "6.4-4",
+            "amd64",
+            "X11",
+            vec![file("/usr/share/doc/libtinfo6/copyright", b"Format: ...")],
+        );
+        let mut ncurses = package(
+            "libncursesw6",
+            "6.4-4",
+            "amd64",
+            NOASSERTION,
+            vec![doc_link("/usr/share/doc/libncursesw6", "libtinfo6")],
+        );
+        ncurses.copyright_text = NOASSERTION.into();
+        let minimal = package(
+            "libpython3.11-minimal",
+            "3.11.2-6",
+            "amd64",
+            NOASSERTION,
+            vec![file(
+                "/usr/share/doc/libpython3.11-minimal/copyright",
+                b"free",
+            )],
+        );
+        let stdlib = package(
+            "libpython3.11-stdlib",
+            "3.11.2-6",
+            "amd64",
+            NOASSERTION,
+            vec![doc_link(
+                "/usr/share/doc/libpython3.11-stdlib",
+                "libpython3.11-minimal",
+            )],
+        );
+        // A package that states its own license keeps it.
+        let own = package(
+            "own",
+            "1",
+            "all",
+            "MIT",
+            vec![doc_link("/usr/share/doc/own", "libtinfo6")],
+        );
+        // Links to links are followed; links out of /usr/share/doc and
+        // links to packages that are not installed give nothing.
+        let chained = package(
+            "chained",
+            "1",
+            "all",
+            NOASSERTION,
+            vec![doc_link(
+                "/usr/share/doc/chained",
+                "/usr/share/doc/libncursesw6/",
+            )],
+        );
+        let escape = package(
+            "escape",
+            "1",
+            "all",
+            NOASSERTION,
+            vec![doc_link("/usr/share/doc/escape", "../../../etc")],
+        );
+        let dangling = package(
+            "dangling",
+            "1",
+            "all",
+            NOASSERTION,
+            vec![doc_link("/usr/share/doc/dangling", "gone")],
+        );
+        let loop_a = package(
+            "loop-a",
+            "1",
+            "all",
+            NOASSERTION,
+            vec![doc_link("/usr/share/doc/loop-a", "loop-b")],
+        );
+        let loop_b = package(
+            "loop-b",
+            "1",
+            "all",
+            NOASSERTION,
+            vec![doc_link("/usr/share/doc/loop-b", "../doc/loop-a")],
+        );
+        let all = [
+            &tinfo, &ncurses, &minimal, &stdlib, &own, &chained, &escape, &dangling, &loop_a,
+            &loop_b,
+        ];
+        let got = doc_link_licenses(&all);
+        let expected = |from: &str| InheritedLicense {
+            from: from.into(),
+            license: "X11".into(),
+            copyright_text: "Copyright 1991 Someone".into(),
+            source: "/usr/share/doc/libtinfo6/copyright".into(),
+        };
+        assert_eq!(
+            got,
+            BTreeMap::from([
+                ("chained".to_string(), expected("libtinfo6")),
+                ("libncursesw6".to_string(), expected("libtinfo6")),
+            ])
+        );
+    }
+
+    #[test]
+    fn doc_link_targets_stay_in_the_doc_directory() {
+        assert_eq!(doc_link_target("libtinfo6"), Some("libtinfo6"));
+        assert_eq!(doc_link_target("libtinfo6/"), Some("libtinfo6"));
+        assert_eq!(doc_link_target("./libtinfo6"), Some("libtinfo6"));
+        assert_eq!(doc_link_target("../doc/libtinfo6"), Some("libtinfo6"));
+        assert_eq!(
+            doc_link_target("/usr/share/doc/libtinfo6"),
+            Some("libtinfo6")
+        );
+        assert_eq!(doc_link_target("libtinfo6/examples"), None);
+        assert_eq!(doc_link_target("../libtinfo6"), None);
+        assert_eq!(doc_link_target("/etc"), None);
+        assert_eq!(doc_link_target("../../../../etc/doc/x"), None);
     }
 
     #[test]

@@ -73,6 +73,8 @@ pub struct Package {
     pub source_info: Option<String>,
     pub license_concluded: String,
     pub license_declared: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license_comments: Option<String>,
     pub copyright_text: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<String>,
@@ -220,6 +222,7 @@ pub fn document(img: &Image) -> Result<Document, Error> {
         source_info: None,
         license_concluded: NOASSERTION.into(),
         license_declared: or_noassertion(img.licenses),
+        license_comments: None,
         copyright_text: NOASSERTION.into(),
         summary: None,
         comment: Some(format!(
@@ -280,6 +283,7 @@ pub fn document(img: &Image) -> Result<Document, Error> {
             )),
             license_concluded: NOASSERTION.into(),
             license_declared: or_noassertion(&info.license),
+            license_comments: p.license_source.clone(),
             copyright_text: or_noassertion(&info.copyright_text),
             summary: info.summary.clone().filter(|s| !s.trim().is_empty()),
             comment: None,
@@ -320,6 +324,7 @@ pub fn document(img: &Image) -> Result<Document, Error> {
             source_info: None,
             license_concluded: NOASSERTION.into(),
             license_declared: NOASSERTION.into(),
+            license_comments: None,
             copyright_text: NOASSERTION.into(),
             summary: None,
             comment: Some(format!(
