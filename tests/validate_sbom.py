@@ -57,7 +57,13 @@ def validate_cdx(path, doc, text):
     problems = []
     if doc.get("specVersion") != "1.6":
         problems.append(f"specVersion is {doc.get('specVersion')!r}, not '1.6'")
-    errors = JsonStrictValidator(SchemaVersion.V1_6).validate_str(text, all_errors=True)
+    validator = JsonStrictValidator(SchemaVersion.V1_6)
+    try:
+        errors = validator.validate_str(text, all_errors=True)
+    except TypeError:
+        # cyclonedx-python-lib before 9 reports the first error only.
+        errors = validator.validate_str(text)
+        errors = [errors] if errors else []
     for e in errors or []:
         problems.append(f"CycloneDX 1.6 schema: {e}")
     if doc.get("metadata", {}).get("component", {}).get("type") != "container":
