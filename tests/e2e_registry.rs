@@ -816,3 +816,35 @@ fn the_bearer_token_flow_serves_push_pull_and_the_verifier() {
     assert!(v.status.success(), "{}{}", stdout(&v), stderr(&v));
     assert!(open.token_requests.lock().unwrap().len() > before);
 }
+
+#[test]
+fn an_attribute_pushes_its_build_and_a_single_platform_image_pushes_its_manifest() {
+    let attr = "distroless-static-arm64";
+    let out = build(&[attr]).remove(0);
+    let v: Value = serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
+    let manifest = v["manifests"][0]["digest"].as_str().unwrap().to_string();
+    let reg = Registry::start();
+    let target = format!("{}/kiln/{attr}:v1", reg.host());
+    let o = kiln(&["push", attr, &target, "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(report["digest"], manifest.as_str(), "{report}");
+    if !project().join(".kiln/signed").join(attr).exists() {
+        assert!(stderr(&o).contains("is not signed"), "{}", stderr(&o));
+    }
+    assert_eq!(
+        reg.tag_digest(&format!("kiln/{attr}"), "v1"),
+        Some(manifest.clone())
+    );
+    let info: Value = serde_json::from_str(&run(Command::new("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{target}"),
+    ])))
+    .unwrap();
+    assert_eq!(info["Architecture"], "arm64");
+    assert_eq!(info["Digest"], manifest.as_str());
+    // --signatures insists on signatures the build does not have.
+    let err = push_fails(&out, &target, &["--signatures"]);
+    assert!(err.contains("holds no signatures"), "{err}");
+}
