@@ -193,11 +193,8 @@ pub fn attestations(
             }
         }
     }
-    for p in attached
-        .problems
-        .iter()
-        .filter(|p| p.contains(".att") || p.starts_with("referrer"))
-    {
+    // Unreadable referrers are reported once, with the signatures.
+    for p in attached.problems.iter().filter(|p| p.contains(".att")) {
         report.fail("attestation", format!("on {what}: unreadable: {p}"));
     }
     for (_, v) in &out {
