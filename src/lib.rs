@@ -10,6 +10,7 @@ pub use kiln_seed::{digest, json, spec};
 pub mod debian;
 pub mod definition;
 pub mod diff;
+pub mod digests;
 pub mod fetch;
 pub mod fsutil;
 pub mod lock;
