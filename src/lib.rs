@@ -19,6 +19,7 @@ pub mod nixstore;
 pub mod policy;
 pub mod provenance;
 pub mod registry;
+pub mod repro;
 pub mod runtime;
 pub mod seedbuild;
 
