@@ -1,6 +1,7 @@
 //! `kiln diff`: explain how two images differ, from the index down to files.
 
 use kiln::diff::{self, Difference, Image, Report};
+use kiln::registry::{self, RegistryRef};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -9,7 +10,10 @@ use std::path::Path;
 /// removed, content, mode, owner, mtime, link targets, xattrs) → packages.
 ///
 /// A and B are OCI image layout directories (a `kiln build --out-link`
-/// result, `skopeo copy ... oci:DIR:TAG`), optionally as `DIR:TAG`.
+/// result, `skopeo copy ... oci:DIR:TAG`), optionally as `DIR:TAG`, or
+/// registry references (`registry/repository:tag` or `@sha256:...`, also
+/// with a `docker://` prefix), which are pulled (every digest checked)
+/// into a temporary layout first.
 /// Exit status: 0 identical, 1 different, 2 error.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -23,10 +27,13 @@ pub struct Args {
     /// Most file differences shown per layer (the rest are counted); 0 shows all.
     #[arg(long, default_value_t = 20)]
     pub max_files: usize,
+    /// Plain HTTP for registry references that are not on loopback.
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 pub fn run(_project: &Path, args: Args) -> anyhow::Result<()> {
-    let report = match compare(&args.a, &args.b) {
+    let report = match compare(&args.a, &args.b, args.insecure) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("kiln: error: {e:#}");
@@ -41,10 +48,48 @@ pub fn run(_project: &Path, args: Args) -> anyhow::Result<()> {
     std::process::exit(if report.identical { 0 } else { 1 });
 }
 
-fn compare(a: &str, b: &str) -> anyhow::Result<Report> {
-    let ia = Image::open(a).map_err(|e| anyhow::anyhow!(e).context(format!("opening {a}")))?;
-    let ib = Image::open(b).map_err(|e| anyhow::anyhow!(e).context(format!("opening {b}")))?;
+fn compare(a: &str, b: &str, insecure: bool) -> anyhow::Result<Report> {
+    let scratch = tempfile::tempdir()?;
+    let ia = open(a, &scratch.path().join("a"), insecure)?;
+    let ib = open(b, &scratch.path().join("b"), insecure)?;
     Ok(diff::diff(&ia, &ib)?)
+}
+
+/// A layout directory as it is; a registry reference pulled into `tmp`.
+fn open(spec: &str, tmp: &Path, insecure: bool) -> anyhow::Result<Image> {
+    let (dir, _) = diff::parse_reference(spec);
+    let reference = spec.strip_prefix("docker://").unwrap_or(spec);
+    let looks_remote = !dir.exists()
+        && (spec.starts_with("docker://")
+            || reference
+                .split('/')
+                .next()
+                .is_some_and(|h| h.contains('.') || h.contains(':')));
+    if !looks_remote {
+        return Image::open(spec)
+            .map_err(|e| anyhow::anyhow!(e).context(format!("opening {spec}")));
+    }
+    let source = RegistryRef::parse(reference).map_err(|e| {
+        anyhow::anyhow!(e).context(format!(
+            "{spec} is neither a layout directory nor a registry reference"
+        ))
+    })?;
+    registry::pull(
+        &source,
+        tmp,
+        Some("image"),
+        false,
+        false,
+        &registry::Options {
+            insecure,
+            ..Default::default()
+        },
+    )
+    .map_err(|e| anyhow::anyhow!(e).context(format!("pulling {spec}")))?;
+    let mut image = Image::open(&tmp.to_string_lossy())
+        .map_err(|e| anyhow::anyhow!(e).context(format!("opening the pulled {spec}")))?;
+    image.label = spec.to_string();
+    Ok(image)
 }
 
 fn is_file_level(d: &Difference) -> bool {

@@ -237,6 +237,7 @@ pub struct Side {
 
 /// The result of [`diff`].
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Report {
     pub a: Side,
     pub b: Side,
