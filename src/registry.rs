@@ -255,10 +255,18 @@ impl Doc {
         }
         let v: Value =
             serde_json::from_slice(&bytes).map_err(|e| format!("{what}: not JSON: {e}"))?;
+        // mediaType is optional in OCI manifests: then the descriptor's,
+        // else what the document's shape says.
+        let inferred = if v.get("manifests").is_some() {
+            INDEX_MEDIA_TYPE
+        } else {
+            MANIFEST_MEDIA_TYPE
+        };
         let media_type = v
             .get("mediaType")
             .and_then(Value::as_str)
-            .unwrap_or(declared)
+            .or((!declared.is_empty()).then_some(declared))
+            .unwrap_or(inferred)
             .to_string();
         if !declared.is_empty() && media_type != declared {
             return Err(format!(

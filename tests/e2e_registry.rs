@@ -652,6 +652,12 @@ fn signatures_travel_both_ways_and_verify_against_the_registry() {
         );
     }
 
+    // The verifier rides out a registry that answers 503 for a while.
+    let flaky = FaultProxy::start(reg.addr, Fault::Unavailable(2));
+    let v = nix_verify(&format!("{}/{repo}:v1", flaky.host()), &public, &[]);
+    assert!(v.status.success(), "{}{}", stdout(&v), stderr(&v));
+    assert!(flaky.connections.load(std::sync::atomic::Ordering::SeqCst) > 2);
+
     // A pulled copy verifies offline, the same way.
     let pulled = work.join("pulled");
     let o = kiln(&["pull", &reference, pulled.to_str().unwrap(), "--json"]);

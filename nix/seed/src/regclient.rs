@@ -25,6 +25,9 @@ use std::time::Duration;
 /// manifests and indexes.
 pub const ACCEPT_MANIFESTS: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
 
+/// Tries per request (transient failures only).
+const SEND_ATTEMPTS: u32 = 3;
+
 #[derive(Debug, thiserror::Error)]
 pub enum RegError {
     #[error("registry reference {reference:?}: {reason}")]
@@ -484,6 +487,8 @@ impl Client {
         format!("{}{path}", self.base)
     }
 
+    /// One request, tried up to three times when the failure is
+    /// transient (connection refused or reset, timeout, HTTP 5xx or 429).
     fn send(
         &self,
         method: &'static str,
@@ -491,21 +496,33 @@ impl Client {
         accept: Option<&str>,
         auth: Option<&str>,
     ) -> Result<ureq::http::Response<ureq::Body>, RegError> {
-        let mut req = match method {
-            "HEAD" => self.agent.head(url),
-            _ => self.agent.get(url),
-        };
-        if let Some(a) = accept {
-            req = req.header("Accept", a);
+        let mut attempt = 1u32;
+        loop {
+            let mut req = match method {
+                "HEAD" => self.agent.head(url),
+                _ => self.agent.get(url),
+            };
+            if let Some(a) = accept {
+                req = req.header("Accept", a);
+            }
+            if let Some(a) = auth {
+                req = req.header("Authorization", a);
+            }
+            let result = req.call();
+            let transient = match &result {
+                Ok(r) => r.status().is_server_error() || r.status().as_u16() == 429,
+                Err(_) => true,
+            };
+            if !transient || attempt >= SEND_ATTEMPTS {
+                return result.map_err(|e| RegError::Transport {
+                    method,
+                    url: url.to_string(),
+                    error: e.to_string(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(200 << (attempt - 1)));
+            attempt += 1;
         }
-        if let Some(a) = auth {
-            req = req.header("Authorization", a);
-        }
-        req.call().map_err(|e| RegError::Transport {
-            method,
-            url: url.to_string(),
-            error: e.to_string(),
-        })
     }
 
     /// GET or HEAD `path`, answering an auth challenge once.
