@@ -132,6 +132,8 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
     let by_image: BTreeMap<&str, &Target> = targets.iter().map(|t| (t.image.as_str(), t)).collect();
     let mut old_builds: BTreeMap<String, Result<BTreeMap<String, digests::BuiltImage>, String>> =
         BTreeMap::new();
+    // Only the images that changed are built at the old revision.
+    let changed_images: Vec<String> = changes.iter().map(|c| c.image.clone()).collect();
     for c in &mut changes {
         let t = by_image[c.image.as_str()];
         let had_entry = files[&t.definition]
@@ -156,17 +158,17 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
         ex.since = Some(rev.clone());
         if !args.no_old_build {
             let old = old_builds.entry(rev.clone()).or_insert_with(|| {
-                let changed: Vec<String> = by_image
-                    .keys()
+                let changed: Vec<String> = changed_images
+                    .iter()
                     .filter(|i| {
-                        files[&by_image[*i].definition]
+                        files[&by_image[i.as_str()].definition]
                             .as_ref()
-                            .is_some_and(|f| f.images.contains_key(**i))
-                            && digests::digests_revision(project, &by_image[*i].definition)
+                            .is_some_and(|f| f.images.contains_key(i.as_str()))
+                            && digests::digests_revision(project, &by_image[i.as_str()].definition)
                                 .as_deref()
                                 == Some(rev.as_str())
                     })
-                    .map(|s| s.to_string())
+                    .cloned()
                     .collect();
                 if !args.json {
                     eprintln!(
