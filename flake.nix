@@ -24,6 +24,9 @@
         inherit verify;
       };
 
+      # `nix flake check`: the policies of policy/ on every image.
+      checks.${system} = kiln.policyChecks;
+
       apps.${system} = {
         verify = { type = "app"; program = "${verify}/bin/verify"; };
         default = self.apps.${system}.verify;

@@ -172,7 +172,55 @@ let
       (variantsOf def))
     definitions);
 
+  # Policy checks for `nix flake check` (checks.<system>.<image>-policy):
+  # the seed's `policy` step evaluates the Rego policies of policy/ (and
+  # its *.json data) on the image's definition and on each platform. The
+  # files enter as strings, so a check depends on their contents only, not
+  # on the rest of the source tree. A denial fails the check.
+  policyDir = root + "/policy";
+  hasSuffix = suffix: s:
+    let n = builtins.stringLength s; k = builtins.stringLength suffix;
+    in n >= k && builtins.substring (n - k) k s == suffix;
+  policyFiles = dir: rel:
+    let entries = readDir dir;
+    in concatMap
+      (n:
+        let kind = entries.${n}; path = dir + "/${n}"; name = "${rel}/${n}";
+        in if builtins.substring 0 1 n == "." then [ ]
+        else if kind == "directory" then policyFiles path name
+        else if kind == "regular" then [{ inherit name path; }]
+        else [ ])
+      (sort (a: b: a < b) (attrNames entries));
+  policyCheck = { def, variant }:
+    let
+      full = fullName def variant;
+      locked = lockedImage def variant;
+      files =
+        if pathExists policyDir then policyFiles policyDir "policy"
+        else throw "kiln: policy/ is missing (the project's Rego policies)";
+      isRego = f: hasSuffix ".rego" f.name && !(hasSuffix "_test.rego" f.name);
+      source = f: { inherit (f) name; text = readFile f.path; };
+    in
+    step {
+      name = "kiln-policy-${full}";
+      stepName = "policy";
+      input = {
+        definition = def;
+        inherit variant;
+        images = listToAttrs (map (arch: { name = arch; value = image { inherit def variant arch; }; }) (archsOf def));
+        locked = true;
+        lock = builtins.mapAttrs
+          (arch: plan: listToAttrs (map (n: { name = n; value = removeAttrs (lockedPackage arch n) [ "name" ]; }) plan.packages))
+          locked.archs;
+        policies = map source (filter isRego files);
+        data = map source (filter (f: hasSuffix ".json" f.name) files);
+      };
+    };
+  policyChecks = listToAttrs (concatMap
+    (def: map (variant: { name = "${fullName def variant}-policy"; value = policyCheck { inherit def variant; }; }) (variantsOf def))
+    definitions);
+
 in
 {
-  inherit seed deb layer image index packages definitions lock pin step;
+  inherit seed deb layer image index packages definitions lock pin step policyCheck policyChecks;
 }

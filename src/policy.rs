@@ -459,11 +459,12 @@ pub fn check_project(project: &Path, opts: &CheckOptions) -> Result<Report, Poli
     let mut selected: Vec<(ImageSpec, Option<String>, PathBuf)> = Vec::new();
     for d in &defs {
         for spec in d.specs() {
+            // A layout is one image: its name is taken exactly.
             let wanted = opts.images.is_empty()
                 || opts
                     .images
                     .iter()
-                    .any(|i| *i == spec.full_name() || *i == spec.name);
+                    .any(|i| *i == spec.full_name() || (opts.layout.is_none() && *i == spec.name));
             if wanted {
                 selected.push((spec, d.invalid.clone(), d.path.clone()));
             }
@@ -472,7 +473,7 @@ pub fn check_project(project: &Path, opts: &CheckOptions) -> Result<Report, Poli
     for want in &opts.images {
         if !selected
             .iter()
-            .any(|(s, _, _)| s.full_name() == *want || s.name == *want)
+            .any(|(s, _, _)| s.full_name() == *want || (opts.layout.is_none() && s.name == *want))
         {
             let known: Vec<String> = defs
                 .iter()

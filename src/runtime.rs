@@ -342,6 +342,7 @@ impl Podman {
     pub fn setup(project: &Path) -> Result<Podman, RuntimeError> {
         which("podman")?;
         which("runc")?;
+        let project = std::path::absolute(project).map_err(io("resolving", project))?;
         let dir = project.join(".kiln/podman");
         let storage = format!(
             "[storage]\ndriver = \"vfs\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
@@ -387,15 +388,21 @@ impl Podman {
         c
     }
 
-    /// Copies `oci:<layout>:<tag>` into podman's storage; returns the image id.
-    pub fn pull(&self, layout: &Path, tag: &str) -> Result<String, RuntimeError> {
-        let out = checked(
-            self.command()
-                .args(["pull", "--quiet", "--signature-policy"])
-                .arg(self.dir.join("policy.json"))
-                .arg(format!("oci:{}:{tag}", layout.display())),
-        )?;
-        Ok(out.trim().lines().last().unwrap_or_default().to_string())
+    /// Copies `oci:<layout>:<tag>` into podman's storage as
+    /// `localhost/kiln-test/<image>:<tag>-<pid>` and returns that name.
+    /// skopeo copies it (with the same storage configuration): `podman
+    /// pull` would name the image after the layout's path, which is not a
+    /// valid reference under `.kiln/`; the pid keeps concurrent runs apart.
+    pub fn pull(&self, layout: &Path, tag: &str, image: &str) -> Result<String, RuntimeError> {
+        let name = format!("localhost/kiln-test/{image}:{tag}-{}", std::process::id());
+        let mut cmd = Command::new(which("skopeo")?);
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)))
+            .args(["copy", "--quiet", "--policy"])
+            .arg(self.dir.join("policy.json"))
+            .arg(format!("oci:{}:{tag}", layout.display()))
+            .arg(format!("containers-storage:{name}"));
+        checked(&mut cmd)?;
+        Ok(name)
     }
 
     pub fn remove(&self, id: &str) {
@@ -595,7 +602,11 @@ pub fn judge(r: &ProbeReport, e: &Expect, shell_id: Option<&str>) -> Vec<Check> 
     out.push(check(
         "no-new-privileges",
         c.no_new_privs == Some(1),
-        format!("NoNewPrivs {:?}", c.no_new_privs),
+        format!(
+            "NoNewPrivs {}",
+            c.no_new_privs
+                .map_or("absent".to_string(), |n| n.to_string())
+        ),
     ));
     out.push(check(
         "read-only root",
@@ -742,6 +753,8 @@ pub fn test_image(
     packages: &BTreeMap<Arch, Vec<String>>,
     opts: &TestOptions,
 ) -> Result<Vec<ArchResult>, RuntimeError> {
+    // Podman wants absolute paths in its configuration and references.
+    let project = &std::path::absolute(project).map_err(io("resolving", project))?;
     let podman = Podman::setup(project)?;
     let image = spec.full_name();
     let mut out = Vec::new();
@@ -754,7 +767,7 @@ pub fn test_image(
         let tag = write_test_layout(&image, layout, arch, &probe, &dest)?;
         let expect = Expect::of(spec, arch, packages.get(&arch).map_or(&[][..], |v| v))?;
         let start = Instant::now();
-        let id = podman.pull(&dest, &tag)?;
+        let id = podman.pull(&dest, &tag, &image)?;
         let result = run_probe(&podman, &id, arch, &expect, &image);
         if !opts.keep {
             podman.remove(&id);
@@ -819,20 +832,20 @@ fn run_probe(
         if arch == Arch::Arm64 {
             sh.arg("/bin/sh");
         }
-        // Under qemu a child process cannot exec arm64 code (no binfmt), so
-        // the shell reports its ids with builtins only; natively it runs id.
-        match arch {
-            Arch::Amd64 => sh.args(["-c", "id"]),
-            Arch::Arm64 => sh.args([
-                "-c",
-                "while read k r e rest; do case $k in Uid:) u=$r;; Gid:) g=$r;; esac; done < /proc/self/status; echo uid=$u gid=$g",
-            ]),
-        };
+        // busybox runs `id` as an applet in-process, so this works under
+        // qemu too (where a child could not exec arm64 code: no binfmt).
+        sh.args(["-c", "id"]);
         let out = output(&mut sh)?;
-        Some(
-            String::from_utf8_lossy(&out.stdout).trim().to_string()
-                + String::from_utf8_lossy(&out.stderr).trim(),
-        )
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        Some(if out.status.success() {
+            text
+        } else {
+            format!(
+                "{text} (failed, {}: {})",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )
+        })
     } else {
         None
     };

@@ -1,0 +1,444 @@
+//! Issue 6: policy as code. `kiln policy` and `nix flake check` evaluate
+//! the Rego policies of policy/ (and the user's) on the real catalogue,
+//! built for real in the Nix sandbox; broken policies, failing rules, a
+//! shell in a non-debug image and a root definition are each reported.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A scratch directory outside the checkout: a project copy inside the git
+/// work tree would be read by Nix as part of the git flake (without its
+/// untracked files); outside, it is a `path:` flake of its own.
+fn outside(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join("kiln-e2e-policy").join(name);
+    if dir.exists() {
+        make_writable(&dir);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A copy of what Nix and kiln read of the project (definitions of
+/// scratch-plus only), to change on purpose.
+fn project_copy(name: &str) -> PathBuf {
+    let dir = outside(name);
+    for f in [
+        "flake.nix",
+        "flake.lock",
+        "kiln.lock",
+        "nix/lib.nix",
+        "nix/seed.json",
+        "images/scratch-plus/image.toml",
+    ] {
+        let to = dir.join(f);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(project().join(f), to).unwrap();
+    }
+    copy_dir(&project().join("policy"), &dir.join("policy"));
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+fn kiln_in(project: &Path, args: &[&str]) -> Output {
+    Command::new(kiln_bin())
+        .arg("--project")
+        .arg(project)
+        .args(args)
+        .output()
+        .expect("running kiln")
+}
+
+fn json_of(out: &Output) -> Value {
+    serde_json::from_str(&stdout(out)).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}):\nstdout: {}\nstderr: {}",
+            stdout(out),
+            stderr(out)
+        )
+    })
+}
+
+fn catalogue() -> Vec<String> {
+    let mut names = Vec::new();
+    for e in std::fs::read_dir(project().join("images")).unwrap() {
+        let e = e.unwrap();
+        if e.path().join("image.toml").is_file() {
+            let d = kiln::definition::load(&e.path().join("image.toml")).unwrap();
+            for s in d.definition.images().unwrap() {
+                names.push(s.full_name());
+            }
+        }
+    }
+    names.sort();
+    names
+}
+
+/// Appends a variant that adds `/bin/sh` to scratch-plus without declaring
+/// it debug, and a lock entry for it (its package set is scratch-plus's,
+/// so the lock inputs are the same).
+fn add_shell_variant(dir: &Path) {
+    let def = dir.join("images/scratch-plus/image.toml");
+    let mut text = std::fs::read_to_string(&def).unwrap();
+    text.push_str(
+        "\n[variants.shell]\ndescription = \"scratch-plus with a shell, not declared debug\"\n\
+         paths = [{ path = \"/bin/sh\", type = \"file\", mode = \"0755\", content = \"#!/bin/sh\\n\" }]\n",
+    );
+    std::fs::write(&def, text).unwrap();
+    let lock_path = dir.join("kiln.lock");
+    let mut lock: Value = serde_json::from_slice(&std::fs::read(&lock_path).unwrap()).unwrap();
+    let entry = lock["images"]["scratch-plus"].clone();
+    lock["images"]["scratch-plus-shell"] = entry;
+    std::fs::write(&lock_path, kiln::json::pretty(&lock)).unwrap();
+}
+
+#[test]
+fn the_catalogue_passes_the_default_policies_on_every_platform() {
+    require_setup();
+    let out = kiln(&["policy", "--json"]);
+    let report = json_of(&out);
+    assert!(
+        out.status.success(),
+        "kiln policy failed:\n{}",
+        kiln::policy::render(
+            &serde_json::from_value::<Vec<_>>(report["violations"].clone()).unwrap()
+        )
+    );
+    let evaluated: Vec<String> = report["evaluated"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["image"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(evaluated, catalogue());
+    for e in report["evaluated"].as_array().unwrap() {
+        let archs = e["archs"].as_object().unwrap();
+        assert_eq!(
+            archs.keys().collect::<Vec<_>>(),
+            vec!["amd64", "arm64"],
+            "{e}"
+        );
+        for (arch, size) in archs {
+            assert!(size["compressed"].as_u64().unwrap() > 0, "{arch}: {size}");
+            println!(
+                "figure: {} ({arch}) {} bytes compressed, {} files",
+                e["image"], size["compressed"], size["files"]
+            );
+        }
+    }
+    // Nothing denied; the debug images are flagged (warn) each time.
+    let violations = report["violations"].as_array().unwrap();
+    assert!(violations.iter().all(|v| v["level"] == "warn"));
+    for image in catalogue().iter().filter(|i| i.ends_with("-debug")) {
+        assert!(
+            violations
+                .iter()
+                .any(|v| v["image"] == image.as_str() && v["rule"] == "kiln.debug"),
+            "{image} not flagged"
+        );
+    }
+    let rules = report["rules"].as_object().unwrap();
+    assert_eq!(rules.len(), 10, "{rules:?}");
+    println!(
+        "figure: policy evaluation of the catalogue ({} images, {} rule packages): {} s",
+        evaluated.len(),
+        rules.len(),
+        report["elapsed"]
+    );
+}
+
+#[test]
+fn nix_flake_check_runs_the_policies_on_every_image() {
+    require_setup();
+    let out = Command::new("nix")
+        .args(["flake", "check", "--print-build-logs"])
+        .arg(project())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let checks = Command::new("nix")
+        .args(["eval", "--json"])
+        .arg(format!("{}#checks.x86_64-linux", project().display()))
+        .args(["--apply", "builtins.attrNames"])
+        .output()
+        .unwrap();
+    let names: Vec<String> = serde_json::from_slice(&checks.stdout).unwrap();
+    let want: Vec<String> = catalogue().iter().map(|i| format!("{i}-policy")).collect();
+    let mut want_sorted = want.clone();
+    want_sorted.sort();
+    assert_eq!(names, want_sorted);
+    // A check's output is its report.
+    let out = Command::new("nix")
+        .args(["build", "--no-link", "--json"])
+        .arg(format!(
+            "{}#checks.x86_64-linux.scratch-plus-policy",
+            project().display()
+        ))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let built: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report: Value = serde_json::from_slice(
+        &std::fs::read(Path::new(built[0]["outputs"]["out"].as_str().unwrap()).join("report.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(report["image"], "scratch-plus");
+    assert_eq!(report["violations"], serde_json::json!([]));
+    assert!(report["rules"]
+        .as_array()
+        .unwrap()
+        .contains(&"kiln.shell".into()));
+}
+
+#[test]
+fn a_shell_in_a_non_debug_variant_fails_kiln_policy_and_nix_flake_check() {
+    require_setup();
+    let dir = project_copy("shell-variant");
+    add_shell_variant(&dir);
+
+    let out = kiln_in(&dir, &["policy", "--image", "scratch-plus-shell"]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    let text = stdout(&out);
+    for arch in ["amd64", "arm64"] {
+        assert!(
+            text.contains(&format!(
+                "DENY kiln.shell scratch-plus-shell ({arch}) path /bin/sh: /bin/sh is a shell (file) in an image not declared debug = true [policy/shell.rego]"
+            )),
+            "{text}"
+        );
+    }
+    assert!(
+        stderr(&out).contains("policy violation(s) denied"),
+        "{}",
+        stderr(&out)
+    );
+    // The other images of the copy still pass.
+    let ok = kiln_in(&dir, &["policy", "--image", "scratch-plus-debug"]);
+    assert!(ok.status.success(), "{}", stdout(&ok));
+
+    // The same policy, inside the sandbox.
+    let check = Command::new("nix")
+        .args(["flake", "check", "--print-build-logs"])
+        .arg(format!("path:{}", dir.display()))
+        .output()
+        .unwrap();
+    assert!(!check.status.success(), "nix flake check passed");
+    let log = stderr(&check);
+    assert!(log.contains("kiln-policy-scratch-plus-shell"), "{log}");
+    assert!(
+        log.contains("DENY kiln.shell scratch-plus-shell (amd64) path /bin/sh"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_debug_image_checked_as_a_non_debug_one_is_denied_its_shell_and_root() {
+    require_setup();
+    let debug = build(&["scratch-plus-debug"]).remove(0);
+    let out = kiln(&[
+        "policy",
+        "--image",
+        "scratch-plus",
+        "--layout",
+        debug.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(!out.status.success());
+    let report = json_of(&out);
+    let denied: Vec<(String, String, String)> = report["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["level"] == "deny")
+        .map(|v| {
+            (
+                v["rule"].as_str().unwrap().to_string(),
+                v["arch"].as_str().unwrap_or("-").to_string(),
+                v["path"]
+                    .as_str()
+                    .or(v["field"].as_str())
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect();
+    for arch in ["amd64", "arm64"] {
+        for (rule, at) in [
+            ("kiln.shell", "/bin/sh"),
+            ("kiln.shell", "/bin/busybox"),
+            ("kiln.shell", "config.Entrypoint"),
+            ("kiln.user", "config.User"),
+            ("kiln.lock", "/var/lib/dpkg/status.d/busybox-static"),
+            ("kiln.size", "size.compressed"),
+        ] {
+            assert!(
+                denied.contains(&(rule.into(), arch.into(), at.into())),
+                "{rule} {arch} {at} not in {denied:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn root_without_debug_is_reported_by_policy_though_the_loader_refuses_it() {
+    require_setup();
+    let dir = project_copy("root-definition");
+    let def = dir.join("images/scratch-plus/image.toml");
+    let text = std::fs::read_to_string(&def).unwrap().replacen(
+        "run_as = \"nonroot\"",
+        "run_as = \"root\"",
+        1,
+    );
+    std::fs::write(&def, text).unwrap();
+
+    let out = kiln_in(&dir, &["policy", "--definitions-only"]);
+    assert!(!out.status.success());
+    let text = stdout(&out);
+    assert!(
+        text.contains("DENY kiln.user scratch-plus (definition) field accounts.run_as: the image runs as root (user root, uid 0) but is not declared debug = true [policy/user.rego]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("DENY kiln.definition scratch-plus (definition)")
+            && text.contains("accounts.run_as"),
+        "{text}"
+    );
+
+    // A user's own rules see the same definition.
+    let rules = outside("root-rules");
+    std::fs::write(
+        rules.join("root.rego"),
+        "package acme.root\n\nimport rego.v1\n\ndeny contains {\"msg\": \"acme forbids root\", \"field\": \"accounts.run_as\"} if {\n\tinput.kind == \"definition\"\n\tinput.user.uid == 0\n\tnot input.debug\n}\n",
+    )
+    .unwrap();
+    let out = kiln_in(
+        &dir,
+        &[
+            "policy",
+            "--definitions-only",
+            "--no-default-policies",
+            "--policy",
+            rules.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert!(!out.status.success());
+    let report = json_of(&out);
+    let acme: Vec<&Value> = report["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["rule"] == "acme.root")
+        .collect();
+    assert_eq!(acme.len(), 1, "{report}");
+    assert_eq!(acme[0]["image"], "scratch-plus");
+    assert_eq!(acme[0]["arch"], Value::Null);
+    assert_eq!(acme[0]["msg"], "acme forbids root");
+}
+
+#[test]
+fn a_policy_that_does_not_parse_is_an_error_naming_file_and_line() {
+    let rules = outside("broken-rules");
+    std::fs::write(
+        rules.join("broken.rego"),
+        "package acme.broken\n\nimport rego.v1\n\ndeny contains msg if {\n\tmsg := \n}\n",
+    )
+    .unwrap();
+    let out = kiln(&[
+        "policy",
+        "--definitions-only",
+        "--policy",
+        rules.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    let file = rules.join("broken.rego");
+    assert!(
+        err.contains(&format!("{}: not a valid Rego policy", file.display())),
+        "{err}"
+    );
+    assert!(err.contains(&format!("--> {}:6:", file.display())), "{err}");
+    assert!(stdout(&out).is_empty(), "nothing is reported as evaluated");
+}
+
+#[test]
+fn a_rule_that_fails_at_evaluation_is_named() {
+    let rules = outside("failing-rule");
+    std::fs::write(
+        rules.join("bad.rego"),
+        "package acme.bad\n\nimport rego.v1\n\ndeny contains msg if {\n\tn := to_number(input.name)\n\tmsg := sprintf(\"%v\", [n])\n}\n",
+    )
+    .unwrap();
+    let out = kiln(&[
+        "policy",
+        "--definitions-only",
+        "--image",
+        "scratch-plus",
+        "--policy",
+        rules.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "rule acme.bad.deny ({}) failed on the definition of image scratch-plus",
+            rules.join("bad.rego").display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn user_warnings_print_without_failing_and_json_carries_them() {
+    let rules = outside("warn-rules");
+    std::fs::write(
+        rules.join("vendor.rego"),
+        "package acme.vendor\n\nimport rego.v1\n\nwarn contains {\"msg\": sprintf(\"%v: no acme vendor\", [input.image]), \"field\": \"annotations\"} if {\n\tinput.kind == \"definition\"\n\tinput.definition.annotations[\"org.opencontainers.image.vendor\"] != \"acme\"\n}\n",
+    )
+    .unwrap();
+    std::fs::write(rules.join("README.md"), "not a policy\n").unwrap();
+    let out = kiln(&[
+        "policy",
+        "--definitions-only",
+        "--image",
+        "scratch-plus",
+        "--policy",
+        rules.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = json_of(&out);
+    let warns: Vec<&Value> = report["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["rule"] == "acme.vendor")
+        .collect();
+    // scratch-plus and its variants, each once (definitions only).
+    assert!(!warns.is_empty());
+    assert!(warns.iter().all(|w| w["level"] == "warn"));
+    assert!(report["rules"]
+        .as_object()
+        .unwrap()
+        .contains_key("acme.vendor"));
+    assert!(report["rules"]
+        .as_object()
+        .unwrap()
+        .contains_key("kiln.shell"));
+}
