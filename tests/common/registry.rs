@@ -549,18 +549,27 @@ pub fn wait_for(path: &Path, timeout: Duration) -> bool {
 }
 
 /// The machine's first non-loopback IPv4 address (for checking that kiln
-/// refuses plain HTTP off loopback).
+/// refuses plain HTTP off loopback): the source address of the default
+/// route (a UDP "connect" sends nothing), else `hostname -I`.
 pub fn non_loopback_ip() -> IpAddr {
-    let out = Command::new("ip")
-        .args(["-o", "-4", "addr", "show", "scope", "global"])
+    let routed = std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.connect("192.0.2.1:9").map(|_| s))
+        .and_then(|s| s.local_addr())
+        .map(|a| a.ip())
+        .ok()
+        .filter(|ip| !ip.is_loopback() && !ip.is_unspecified());
+    if let Some(ip) = routed {
+        return ip;
+    }
+    let out = Command::new("hostname")
+        .arg("-I")
         .output()
-        .expect("running ip (iproute2)");
+        .expect("running hostname -I");
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
-        .skip_while(|w| *w != "inet")
-        .nth(1)
-        .and_then(|a| a.split('/').next())
-        .and_then(|a| a.parse().ok())
+        .filter_map(|a| a.parse::<Ipv4Addr>().ok())
+        .find(|a| !a.is_loopback())
+        .map(IpAddr::V4)
         .expect("this machine has no non-loopback IPv4 address")
 }
 
