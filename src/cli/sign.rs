@@ -38,10 +38,14 @@ pub struct Args {
     /// Where `kiln build` wrote provenance (relative to the project).
     #[arg(long, value_name = "DIR", default_value = provenance::DEFAULT_DIR)]
     pub provenance_dir: PathBuf,
-    /// The signed layout to write (default: `.kiln/signed/<attr>` in the
-    /// project). Only with a single image.
+    /// The signed layout to write (default: `<signed-dir>/<attr>`). Only
+    /// with a single image.
     #[arg(long, short, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Where signed layouts go, one directory per attribute (relative to
+    /// the project).
+    #[arg(long, value_name = "DIR", default_value = signstore::DEFAULT_DIR)]
+    pub signed_dir: PathBuf,
     /// The repository the signatures name (simple signing's
     /// `docker-reference`); default: the image name.
     #[arg(long, value_name = "REPO")]
@@ -134,7 +138,7 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
         let out = args
             .out
             .clone()
-            .unwrap_or_else(|| project.join(signstore::DEFAULT_DIR).join(&attr));
+            .unwrap_or_else(|| project.join(&args.signed_dir).join(&attr));
         let w = signstore::write(&signed, &out)
             .with_context(|| format!("writing {}", out.display()))?;
         if !args.json {
