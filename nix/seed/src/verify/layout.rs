@@ -194,3 +194,85 @@ impl Source for LayoutSource {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oci::{self, tests::scratch, LayoutWriter, CONFIG_MEDIA_TYPE};
+    use std::collections::BTreeMap;
+
+    fn manifest(w: &LayoutWriter, subject: Option<&Descriptor>) -> Descriptor {
+        let (config, _) = w
+            .put_document(
+                CONFIG_MEDIA_TYPE,
+                &serde_json::json!({"n": subject.is_some()}),
+            )
+            .unwrap();
+        let mut m = oci::new_manifest(config, vec![], &BTreeMap::new());
+        if let Some(s) = subject {
+            m.set_subject(Some(s.clone()));
+            m.set_artifact_type(Some("application/vnd.dev.sigstore.bundle.v0.3+json".into()));
+        }
+        w.put_document(MANIFEST_MEDIA_TYPE, &m).unwrap().0
+    }
+
+    fn tagged(mut d: Descriptor, tag: &str) -> Descriptor {
+        oci::set_annotations(
+            &mut d,
+            &BTreeMap::from([(REF_NAME.to_string(), tag.to_string())]),
+        );
+        d
+    }
+
+    #[test]
+    fn root_tags_referrers_and_tampering() {
+        let dir = scratch("verify-layout");
+        let w = LayoutWriter::create(&dir.join("l")).unwrap();
+        let image = manifest(&w, None);
+        let mut referrer = manifest(&w, Some(&image));
+        referrer.set_artifact_type(Some("application/vnd.dev.sigstore.bundle.v0.3+json".into()));
+        let digest = oci::kiln_digest(image.digest()).unwrap();
+        let sig = tagged(
+            manifest(&w, None),
+            &crate::attest::cosign_tag(&digest, "sig"),
+        );
+        w.write_index(vec![
+            tagged(image.clone(), "latest"),
+            sig.clone(),
+            referrer.clone(),
+        ])
+        .unwrap();
+        let src = LayoutSource::open(&dir.join("l"), None).unwrap();
+        // The one image that is not a cosign artifact or a referrer.
+        assert_eq!(src.root().unwrap().digest(), image.digest());
+        assert_eq!(
+            src.tagged(&crate::attest::cosign_tag(&digest, "sig"))
+                .unwrap()
+                .unwrap()
+                .digest(),
+            sig.digest()
+        );
+        assert!(src.tagged("nope").unwrap().is_none());
+        let refs = src.referrers(&digest).unwrap();
+        assert_eq!(refs.len(), 1);
+        assert_eq!(refs[0].digest(), referrer.digest());
+        assert!(src.referrers(&Digest([0; 32])).unwrap().is_empty());
+        assert!(LayoutSource::open(&dir.join("l"), Some("other"))
+            .unwrap()
+            .root()
+            .unwrap_err()
+            .to_string()
+            .contains("\"other\""));
+        // A blob that does not hash to its digest is never handed out.
+        let path = dir.join("l/blobs/sha256").join(digest.hex());
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[0] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        let e = src.fetch(&image).unwrap_err().to_string();
+        assert!(
+            e.contains(&digest.to_string()) && e.contains("does not match its digest"),
+            "{e}"
+        );
+        assert!(src.fetch(&referrer).is_ok());
+    }
+}

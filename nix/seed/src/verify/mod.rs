@@ -284,11 +284,18 @@ pub fn run(opts: &Options) -> (Report, ExitCode) {
     (report, code)
 }
 
+/// Writes to stdout; a closed pipe (`verify ... | head`) is not an error
+/// worth a panic.
+fn out(text: &str) {
+    use std::io::Write as _;
+    let _ = std::io::stdout().write_all(text.as_bytes());
+}
+
 pub fn main(args: &[String]) -> ExitCode {
     let opts = match parse_args(args) {
         Ok(o) => o,
         Err(e) if e.is_empty() => {
-            println!("{USAGE}");
+            out(&format!("{USAGE}\n"));
             return ExitCode::SUCCESS;
         }
         Err(e) => {
@@ -298,9 +305,9 @@ pub fn main(args: &[String]) -> ExitCode {
     };
     let (report, code) = run(&opts);
     if opts.json {
-        println!("{}", report.render_json());
+        out(&format!("{}\n", report.render_json()));
     } else {
-        print!("{}", report.render_text());
+        out(&report.render_text());
     }
     code
 }
