@@ -13,8 +13,9 @@ managers := {
 deny contains {"msg": sprintf("%v is a package manager in an image not declared debug = true", [path]), "path": path} if {
 	input.kind == "image"
 	not input.debug
-	some path, f in input.files
+	some dir in lib.bin_dirs
+	some name in managers
+	path := concat("/", [dir, name])
+	f := input.files[path]
 	lib.executable_kind(f)
-	lib.in_bin_dir(path)
-	managers[lib.basename(path)]
 }

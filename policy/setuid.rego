@@ -7,8 +7,8 @@ import rego.v1
 deny contains {"msg": sprintf("%v is %v (mode %v)", [path, what, f.octal]), "path": path} if {
 	input.kind == "image"
 	some path, f in input.files
-	f.type in {"file", "hardlink"}
 	bits.and(f.mode, 3072) != 0 # 06000
+	f.type in {"file", "hardlink"}
 	what := kind(f.mode)
 }
 

@@ -16,22 +16,36 @@ shell_name(name) if shells[name]
 # /usr/bin/*sh: whatever its name, a program ending in "sh" is treated as one.
 shell_name(name) if endswith(name, "sh")
 
+# Paths in bin directories that name a shell. Lookups for the known names;
+# one pass over the files for the "*sh" rule, cheapest test first.
+shell_paths contains path if {
+	some dir in lib.bin_dirs
+	some name in shells
+	path := concat("/", [dir, name])
+	input.files[path]
+}
+
+shell_paths contains path if {
+	some path, _ in input.files
+	endswith(path, "sh")
+	lib.in_bin_dir(path)
+}
+
 deny contains {"msg": sprintf("%v is a shell (%v) in an image not declared debug = true", [path, f.type]), "path": path} if {
 	input.kind == "image"
 	not input.debug
-	some path, f in input.files
+	some path in shell_paths
+	f := input.files[path]
 	lib.executable_kind(f)
-	lib.in_bin_dir(path)
-	shell_name(lib.basename(path))
 }
 
 deny contains {"msg": sprintf("%v is busybox in an image not declared debug = true", [path]), "path": path} if {
 	input.kind == "image"
 	not input.debug
 	some path, f in input.files
+	endswith(path, "/busybox")
 	f.type == "file"
 	bits.and(f.mode, 73) != 0 # executable (0111)
-	lib.basename(path) == "busybox"
 	not lib.in_bin_dir(path)
 }
 
@@ -40,6 +54,7 @@ deny contains {"msg": sprintf("%v links to busybox (an applet) in an image not d
 	not input.debug
 	some path, f in input.files
 	f.type in {"symlink", "hardlink"}
+	endswith(f.target, "busybox")
 	lib.basename(f.target) == "busybox"
 	not shell_name(lib.basename(path))
 }

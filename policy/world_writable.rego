@@ -12,7 +12,7 @@ sticky_dir(f) if {
 deny contains {"msg": sprintf("%v (%v, mode %v) is writable by every user", [path, f.type, f.octal]), "path": path} if {
 	input.kind == "image"
 	some path, f in input.files
-	f.type != "symlink" # a symlink's own mode means nothing
 	bits.and(f.mode, 2) != 0 # 0002
+	f.type != "symlink" # a symlink's own mode means nothing
 	not sticky_dir(f)
 }
