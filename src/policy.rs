@@ -496,9 +496,15 @@ pub fn check_project(project: &Path, opts: &CheckOptions) -> Result<Report, Poli
     if let Some(l) = &opts.layout {
         layouts.insert(selected[0].0.full_name(), l.clone());
     } else if !opts.definitions_only {
+        // An invalid or unlocked image cannot be built; its definition is
+        // still evaluated (kiln.lock denies the missing lock entry).
+        let locked = |s: &ImageSpec| {
+            lock.as_ref()
+                .is_some_and(|l| l.images.contains_key(&s.full_name()))
+        };
         let attrs: Vec<String> = selected
             .iter()
-            .filter(|(_, invalid, _)| invalid.is_none())
+            .filter(|(s, invalid, _)| invalid.is_none() && locked(s))
             .map(|(s, _, _)| s.full_name())
             .collect();
         layouts = build(project, &attrs)?;

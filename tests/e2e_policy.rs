@@ -442,3 +442,33 @@ fn user_warnings_print_without_failing_and_json_carries_them() {
         .unwrap()
         .contains_key("kiln.shell"));
 }
+
+#[test]
+fn an_unlocked_image_is_reported_not_built() {
+    require_setup();
+    let dir = project_copy("unlocked");
+    let text = std::fs::read_to_string(dir.join("images/scratch-plus/image.toml"))
+        .unwrap()
+        .replacen("name = \"scratch-plus\"", "name = \"extra\"", 1);
+    std::fs::create_dir_all(dir.join("images/extra")).unwrap();
+    std::fs::write(dir.join("images/extra/image.toml"), text).unwrap();
+    let out = kiln_in(&dir, &["policy", "--image", "extra", "--json"]);
+    assert!(!out.status.success(), "{}", stderr(&out));
+    let report = json_of(&out);
+    for image in ["extra", "extra-debug"] {
+        assert!(
+            report["violations"].as_array().unwrap().iter().any(|v| {
+                v["image"] == image
+                    && v["rule"] == "kiln.lock"
+                    && v["msg"]
+                        == format!("kiln.lock has no entry for image {image}; run `kiln lock`")
+                            .as_str()
+            }),
+            "{report}"
+        );
+    }
+    // Nothing was built: only the definitions were evaluated.
+    for e in report["evaluated"].as_array().unwrap() {
+        assert_eq!(e["archs"], serde_json::json!({}), "{e}");
+    }
+}
