@@ -136,6 +136,9 @@ pub struct Options {
     pub retry: Retry,
     /// Blob transfers in flight at once (0 = 4).
     pub concurrency: usize,
+    /// Repositories of the same registry to mount missing blobs from
+    /// before uploading them (cross-repository blob mount).
+    pub mount_from: Vec<String>,
 }
 
 /// One blob as reported.
@@ -154,6 +157,8 @@ pub struct PushReport {
     pub digest: Option<Digest>,
     pub blobs_uploaded: Vec<BlobStat>,
     pub blobs_present: Vec<BlobStat>,
+    /// Blobs the registry linked from another repository (`--mount-from`).
+    pub blobs_mounted: Vec<BlobStat>,
     pub bytes_uploaded: u64,
     pub manifests_pushed: Vec<Digest>,
     pub manifests_present: Vec<Digest>,
@@ -374,20 +379,6 @@ impl Graph {
     }
 }
 
-impl Graph {
-    fn verify_blobs(&self, layout: &Layout) -> Result<(), RegistryError> {
-        for b in self.blobs.values() {
-            layout
-                .verify_blob(&oci::descriptor(&b.media_type, &b.digest, b.size))
-                .map_err(|error| RegistryError::Layout {
-                    path: layout.root().to_path_buf(),
-                    error,
-                })?;
-        }
-        Ok(())
-    }
-}
-
 /// The descriptors of a layout's `index.json`, with their ref names.
 /// One descriptor of a layout's `index.json`.
 #[derive(Clone, Debug)]
@@ -568,6 +559,7 @@ struct Session {
     retry: Retry,
     retries: AtomicU32,
     concurrency: usize,
+    mount_from: Vec<String>,
 }
 
 fn reference(r: &RegistryRef, what: &str) -> Reference {
@@ -663,6 +655,7 @@ impl Session {
             target: target.clone(),
             retry: opts.retry.clone(),
             retries: AtomicU32::new(0),
+            mount_from: opts.mount_from.clone(),
             concurrency: if opts.concurrency == 0 {
                 4
             } else {
@@ -697,14 +690,16 @@ impl Session {
             if plain { "http" } else { "https" },
             self.target.registry
         );
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(15))
-            .build()
-            .map_err(|e| RegistryError::Request {
-                what: format!("GET {url}"),
-                error: e.to_string(),
-                attempts: 1,
-            })?;
+        let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(15));
+        if plain {
+            // No TLS on this connection: skip loading the system's roots.
+            builder = builder.tls_certs_only(Vec::new());
+        }
+        let client = builder.build().map_err(|e| RegistryError::Request {
+            what: format!("GET {url}"),
+            error: e.to_string(),
+            attempts: 1,
+        })?;
         let (status, challenge) = self
             .retrying(&format!("GET {url}"), || async {
                 let r = client.get(&url).send().await?;
@@ -784,6 +779,36 @@ impl Session {
             || self.client.blob_exists(&r, &d),
         )
         .await
+    }
+
+    /// Asks the registry to link `digest` from repository `from` (same
+    /// registry); false when it cannot (the blob is not there, or the
+    /// registry does not mount and opened an upload instead).
+    async fn mount_blob(&self, digest: &Digest, from: &str) -> bool {
+        // Only from a repository that has it: a refused mount opens an
+        // upload session the registry keeps until it expires.
+        let there = RegistryRef {
+            repository: from.to_string(),
+            ..self.target.clone()
+        };
+        let d = digest.to_string();
+        let r = reference(&there, &d);
+        if !self.client.blob_exists(&r, &d).await.unwrap_or(false) {
+            return false;
+        }
+        let r = reference(&self.target, &digest.to_string());
+        let source = Reference::with_tag(
+            self.target.registry.clone(),
+            from.to_string(),
+            "latest".into(),
+        );
+        let d = digest.to_string();
+        self.retrying(
+            &format!("mounting blob {digest} from {from} in {}", self.where_()),
+            || self.client.mount_blob(&r, &source, &d),
+        )
+        .await
+        .is_ok()
     }
 
     /// Uploads `bytes` (already checked to hash to `digest`).
@@ -927,6 +952,9 @@ pub fn push(
             message: "push to a tag (registry/repository:tag), not a digest".into(),
         });
     }
+    for m in &opts.mount_from {
+        RegistryRef::parse(&format!("{}/{m}", target.registry))?;
+    }
     runtime()?.block_on(push_async(source, target, opts))
 }
 
@@ -955,13 +983,22 @@ async fn push_async(
         None => None,
     };
 
-    // Every blob is checked before the first request: a damaged layout
-    // sends nothing, even blobs the registry already has (which would
-    // otherwise go unnoticed). Uploads check again what they read.
-    graph.verify_blobs(&layout)?;
+    // Every blob is checked before the first write: a damaged layout
+    // writes nothing, even when the registry already has the damaged blob
+    // (which would otherwise go unnoticed). The check runs on its own
+    // thread while the registry is asked which blobs it has; uploads check
+    // again what they read.
+    let mut to_verify = vec![(
+        layout.root().to_path_buf(),
+        graph.blobs.values().cloned().collect::<Vec<_>>(),
+    )];
     if let Some((att, al)) = &attachments {
-        att.graph.verify_blobs(al)?;
+        to_verify.push((
+            al.root().to_path_buf(),
+            att.graph.blobs.values().cloned().collect(),
+        ));
     }
+    let verification = tokio::task::spawn_blocking(move || verify_layout_blobs(&to_verify));
 
     let tag = target.tag.clone().unwrap_or_else(|| "latest".into());
     let session = Session::connect(target, opts).await?;
@@ -970,11 +1007,19 @@ async fn push_async(
         digest: Some(root.digest),
         ..Default::default()
     };
+    let present = present_blobs(&session, &graph).await?;
+    let present_attached = match &attachments {
+        Some((att, _)) => present_blobs(&session, &att.graph).await?,
+        None => BTreeSet::new(),
+    };
+    verification
+        .await
+        .map_err(|e| RegistryError::Runtime(std::io::Error::other(e.to_string())))??;
 
-    push_graph(&session, &layout, &graph, &mut report).await?;
+    push_graph(&session, &layout, &graph, &present, &mut report).await?;
 
     if let Some((att, al)) = &attachments {
-        push_graph(&session, al, &att.graph, &mut report).await?;
+        push_graph(&session, al, &att.graph, &present_attached, &mut report).await?;
         for (name, digest) in &att.tagged {
             set_tag(&session, name, digest, &att.graph, &mut report).await?;
         }
@@ -1013,20 +1058,66 @@ async fn set_tag(
 }
 
 /// Blobs (verified as read, skipped when present), then manifests by digest.
+/// Checks every blob of each (layout, blobs) against its digest and size.
+fn verify_layout_blobs(sets: &[(PathBuf, Vec<Desc>)]) -> Result<(), RegistryError> {
+    for (root, blobs) in sets {
+        let layout = Layout::open(root).map_err(|error| RegistryError::Layout {
+            path: root.clone(),
+            error,
+        })?;
+        for b in blobs {
+            layout
+                .verify_blob(&oci::descriptor(&b.media_type, &b.digest, b.size))
+                .map_err(|error| RegistryError::Layout {
+                    path: root.clone(),
+                    error,
+                })?;
+        }
+    }
+    Ok(())
+}
+
+/// The blobs of `graph` the repository already has (HEAD each, concurrently).
+async fn present_blobs(
+    session: &Session,
+    graph: &Graph,
+) -> Result<BTreeSet<Digest>, RegistryError> {
+    let found: Vec<Option<Digest>> = stream::iter(graph.blobs.keys().copied())
+        .map(|d| async move { Ok::<_, RegistryError>(session.blob_exists(&d).await?.then_some(d)) })
+        .buffered(session.concurrency)
+        .try_collect()
+        .await?;
+    Ok(found.into_iter().flatten().collect())
+}
+
 async fn push_graph(
     session: &Session,
     layout: &Layout,
     graph: &Graph,
+    present: &BTreeSet<Digest>,
     report: &mut PushReport,
 ) -> Result<(), RegistryError> {
-    let results: Vec<(BlobStat, bool)> = stream::iter(graph.blobs.values().cloned())
+    #[derive(PartialEq)]
+    enum Outcome {
+        Present,
+        Mounted,
+        Uploaded,
+    }
+    let results: Vec<(BlobStat, Outcome)> = stream::iter(graph.blobs.values().cloned())
         .map(|desc| async move {
             let stat = BlobStat {
                 digest: desc.digest,
                 size: desc.size,
             };
-            if session.blob_exists(&desc.digest).await? {
-                return Ok((stat, false));
+            if present.contains(&desc.digest) {
+                return Ok((stat, Outcome::Present));
+            }
+            for from in &session.mount_from {
+                if session.mount_blob(&desc.digest, from).await
+                    && session.blob_exists(&desc.digest).await?
+                {
+                    return Ok((stat, Outcome::Mounted));
+                }
             }
             let path = layout.blob_path(&desc.digest);
             let bytes = tokio::fs::read(&path)
@@ -1052,17 +1143,19 @@ async fn push_graph(
                 });
             }
             session.upload_blob(&desc.digest, bytes).await?;
-            Ok::<_, RegistryError>((stat, true))
+            Ok::<_, RegistryError>((stat, Outcome::Uploaded))
         })
         .buffered(session.concurrency)
         .try_collect()
         .await?;
-    for (stat, uploaded) in results {
-        if uploaded {
-            report.bytes_uploaded += stat.size;
-            report.blobs_uploaded.push(stat);
-        } else {
-            report.blobs_present.push(stat);
+    for (stat, outcome) in results {
+        match outcome {
+            Outcome::Uploaded => {
+                report.bytes_uploaded += stat.size;
+                report.blobs_uploaded.push(stat);
+            }
+            Outcome::Mounted => report.blobs_mounted.push(stat),
+            Outcome::Present => report.blobs_present.push(stat),
         }
     }
     for doc in &graph.docs {

@@ -357,7 +357,7 @@ fn a_tampered_layout_pushes_nothing() {
         reg.requests_since(mark, "POST", "/blobs/uploads/")
             .is_empty()
             && reg.requests_since(mark, "PUT", "/").is_empty(),
-        "a damaged layout must not send anything"
+        "a damaged layout must not write anything (no upload, no manifest)"
     );
     assert_eq!(reg.tag_digest(repo, "latest"), Some(tag_before));
 }
@@ -853,4 +853,63 @@ fn an_attribute_pushes_its_build_and_a_single_platform_image_pushes_its_manifest
     // --signatures insists on signatures the build does not have.
     let err = push_fails(&out, &target, &["--signatures"]);
     assert!(err.contains("holds no signatures"), "{err}");
+}
+
+#[test]
+fn mount_from_links_shared_layers_instead_of_uploading_them() {
+    let [base, debug]: [PathBuf; 2] = build(&["scratch-plus", "scratch-plus-debug"])
+        .try_into()
+        .unwrap();
+    let reg = Registry::start();
+    push(&base, &format!("{}/kiln/base:latest", reg.host()), &[]);
+    let mark = reg.log().len();
+    let r = push(
+        &debug,
+        &format!("{}/kiln/debug:latest", reg.host()),
+        &[
+            "--mount-from",
+            "kiln/nonexistent",
+            "--mount-from",
+            "kiln/base",
+        ],
+    );
+    let mounted: Vec<&str> = r["blobsMounted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["digest"].as_str().unwrap())
+        .collect();
+    assert!(!mounted.is_empty(), "{r}");
+    // The registry linked them (201 to POST ...?mount=) and received no upload for them.
+    let mounts = reg.requests_since(mark, "POST", "/v2/kiln/debug/blobs/uploads/?");
+    assert!(
+        mounts
+            .iter()
+            .any(|l| l.contains("from=kiln%2Fbase") && l.contains("\" 201 ")),
+        "{mounts:#?}"
+    );
+    let uploads = reg.requests_since(mark, "PUT", "/v2/kiln/debug/blobs/uploads/");
+    assert!(!uploads.is_empty(), "the debug image has layers of its own");
+    for d in &mounted {
+        assert!(
+            !uploads.iter().any(|l| l.contains(hex(d))),
+            "{d} was uploaded: {uploads:#?}"
+        );
+    }
+    // Uploads are recognizable by digest in the log (so the check above can fail).
+    let uploaded = r["blobsUploaded"][0]["digest"].as_str().unwrap();
+    assert!(
+        uploads.iter().any(|l| l.contains(hex(uploaded))),
+        "{uploads:#?}"
+    );
+    assert_eq!(
+        reg.tag_digest("kiln/debug", "latest"),
+        Some(index_digest(&debug))
+    );
+    let err = push_fails(
+        &debug,
+        &format!("{}/kiln/x:latest", reg.host()),
+        &["--mount-from", "Bad/Repo"],
+    );
+    assert!(err.contains("Bad/Repo"), "{err}");
 }

@@ -58,6 +58,7 @@ pub fn run(_project: &Path, args: Args) -> anyhow::Result<()> {
             ..Retry::default()
         },
         concurrency: 0,
+        mount_from: Vec::new(),
     };
     let report = registry::pull(
         &source,

@@ -51,6 +51,11 @@ pub struct Args {
     /// Read the password (or token) from standard input.
     #[arg(long, requires = "username")]
     pub password_stdin: bool,
+    /// Mount blobs the target lacks from this repository of the same
+    /// registry (e.g. another image sharing layers) instead of uploading
+    /// them; repeatable.
+    #[arg(long, value_name = "REPOSITORY")]
+    pub mount_from: Vec<String>,
     /// Tries per request before giving up on transient errors.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20))]
     pub retries: u32,
@@ -83,6 +88,7 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
             ..Retry::default()
         },
         concurrency: 0,
+        mount_from: args.mount_from.clone(),
     };
     let started = Instant::now();
     let report = registry::push(&source, &target, &opts)
@@ -207,10 +213,18 @@ fn print_report(r: &PushReport, layout: &Path, with_signatures: bool, took: Dura
     let mb = |b: u64| b as f64 / 1_000_000.0;
     println!("pushed {} ({})", r.reference, layout.display());
     println!(
-        "  blobs: {} uploaded ({:.2} MB), {} already present",
+        "  blobs: {} uploaded ({:.2} MB), {} already present{}",
         r.blobs_uploaded.len(),
         mb(r.bytes_uploaded),
-        r.blobs_present.len()
+        r.blobs_present.len(),
+        if r.blobs_mounted.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", {} mounted from another repository",
+                r.blobs_mounted.len()
+            )
+        }
     );
     println!(
         "  manifests: {} pushed, {} already present",
