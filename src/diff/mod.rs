@@ -923,15 +923,28 @@ fn diff_platform(
         if pair_a[i].is_some() {
             continue;
         }
+        // Directories (/etc, /usr) are in almost every layer: only files
+        // and links say two layers are versions of each other. Layers of
+        // two disjoint package sets are different layers, whatever they share.
         let shared = |j: usize| {
             ca[&i]
                 .entries
-                .keys()
-                .filter(|p| *p != "." && cb[&j].entries.contains_key(*p))
+                .iter()
+                .filter(|(p, e)| {
+                    e.kind != layer::FileKind::Directory
+                        && cb[&j]
+                            .entries
+                            .get(*p)
+                            .is_some_and(|f| f.kind != layer::FileKind::Directory)
+                })
                 .count()
         };
+        let disjoint = |j: usize| {
+            let (x, y) = (&ca[&i].packages, &cb[&j].packages);
+            !x.is_empty() && !y.is_empty() && x.keys().all(|k| !y.contains_key(k))
+        };
         let best = (0..lb.len())
-            .filter(|&j| pair_b[j].is_none())
+            .filter(|&j| pair_b[j].is_none() && !disjoint(j))
             .map(|j| (shared(j), std::cmp::Reverse(j)))
             .filter(|(n, _)| *n > 0)
             .max();

@@ -374,3 +374,54 @@ fn a_tampered_blob_is_an_error_not_a_difference() {
     let e = diff(&ia, &ib).unwrap_err().to_string();
     assert!(e.contains(&layer.desc.digest.to_string()), "{e}");
 }
+
+#[test]
+fn a_new_package_layer_is_not_mistaken_for_an_old_one() {
+    // B merges netbase into the ca-certificates layer and adds tzdata: the
+    // tzdata layer shares directories with netbase's, but no package.
+    let mut a = base();
+    a.archs = vec![Arch::Amd64];
+    let mut b = a.clone();
+    let mut merged = b.layers[0].1.clone();
+    let extra: Vec<Entry> = b.layers[1]
+        .1
+        .iter()
+        .filter(|e| !merged.iter().any(|m| m.path == e.path))
+        .cloned()
+        .collect();
+    merged.extend(extra);
+    b.layers[0] = (
+        "kiln: ca-certificates=20230311+deb12u1 netbase=6.4".into(),
+        merged,
+    );
+    b.layers[1] = package(
+        "tzdata",
+        "2026f-0+deb12u1",
+        vec![
+            Entry::directory("etc", 0o755, 0, 0, 1),
+            Entry::file("etc/timezone", b"Etc/UTC\n".to_vec(), 0o644, 0, 0, 1),
+        ],
+    );
+    let r = compare(&a, &b);
+    let kinds: Vec<Kind> = r.differences.iter().map(|d| d.kind).collect();
+    assert!(kinds.contains(&Kind::LayerAdded), "{:#?}", texts(&r));
+    assert!(kinds.contains(&Kind::LayerRemoved), "{:#?}", texts(&r));
+    assert!(!kinds.contains(&Kind::LayerOrder), "{:#?}", texts(&r));
+    let t = texts(&r);
+    assert!(
+        t.iter()
+            .any(|l| l.starts_with("amd64: layer 2 (tzdata): added")),
+        "{t:#?}"
+    );
+    assert!(
+        t.iter()
+            .any(|l| l.starts_with("amd64: layer 2 (netbase): removed")),
+        "{t:#?}"
+    );
+    assert_eq!(
+        t.iter()
+            .filter(|l| l.starts_with("amd64: packages:"))
+            .collect::<Vec<_>>(),
+        vec!["amd64: packages: + tzdata 2026f-0+deb12u1"]
+    );
+}
