@@ -740,7 +740,8 @@ impl ArchResult {
 pub struct TestOptions {
     /// Only these platforms (empty: every platform of the image).
     pub archs: Vec<Arch>,
-    /// Keep the pulled test images in podman's storage.
+    /// Keep the test copies (`.kiln/test/<image>/<arch>-<pid>`) and the
+    /// images in podman's storage.
     pub keep: bool,
 }
 
@@ -763,14 +764,24 @@ pub fn test_image(
             continue;
         }
         let probe = build_probe(project, arch)?;
-        let dest = project.join(".kiln/test").join(&image).join(arch.debian());
-        let tag = write_test_layout(&image, layout, arch, &probe, &dest)?;
         let expect = Expect::of(spec, arch, packages.get(&arch).map_or(&[][..], |v| v))?;
         let start = Instant::now();
-        let id = podman.pull(&dest, &tag, &image)?;
-        let result = run_probe(&podman, &id, arch, &expect, &image);
+        // One copy per process: concurrent runs of the same image must not
+        // replace each other's layout while podman reads it.
+        let dest = project
+            .join(".kiln/test")
+            .join(&image)
+            .join(format!("{arch}-{}", std::process::id()));
+        let result = write_test_layout(&image, layout, arch, &probe, &dest).and_then(|tag| {
+            let id = podman.pull(&dest, &tag, &image)?;
+            let result = run_probe(&podman, &id, arch, &expect, &image);
+            if !opts.keep {
+                podman.remove(&id);
+            }
+            result
+        });
         if !opts.keep {
-            podman.remove(&id);
+            let _ = std::fs::remove_dir_all(&dest);
         }
         let (probe, command, shell_id) = result?;
         let checks = judge(&probe, &expect, shell_id.as_deref());
