@@ -35,6 +35,8 @@ struct Fixture {
     index: Digest,
     amd64: Digest,
     arm64: Digest,
+    /// HEAD just before the build.
+    head_before: String,
 }
 
 fn kiln_env(args: &[&str]) -> Output {
@@ -68,6 +70,12 @@ fn fixture() -> &'static Fixture {
         require_setup();
         let dir = scratch("e2e-attest");
         let prov_dir = dir.join("provenance");
+        let head_before = run(Command::new("git")
+            .arg("-C")
+            .arg(project())
+            .args(["rev-parse", "HEAD"]))
+        .trim()
+        .to_string();
         let built = ok(
             kiln_env(&[
                 "build",
@@ -119,6 +127,7 @@ fn fixture() -> &'static Fixture {
             other_public: dir.join("other.pub"),
             signed,
             dir,
+            head_before,
         }
     })
 }
@@ -285,11 +294,19 @@ fn provenance_describes_the_build_completely_and_truthfully() {
     assert_eq!(ext["variant"], Value::Null);
     assert_eq!(ext["flakeAttribute"], "scratch-plus");
     assert_eq!(ext["archs"], serde_json::json!(["amd64", "arm64"]));
+    // The commit checked out when the fixture was built (colleagues may
+    // commit in a shared checkout meanwhile, hence either end).
     let head = run(Command::new("git")
         .arg("-C")
         .arg(project())
         .args(["rev-parse", "HEAD"]));
-    assert_eq!(ext["source"]["revision"], head.trim());
+    let recorded = ext["source"]["revision"].as_str().unwrap();
+    assert!(
+        recorded == fx.head_before || recorded == head.trim(),
+        "{recorded} is neither {} nor {}",
+        fx.head_before,
+        head.trim()
+    );
     assert!(ext["source"]["dirty"].is_boolean());
     assert!(ext["source"]["uri"].as_str().unwrap().starts_with("git+"));
     let lock_bytes = std::fs::read(project().join("kiln.lock")).unwrap();
@@ -348,7 +365,7 @@ fn provenance_describes_the_build_completely_and_truthfully() {
         .iter()
         .find(|d| d.name == "source")
         .unwrap();
-    assert_eq!(source.digest["gitCommit"], head.trim());
+    assert_eq!(source.digest["gitCommit"], recorded);
     assert!(bd
         .resolved_dependencies
         .iter()
