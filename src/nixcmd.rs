@@ -158,8 +158,50 @@ pub struct BuildOptions {
     pub extra_args: Vec<String>,
 }
 
-/// Runs `nix build <flake>#<attr>...` and returns what it built.
+/// The derivation paths of `attrs` (of `packages.<system>`), in order: how
+/// `nix build --json` results are matched with the attributes asked for,
+/// since Nix lists its results in its own order (by derivation path).
+fn drv_paths(flake: &Path, attrs: &[String], opts: &BuildOptions) -> Result<Vec<String>, NixError> {
+    let names = serde_json::to_string(attrs).expect("strings serialize");
+    let mut cmd = Command::new("nix");
+    cmd.args(["eval", "--json"])
+        .arg(format!("{}#packages.{SYSTEM}", flake.display()))
+        .arg("--apply")
+        .arg(format!(
+            "ps: map (a: (builtins.getAttr a ps).drvPath) (builtins.fromJSON ''{names}'')"
+        ));
+    impurity(&mut cmd, opts);
+    let command = display(&cmd);
+    let text = output(&mut cmd)?;
+    let paths: Vec<String> = serde_json::from_str(&text).map_err(|e| NixError::Output {
+        command: command.clone(),
+        message: e.to_string(),
+    })?;
+    if paths.len() != attrs.len() {
+        return Err(NixError::Output {
+            command,
+            message: format!("{} derivations for {} attributes", paths.len(), attrs.len()),
+        });
+    }
+    Ok(paths)
+}
+
+/// The system kiln builds on (all kiln derivations are x86_64-linux).
+pub const SYSTEM: &str = "x86_64-linux";
+
+fn impurity(cmd: &mut Command, opts: &BuildOptions) {
+    if opts.allow_unsandboxed {
+        cmd.arg("--impure").env("KILN_ALLOW_UNSANDBOXED", "1");
+    } else {
+        cmd.env_remove("KILN_ALLOW_UNSANDBOXED");
+    }
+}
+
+/// Runs `nix build <flake>#<attr>...` and returns what it built, one entry
+/// per attribute, in the order given.
 pub fn build(flake: &Path, attrs: &[String], opts: &BuildOptions) -> Result<Vec<Built>, NixError> {
+    let flake = flake.canonicalize().unwrap_or_else(|_| flake.to_path_buf());
+    let drvs = drv_paths(&flake, attrs, opts)?;
     let mut cmd = Command::new("nix");
     cmd.arg("build").arg("--json").arg("--print-build-logs");
     match &opts.out_link {
@@ -173,13 +215,8 @@ pub fn build(flake: &Path, attrs: &[String], opts: &BuildOptions) -> Result<Vec<
     if opts.rebuild {
         cmd.arg("--rebuild");
     }
-    if opts.allow_unsandboxed {
-        cmd.arg("--impure").env("KILN_ALLOW_UNSANDBOXED", "1");
-    } else {
-        cmd.env_remove("KILN_ALLOW_UNSANDBOXED");
-    }
+    impurity(&mut cmd, opts);
     cmd.args(&opts.extra_args);
-    let flake = flake.canonicalize().unwrap_or_else(|_| flake.to_path_buf());
     for a in attrs {
         cmd.arg(format!("{}#{a}", flake.display()));
     }
@@ -208,33 +245,42 @@ pub fn build(flake: &Path, attrs: &[String], opts: &BuildOptions) -> Result<Vec<
         command: command.clone(),
         message: "not a JSON array".into(),
     })?;
-    if arr.len() != attrs.len() {
-        return Err(NixError::Output {
-            command,
-            message: format!("{} results for {} attributes", arr.len(), attrs.len()),
-        });
+    let mut by_drv: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for r in arr {
+        let drv = r
+            .get("drvPath")
+            .and_then(|s| s.as_str())
+            .unwrap_or_default()
+            .to_string();
+        let outputs = r
+            .get("outputs")
+            .and_then(|o| o.as_object())
+            .map(|o| {
+                o.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        by_drv.insert(drv, outputs);
     }
-    Ok(arr
+    attrs
         .iter()
-        .zip(attrs)
-        .map(|(r, attr)| Built {
-            attr: attr.clone(),
-            drv_path: r
-                .get("drvPath")
-                .and_then(|s| s.as_str())
-                .unwrap_or_default()
-                .to_string(),
-            outputs: r
-                .get("outputs")
-                .and_then(|o| o.as_object())
-                .map(|o| {
-                    o.iter()
-                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                        .collect()
-                })
-                .unwrap_or_default(),
+        .zip(drvs)
+        .map(|(attr, drv_path)| {
+            let outputs = by_drv
+                .get(&drv_path)
+                .cloned()
+                .ok_or_else(|| NixError::Output {
+                    command: command.clone(),
+                    message: format!("no result for {attr} ({drv_path})"),
+                })?;
+            Ok(Built {
+                attr: attr.clone(),
+                drv_path,
+                outputs,
+            })
         })
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]

@@ -197,8 +197,10 @@ pub fn build(project: &Path, opts: &BuildOptions) -> Result<Built, SeedError> {
     std::fs::create_dir_all(&work).map_err(io(format!("creating {}", work.display())))?;
     // One seed build at a time per work dir: a second `kiln seed` waits
     // instead of deleting the sources under the first one's feet.
-    let lock = std::fs::File::create(work.join(".lock")).map_err(io("creating the seed build lock"))?;
-    lock.lock().map_err(io("locking the seed build directory"))?;
+    let lock =
+        std::fs::File::create(work.join(".lock")).map_err(io("creating the seed build lock"))?;
+    lock.lock()
+        .map_err(io("locking the seed build directory"))?;
     let src = work.join("src");
     let target_dir = work.join("target");
     copy_sources(&crate_dir, &src)?;

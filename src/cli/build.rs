@@ -63,7 +63,6 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
         },
     )?;
     let finished = std::time::SystemTime::now();
-    let built = by_attribute(built);
     let provenance_dir = project.join(&args.provenance_dir);
     let invocation_id = provenance::invocation_id(&|k| std::env::var(k).ok());
     let mut report = Vec::new();
@@ -108,48 +107,4 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     }
     Ok(())
-}
-
-/// The attribute an image output was built for, from its `image.json`.
-fn attr_of(out: &str) -> Option<String> {
-    let img = provenance::BuiltImage::read(Path::new(out)).ok()?;
-    Some(match img.index {
-        Some(_) => img.full_name(),
-        None => format!("{}-{}", img.full_name(), img.manifests.keys().next()?),
-    })
-}
-
-/// `nix build --json` lists results in its own order (by derivation path),
-/// not in the order the attributes were given: pair each image output with
-/// the attribute its `image.json` names, so that provenance is never
-/// written for the wrong image. What is left (non-image attributes) keeps
-/// its order.
-fn by_attribute(mut built: Vec<nixcmd::Built>) -> Vec<nixcmd::Built> {
-    let attrs: Vec<String> = built.iter().map(|b| b.attr.clone()).collect();
-    let mut placed: Vec<Option<nixcmd::Built>> = vec![None; attrs.len()];
-    let mut rest = Vec::new();
-    for mut b in built.drain(..) {
-        let slot = attr_of(b.out())
-            .and_then(|a| (0..attrs.len()).find(|&i| attrs[i] == a && placed[i].is_none()));
-        match slot {
-            Some(i) => {
-                b.attr = attrs[i].clone();
-                placed[i] = Some(b);
-            }
-            None => rest.push(b),
-        }
-    }
-    let mut rest = rest.into_iter();
-    placed
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, p)| {
-            p.or_else(|| {
-                rest.next().map(|mut b| {
-                    b.attr = attrs[i].clone();
-                    b
-                })
-            })
-        })
-        .collect()
 }
