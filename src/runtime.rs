@@ -782,6 +782,8 @@ pub fn test_image(
         });
         if !opts.keep {
             let _ = std::fs::remove_dir_all(&dest);
+            // The image's directory too, once no other run uses it.
+            let _ = std::fs::remove_dir(dest.parent().expect("under .kiln/test"));
         }
         let (probe, command, shell_id) = result?;
         let checks = judge(&probe, &expect, shell_id.as_deref());
