@@ -978,7 +978,11 @@ pub fn run(input: &[u8], out: &Path) -> Result<(), Error> {
         if facts.arch != *arch {
             return Err(Error::Image {
                 image: spec.full_name(),
-                message: format!("{} is a {} image, not {arch}", dir.display(), facts.arch),
+                message: format!(
+                    "{} is the image for {}, not {arch}",
+                    dir.display(),
+                    facts.arch
+                ),
             });
         }
         violations.extend(policies.evaluate(
@@ -1367,6 +1371,61 @@ warn contains {"msg": "with field", "field": "config.User"} if input.a
         }
         let e = read_layout(&root, "x").unwrap_err();
         assert!(matches!(e, Error::Layout { .. }), "{e}");
+    }
+
+    fn step_input(layout: &Path, rego: &str) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "definition": {
+                "name": "x", "description": "d", "archs": ["amd64"],
+                "packages": {"include": ["ca-certificates"]},
+                "accounts": {"run_as": "65532"}
+            },
+            "variant": null,
+            "images": {"amd64": layout},
+            "locked": true,
+            "lock": {"amd64": {}},
+            "policies": [{"name": "policy/p.rego", "text": rego}],
+            "data": []
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_step_writes_a_report_or_fails_leaving_nothing() {
+        let dir = crate::oci::tests::scratch("policy-step");
+        let root = layout(&dir, vec![vec![file("bin/sh", b"#!", 0o755)]], "65532");
+        let shell = "package kiln.t\nimport rego.v1\ndeny contains {\"msg\": \"shell\", \"path\": p} if {\n  some p, _ in input.files\n  p == \"/bin/sh\"\n}\nwarn contains \"w\" if input.kind == \"definition\"\n";
+        let out = dir.join("out-denied");
+        let e = run(&step_input(&root, shell), &out)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("1 policy violation(s) (deny):\n"), "{e}");
+        assert!(
+            e.contains("DENY kiln.t x (amd64) path /bin/sh: shell [policy/p.rego]"),
+            "{e}"
+        );
+        assert!(e.contains("WARN kiln.t x (definition): w"), "{e}");
+        assert!(!out.exists());
+
+        let warn_only =
+            "package kiln.t\nimport rego.v1\nwarn contains \"w\" if input.kind == \"image\"\n";
+        let out = dir.join("out-ok");
+        run(&step_input(&root, warn_only), &out).unwrap();
+        let report: Value =
+            serde_json::from_slice(&std::fs::read(out.join(REPORT_FILE)).unwrap()).unwrap();
+        assert_eq!(report["image"], "x");
+        assert_eq!(report["rules"], json!(["kiln.t"]));
+        assert_eq!(report["violations"][0]["level"], "warn");
+        assert_eq!(report["violations"][0]["arch"], "amd64");
+
+        // A layout of another architecture than the input says is refused.
+        let mut input: Value = serde_json::from_slice(&step_input(&root, warn_only)).unwrap();
+        input["definition"]["archs"] = json!(["arm64"]);
+        input["images"] = json!({"arm64": root});
+        let e = run(&serde_json::to_vec(&input).unwrap(), &dir.join("out-arch"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is the image for amd64, not arm64"), "{e}");
     }
 
     #[test]
