@@ -18,11 +18,11 @@ pub enum DefinitionError {
     /// the line, column and key from the TOML reader.
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
-    #[error("{path}: {line}{source}")]
+    #[error("{path}: {line}{error}")]
     Invalid {
         path: PathBuf,
         line: String,
-        source: SpecError,
+        error: SpecError,
     },
     #[error("no image definitions found under {0} (expected <name>/image.toml)")]
     NoneFound(PathBuf),
@@ -53,12 +53,12 @@ pub fn parse(
     })?;
     definition
         .validate(dir_name)
-        .map_err(|source| DefinitionError::Invalid {
+        .map_err(|error| DefinitionError::Invalid {
             path: path.to_path_buf(),
-            line: locate(text, &source)
+            line: locate(text, &error)
                 .map(|l| format!("line {l}: "))
                 .unwrap_or_default(),
-            source,
+            error,
         })?;
     Ok(definition)
 }
