@@ -412,40 +412,18 @@ pub struct CheckOptions {
 }
 
 /// Builds flake attributes (Nix reuses what exists) and returns each one's
-/// output. `nix build --json` lists results in its own order (by derivation
-/// path), not in the order of the attributes, so they are matched by the
-/// derivation name lib.nix gives index outputs (`kiln-<attr>`), and an
-/// attribute that matches none is built on its own.
+/// output.
 pub fn build(project: &Path, attrs: &[String]) -> Result<BTreeMap<String, PathBuf>, PolicyError> {
-    let mut out = BTreeMap::new();
     if attrs.is_empty() {
-        return Ok(out);
+        return Ok(BTreeMap::new());
     }
-    let built = nixcmd::build(project, attrs, &BuildOptions::default())?;
-    for attr in attrs {
-        let suffix = format!("-kiln-{attr}");
-        let found = if attrs.len() == 1 {
-            built.first().map(|b| b.out().to_string())
-        } else {
-            built
-                .iter()
-                .map(|b| b.out().to_string())
-                .find(|o| o.ends_with(&suffix))
-        };
-        let path = match found {
-            Some(p) => p,
-            None => nixcmd::build(
-                project,
-                std::slice::from_ref(attr),
-                &BuildOptions::default(),
-            )?
-            .first()
-            .map(|b| b.out().to_string())
-            .unwrap_or_default(),
-        };
-        out.insert(attr.clone(), PathBuf::from(path));
-    }
-    Ok(out)
+    Ok(nixcmd::build(project, attrs, &BuildOptions::default())?
+        .into_iter()
+        .map(|b| {
+            let out = PathBuf::from(b.out());
+            (b.attr, out)
+        })
+        .collect())
 }
 
 /// `kiln policy`: evaluates the definitions, builds (or reuses) the images
