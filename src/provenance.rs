@@ -24,8 +24,8 @@ use kiln_seed::attest::statement::{
 use kiln_seed::attest::Statement;
 use kiln_seed::digest::Digest;
 use kiln_seed::verify::provenance::{
-    deb_purl, ExternalParameters, FileParameter, InternalParameters, SourceParameter,
-    KILN_BUILD_TYPE, LOCAL_BUILDER_PREFIX,
+    deb_purl, ExternalParameters, FileParameter, InternalParameters, PolicyParameter,
+    SourceParameter, KILN_BUILD_TYPE, LOCAL_BUILDER_PREFIX,
 };
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -327,6 +327,17 @@ pub struct BuildRecord<'a> {
     pub finished: SystemTime,
     /// The same for every attribute of one `kiln build` invocation.
     pub invocation_id: &'a str,
+    /// What the build's policy gate decided (None: not evaluated).
+    pub policy: Option<&'a PolicyRecord>,
+}
+
+/// The policy gate of a build: the user's choices and the outcome.
+#[derive(Debug, Clone)]
+pub struct PolicyRecord {
+    pub enforced: bool,
+    pub extra_policies: Vec<String>,
+    /// `{denied, warnings, rules}`.
+    pub outcome: serde_json::Value,
 }
 
 /// The provenance statement of one built attribute.
@@ -456,6 +467,10 @@ pub fn generate(rec: &BuildRecord) -> Result<Statement, ProvenanceError> {
             path: def_rel,
             digest: def_digest.to_string(),
         },
+        policy: rec.policy.map(|p| PolicyParameter {
+            enforced: p.enforced,
+            extra_policies: p.extra_policies.clone(),
+        }),
     };
     let (isolated, isolation) = match rec.settings.check_isolated() {
         Ok(()) => (
@@ -472,6 +487,7 @@ pub fn generate(rec: &BuildRecord) -> Result<Statement, ProvenanceError> {
         isolated,
         isolation,
         seed: rec.pin.store_path.clone(),
+        policy: rec.policy.map(|p| p.outcome.clone()),
     };
     let env = |k: &str| std::env::var(k).ok();
     let (id, mut version) = builder_id(&env);

@@ -472,3 +472,35 @@ fn an_unlocked_image_is_reported_not_built() {
         assert_eq!(e["archs"], serde_json::json!({}), "{e}");
     }
 }
+
+#[test]
+fn kiln_build_fails_on_a_denied_rule_unless_skipped_and_the_skip_is_in_the_provenance() {
+    require_setup();
+    let dir = project_copy("build-gate");
+    add_shell_variant(&dir);
+
+    let denied = kiln_in(&dir, &["build", "scratch-plus-shell"]);
+    assert!(!denied.status.success(), "{}", stdout(&denied));
+    let err = stderr(&denied);
+    assert!(err.contains("DENY kiln.shell scratch-plus-shell"), "{err}");
+    assert!(
+        err.contains("policy violation(s) denied") && err.contains("--skip-policy"),
+        "{err}"
+    );
+    assert!(!dir
+        .join(".kiln/provenance/scratch-plus-shell.intoto.json")
+        .exists());
+
+    let skipped = kiln_in(&dir, &["build", "--skip-policy", "scratch-plus-shell"]);
+    assert!(skipped.status.success(), "{}", stderr(&skipped));
+    let statement: Value = serde_json::from_slice(
+        &std::fs::read(dir.join(".kiln/provenance/scratch-plus-shell.intoto.json")).unwrap(),
+    )
+    .unwrap();
+    let bd = &statement["predicate"]["buildDefinition"];
+    assert_eq!(
+        bd["externalParameters"]["policy"]["enforced"], false,
+        "{bd}"
+    );
+    assert_eq!(bd["internalParameters"]["policy"]["denied"], 2, "{bd}");
+}

@@ -34,6 +34,13 @@ pub struct Args {
     /// unsigned; `kiln sign` signs them). Relative to the project.
     #[arg(long, value_name = "DIR", default_value = kiln::provenance::DEFAULT_DIR)]
     pub provenance_dir: PathBuf,
+    /// A directory of your own Rego policies, evaluated with kiln's defaults
+    /// (repeatable; see docs/policy.md).
+    #[arg(long = "policy", value_name = "DIR")]
+    pub policies: Vec<PathBuf>,
+    /// Go on even when a policy denies the image. The provenance records it.
+    #[arg(long)]
+    pub skip_policy: bool,
 }
 
 pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
@@ -75,6 +82,32 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
             }
             continue;
         }
+        // The policy gate: deny fails the build unless the user opts out,
+        // and the opt-out goes into the provenance.
+        let verdict =
+            kiln::policy::evaluate_image(project, &b.attr, Path::new(b.out()), &args.policies)
+                .with_context(|| format!("evaluating the policies on {}", b.attr))?;
+        eprint!("{}", verdict.render());
+        if verdict.denied() > 0 && !args.skip_policy {
+            bail!(
+                "{}: {} policy violation(s) denied; fix the definition, or pass --skip-policy to build anyway (recorded in the provenance)",
+                b.attr,
+                verdict.denied()
+            );
+        }
+        let policy = provenance::PolicyRecord {
+            enforced: !args.skip_policy,
+            extra_policies: args
+                .policies
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect(),
+            outcome: serde_json::json!({
+                "denied": verdict.denied(),
+                "warnings": verdict.warned(),
+                "rules": verdict.rules.keys().collect::<Vec<_>>(),
+            }),
+        };
         let statement = provenance::generate(&provenance::BuildRecord {
             project,
             built: b,
@@ -83,6 +116,7 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
             started,
             finished,
             invocation_id: &invocation_id,
+            policy: Some(&policy),
         })
         .with_context(|| format!("writing the provenance of {}", b.attr))?;
         let prov_path = provenance::path_for(&provenance_dir, &b.attr);

@@ -35,6 +35,21 @@ pub struct ExternalParameters {
     pub source: SourceParameter,
     pub lock: FileParameter,
     pub definition: FileParameter,
+    /// Whether the policies were enforced (`kiln build --skip-policy` turns
+    /// them off, and that choice is recorded here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicyParameter>,
+}
+
+/// The policy choices of a build.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyParameter {
+    /// False when the build was told to go on despite denied rules.
+    pub enforced: bool,
+    /// The user's policy directories besides kiln's defaults.
+    #[serde(default)]
+    pub extra_policies: Vec<String>,
 }
 
 impl ExternalParameters {
@@ -80,6 +95,9 @@ pub struct InternalParameters {
     pub isolation: String,
     /// The seed (the only builder inside the sandbox).
     pub seed: String,
+    /// The outcome of the policy evaluation: `{denied, warnings, rules}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Value>,
 }
 
 /// Epoch seconds of an RFC 3339 timestamp.
@@ -269,6 +287,28 @@ pub fn check(report: &mut Report, v: &VerifiedStatement, image: &Image, exp: &Ex
             "isolation",
             format!("internalParameters do not record isolation: {e}"),
         ),
+    }
+
+    let denied = serde_json::from_value::<InternalParameters>(bd.internal_parameters.clone())
+        .ok()
+        .and_then(|i| i.policy)
+        .and_then(|o| o.get("denied").and_then(Value::as_u64));
+    match (&ext.policy, denied) {
+        (Some(p), Some(0)) if p.enforced => {
+            report.pass("policy", "policies enforced at build time, nothing denied")
+        }
+        (Some(p), Some(n)) if !p.enforced && n > 0 => report.info(
+            "policy",
+            format!("built with --skip-policy: {n} denied rule(s) were overridden at build time"),
+        ),
+        (Some(p), _) if !p.enforced => {
+            report.info("policy", "built with --skip-policy (policies not enforced)")
+        }
+        (Some(_), Some(n)) => report.fail(
+            "policy",
+            format!("provenance says policies were enforced but {n} rule(s) denied"),
+        ),
+        _ => report.info("policy", "the provenance records no policy evaluation"),
     }
 
     let builder = &p.run_details.builder.id;
