@@ -156,8 +156,70 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), PolicyError> {
 
 /// Loads and parses the policies.
 pub fn load(project: &Path, dirs: &PolicyDirs) -> Result<Policies, PolicyError> {
-    let (rego, data) = read_sources(project, &dirs.dirs(project))?;
+    let (rego, data) = sources(project, dirs)?;
     Ok(Policies::load(&rego, &data)?)
+}
+
+/// kiln's default policies as shipped with this binary: used for a project
+/// that has no `policy/` directory of its own (a project's `policy/` is
+/// what `nix flake check` evaluates, so when it exists it wins).
+pub const EMBEDDED_DEFAULTS: &[(&str, &str)] = &[
+    (
+        "policy/annotations.rego",
+        include_str!("../policy/annotations.rego"),
+    ),
+    (
+        "policy/budgets.json",
+        include_str!("../policy/budgets.json"),
+    ),
+    (
+        "policy/ca_bundle.rego",
+        include_str!("../policy/ca_bundle.rego"),
+    ),
+    ("policy/debug.rego", include_str!("../policy/debug.rego")),
+    ("policy/lib.rego", include_str!("../policy/lib.rego")),
+    ("policy/lock.rego", include_str!("../policy/lock.rego")),
+    (
+        "policy/package_manager.rego",
+        include_str!("../policy/package_manager.rego"),
+    ),
+    ("policy/setuid.rego", include_str!("../policy/setuid.rego")),
+    ("policy/shell.rego", include_str!("../policy/shell.rego")),
+    ("policy/size.rego", include_str!("../policy/size.rego")),
+    ("policy/user.rego", include_str!("../policy/user.rego")),
+    (
+        "policy/world_writable.rego",
+        include_str!("../policy/world_writable.rego"),
+    ),
+];
+
+/// The policy and data sources `dirs` select, falling back to the embedded
+/// defaults when the project has no `policy/` directory.
+pub fn sources(
+    project: &Path,
+    dirs: &PolicyDirs,
+) -> Result<(Vec<Source>, Vec<Source>), PolicyError> {
+    let default_dir = project.join(DEFAULT_DIR);
+    let embedded = dirs.defaults && !default_dir.is_dir();
+    let mut list = dirs.dirs(project);
+    if embedded {
+        list.retain(|d| d != &default_dir);
+    }
+    let (mut rego, mut data) = read_sources(project, &list)?;
+    if embedded {
+        for (name, text) in EMBEDDED_DEFAULTS.iter().rev() {
+            let src = Source {
+                name: name.to_string(),
+                text: text.to_string(),
+            };
+            if name.ends_with(".rego") {
+                rego.insert(0, src);
+            } else {
+                data.insert(0, src);
+            }
+        }
+    }
+    Ok((rego, data))
 }
 
 /// What the lock says about `image` (full name).
@@ -526,6 +588,39 @@ pub fn check_project(project: &Path, opts: &CheckOptions) -> Result<Report, Poli
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn embedded_defaults_are_the_shipped_policy_directory() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_DIR);
+        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| {
+                (n.ends_with(".rego") && !n.ends_with("_test.rego")) || n.ends_with(".json")
+            })
+            .collect();
+        on_disk.sort();
+        let embedded: Vec<String> = EMBEDDED_DEFAULTS
+            .iter()
+            .map(|(n, _)| n.trim_start_matches("policy/").to_string())
+            .collect();
+        assert_eq!(
+            embedded, on_disk,
+            "add new policy files to EMBEDDED_DEFAULTS"
+        );
+        for (name, text) in EMBEDDED_DEFAULTS {
+            let file = Path::new(env!("CARGO_MANIFEST_DIR")).join(name);
+            assert_eq!(std::fs::read_to_string(file).unwrap(), *text);
+        }
+    }
+
+    #[test]
+    fn a_project_without_a_policy_directory_gets_the_embedded_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rego, data) = sources(dir.path(), &PolicyDirs::default()).unwrap();
+        assert_eq!(rego.len() + data.len(), EMBEDDED_DEFAULTS.len());
+        assert!(rego.iter().any(|s| s.name == "policy/shell.rego"));
+    }
 
     fn project() -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
