@@ -2,8 +2,6 @@
 
 use anyhow::Context;
 use kiln::debian::http::Http;
-use kiln::debian::sources::{Mirrors, Overrides};
-use kiln::debian::DEFAULT_APT_DIR;
 use kiln::fetch::{self, Options, DEFAULT_JOBS};
 use kiln::lock::Lock;
 use kiln::spec::Arch;
@@ -39,17 +37,8 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
 
-    /// Archive base URL for every suite except *-security (overrides apt's sources).
-    #[arg(long, env = "KILN_MIRROR", value_name = "URL")]
-    pub mirror: Option<String>,
-
-    /// Archive base URL for *-security suites.
-    #[arg(long, env = "KILN_SECURITY_MIRROR", value_name = "URL")]
-    pub security_mirror: Option<String>,
-
-    /// apt configuration directory to read sources from.
-    #[arg(long, env = "KILN_APT_DIR", value_name = "DIR", default_value = DEFAULT_APT_DIR)]
-    pub apt_dir: PathBuf,
+    #[command(flatten)]
+    pub archive: super::mirror::MirrorArgs,
 }
 
 fn parse_arch(s: &str) -> Result<Arch, String> {
@@ -62,13 +51,7 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
     let images = (!args.images.is_empty()).then_some(args.images.as_slice());
     let archs = (!args.arch.is_empty()).then_some(args.arch.as_slice());
     let items = fetch::items(lock.select(images, archs)?);
-    let mirrors = Mirrors::discover(
-        &args.apt_dir,
-        Overrides {
-            mirror: args.mirror,
-            security_mirror: args.security_mirror,
-        },
-    )?;
+    let mirrors = args.archive.discover()?;
     let http = Http::new()?;
     let opts = Options {
         jobs: args.jobs,

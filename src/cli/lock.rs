@@ -4,8 +4,7 @@
 use anyhow::Context;
 use kiln::debian::http::Http;
 use kiln::debian::release::{self, load_suite, Keyring};
-use kiln::debian::sources::{Mirrors, Overrides};
-use kiln::debian::{DEFAULT_APT_DIR, DEFAULT_KEYRING};
+use kiln::debian::DEFAULT_KEYRING;
 use kiln::lock::{self, Lock};
 use kiln::spec::ImageSpec;
 use std::collections::{BTreeMap, BTreeSet};
@@ -47,21 +46,12 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
 
-    /// Archive base URL for every suite except *-security (overrides apt's sources).
-    #[arg(long, env = "KILN_MIRROR", value_name = "URL")]
-    pub mirror: Option<String>,
-
-    /// Archive base URL for *-security suites.
-    #[arg(long, env = "KILN_SECURITY_MIRROR", value_name = "URL")]
-    pub security_mirror: Option<String>,
+    #[command(flatten)]
+    pub archive: super::mirror::MirrorArgs,
 
     /// OpenPGP keyring that must have signed the InRelease files.
     #[arg(long, env = "KILN_KEYRING", value_name = "FILE", default_value = DEFAULT_KEYRING)]
     pub keyring: PathBuf,
-
-    /// apt configuration directory to read sources from.
-    #[arg(long, env = "KILN_APT_DIR", value_name = "DIR", default_value = DEFAULT_APT_DIR)]
-    pub apt_dir: PathBuf,
 }
 
 pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
@@ -113,13 +103,7 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
         .collect();
     let needed = lock::needed_suites(&targets);
 
-    let mirrors = Mirrors::discover(
-        &args.apt_dir,
-        Overrides {
-            mirror: args.mirror.clone(),
-            security_mirror: args.security_mirror.clone(),
-        },
-    )?;
+    let mirrors = args.archive.discover()?;
     let mut sources = Vec::new();
     for (suite, archs) in &needed {
         sources.push((

@@ -9,6 +9,7 @@ mod digests;
 mod fetch;
 mod keygen;
 mod lock;
+mod mirror;
 mod policy;
 mod pull;
 mod push;
