@@ -1176,21 +1176,7 @@ fn git_project(name: &str) -> PathBuf {
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
         std::fs::copy(project().join(&f), &to).unwrap();
     }
-    let git = |args: &[&str]| {
-        run(Command::new("git")
-            .arg("-C")
-            .arg(&dir)
-            .args([
-                "-c",
-                "user.name=kiln test",
-                "-c",
-                "user.email=test@kiln.invalid",
-            ])
-            .args(args))
-    };
-    git(&["init", "--quiet"]);
-    git(&["add", "."]);
-    git(&["commit", "--quiet", "-m", "kiln e2e rebuild fixture"]);
+    git_commit_all(&dir, "kiln e2e rebuild fixture");
     dir
 }
 

@@ -829,15 +829,6 @@ fn project_with(images: &[(&str, &str)]) -> tempfile::TempDir {
     dir
 }
 
-fn kiln_in(project: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(kiln_bin())
-        .arg("--project")
-        .arg(project)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn a_variant_with_an_unknown_key_is_refused_naming_file_line_and_key() {
     for (bad, key) in [

@@ -23,46 +23,6 @@ fn outside(name: &str) -> PathBuf {
     dir
 }
 
-/// A copy of what Nix and kiln read of the project (definitions of
-/// scratch-plus only), to change on purpose.
-fn project_copy(name: &str) -> PathBuf {
-    let dir = outside(name);
-    for f in [
-        "flake.nix",
-        "flake.lock",
-        "kiln.lock",
-        "nix/lib.nix",
-        "nix/seed.json",
-        "images/scratch-plus/image.toml",
-    ] {
-        let to = dir.join(f);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(project().join(f), to).unwrap();
-    }
-    copy_dir(&project().join("policy"), &dir.join("policy"));
-    dir
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
-}
-
-fn kiln_in(project: &Path, args: &[&str]) -> Output {
-    Command::new(kiln_bin())
-        .arg("--project")
-        .arg(project)
-        .args(args)
-        .output()
-        .expect("running kiln")
-}
 
 fn json_of(out: &Output) -> Value {
     serde_json::from_str(&stdout(out)).unwrap_or_else(|e| {

@@ -264,31 +264,8 @@ fn git_copy(name: &str) -> PathBuf {
         .arg(v["path"].as_str().unwrap())
         .arg(&dir));
     make_writable(&dir);
-    let git = |args: &[&str]| {
-        run(Command::new("git")
-            .arg("-C")
-            .arg(&dir)
-            .args([
-                "-c",
-                "user.name=kiln tests",
-                "-c",
-                "user.email=tests@kiln.invalid",
-            ])
-            .args(args))
-    };
-    git(&["init", "-q"]);
-    git(&["add", "-A"]);
-    git(&["commit", "-q", "-m", "the project as it is"]);
+    git_commit_all(&dir, "the project as it is");
     dir
-}
-
-fn kiln_in(dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(kiln_bin())
-        .arg("--project")
-        .arg(dir)
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 #[test]

@@ -200,23 +200,6 @@ fn building_twice_gives_the_same_bytes() {
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
-/// A copy of the parts of the project Nix evaluates, to break on purpose.
-fn project_copy(name: &str) -> PathBuf {
-    let dir = scratch(name);
-    for f in [
-        "flake.nix",
-        "flake.lock",
-        "kiln.lock",
-        "nix/lib.nix",
-        "nix/seed.json",
-        "images/scratch-plus/image.toml",
-    ] {
-        let to = dir.join(f);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(project().join(f), to).unwrap();
-    }
-    dir
-}
 
 fn nix_build(flake: &Path, attr: &str, env: &[(&str, &str)]) -> std::process::Output {
     Command::new("nix")

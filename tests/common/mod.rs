@@ -195,3 +195,67 @@ pub fn platform_manifests(layout: &Path) -> Vec<serde_json::Value> {
             .unwrap();
     nested["manifests"].as_array().unwrap().clone()
 }
+
+/// `kiln --project <dir> args...`
+pub fn kiln_in(project: &Path, args: &[&str]) -> Output {
+    Command::new(kiln_bin())
+        .arg("--project")
+        .arg(project)
+        .args(args)
+        .output()
+        .expect("running kiln")
+}
+
+/// Commits everything in `dir` into a fresh git repository (a project
+/// fixture with a revision to record and rebuild from).
+pub fn git_commit_all(dir: &Path, message: &str) {
+    let git = |args: &[&str]| {
+        run(Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args([
+                "-c",
+                "user.name=kiln tests",
+                "-c",
+                "user.email=tests@kiln.invalid",
+            ])
+            .args(args))
+    };
+    git(&["init", "--quiet"]);
+    git(&["add", "-A"]);
+    git(&["commit", "--quiet", "-m", message]);
+}
+
+/// The files Nix and kiln read of the project, besides the definitions.
+pub const PROJECT_FILES: [&str; 5] = ["flake.nix", "flake.lock", "kiln.lock", "nix/lib.nix", "nix/seed.json"];
+
+/// A copy of what Nix and kiln read of the project (with the definition of
+/// scratch-plus only and the shipped policies), to change on purpose. It
+/// lives outside the checkout: inside, Nix would read it as part of the
+/// checkout's git flake; outside, it is a `path:` flake of its own.
+pub fn project_copy(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join("kiln-e2e-projects").join(name);
+    if dir.exists() {
+        make_writable(&dir);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+    for f in PROJECT_FILES.iter().chain(&["images/scratch-plus/image.toml"]) {
+        let to = dir.join(f);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(project().join(f), to).unwrap();
+    }
+    copy_dir(&project().join("policy"), &dir.join("policy"));
+    dir
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}

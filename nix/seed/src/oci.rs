@@ -483,31 +483,8 @@ impl Layout {
                 format!("{} bytes is too large for a document", desc.size()),
             ));
         }
-        let path = self.blob_path(&digest);
-        let f =
-            fs::File::open(&path).map_err(|e| self.blob_error(desc, format!("missing: {e}")))?;
-        let mut bytes = Vec::new();
-        f.take(desc.size() + 1)
-            .read_to_end(&mut bytes)
-            .map_err(io_err("reading", &path))?;
-        if bytes.len() as u64 != desc.size() {
-            return Err(self.blob_error(
-                desc,
-                format!(
-                    "is {} bytes, its descriptor says {}",
-                    bytes.len(),
-                    desc.size()
-                ),
-            ));
-        }
-        let actual = Digest::of(&bytes);
-        if actual != digest {
-            return Err(self.blob_error(
-                desc,
-                format!("content does not match its digest (it hashes to {actual})"),
-            ));
-        }
-        Ok(bytes)
+        read_checked(&self.blob_path(&digest), &digest, desc.size())
+            .map_err(|m| self.blob_error(desc, m))
     }
 
     fn read_document<T: serde::de::DeserializeOwned>(
@@ -653,6 +630,34 @@ fn read_small(path: &Path) -> Result<Vec<u8>, Error> {
             path: path.to_path_buf(),
             message: format!("larger than {MAX_DOCUMENT_SIZE} bytes"),
         });
+    }
+    Ok(bytes)
+}
+
+/// Reads the blob file at `path`, which must be a regular file of exactly
+/// `size` bytes hashing to `digest`; the error says which of these failed.
+/// Never reads more than `size + 1` bytes, whatever the file holds.
+pub fn read_checked(path: &Path, digest: &Digest, size: u64) -> Result<Vec<u8>, String> {
+    let meta =
+        fs::symlink_metadata(path).map_err(|e| format!("missing ({}): {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!("{} is not a regular file", path.display()));
+    }
+    let mut bytes = Vec::with_capacity(size.min(MAX_DOCUMENT_SIZE) as usize);
+    fs::File::open(path)
+        .and_then(|f| f.take(size + 1).read_to_end(&mut bytes))
+        .map_err(|e| format!("reading {}: {e}", path.display()))?;
+    if bytes.len() as u64 != size {
+        return Err(format!(
+            "is {} bytes, its descriptor says {size}",
+            meta.len()
+        ));
+    }
+    let actual = Digest::of(&bytes);
+    if actual != *digest {
+        return Err(format!(
+            "content does not match its digest (it hashes to {actual})"
+        ));
     }
     Ok(bytes)
 }

@@ -7,9 +7,7 @@ use super::source::{Source, SourceError, MAX_BLOB_SIZE};
 use crate::digest::Digest;
 use crate::oci::{self, Layout, INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, REF_NAME};
 use oci_spec::image::{Descriptor, ImageManifest};
-use std::fs;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// `index.json` annotation `cosign save` puts on the image it saved
 /// (`dev.cosignproject.cosign/image`) or image index (`.../imageIndex`).
@@ -140,34 +138,8 @@ impl Source for LayoutSource {
                 format!("{} bytes is more than the verifier reads", desc.size()),
             ));
         }
-        let path: PathBuf = self.layout.blob_path(&digest);
-        let meta = fs::symlink_metadata(&path)
-            .map_err(|e| self.blob_err(desc, format!("missing ({}): {e}", path.display())))?;
-        if !meta.is_file() {
-            return Err(self.blob_err(desc, format!("{} is not a regular file", path.display())));
-        }
-        let mut bytes = Vec::with_capacity(desc.size() as usize);
-        fs::File::open(&path)
-            .and_then(|f| f.take(desc.size() + 1).read_to_end(&mut bytes))
-            .map_err(|e| self.blob_err(desc, format!("reading {}: {e}", path.display())))?;
-        if bytes.len() as u64 != desc.size() {
-            return Err(self.blob_err(
-                desc,
-                format!(
-                    "is {} bytes, its descriptor says {}",
-                    meta.len(),
-                    desc.size()
-                ),
-            ));
-        }
-        let actual = Digest::of(&bytes);
-        if actual != digest {
-            return Err(self.blob_err(
-                desc,
-                format!("content does not match its digest (it hashes to {actual})"),
-            ));
-        }
-        Ok(bytes)
+        crate::oci::read_checked(&self.layout.blob_path(&digest), &digest, desc.size())
+            .map_err(|m| self.blob_err(desc, m))
     }
 
     fn tagged(&self, tag: &str) -> Result<Option<Descriptor>, SourceError> {
