@@ -301,6 +301,17 @@ impl Lock {
     /// `kiln lock --check`: offline, whether the lock still matches the
     /// definitions. `path` names the lock in the error.
     pub fn check(&self, specs: &[ImageSpec], path: &Path) -> Result<(), LockError> {
+        self.check_images(specs, true, path)
+    }
+
+    /// Like [`Lock::check`] for `specs` only; `complete` also refuses
+    /// locked images that no definition declares any more.
+    pub fn check_images(
+        &self,
+        specs: &[ImageSpec],
+        complete: bool,
+        path: &Path,
+    ) -> Result<(), LockError> {
         let mut problems = Vec::new();
         let mut names = BTreeSet::new();
         for spec in specs {
@@ -330,7 +341,7 @@ impl Lock {
                 }
             }
         }
-        for name in self.images.keys() {
+        for name in self.images.keys().filter(|_| complete) {
             if !names.contains(name) {
                 problems.push(format!(
                     "image {name}: locked, but there is no such definition any more"

@@ -200,7 +200,6 @@ fn building_twice_gives_the_same_bytes() {
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
-
 fn nix_build(flake: &Path, attr: &str, env: &[(&str, &str)]) -> std::process::Output {
     Command::new("nix")
         .args(["build", "--no-link", "--print-build-logs"])
@@ -342,5 +341,40 @@ fn the_seed_refuses_to_run_outside_the_sandbox() {
         stderr(&allowed).contains("NOT RUNNING IN THE NIX SANDBOX"),
         "{}",
         stderr(&allowed)
+    );
+}
+
+#[test]
+fn kiln_build_names_definition_errors_and_missing_debs_before_nix_runs() {
+    require_setup();
+    let dir = project_copy("e2e-build-precheck-definition");
+    let def = dir.join("images/scratch-plus/image.toml");
+    let text = std::fs::read_to_string(&def)
+        .unwrap()
+        .replace("[packages]\n", "[packages]\ncolour = \"red\"\n");
+    std::fs::write(&def, text).unwrap();
+    let out = kiln_in(&dir, &["build", "scratch-plus"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("images/scratch-plus/image.toml: line ") && err.contains("colour"),
+        "{err}"
+    );
+
+    let dir = project_copy("e2e-build-precheck-debs");
+    let lock_path = dir.join("kiln.lock");
+    let mut lock: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&lock_path).unwrap()).unwrap();
+    for arch in ["amd64", "arm64"] {
+        lock["packages"][arch]["ca-certificates"]["sha256"] = "00".repeat(32).into();
+    }
+    std::fs::write(&lock_path, kiln::json::pretty(&lock)).unwrap();
+    let out = kiln_in(&dir, &["build", "scratch-plus"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("pinned .deb(s) are not in the Nix store (ca-certificates ")
+            && err.contains("run `kiln fetch`"),
+        "{err}"
     );
 }

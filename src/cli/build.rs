@@ -58,6 +58,7 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
             pin.store_path
         );
     }
+    precheck(project, &args.images)?;
     let started = std::time::SystemTime::now();
     let built = nixcmd::build(
         project,
@@ -139,6 +140,65 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    Ok(())
+}
+
+/// What would otherwise surface as a Nix evaluation or fetch error, said
+/// the kiln way first: a definition error with its file, line and key, a
+/// stale lock naming the image, or the .debs `kiln fetch` has not added.
+fn precheck(project: &Path, attrs: &[String]) -> anyhow::Result<()> {
+    let images_dir = project.join("images");
+    if !images_dir.is_dir() {
+        return Ok(());
+    }
+    let mut specs = Vec::new();
+    for loaded in kiln::definition::load_all(&images_dir)? {
+        specs.extend(
+            loaded
+                .definition
+                .images()
+                .map_err(|e| anyhow::anyhow!("{}: {e}", loaded.path.display()))?,
+        );
+    }
+    // `<image>[-<variant>]` or `<image>[-<variant>]-<arch>`; other attributes
+    // (the seed, the verifier) have nothing to check.
+    let wanted: Vec<_> = specs
+        .into_iter()
+        .filter(|s| {
+            let full = s.full_name();
+            attrs
+                .iter()
+                .any(|a| *a == full || s.archs.iter().any(|arch| *a == format!("{full}-{arch}")))
+        })
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let lock_path = kiln::lock::Lock::path_in(project);
+    let lock = kiln::lock::Lock::read(&lock_path)?;
+    lock.check_images(&wanted, false, &lock_path)?;
+    let names: Vec<String> = wanted.iter().map(|s| s.full_name()).collect();
+    let items = kiln::fetch::items(lock.select(Some(&names), None)?);
+    let paths: Vec<String> = items.iter().map(|i| i.store_path.clone()).collect();
+    let missing = kiln::fetch::invalid_paths(&paths)?;
+    if !missing.is_empty() {
+        let named: Vec<String> = items
+            .iter()
+            .filter(|i| missing.contains(&i.store_path))
+            .take(5)
+            .map(|i| format!("{} {}", i.name, i.package.version))
+            .collect();
+        bail!(
+            "{} pinned .deb(s) are not in the Nix store ({}{}); run `kiln fetch`",
+            missing.len(),
+            named.join(", "),
+            if missing.len() > named.len() {
+                ", ..."
+            } else {
+                ""
+            }
+        );
     }
     Ok(())
 }
