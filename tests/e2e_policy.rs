@@ -23,7 +23,6 @@ fn outside(name: &str) -> PathBuf {
     dir
 }
 
-
 fn json_of(out: &Output) -> Value {
     serde_json::from_str(&stdout(out)).unwrap_or_else(|e| {
         panic!(

@@ -227,7 +227,13 @@ pub fn git_commit_all(dir: &Path, message: &str) {
 }
 
 /// The files Nix and kiln read of the project, besides the definitions.
-pub const PROJECT_FILES: [&str; 5] = ["flake.nix", "flake.lock", "kiln.lock", "nix/lib.nix", "nix/seed.json"];
+pub const PROJECT_FILES: [&str; 5] = [
+    "flake.nix",
+    "flake.lock",
+    "kiln.lock",
+    "nix/lib.nix",
+    "nix/seed.json",
+];
 
 /// A copy of what Nix and kiln read of the project (with the definition of
 /// scratch-plus only and the shipped policies), to change on purpose. It
@@ -239,7 +245,10 @@ pub fn project_copy(name: &str) -> PathBuf {
         make_writable(&dir);
         std::fs::remove_dir_all(&dir).unwrap();
     }
-    for f in PROJECT_FILES.iter().chain(&["images/scratch-plus/image.toml"]) {
+    for f in PROJECT_FILES
+        .iter()
+        .chain(&["images/scratch-plus/image.toml"])
+    {
         let to = dir.join(f);
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
         std::fs::copy(project().join(f), to).unwrap();
