@@ -34,6 +34,8 @@ fn main_pkgs() -> Vec<Pkg> {
         pkg("zlib1g", "1:1.2.13.dfsg-1", "libc6 (>= 2.14)"),
         pkg("needs-new-libc", "1.0", "zlib1g, libc6 (>= 2.40)"),
         pkg("x86-tool", "1.0", "libc6").only("amd64"),
+        pkg("legacy-engine", "0.9", "").field("Breaks", "libssl3 (<< 3.0.10)"),
+        pkg("uses-legacy-engine", "1.0", "legacy-engine"),
     ]
 }
 
@@ -336,6 +338,40 @@ fn unsatisfiable_dependency_names_the_chain() {
             "libc6: available 2.36-9 (bookworm)",
         ],
     );
+}
+
+#[test]
+fn conflicting_packages_are_named_with_how_each_came_in() {
+    let w = setup();
+    // The security suite's libssl3 3.0.11 is chosen, which legacy-engine
+    // does not break; the main suite alone has 3.0.9, which it does.
+    write_image(
+        &w.project,
+        "ssl",
+        &["openssl", "uses-legacy-engine"],
+        &[],
+        "",
+    );
+    let o = kiln(&w.project, &w.env, &["lock"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    std::fs::remove_file(w.project.join("kiln.lock")).unwrap();
+    for image in ["certs", "ssl"] {
+        let path = w.project.join("images").join(image).join("image.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replace(", \"bookworm-security\"", "")).unwrap();
+    }
+    let o = kiln(&w.project, &w.env, &["lock"]);
+    let (out, err) = text(&o);
+    assert!(!o.status.success(), "{out}");
+    for want in [
+        "legacy-engine 0.9 (via uses-legacy-engine → legacy-engine)",
+        "`Breaks: libssl3 (<< 3.0.10)`",
+        "libssl3 3.0.9-1 (via openssl → libssl3 (>= 3.0.9))",
+        "exclude one of them",
+    ] {
+        assert!(err.contains(want), "{want:?} not in:\n{err}");
+    }
+    assert!(!w.project.join("kiln.lock").exists());
 }
 
 #[test]

@@ -146,6 +146,10 @@ pub struct BinaryPackage {
     pub depends: String,
     pub pre_depends: String,
     pub provides: String,
+    /// Conflicts and Breaks: packages that must not be installed beside
+    /// this one (for an image of unpacked files, the two mean the same).
+    pub conflicts: String,
+    pub breaks: String,
     pub filename: String,
     pub size: u64,
     pub sha256: String,
@@ -169,7 +173,7 @@ pub fn parse_packages(text: &str, index: &str) -> Result<Vec<BinaryPackage>, Pac
 }
 
 /// The fields `package` reads, in slot order.
-const WANTED: [&str; 12] = [
+const WANTED: [&str; 14] = [
     "Package",
     "Version",
     "Architecture",
@@ -182,12 +186,14 @@ const WANTED: [&str; 12] = [
     "SHA256",
     "Multi-Arch",
     "Essential",
+    "Conflicts",
+    "Breaks",
 ];
 
 /// One pass over a paragraph's fields into [`WANTED`] slots: looking each
 /// field up separately is most of the parsing time in a debug build.
-fn wanted<'a>(p: &Paragraph<'a>) -> [Option<&'a str>; 12] {
-    let mut slots = [None; 12];
+fn wanted<'a>(p: &Paragraph<'a>) -> [Option<&'a str>; 14] {
+    let mut slots = [None; 14];
     for (k, v) in &p.fields {
         let i = match *k {
             "Package" => 0,
@@ -202,6 +208,8 @@ fn wanted<'a>(p: &Paragraph<'a>) -> [Option<&'a str>; 12] {
             "SHA256" => 9,
             "Multi-Arch" => 10,
             "Essential" => 11,
+            "Conflicts" => 12,
+            "Breaks" => 13,
             other => match WANTED.iter().position(|w| w.eq_ignore_ascii_case(other)) {
                 Some(i) => i,
                 None => continue,
@@ -217,7 +225,7 @@ fn present(v: Option<&str>) -> Option<&str> {
 }
 
 fn package(p: &Paragraph<'_>, index: &str) -> Result<BinaryPackage, PackagesError> {
-    let [package, version, architecture, source, depends, pre_depends, provides, filename, size, sha256, multi_arch, essential] =
+    let [package, version, architecture, source, depends, pre_depends, provides, filename, size, sha256, multi_arch, essential, conflicts, breaks] =
         wanted(p);
     let name = package.unwrap_or("");
     let err = |message: String| PackagesError::Field {
@@ -275,6 +283,8 @@ fn package(p: &Paragraph<'_>, index: &str) -> Result<BinaryPackage, PackagesErro
         depends: depends.unwrap_or("").to_string(),
         pre_depends: pre_depends.unwrap_or("").to_string(),
         provides: provides.unwrap_or("").to_string(),
+        conflicts: conflicts.unwrap_or("").to_string(),
+        breaks: breaks.unwrap_or("").to_string(),
         filename: filename.to_string(),
         size,
         sha256: sha256.to_ascii_lowercase(),

@@ -6,9 +6,11 @@
 //! one), only Depends and Pre-Depends are followed, and choices are made in
 //! a fixed order (breadth first from the roots, clauses in field order) so
 //! that the same indexes always give the same set whatever the hash maps do.
-//! Conflicts/Breaks are not evaluated: an image is a set of files assembled
-//! from .debs, no maintainer script runs, and the sets are small and
-//! reviewed through the lock.
+//! Conflicts and Breaks are checked on the result rather than steering the
+//! choice: a resolved set in which one package conflicts with (or breaks)
+//! another is an error naming both and how each came in, and the user
+//! settles it with an exclusion or an explicit alternative, as the sets
+//! are small and reviewed through the lock.
 
 use super::packages::{parse_provides, parse_relations, BinaryPackage, Dependency, Relation};
 use crate::spec::Arch;
@@ -38,6 +40,14 @@ pub enum ResolveError {
         chain: String,
         virtual_name: String,
         providers: String,
+    },
+    /// `package` and `other` are `name version (how it came in)`.
+    #[error("{arch}: {package} has `{relation}`, but the image also installs {other}; exclude one of them or name another alternative in packages.include")]
+    Conflict {
+        arch: Arch,
+        package: String,
+        relation: String,
+        other: String,
     },
     #[error("{arch}: {package} {version} from {suite}: {field}: {message}")]
     BadField {
@@ -233,6 +243,7 @@ pub fn resolve<'a>(u: &Universe<'a>, req: &Request) -> Result<Resolved<'a>, Reso
         }
         r.deps.insert(name, mine);
     }
+    r.check_conflicts()?;
     let packages = r.selected.into_iter().map(|(k, s)| (k, s.cand)).collect();
     Ok(Resolved {
         packages,
@@ -367,6 +378,68 @@ impl<'a> Resolver<'_, 'a> {
             detail: self.explain(rel),
             suites: self.u.suites_text(),
         })
+    }
+
+    /// Fails when a selected package conflicts with or breaks another
+    /// selected one (by name and version, or through what it provides).
+    /// A package's relations about itself, or about a virtual name it
+    /// provides itself, are Debian's "only one provider" idiom and pass.
+    fn check_conflicts(&self) -> Result<(), ResolveError> {
+        for (name, s) in &self.selected {
+            let cand = s.cand;
+            for (field, text) in [
+                ("Conflicts", &cand.pkg.conflicts),
+                ("Breaks", &cand.pkg.breaks),
+            ] {
+                if text.is_empty() {
+                    continue;
+                }
+                let rels = parse_relations(text, self.u.arch.debian()).map_err(|message| {
+                    ResolveError::BadField {
+                        arch: self.u.arch,
+                        package: name.clone(),
+                        version: cand.pkg.version_text.clone(),
+                        suite: cand.suite.to_string(),
+                        field,
+                        message,
+                    }
+                })?;
+                for d in rels.iter().flat_map(|r| r.0.iter()) {
+                    for (other, o) in &self.selected {
+                        if other == name {
+                            continue;
+                        }
+                        let hit = (other == &d.name && d.accepts(Some(&o.cand.pkg.version)))
+                            || (other != &d.name && self.provides(other, d)?);
+                        if hit {
+                            return Err(ResolveError::Conflict {
+                                arch: self.u.arch,
+                                package: format!(
+                                    "{name} {} ({})",
+                                    cand.pkg.version_text,
+                                    self.pulled_in(name)
+                                ),
+                                relation: format!("{field}: {d}"),
+                                other: format!(
+                                    "{other} {} ({})",
+                                    o.cand.pkg.version_text,
+                                    self.pulled_in(other)
+                                ),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// How a selected package came in: `root → dep → ...`, or that it is a root.
+    fn pulled_in(&self, name: &str) -> String {
+        match self.selected.get(name).and_then(|s| s.via.clone()) {
+            Some((parent, label)) => format!("via {}", self.chain(Some(&parent), &label)),
+            None => "named in packages.include".into(),
+        }
     }
 
     /// `root → dep (as written) → ... → last`.
@@ -649,6 +722,15 @@ mod tests {
             pkg("libbar", "1", "Provides: libbar-abi"),
             pkg("amd64-only", "1", ""),
             pkg("uses-amd64-only", "1", "Depends: amd64-only"),
+            pkg(
+                "sole-logger",
+                "1",
+                "Provides: system-log-daemon\nConflicts: system-log-daemon, sole-logger",
+            ),
+            pkg("breaks-old-libc", "1", "Breaks: libc6 (<< 2.30)"),
+            pkg("breaks-this-libc", "1", "Breaks: libc6 (<< 2.40)"),
+            pkg("uses-breaker", "1", "Depends: breaks-this-libc"),
+            pkg("hates-mta", "1", "Conflicts: mail-transport-agent"),
         ])
     }
 
@@ -706,6 +788,35 @@ mod tests {
                 .iter()
                 .map(|s| s.to_string())
                 .collect()
+        );
+    }
+
+    #[test]
+    fn conflicts_and_breaks_between_selected_packages_are_errors_naming_both() {
+        // Versioned Breaks that the installed version does not meet pass, and
+        // so do relations on the package itself or a virtual name it provides.
+        resolve_names(&["libc6", "breaks-old-libc"], &[]).unwrap();
+        resolve_names(&["sole-logger"], &[]).unwrap();
+
+        let err = resolve_names(&["libc6", "uses-breaker"], &[]).unwrap_err();
+        assert!(matches!(err, ResolveError::Conflict { .. }), "{err:?}");
+        let text = err.to_string();
+        for want in [
+            "breaks-this-libc 1 (via uses-breaker → breaks-this-libc)",
+            "`Breaks: libc6 (<< 2.40)`",
+            "libc6 2.36-9 (named in packages.include)",
+            "exclude one of them",
+        ] {
+            assert!(text.contains(want), "{want:?} not in {text}");
+        }
+
+        // Through a virtual package the other one provides.
+        let err = resolve_names(&["hates-mta", "exim4"], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`Conflicts: mail-transport-agent`") && err.contains("exim4 4.96"),
+            "{err}"
         );
     }
 

@@ -152,6 +152,8 @@ pub struct Pkg {
     pub content: Vec<u8>,
     /// Architectures whose index lists it (default both).
     pub only: Option<&'static str>,
+    /// More control fields (`Breaks`, `Conflicts`, `Provides`), as written.
+    pub fields: Vec<(&'static str, String)>,
 }
 
 pub fn pkg(name: &str, version: &str, depends: &str) -> Pkg {
@@ -162,10 +164,16 @@ pub fn pkg(name: &str, version: &str, depends: &str) -> Pkg {
         depends: depends.into(),
         content: format!("fake deb {name} {version}").into_bytes(),
         only: None,
+        fields: Vec::new(),
     }
 }
 
 impl Pkg {
+    pub fn field(mut self, name: &'static str, value: &str) -> Pkg {
+        self.fields.push((name, value.into()));
+        self
+    }
+
     pub fn all(mut self) -> Pkg {
         self.arch_all = true;
         self
@@ -225,6 +233,9 @@ pub fn write_suite(
             ));
             if !p.depends.is_empty() {
                 text.push_str(&format!("Depends: {}\n", p.depends));
+            }
+            for (k, v) in &p.fields {
+                text.push_str(&format!("{k}: {v}\n"));
             }
             text.push_str(&format!(
                 "Description: {}\n more\nFilename: {file}\nSize: {}\nSHA256: {}\n\n",
