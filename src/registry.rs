@@ -164,8 +164,12 @@ pub struct PushReport {
     pub manifests_present: Vec<Digest>,
     /// Tags written (image tag, cosign `.sig`/`.att` tags, referrers fallback tags).
     pub tags_set: Vec<String>,
-    /// Tags that already pointed at the right digest.
+    /// Tags that already pointed at the right digest (or, for cosign tags,
+    /// already held every signature pushed).
     pub tags_unchanged: Vec<String>,
+    /// Cosign `.sig`/`.att` tags that held other signatures: kiln's were
+    /// appended to them, as cosign does (also listed in `tags_set`).
+    pub tags_merged: Vec<String>,
     /// Referrer manifests and how the registry learns of them: `api` (the
     /// registry indexes `subject` itself) or `tag` (the referrers tag schema).
     pub referrers: Vec<ReferrerStat>,
@@ -1021,7 +1025,7 @@ async fn push_async(
     if let Some((att, al)) = &attachments {
         push_graph(&session, al, &att.graph, &present_attached, &mut report).await?;
         for (name, digest) in &att.tagged {
-            set_tag(&session, name, digest, &att.graph, &mut report).await?;
+            set_cosign_tag(&session, name, digest, &att.graph, &mut report).await?;
         }
         update_referrers(&session, &att.referrers, &mut report).await?;
     }
@@ -1054,6 +1058,50 @@ async fn set_tag(
             report.tags_set.push(tag.to_string());
         }
     }
+    Ok(())
+}
+
+/// Points a cosign `.sig`/`.att` tag at `digest`, unless the tag already
+/// holds a manifest with other layers (another signer's, an earlier
+/// build's attestation): then kiln's layers are appended to those, as
+/// `cosign sign` does, so that pushing never removes a signature.
+async fn set_cosign_tag(
+    session: &Session,
+    tag: &str,
+    digest: &Digest,
+    graph: &Graph,
+    report: &mut PushReport,
+) -> Result<(), RegistryError> {
+    let existing = match session.get_manifest(tag).await? {
+        Some((bytes, current)) if current != *digest => bytes,
+        _ => return set_tag(session, tag, digest, graph, report).await,
+    };
+    let ours = graph
+        .docs
+        .iter()
+        .find(|d| d.digest == *digest)
+        .expect("tagged documents are in the graph");
+    let merged = crate::signstore::merged_cosign_manifest(&existing, &ours.bytes).map_err(
+        |message| RegistryError::Invalid {
+            what: format!("tag {tag} in {}", session.where_()),
+            message: format!(
+                "{message}; kiln appends its signatures to a cosign tag but will not replace what it cannot read"
+            ),
+        },
+    )?;
+    let Some(crate::signstore::MergedManifest { config, manifest }) = merged else {
+        report.tags_unchanged.push(tag.to_string());
+        return Ok(());
+    };
+    let config_digest = Digest::of(&config);
+    if !session.blob_exists(&config_digest).await? {
+        session.upload_blob(&config_digest, config).await?;
+    }
+    session
+        .put_manifest(tag, MANIFEST_MEDIA_TYPE, &manifest)
+        .await?;
+    report.tags_set.push(tag.to_string());
+    report.tags_merged.push(tag.to_string());
     Ok(())
 }
 

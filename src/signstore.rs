@@ -332,6 +332,85 @@ pub fn cosign_config(layers: &[Digest]) -> Vec<u8> {
     .into_bytes()
 }
 
+/// A cosign `.sig` / `.att` manifest that holds the layers of `existing`
+/// (what the registry's tag has now) followed by those of `ours` it lacks,
+/// as `cosign sign` and `cosign attest` append to a tag rather than replace
+/// it: a push must not drop somebody else's signature. A layer is the same
+/// when its digest and its signature annotation are. Returns the new
+/// config and manifest bytes, or None when `existing` already holds every
+/// layer of `ours`. `existing` must be an image manifest whose layers have
+/// the media types of ours (a cosign manifest of the same kind).
+pub fn merged_cosign_manifest(
+    existing: &[u8],
+    ours: &[u8],
+) -> Result<Option<MergedManifest>, String> {
+    let parse = |bytes: &[u8], what: &str| {
+        oci_spec::image::ImageManifest::from_reader(bytes)
+            .map_err(|e| format!("{what} is not an image manifest: {e}"))
+    };
+    let existing = parse(existing, "the manifest the tag holds")?;
+    let ours = parse(ours, "kiln's manifest")?;
+    let identity = |d: &Descriptor| {
+        (
+            d.digest().to_string(),
+            d.annotations()
+                .as_ref()
+                .and_then(|a| a.get(COSIGN_SIGNATURE_ANNOTATION).cloned()),
+        )
+    };
+    let kinds: std::collections::BTreeSet<String> = ours
+        .layers()
+        .iter()
+        .map(|l| l.media_type().to_string())
+        .collect();
+    if let Some(l) = existing
+        .layers()
+        .iter()
+        .find(|l| !kinds.contains(&l.media_type().to_string()))
+    {
+        return Err(format!(
+            "the manifest the tag holds has a layer of media type {} (expected {})",
+            l.media_type(),
+            kinds.into_iter().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let have: std::collections::BTreeSet<_> = existing.layers().iter().map(identity).collect();
+    let new: Vec<Descriptor> = ours
+        .layers()
+        .iter()
+        .filter(|l| !have.contains(&identity(l)))
+        .cloned()
+        .collect();
+    if new.is_empty() {
+        return Ok(None);
+    }
+    let mut layers = existing.layers().clone();
+    layers.extend(new);
+    let digests = layers
+        .iter()
+        .map(|l| {
+            oci::kiln_digest(l.digest()).map_err(|e| format!("layer digest {}: {e}", l.digest()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let config = cosign_config(&digests);
+    let manifest = oci::new_manifest(
+        oci::descriptor_of(CONFIG_MEDIA_TYPE, &config),
+        layers,
+        &BTreeMap::new(),
+    );
+    Ok(Some(MergedManifest {
+        manifest: oci::document_bytes(&manifest),
+        config,
+    }))
+}
+
+/// The config and manifest bytes of a merged cosign manifest.
+#[derive(Debug)]
+pub struct MergedManifest {
+    pub config: Vec<u8>,
+    pub manifest: Vec<u8>,
+}
+
 fn annotated(mut d: Descriptor, ann: &[(&str, &str)]) -> Descriptor {
     let mut map = d.annotations().clone().unwrap_or_default();
     for (k, v) in ann {
@@ -572,5 +651,68 @@ mod tests {
         );
         let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["rootfs"]["diff_ids"].as_array().unwrap().len(), 2);
+    }
+
+    /// A `.sig` manifest with one simple-signing layer per (payload, signature).
+    fn sig_manifest(layers: &[(&[u8], &str)], media_type: &str) -> Vec<u8> {
+        let descs: Vec<Descriptor> = layers
+            .iter()
+            .map(|(payload, sig)| {
+                let mut d = oci::descriptor_of(media_type, payload);
+                oci::set_annotations(
+                    &mut d,
+                    &BTreeMap::from([(COSIGN_SIGNATURE_ANNOTATION.to_string(), sig.to_string())]),
+                );
+                d
+            })
+            .collect();
+        let digests: Vec<Digest> = layers.iter().map(|(p, _)| Digest::of(p)).collect();
+        let config = cosign_config(&digests);
+        oci::document_bytes(&oci::new_manifest(
+            oci::descriptor_of(CONFIG_MEDIA_TYPE, &config),
+            descs,
+            &BTreeMap::new(),
+        ))
+    }
+
+    #[test]
+    fn merging_keeps_the_signatures_a_tag_holds_and_appends_ours_once() {
+        let payload: &[u8] = b"{\"critical\":{}}";
+        let theirs = sig_manifest(&[(payload, "c2lnLWE=")], SIMPLE_SIGNING_MEDIA_TYPE);
+        let ours = sig_manifest(&[(payload, "c2lnLWI=")], SIMPLE_SIGNING_MEDIA_TYPE);
+
+        let MergedManifest {
+            config,
+            manifest: merged,
+        } = merged_cosign_manifest(&theirs, &ours).unwrap().unwrap();
+        let m: Value = serde_json::from_slice(&merged).unwrap();
+        let sigs: Vec<&str> = m["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                l["annotations"][COSIGN_SIGNATURE_ANNOTATION]
+                    .as_str()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(sigs, ["c2lnLWE=", "c2lnLWI="], "theirs first, then ours");
+        assert_eq!(m["config"]["digest"], Digest::of(&config).to_string());
+        let c: Value = serde_json::from_slice(&config).unwrap();
+        assert_eq!(c["rootfs"]["diff_ids"].as_array().unwrap().len(), 2);
+
+        // Pushing again changes nothing: every layer of ours is there.
+        assert!(merged_cosign_manifest(&merged, &ours).unwrap().is_none());
+        assert!(merged_cosign_manifest(&ours, &ours).unwrap().is_none());
+    }
+
+    #[test]
+    fn merging_refuses_what_is_not_a_cosign_manifest_of_the_same_kind() {
+        let ours = sig_manifest(&[(b"p", "c2ln")], SIMPLE_SIGNING_MEDIA_TYPE);
+        let att = sig_manifest(&[(b"p", "c2ln")], DSSE_ENVELOPE_MEDIA_TYPE);
+        let err = merged_cosign_manifest(&att, &ours).unwrap_err();
+        assert!(err.contains(DSSE_ENVELOPE_MEDIA_TYPE), "{err}");
+        let err = merged_cosign_manifest(b"{\"manifests\":[]}", &ours).unwrap_err();
+        assert!(err.contains("not an image manifest"), "{err}");
     }
 }

@@ -734,6 +734,107 @@ fn signatures_travel_both_ways_and_verify_against_the_registry() {
 }
 
 #[test]
+fn a_second_signer_adds_to_the_signatures_and_removes_none() {
+    let work = scratch("e2e-registry-two-signers");
+    let (alice, bob) = (work.join("alice"), work.join("bob"));
+    std::fs::create_dir_all(&alice).unwrap();
+    std::fs::create_dir_all(&bob).unwrap();
+    let by_alice = signed_layout("scratch-plus", &alice.join("cosign"), &alice);
+    let by_bob = signed_layout("scratch-plus", &bob.join("cosign"), &bob);
+    let reg = Registry::start();
+    let target = format!("{}/kiln/cosigned:v1", reg.host());
+    push(&by_alice, &target, &["--signatures"]);
+    let second = push(&by_bob, &target, &["--signatures"]);
+
+    // Every `.sig` and `.att` tag now holds both signers' layers, Alice's first.
+    let index = index_digest(&by_alice);
+    let mut digests = vec![index.clone()];
+    digests.extend(platforms(&by_alice).into_iter().map(|(_, d)| d));
+    let merged: Vec<&str> = second["tagsMerged"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    for d in &digests {
+        for suffix in [".sig", ".att"] {
+            let tag = format!("sha256-{}{suffix}", hex(d));
+            assert!(merged.contains(&tag.as_str()), "{tag} not merged: {second}");
+            let m = reg.manifest("kiln/cosigned", &tag).json();
+            let theirs = read_layout_doc(&by_alice, &tag);
+            let ours = read_layout_doc(&by_bob, &tag);
+            let layers = m["layers"].as_array().unwrap();
+            let want: Vec<&Value> = theirs["layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .chain(ours["layers"].as_array().unwrap())
+                .collect();
+            assert_eq!(layers.iter().collect::<Vec<_>>(), want, "{tag}");
+            // The config lists one diffID per layer, as cosign's does.
+            let config = reg
+                .get(
+                    &format!(
+                        "/v2/kiln/cosigned/blobs/{}",
+                        m["config"]["digest"].as_str().unwrap()
+                    ),
+                    &[],
+                )
+                .json();
+            assert_eq!(
+                config["rootfs"]["diff_ids"].as_array().unwrap().len(),
+                layers.len()
+            );
+        }
+    }
+
+    // Either key verifies the image; the other signer's artifacts are
+    // reported as ignored, not as failures.
+    for key in [&alice, &bob] {
+        let v = nix_verify(&target, &key.join("cosign.pub"), &[]);
+        let text = stdout(&v) + &stderr(&v);
+        assert!(v.status.success(), "{}: {text}", key.display());
+        assert!(text.contains("ignored an invalid"), "{text}");
+    }
+
+    // Pushing either again writes no tag: both signers' layers are there.
+    let mark = reg.log().len();
+    for layout in [&by_alice, &by_bob] {
+        let again = push(layout, &target, &["--signatures"]);
+        assert_eq!(again["tagsMerged"], serde_json::json!([]), "{again}");
+    }
+    let puts = reg.requests_since(mark, "PUT", "/manifests/");
+    assert!(puts.is_empty(), "{puts:?}");
+
+    // A tag that holds something else is not overwritten.
+    let tag = format!("sha256-{}.sig", hex(&index));
+    let att = reg
+        .manifest("kiln/cosigned", &format!("sha256-{}.att", hex(&index)))
+        .body;
+    retag(&reg, "kiln/cosigned", &tag, &att);
+    let err = push_fails(&by_bob, &target, &["--signatures"]);
+    assert!(
+        err.contains(&tag) && err.contains("will not replace"),
+        "{err}"
+    );
+}
+
+/// The document a layout's index.json names `name`.
+fn read_layout_doc(layout: &Path, name: &str) -> Value {
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let d = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == name)
+        .unwrap_or_else(|| panic!("{name} not in {}", layout.display()));
+    let digest = d["digest"].as_str().unwrap();
+    serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(hex(digest))).unwrap())
+        .unwrap()
+}
+
+#[test]
 fn bad_references_and_sources_are_clear_errors() {
     let work = scratch("e2e-registry-bad");
     for (args, want) in [

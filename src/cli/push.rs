@@ -264,6 +264,12 @@ fn print_report(r: &PushReport, layout: &Path, with_signatures: bool, took: Dura
     } else {
         println!("  signatures and attestations: not pushed");
     }
+    if !r.tags_merged.is_empty() {
+        println!(
+            "  kept the signatures already there and appended kiln's: {}",
+            r.tags_merged.join(", ")
+        );
+    }
     if !r.tags_unchanged.is_empty() {
         println!("  unchanged tags: {}", r.tags_unchanged.join(", "));
     }

@@ -166,17 +166,10 @@ pub fn attestations(
     keys: &[PublicKey],
 ) -> Vec<VerifiedStatement> {
     let mut out: Vec<(Digest, VerifiedStatement)> = Vec::new();
+    let mut invalid = Vec::new();
     for a in &attached.attestations {
-        let label = a
-            .claimed_type
-            .as_deref()
-            .map(predicate_name)
-            .unwrap_or_else(|| "attestation".into());
         match verify_attestation(a, keys) {
-            Err(e) => report.fail(
-                "attestation",
-                format!("{label} on {what} ({}): {e}", a.location),
-            ),
+            Err(e) => invalid.push((a, e)),
             Ok((st, key_id)) => {
                 let id = Digest::of(&st.to_json());
                 match out.iter_mut().find(|(d, _)| *d == id) {
@@ -191,6 +184,27 @@ pub fn attestations(
                     )),
                 }
             }
+        }
+    }
+    // As with signatures, an attestation that does not verify is ignored
+    // when one of the same predicate type does (a tag that also holds
+    // another signer's attestations, as `cosign attest` appends them);
+    // otherwise it is a failure that names why.
+    for (a, e) in invalid {
+        let label = a
+            .claimed_type
+            .as_deref()
+            .map(predicate_name)
+            .unwrap_or_else(|| "attestation".into());
+        let covered = out.iter().any(|(_, v)| match &a.claimed_type {
+            Some(t) => v.statement.predicate_type == *t,
+            None => true,
+        });
+        let message = format!("{label} on {what} ({}): {e}", a.location);
+        if covered {
+            report.info("attestation", format!("ignored an invalid {message}"));
+        } else {
+            report.fail("attestation", message);
         }
     }
     // Unreadable referrers are reported once, with the signatures.
