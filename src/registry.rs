@@ -341,6 +341,14 @@ struct Graph {
 }
 
 impl Graph {
+    /// The document `digest` of the graph (tagged documents always are).
+    fn doc(&self, digest: &Digest) -> &Doc {
+        self.docs
+            .iter()
+            .find(|d| d.digest == *digest)
+            .expect("tagged documents are in the graph")
+    }
+
     fn add_from_layout(
         &mut self,
         layout: &Layout,
@@ -1044,19 +1052,25 @@ async fn set_tag(
     graph: &Graph,
     report: &mut PushReport,
 ) -> Result<(), RegistryError> {
-    let doc = graph
-        .docs
-        .iter()
-        .find(|d| d.digest == *digest)
-        .expect("tagged documents are in the graph");
-    match session.get_manifest(tag).await? {
-        Some((_, current)) if current == *digest => report.tags_unchanged.push(tag.to_string()),
-        _ => {
-            session
-                .put_manifest(tag, &doc.media_type, &doc.bytes)
-                .await?;
-            report.tags_set.push(tag.to_string());
-        }
+    let current = session.get_manifest(tag).await?.map(|(_, d)| d);
+    put_tag(session, tag, graph.doc(digest), current, report).await
+}
+
+/// Writes `doc` under `tag` unless the tag's `current` digest is already its.
+async fn put_tag(
+    session: &Session,
+    tag: &str,
+    doc: &Doc,
+    current: Option<Digest>,
+    report: &mut PushReport,
+) -> Result<(), RegistryError> {
+    if current == Some(doc.digest) {
+        report.tags_unchanged.push(tag.to_string());
+    } else {
+        session
+            .put_manifest(tag, &doc.media_type, &doc.bytes)
+            .await?;
+        report.tags_set.push(tag.to_string());
     }
     Ok(())
 }
@@ -1072,15 +1086,11 @@ async fn set_cosign_tag(
     graph: &Graph,
     report: &mut PushReport,
 ) -> Result<(), RegistryError> {
+    let ours = graph.doc(digest);
     let existing = match session.get_manifest(tag).await? {
         Some((bytes, current)) if current != *digest => bytes,
-        _ => return set_tag(session, tag, digest, graph, report).await,
+        other => return put_tag(session, tag, ours, other.map(|(_, d)| d), report).await,
     };
-    let ours = graph
-        .docs
-        .iter()
-        .find(|d| d.digest == *digest)
-        .expect("tagged documents are in the graph");
     let merged = crate::signstore::merged_cosign_manifest(&existing, &ours.bytes).map_err(
         |message| RegistryError::Invalid {
             what: format!("tag {tag} in {}", session.where_()),
