@@ -445,6 +445,9 @@ pub struct Summary {
     pub kept: Vec<String>,
     /// Images dropped because their definition is gone.
     pub dropped: Vec<String>,
+    /// What was locked as asked but deserves a look: conflicting packages
+    /// both named in an image's packages.include.
+    pub warnings: Vec<String>,
 }
 
 impl Summary {
@@ -496,6 +499,9 @@ impl Summary {
         }
         for d in &self.dropped {
             out.push_str(&format!("{d}: dropped (no definition)\n"));
+        }
+        for w in &self.warnings {
+            out.push_str(&format!("warning: {w}\n"));
         }
         out
     }
@@ -631,6 +637,12 @@ pub fn build(
                     })
                 }
             };
+            summary.warnings.extend(
+                resolved
+                    .accepted_conflicts
+                    .iter()
+                    .map(|c| format!("image {image}: {c}")),
+            );
             let mut sizes = BTreeMap::new();
             for (name, cand) in &resolved.packages {
                 let pkg = Package {

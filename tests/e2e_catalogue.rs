@@ -874,6 +874,14 @@ fn packages_that_ship_the_same_file_fail_the_build_naming_both_unless_allowed() 
     let p = dir.path();
     let out = kiln_in(p, &["lock"]);
     assert!(out.status.success(), "{}", stderr(&out));
+    // Debian declares the two as conflicting; named both, they are locked
+    // as asked, with a warning, and the build's collision check decides.
+    let said = stdout(&out);
+    assert!(
+        said.contains("warning: image collide: amd64: busybox")
+            && said.contains("`Conflicts: busybox-static`"),
+        "{said}"
+    );
     let out = kiln_in(p, &["fetch"]);
     assert!(out.status.success(), "{}", stderr(&out));
 

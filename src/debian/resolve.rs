@@ -10,7 +10,11 @@
 //! choice: a resolved set in which one package conflicts with (or breaks)
 //! another is an error naming both and how each came in, and the user
 //! settles it with an exclusion or an explicit alternative, as the sets
-//! are small and reviewed through the lock.
+//! are small and reviewed through the lock. When the user names both
+//! packages in `packages.include`, that is taken as meaning both: the
+//! conflict is returned as a warning, and the build's file-collision check
+//! (which names both packages unless `allow_collisions` says which wins)
+//! still guards the files they share.
 
 use super::packages::{parse_provides, parse_relations, BinaryPackage, Dependency, Relation};
 use crate::spec::Arch;
@@ -147,6 +151,9 @@ pub struct Resolved<'a> {
     pub packages: BTreeMap<String, Candidate<'a>>,
     /// Package → the packages chosen for its Depends/Pre-Depends.
     pub deps: BTreeMap<String, BTreeSet<String>>,
+    /// Conflicts between two packages both named in the request's roots,
+    /// installed together as asked (see the module documentation).
+    pub accepted_conflicts: Vec<String>,
 }
 
 struct Selected<'a> {
@@ -243,11 +250,12 @@ pub fn resolve<'a>(u: &Universe<'a>, req: &Request) -> Result<Resolved<'a>, Reso
         }
         r.deps.insert(name, mine);
     }
-    r.check_conflicts()?;
+    let accepted_conflicts = r.check_conflicts()?;
     let packages = r.selected.into_iter().map(|(k, s)| (k, s.cand)).collect();
     Ok(Resolved {
         packages,
         deps: r.deps,
+        accepted_conflicts,
     })
 }
 
@@ -384,7 +392,9 @@ impl<'a> Resolver<'_, 'a> {
     /// selected one (by name and version, or through what it provides).
     /// A package's relations about itself, or about a virtual name it
     /// provides itself, are Debian's "only one provider" idiom and pass.
-    fn check_conflicts(&self) -> Result<(), ResolveError> {
+    /// Between two roots the conflict is returned instead, as a warning.
+    fn check_conflicts(&self) -> Result<Vec<String>, ResolveError> {
+        let mut accepted = Vec::new();
         for (name, s) in &self.selected {
             let cand = s.cand;
             for (field, text) in [
@@ -411,7 +421,12 @@ impl<'a> Resolver<'_, 'a> {
                         }
                         let hit = (other == &d.name && d.accepts(Some(&o.cand.pkg.version)))
                             || (other != &d.name && self.provides(other, d)?);
-                        if hit {
+                        if hit && s.via.is_none() && o.via.is_none() {
+                            accepted.push(format!(
+                                "{}: {name} {} has `{field}: {d}` but {other} {} is installed too, as both are named in packages.include",
+                                self.u.arch, cand.pkg.version_text, o.cand.pkg.version_text
+                            ));
+                        } else if hit {
                             return Err(ResolveError::Conflict {
                                 arch: self.u.arch,
                                 package: format!(
@@ -431,7 +446,7 @@ impl<'a> Resolver<'_, 'a> {
                 }
             }
         }
-        Ok(())
+        Ok(accepted)
     }
 
     /// How a selected package came in: `root → dep → ...`, or that it is a root.
@@ -731,6 +746,7 @@ mod tests {
             pkg("breaks-this-libc", "1", "Breaks: libc6 (<< 2.40)"),
             pkg("uses-breaker", "1", "Depends: breaks-this-libc"),
             pkg("hates-mta", "1", "Conflicts: mail-transport-agent"),
+            pkg("wants-exim", "1", "Depends: exim4"),
         ])
     }
 
@@ -811,12 +827,31 @@ mod tests {
         }
 
         // Through a virtual package the other one provides.
-        let err = resolve_names(&["hates-mta", "exim4"], &[])
+        let err = resolve_names(&["hates-mta", "wants-exim"], &[])
             .unwrap_err()
             .to_string();
         assert!(
             err.contains("`Conflicts: mail-transport-agent`") && err.contains("exim4 4.96"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn conflicting_packages_both_named_by_the_user_are_installed_with_a_warning() {
+        let (m, u) = (main_suite(), updates_suite());
+        let uni = Universe::new(Arch::Amd64, &[("bookworm", &m), ("bookworm-updates", &u)]);
+        let r = resolve(
+            &uni,
+            &Request {
+                roots: vec!["hates-mta".into(), "exim4".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(r.packages.len(), 2);
+        assert_eq!(
+            r.accepted_conflicts,
+            ["amd64: hates-mta 1 has `Conflicts: mail-transport-agent` but exim4 4.96 is installed too, as both are named in packages.include"]
         );
     }
 
