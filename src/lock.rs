@@ -1164,7 +1164,8 @@ mod tests {
         let p = Path::new("kiln.lock");
         let text = String::from_utf8(lock.to_bytes()).unwrap();
         let e = Lock::from_slice(
-            text.replacen("pool/main/libc6", "http://evil.example/pool/main/libc6", 1)
+            // A URL instead of a pool path (the lock holds no URL).
+            text.replacen("pool/main/libc6", "file:///pool/main/libc6", 1)
                 .as_bytes(),
             p,
         )
