@@ -26,12 +26,6 @@ pub enum DefinitionError {
     },
     #[error("no image definitions found under {0} (expected <name>/image.toml)")]
     NoneFound(PathBuf),
-    #[error("no image named {name:?} under {dir} (known: {known})")]
-    UnknownImage {
-        name: String,
-        dir: PathBuf,
-        known: String,
-    },
 }
 
 /// A definition and where it came from.
@@ -102,27 +96,6 @@ pub fn load_all(images_dir: &Path) -> Result<Vec<Loaded>, DefinitionError> {
         return Err(DefinitionError::NoneFound(images_dir.to_path_buf()));
     }
     paths.iter().map(|p| load(p)).collect()
-}
-
-/// Loads the definition named `name` (a directory under `images_dir`).
-pub fn load_named(images_dir: &Path, name: &str) -> Result<Loaded, DefinitionError> {
-    let path = images_dir.join(name).join(FILE_NAME);
-    if !path.is_file() {
-        let known = load_all(images_dir)
-            .map(|all| {
-                all.iter()
-                    .map(|l| l.definition.name.clone())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .unwrap_or_default();
-        return Err(DefinitionError::UnknownImage {
-            name: name.into(),
-            dir: images_dir.to_path_buf(),
-            known,
-        });
-    }
-    load(&path)
 }
 
 fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {

@@ -295,8 +295,10 @@ pub fn load_private_file(path: &Path, password: &[u8]) -> Result<SigningKey, Key
     })
 }
 
-/// Reads a PEM public key file (cosign.pub).
-pub fn load_public_file(path: &Path) -> Result<PublicKey, KeyError> {
+/// Reads a PEM public key file (cosign.pub); the verifier has its own
+/// loader (`kiln_seed::verify::load_keys`), this one checks keygen's output.
+#[cfg(test)]
+fn load_public_file(path: &Path) -> Result<PublicKey, KeyError> {
     let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io {
         what: "reading",
         path: path.to_path_buf(),

@@ -232,8 +232,10 @@ pub fn sign_statement(signer: &dyn Signer, statement: &Statement) -> Result<Enve
 
 /// A Sigstore bundle for an existing signature over `artifact` (e.g. the
 /// simple-signing payload, so one signature serves both the `.sig` tag and
-/// the referrer).
-pub fn message_signature_bundle(
+/// the referrer). kiln stores image signatures as DSSE bundles; this form
+/// is read by the verifier, and its tests make it.
+#[cfg(test)]
+fn message_signature_bundle(
     signer: &dyn Signer,
     artifact: &[u8],
     signature: &[u8],

@@ -54,12 +54,6 @@ impl Http {
         })
     }
 
-    /// Same client with a different first retry delay (tests use a short one).
-    pub fn with_backoff(mut self, backoff: Duration) -> Http {
-        self.backoff = backoff;
-        self
-    }
-
     /// Delay before attempt `n` (1-based, n >= 2): backoff, 3×backoff, ...
     pub fn delay(&self, attempt: u32) -> Duration {
         self.backoff * 3u32.pow(attempt.saturating_sub(2))

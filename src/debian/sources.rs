@@ -159,19 +159,6 @@ impl Mirrors {
         })
     }
 
-    /// Mirrors from explicit entries (tests, or callers with their own config).
-    pub fn from_entries(
-        entries: Vec<SourceEntry>,
-        overrides: Overrides,
-    ) -> Result<Mirrors, SourcesError> {
-        overrides.validate()?;
-        Ok(Mirrors {
-            entries,
-            searched: Vec::new(),
-            overrides,
-        })
-    }
-
     /// Every entry read, in apt's order.
     pub fn entries(&self) -> &[SourceEntry] {
         &self.entries
