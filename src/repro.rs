@@ -43,8 +43,8 @@ pub enum ReproError {
     },
     #[error("unexpected output of `{command}`: {message}")]
     Output { command: String, message: String },
-    #[error("{}: no image.json: is {} a kiln image attribute?", out.display(), attr)]
-    NotAnImage { attr: String, out: PathBuf },
+    #[error("{}: no image.json: {drv} is not a kiln image derivation", out.display())]
+    NotAnImage { drv: String, out: PathBuf },
     #[error("unknown perturbation {0:?} (known: {1})")]
     UnknownPerturbation(String, String),
     #[error("copying the project to {}", to.display())]
@@ -326,29 +326,18 @@ pub fn current_cores() -> u32 {
 
 /// The image an output is (index: `<name>[-<variant>]`; single platform:
 /// `…-<arch>`) and its digest, from its image.json.
-fn identify(attr: &str, out: &Path) -> Result<(String, String), ReproError> {
+fn identify(drv: &str, out: &Path) -> Result<(String, String), ReproError> {
     let bad = || ReproError::NotAnImage {
-        attr: attr.into(),
+        drv: drv.into(),
         out: out.to_path_buf(),
     };
-    let v: Value = std::fs::read(out.join("image.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or_else(bad)?;
-    let name = v["name"].as_str().ok_or_else(bad)?;
-    let mut image = match v["variant"].as_str() {
-        Some(variant) => format!("{name}-{variant}"),
-        None => name.to_string(),
-    };
-    if let Some(arch) = v["arch"].as_str() {
+    let built = crate::provenance::BuiltImage::read(out).map_err(|_| bad())?;
+    let mut image = built.full_name();
+    if built.index.is_none() {
+        let arch = built.manifests.keys().next().ok_or_else(bad)?;
         image = format!("{image}-{arch}");
     }
-    let digest = v
-        .pointer("/index/digest")
-        .or_else(|| v.pointer("/manifest/digest"))
-        .and_then(Value::as_str)
-        .ok_or_else(bad)?
-        .to_string();
+    let digest = built.root().ok_or_else(bad)?.to_string();
     Ok((image, digest))
 }
 
@@ -371,17 +360,19 @@ fn build_attrs(mut cmd: Command, flake: &str, attrs: &[String]) -> Result<Build,
         message: e.to_string(),
     })?;
     let mut out = BTreeMap::new();
-    for (i, b) in v.as_array().into_iter().flatten().enumerate() {
+    // Nix lists results in its own order, not the attributes': each is
+    // named by its derivation and identified by its image.json.
+    for b in v.as_array().into_iter().flatten() {
         let path = b["outputs"]["out"].as_str().unwrap_or_default().to_string();
-        let attr = attrs.get(i).map(String::as_str).unwrap_or("?");
-        let (image, digest) = identify(attr, Path::new(&path))?;
+        let drv = b["drvPath"].as_str().unwrap_or_default().to_string();
+        let (image, digest) = identify(&drv, Path::new(&path))?;
         out.insert(
             image.clone(),
             BaselineImage {
                 image,
                 digest,
                 out: path,
-                drv: b["drvPath"].as_str().unwrap_or_default().to_string(),
+                drv,
             },
         );
     }
