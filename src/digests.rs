@@ -157,30 +157,17 @@ pub fn of_output(out: &Path) -> Result<(String, ImageDigests), DigestsError> {
         out: out.to_path_buf(),
         message,
     };
-    let bytes = std::fs::read(out.join("image.json")).map_err(|e| bad(e.to_string()))?;
-    let v: Value = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
-    let name = v["name"].as_str().ok_or_else(|| bad("no name".into()))?;
-    let image = match v["variant"].as_str() {
-        Some(variant) => format!("{name}-{variant}"),
-        None => name.to_string(),
-    };
-    let index = v
-        .pointer("/index/digest")
-        .and_then(Value::as_str)
+    let built = crate::provenance::BuiltImage::read(out).map_err(|e| bad(e.to_string()))?;
+    let index = built
+        .index
         .ok_or_else(|| bad("not a multi-platform image (no index digest)".into()))?
         .to_string();
-    let manifests = v["manifests"]
-        .as_object()
-        .ok_or_else(|| bad("no manifests".into()))?
+    let manifests = built
+        .manifests
         .iter()
-        .map(|(arch, d)| {
-            d["digest"]
-                .as_str()
-                .map(|s| (arch.clone(), s.to_string()))
-                .ok_or_else(|| bad(format!("manifest {arch} has no digest")))
-        })
-        .collect::<Result<_, _>>()?;
-    Ok((image, ImageDigests { index, manifests }))
+        .map(|(arch, d)| (arch.clone(), d.to_string()))
+        .collect();
+    Ok((built.full_name(), ImageDigests { index, manifests }))
 }
 
 /// A built image: its digests and where it is.

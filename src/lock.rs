@@ -169,6 +169,12 @@ impl Lock {
 
     /// Reads and validates a lock.
     pub fn read(path: &Path) -> Result<Lock, LockError> {
+        Ok(Lock::read_with_digest(path)?.0)
+    }
+
+    /// Reads and validates a lock, with the digest of the bytes read (what
+    /// provenance records: the same bytes, read once).
+    pub fn read_with_digest(path: &Path) -> Result<(Lock, Digest), LockError> {
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -183,7 +189,7 @@ impl Lock {
                 })
             }
         };
-        Lock::from_slice(&bytes, path)
+        Ok((Lock::from_slice(&bytes, path)?, Digest::of(&bytes)))
     }
 
     /// Reads a lock if there is one.

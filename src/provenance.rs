@@ -348,8 +348,8 @@ pub fn generate(rec: &BuildRecord) -> Result<Statement, ProvenanceError> {
     let archs: Vec<String> = image.manifests.keys().cloned().collect();
 
     let lock_path = Lock::path_in(rec.project);
-    let lock = Lock::read(&lock_path).map_err(|e| ProvenanceError::Lock(Box::new(e)))?;
-    let lock_digest = sha256_file(&lock_path)?;
+    let (lock, lock_digest) =
+        Lock::read_with_digest(&lock_path).map_err(|e| ProvenanceError::Lock(Box::new(e)))?;
     let def_rel = format!("images/{}/image.toml", image.name);
     let def_digest = sha256_file(&rec.project.join(&def_rel))?;
     let source = source_of(rec.project);

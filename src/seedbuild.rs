@@ -47,6 +47,8 @@ pub enum SeedError {
     },
     #[error("{0}: {1}")]
     Pin(PathBuf, String),
+    #[error("the seed {0} is not in the Nix store; run `kiln seed --check` (or scripts/setup)")]
+    NotInstalled(String),
     #[error("building the seed failed: `{command}` exited with {status}")]
     Cargo { command: String, status: String },
     #[error("the seed binary {0} is not statically linked (it has an ELF interpreter); the sandbox has no dynamic loader")]
@@ -90,6 +92,16 @@ impl Pin {
                     pin.store_path
                 ),
             ));
+        }
+        Ok(pin)
+    }
+
+    /// The pin, when the seed it names is in the Nix store (what every
+    /// build needs before Nix runs).
+    pub fn installed(project: &Path) -> Result<Pin, SeedError> {
+        let pin = Pin::read(project)?;
+        if !nixstore::is_valid(&pin.store_path) {
+            return Err(SeedError::NotInstalled(pin.store_path));
         }
         Ok(pin)
     }

@@ -51,13 +51,7 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
         }
         eprintln!("kiln: WARNING: building WITHOUT the Nix sandbox ({e}). The result is not hermetic; do not publish it.");
     }
-    let pin = Pin::read(project)?;
-    if !kiln::nixstore::is_valid(&pin.store_path) {
-        bail!(
-            "the seed {} is not in the Nix store; run `kiln seed --check` (or scripts/setup)",
-            pin.store_path
-        );
-    }
+    let pin = Pin::installed(project)?;
     precheck(project, &args.images)?;
     let started = std::time::SystemTime::now();
     let built = nixcmd::build(
@@ -122,16 +116,10 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("writing the provenance of {}", b.attr))?;
         let prov_path = provenance::path_for(&provenance_dir, &b.attr);
         provenance::write(&prov_path, &statement)?;
-        let summary = std::fs::read(Path::new(b.out()).join("image.json"))
+        let digest = provenance::BuiltImage::read(Path::new(b.out()))
             .ok()
-            .and_then(|s| serde_json::from_slice::<serde_json::Value>(&s).ok())
-            .unwrap_or(serde_json::Value::Null);
-        let digest = summary
-            .pointer("/index/digest")
-            .or_else(|| summary.pointer("/manifest/digest"))
-            .and_then(|d| d.as_str())
-            .unwrap_or("?")
-            .to_string();
+            .and_then(|i| i.root())
+            .map_or_else(|| "?".to_string(), |d| d.to_string());
         if !args.json {
             println!("{} {} {}", b.attr, digest, b.out());
             eprintln!("kiln: provenance: {}", prov_path.display());

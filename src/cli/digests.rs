@@ -48,13 +48,7 @@ struct Change {
 pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
     let settings = nixcmd::settings().context("reading the Nix configuration")?;
     settings.check_isolated()?;
-    let pin = Pin::read(project)?;
-    if !kiln::nixstore::is_valid(&pin.store_path) {
-        bail!(
-            "the seed {} is not in the Nix store; run `kiln seed --check` (or scripts/setup)",
-            pin.store_path
-        );
-    }
+    Pin::installed(project)?;
     let targets = digests::targets(project, &args.images)?;
     let attrs: Vec<String> = targets.iter().map(|t| t.image.clone()).collect();
     let built = digests::build_all(project, &attrs, &[])?;

@@ -1,6 +1,6 @@
 //! `kiln repro`: rebuild images under perturbations that must not matter.
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use kiln::nixcmd;
 use kiln::repro::{self, Options, Report};
 use kiln::seedbuild::Pin;
@@ -38,13 +38,7 @@ pub struct Args {
 pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
     let settings = nixcmd::settings().context("reading the Nix configuration")?;
     settings.check_isolated()?;
-    let pin = Pin::read(project)?;
-    if !kiln::nixstore::is_valid(&pin.store_path) {
-        bail!(
-            "the seed {} is not in the Nix store; run `kiln seed --check` (or scripts/setup)",
-            pin.store_path
-        );
-    }
+    let pin = Pin::installed(project)?;
     let images = if args.all {
         kiln::digests::targets(project, &[])?
             .into_iter()
