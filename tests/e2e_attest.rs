@@ -40,13 +40,29 @@ struct Fixture {
 }
 
 fn kiln_env(args: &[&str]) -> Output {
-    Command::new(kiln_bin())
-        .arg("--project")
-        .arg(project())
-        .args(args)
+    kiln_cmd(&project(), args)
         .env("COSIGN_PASSWORD", PASSWORD)
         .output()
         .expect("running kiln")
+}
+
+/// `sign <attr> --key <key> --provenance-dir <provenance_dir> --out <out>`
+fn sign_args<'a>(
+    attr: &'a str,
+    key: &'a Path,
+    provenance_dir: &'a Path,
+    out: &'a Path,
+) -> [&'a str; 8] {
+    [
+        "sign",
+        attr,
+        "--key",
+        key.to_str().unwrap(),
+        "--provenance-dir",
+        provenance_dir.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]
 }
 
 fn ok(out: Output, what: &str) -> String {
@@ -102,20 +118,15 @@ fn fixture() -> &'static Fixture {
         }
         let signed = dir.join("signed");
         ok(
-            kiln_env(&[
-                "sign",
+            kiln_env(&sign_args(
                 "scratch-plus",
-                "--key",
-                dir.join("cosign.key").to_str().unwrap(),
-                "--provenance-dir",
-                prov_dir.to_str().unwrap(),
-                "--out",
-                signed.to_str().unwrap(),
-            ]),
+                &dir.join("cosign.key"),
+                &prov_dir,
+                &signed,
+            )),
             "kiln sign scratch-plus",
         );
-        let summary: Value =
-            serde_json::from_slice(&std::fs::read(out.join("image.json")).unwrap()).unwrap();
+        let summary = read_json(&out.join("image.json"));
         Fixture {
             index: digest_at(&summary, "/index/digest"),
             amd64: digest_at(&summary, "/manifests/amd64/digest"),
@@ -142,10 +153,7 @@ fn provenance() -> Statement {
 
 /// `kiln verify <layout> --key <public> extra... --json`: (passed, report).
 fn verify(layout: &Path, public: &Path, extra: &[&str]) -> (bool, Value) {
-    let out = Command::new(kiln_bin())
-        .arg("--project")
-        .arg(project())
-        .arg("verify")
+    let out = kiln_cmd(&project(), &["verify"])
         .arg(layout)
         .arg("--key")
         .arg(public)
@@ -256,8 +264,8 @@ fn attached_statement(s: &SignedImage, digest: &Digest, predicate_type: &str) ->
     Statement::from_json(&env.payload_bytes().unwrap()).unwrap()
 }
 
-fn blob(layout: &Path, d: &Digest) -> PathBuf {
-    layout.join("blobs/sha256").join(d.hex())
+fn blob_of(layout: &Path, d: &Digest) -> PathBuf {
+    blob(layout, &d.hex())
 }
 
 fn flip_byte(path: &Path, at: usize) {
@@ -318,8 +326,7 @@ fn provenance_describes_the_build_completely_and_truthfully() {
     assert_eq!(int["isolated"], true);
     assert_eq!(int["nix"]["sandbox"], "true");
     assert_eq!(int["nix"]["sandboxFallback"], false);
-    let pin: Value =
-        serde_json::from_slice(&std::fs::read(project().join("nix/seed.json")).unwrap()).unwrap();
+    let pin = read_json(&project().join("nix/seed.json"));
     assert_eq!(int["seed"], pin["storePath"]);
 
     // Every locked .deb of the image, as purl + sha256, and nothing else.
@@ -478,8 +485,7 @@ fn the_signed_layout_verifies_with_kiln_verify_and_nix_run_verify() {
 #[test]
 fn the_signed_layout_is_cosigns_format_and_keeps_the_image_digest() {
     let fx = fixture();
-    let index: Value =
-        serde_json::from_slice(&std::fs::read(fx.signed.join("index.json")).unwrap()).unwrap();
+    let index = read_json(&fx.signed.join("index.json"));
     let entries = index["manifests"].as_array().unwrap();
     let by_ref = |r: &str| {
         entries
@@ -493,22 +499,18 @@ fn the_signed_layout_is_cosigns_format_and_keeps_the_image_digest() {
         by_ref("latest")["annotations"]["kind"],
         "dev.cosignproject.cosign/imageIndex"
     );
-    let built_index = std::fs::read(blob(&fx.out, &fx.index)).unwrap();
+    let built_index = std::fs::read(blob_of(&fx.out, &fx.index)).unwrap();
     assert_eq!(
-        std::fs::read(blob(&fx.signed, &fx.index)).unwrap(),
+        std::fs::read(blob_of(&fx.signed, &fx.index)).unwrap(),
         built_index
     );
 
     for (d, n_att) in [(fx.index, 1), (fx.amd64, 2), (fx.arm64, 2)] {
         let sig = by_ref(&format!("sha256-{}.sig", d.hex()));
-        let m: Value = serde_json::from_slice(
-            &std::fs::read(blob(
-                &fx.signed,
-                &Digest::parse(sig["digest"].as_str().unwrap()).unwrap(),
-            ))
-            .unwrap(),
-        )
-        .unwrap();
+        let m = read_json(&blob_of(
+            &fx.signed,
+            &Digest::parse(sig["digest"].as_str().unwrap()).unwrap(),
+        ));
         assert_eq!(m["mediaType"], "application/vnd.oci.image.manifest.v1+json");
         assert_eq!(
             m["config"]["mediaType"],
@@ -522,14 +524,10 @@ fn the_signed_layout_is_cosigns_format_and_keeps_the_image_digest() {
         assert!(layer["annotations"]["dev.cosignproject.cosign/signature"].is_string());
         // No creation time anywhere: the signed layout is deterministic.
         assert!(m.get("annotations").is_none(), "{m}");
-        let payload: Value = serde_json::from_slice(
-            &std::fs::read(blob(
-                &fx.signed,
-                &Digest::parse(layer["digest"].as_str().unwrap()).unwrap(),
-            ))
-            .unwrap(),
-        )
-        .unwrap();
+        let payload = read_json(&blob_of(
+            &fx.signed,
+            &Digest::parse(layer["digest"].as_str().unwrap()).unwrap(),
+        ));
         assert_eq!(
             payload["critical"]["type"],
             "cosign container image signature"
@@ -544,14 +542,10 @@ fn the_signed_layout_is_cosigns_format_and_keeps_the_image_digest() {
         );
 
         let att = by_ref(&format!("sha256-{}.att", d.hex()));
-        let m: Value = serde_json::from_slice(
-            &std::fs::read(blob(
-                &fx.signed,
-                &Digest::parse(att["digest"].as_str().unwrap()).unwrap(),
-            ))
-            .unwrap(),
-        )
-        .unwrap();
+        let m = read_json(&blob_of(
+            &fx.signed,
+            &Digest::parse(att["digest"].as_str().unwrap()).unwrap(),
+        ));
         let layers = m["layers"].as_array().unwrap();
         assert_eq!(layers.len(), n_att);
         for l in layers {
@@ -564,14 +558,10 @@ fn the_signed_layout_is_cosigns_format_and_keeps_the_image_digest() {
             .iter()
             .filter(|e| e["artifactType"] == "application/vnd.dev.sigstore.bundle.v0.3+json")
             .filter(|e| {
-                let m: Value = serde_json::from_slice(
-                    &std::fs::read(blob(
-                        &fx.signed,
-                        &Digest::parse(e["digest"].as_str().unwrap()).unwrap(),
-                    ))
-                    .unwrap(),
-                )
-                .unwrap();
+                let m = read_json(&blob_of(
+                    &fx.signed,
+                    &Digest::parse(e["digest"].as_str().unwrap()).unwrap(),
+                ));
                 m["subject"]["digest"] == d.to_string()
             })
             .collect();
@@ -674,14 +664,11 @@ for path in sys.argv[3:]:
         let info = skopeo_inspect(&fx.signed, "latest", &["--override-arch", arch]);
         assert_eq!(info["Architecture"], arch);
     }
-    let raw = run(Command::new("skopeo")
-        .args(["inspect", "--raw"])
-        .arg(format!(
-            "oci:{}:sha256-{}.sig",
-            fx.signed.display(),
-            fx.index.hex()
-        )));
-    let m: Value = serde_json::from_str(&raw).unwrap();
+    let m = skopeo_inspect(
+        &fx.signed,
+        &format!("sha256-{}.sig", fx.index.hex()),
+        &["--raw"],
+    );
     assert_eq!(
         m["layers"][0]["mediaType"],
         "application/vnd.dev.cosign.simplesigning.v1+json"
@@ -769,8 +756,7 @@ fn a_signed_payload_for_another_digest_fails() {
 
     // A payload edited after signing does not verify at all.
     let layout = copy_signed("edited-payload");
-    let index: Value =
-        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let index = read_json(&layout.join("index.json"));
     let sig = index["manifests"]
         .as_array()
         .unwrap()
@@ -780,15 +766,11 @@ fn a_signed_payload_for_another_digest_fails() {
                 == format!("sha256-{}.sig", fx.amd64.hex())
         })
         .unwrap();
-    let m: Value = serde_json::from_slice(
-        &std::fs::read(blob(
-            &layout,
-            &Digest::parse(sig["digest"].as_str().unwrap()).unwrap(),
-        ))
-        .unwrap(),
-    )
-    .unwrap();
-    let payload_blob = blob(
+    let m = read_json(&blob_of(
+        &layout,
+        &Digest::parse(sig["digest"].as_str().unwrap()).unwrap(),
+    ));
+    let payload_blob = blob_of(
         &layout,
         &Digest::parse(m["layers"][0]["digest"].as_str().unwrap()).unwrap(),
     );
@@ -804,8 +786,7 @@ fn a_signed_payload_for_another_digest_fails() {
 #[test]
 fn one_changed_byte_in_a_layer_config_manifest_or_index_fails() {
     let fx = fixture();
-    let amd64: Value =
-        serde_json::from_slice(&std::fs::read(blob(&fx.out, &fx.amd64)).unwrap()).unwrap();
+    let amd64 = read_json(&blob_of(&fx.out, &fx.amd64));
     let layer = Digest::parse(amd64["layers"][0]["digest"].as_str().unwrap()).unwrap();
     let config = Digest::parse(amd64["config"]["digest"].as_str().unwrap()).unwrap();
     for (name, d, what) in [
@@ -815,7 +796,7 @@ fn one_changed_byte_in_a_layer_config_manifest_or_index_fails() {
         ("index", fx.index, "image index"),
     ] {
         let layout = copy_signed(&format!("byte-{name}"));
-        flip_byte(&blob(&layout, &d), 100);
+        flip_byte(&blob_of(&layout, &d), 100);
         let f = assert_fails_with(
             &layout,
             &fx.public,
@@ -1115,22 +1096,18 @@ fn kiln_sign_refuses_what_it_cannot_stand_behind() {
         stderr(&out)
     );
     // A wrong password names the key file.
-    let out = Command::new(kiln_bin())
-        .arg("--project")
-        .arg(project())
-        .args([
-            "sign",
+    let out = kiln_cmd(
+        &project(),
+        &sign_args(
             "scratch-plus",
-            "--key",
-            fx.key.to_str().unwrap(),
-            "--provenance-dir",
-            fx.dir.join("provenance").to_str().unwrap(),
-            "--out",
-            fx.dir.join("never").to_str().unwrap(),
-        ])
-        .env("COSIGN_PASSWORD", "wrong")
-        .output()
-        .unwrap();
+            &fx.key,
+            &fx.dir.join("provenance"),
+            &fx.dir.join("never"),
+        ),
+    )
+    .env("COSIGN_PASSWORD", "wrong")
+    .output()
+    .unwrap();
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains(fx.key.to_str().unwrap()),
@@ -1186,10 +1163,7 @@ fn verify_rebuild_reproduces_the_signed_digests_from_the_recorded_revision() {
     let proj = git_project("e2e-attest-rebuild");
     let prov = proj.join(".kiln/provenance/scratch-plus.intoto.json");
     let run_kiln = |args: &[&str]| {
-        Command::new(kiln_bin())
-            .arg("--project")
-            .arg(&proj)
-            .args(args)
+        kiln_cmd(&proj, args)
             .env("COSIGN_PASSWORD", PASSWORD)
             .output()
             .unwrap()
@@ -1323,8 +1297,7 @@ fn the_sandbox_has_no_network_and_cannot_see_the_key_or_the_host() {
     assert!(out.status.success(), "{}", stderr(&out));
     let built: Value = serde_json::from_str(&stdout(&out)).unwrap();
     let probe_out = PathBuf::from(built[0]["outputs"]["out"].as_str().unwrap());
-    let seen: Value =
-        serde_json::from_slice(&std::fs::read(probe_out.join("probe.json")).unwrap()).unwrap();
+    let seen = read_json(&probe_out.join("probe.json"));
 
     // The probe ran and could read its own input (it is not blind).
     assert_eq!(seen["inputReadable"], true, "{seen:#}");
@@ -1388,8 +1361,7 @@ fn the_sandbox_has_no_network_and_cannot_see_the_key_or_the_host() {
 
     // Control: the same probe outside the sandbox sees the listener and the
     // key, so the assertions above can fail.
-    let pin: Value =
-        serde_json::from_slice(&std::fs::read(project().join("nix/seed.json")).unwrap()).unwrap();
+    let pin = read_json(&project().join("nix/seed.json"));
     let work = scratch("e2e-attest-probe-control");
     let input_file = work.join("input.json");
     std::fs::write(&input_file, input.to_string()).unwrap();
@@ -1401,8 +1373,7 @@ fn the_sandbox_has_no_network_and_cannot_see_the_key_or_the_host() {
         .output()
         .unwrap();
     assert!(control.status.success(), "{}", stderr(&control));
-    let host: Value =
-        serde_json::from_slice(&std::fs::read(work.join("out/probe.json")).unwrap()).unwrap();
+    let host = read_json(&work.join("out/probe.json"));
     assert_eq!(host["connect"][&local]["connected"], true, "{host:#}");
     assert_eq!(
         host["paths"][key.to_str().unwrap()]["readable"],
@@ -1450,16 +1421,7 @@ fn one_build_of_several_images_writes_each_its_own_provenance() {
     // A single-platform image signs and verifies on its own.
     let signed = fx.dir.join("signed-arm64");
     ok(
-        kiln_env(&[
-            "sign",
-            "scratch-plus-arm64",
-            "--key",
-            fx.key.to_str().unwrap(),
-            "--provenance-dir",
-            dir.to_str().unwrap(),
-            "--out",
-            signed.to_str().unwrap(),
-        ]),
+        kiln_env(&sign_args("scratch-plus-arm64", &fx.key, &dir, &signed)),
         "kiln sign scratch-plus-arm64",
     );
     let (passed, report) = verify(
@@ -1477,16 +1439,16 @@ fn one_build_of_several_images_writes_each_its_own_provenance() {
 fn an_unsandboxed_build_is_recorded_as_not_isolated_and_fails_verification() {
     let fx = fixture();
     let dir = fx.dir.join("unsandboxed");
-    let out = Command::new(kiln_bin())
-        .arg("--project")
-        .arg(project())
-        .args(["build", "--allow-unsandboxed", "--json", "--provenance-dir"])
-        .arg(&dir)
-        .arg("scratch-plus-amd64")
-        .env("NIX_CONFIG", "sandbox = false")
-        .env("COSIGN_PASSWORD", PASSWORD)
-        .output()
-        .unwrap();
+    let out = kiln_cmd(
+        &project(),
+        &["build", "--allow-unsandboxed", "--json", "--provenance-dir"],
+    )
+    .arg(&dir)
+    .arg("scratch-plus-amd64")
+    .env("NIX_CONFIG", "sandbox = false")
+    .env("COSIGN_PASSWORD", PASSWORD)
+    .output()
+    .unwrap();
     let built: Value = serde_json::from_str(&ok(out, "kiln build --allow-unsandboxed")).unwrap();
     let st = kiln::provenance::read(&dir.join("scratch-plus-amd64.intoto.json")).unwrap();
     let int = &st.predicate["buildDefinition"]["internalParameters"];
@@ -1502,16 +1464,7 @@ fn an_unsandboxed_build_is_recorded_as_not_isolated_and_fails_verification() {
     assert_eq!(built[0]["digest"], fx.amd64.to_string());
     let signed = dir.join("signed");
     ok(
-        kiln_env(&[
-            "sign",
-            "scratch-plus-amd64",
-            "--key",
-            fx.key.to_str().unwrap(),
-            "--provenance-dir",
-            dir.to_str().unwrap(),
-            "--out",
-            signed.to_str().unwrap(),
-        ]),
+        kiln_env(&sign_args("scratch-plus-amd64", &fx.key, &dir, &signed)),
         "kiln sign of the unsandboxed build",
     );
     assert_fails_with(

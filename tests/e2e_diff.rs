@@ -61,7 +61,7 @@ fn build_in(dir: &Path, attr: &str) -> PathBuf {
 }
 
 fn lock_of(dir: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(dir.join("kiln.lock")).unwrap()).unwrap()
+    read_json(&dir.join("kiln.lock"))
 }
 
 fn write_lock(dir: &Path, lock: &Value) {

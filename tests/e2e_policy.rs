@@ -23,6 +23,13 @@ fn outside(name: &str) -> PathBuf {
     dir
 }
 
+/// A fresh directory outside the checkout holding one policy file.
+fn rules_dir(name: &str, file: &str, rego: &str) -> PathBuf {
+    let rules = outside(name);
+    std::fs::write(rules.join(file), rego).unwrap();
+    rules
+}
+
 fn json_of(out: &Output) -> Value {
     serde_json::from_str(&stdout(out)).unwrap_or_else(|e| {
         panic!(
@@ -60,7 +67,7 @@ fn add_shell_variant(dir: &Path) {
     );
     std::fs::write(&def, text).unwrap();
     let lock_path = dir.join("kiln.lock");
-    let mut lock: Value = serde_json::from_slice(&std::fs::read(&lock_path).unwrap()).unwrap();
+    let mut lock = read_json(&lock_path);
     let entry = lock["images"]["scratch-plus"].clone();
     lock["images"]["scratch-plus-shell"] = entry;
     std::fs::write(&lock_path, kiln::json::pretty(&lock)).unwrap();
@@ -152,11 +159,8 @@ fn nix_flake_check_runs_the_policies_on_every_image() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let built: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let report: Value = serde_json::from_slice(
-        &std::fs::read(Path::new(built[0]["outputs"]["out"].as_str().unwrap()).join("report.json"))
-            .unwrap(),
-    )
-    .unwrap();
+    let report =
+        read_json(&Path::new(built[0]["outputs"]["out"].as_str().unwrap()).join("report.json"));
     assert_eq!(report["image"], "scratch-plus");
     assert_eq!(report["violations"], serde_json::json!([]));
     assert!(report["rules"]
@@ -280,12 +284,11 @@ fn root_without_debug_is_reported_by_policy_though_the_loader_refuses_it() {
     );
 
     // A user's own rules see the same definition.
-    let rules = outside("root-rules");
-    std::fs::write(
-        rules.join("root.rego"),
+    let rules = rules_dir(
+        "root-rules",
+        "root.rego",
         "package acme.root\n\nimport rego.v1\n\ndeny contains {\"msg\": \"acme forbids root\", \"field\": \"accounts.run_as\"} if {\n\tinput.kind == \"definition\"\n\tinput.user.uid == 0\n\tnot input.debug\n}\n",
-    )
-    .unwrap();
+    );
     let out = kiln_in(
         &dir,
         &[
@@ -313,12 +316,11 @@ fn root_without_debug_is_reported_by_policy_though_the_loader_refuses_it() {
 
 #[test]
 fn a_policy_that_does_not_parse_is_an_error_naming_file_and_line() {
-    let rules = outside("broken-rules");
-    std::fs::write(
-        rules.join("broken.rego"),
+    let rules = rules_dir(
+        "broken-rules",
+        "broken.rego",
         "package acme.broken\n\nimport rego.v1\n\ndeny contains msg if {\n\tmsg := \n}\n",
-    )
-    .unwrap();
+    );
     let out = kiln(&[
         "policy",
         "--definitions-only",
@@ -338,12 +340,11 @@ fn a_policy_that_does_not_parse_is_an_error_naming_file_and_line() {
 
 #[test]
 fn a_rule_that_fails_at_evaluation_is_named() {
-    let rules = outside("failing-rule");
-    std::fs::write(
-        rules.join("bad.rego"),
+    let rules = rules_dir(
+        "failing-rule",
+        "bad.rego",
         "package acme.bad\n\nimport rego.v1\n\ndeny contains msg if {\n\tn := to_number(input.name)\n\tmsg := sprintf(\"%v\", [n])\n}\n",
-    )
-    .unwrap();
+    );
     let out = kiln(&[
         "policy",
         "--definitions-only",
@@ -365,12 +366,11 @@ fn a_rule_that_fails_at_evaluation_is_named() {
 
 #[test]
 fn user_warnings_print_without_failing_and_json_carries_them() {
-    let rules = outside("warn-rules");
-    std::fs::write(
-        rules.join("vendor.rego"),
+    let rules = rules_dir(
+        "warn-rules",
+        "vendor.rego",
         "package acme.vendor\n\nimport rego.v1\n\nwarn contains {\"msg\": sprintf(\"%v: no acme vendor\", [input.image]), \"field\": \"annotations\"} if {\n\tinput.kind == \"definition\"\n\tinput.definition.annotations[\"org.opencontainers.image.vendor\"] != \"acme\"\n}\n",
-    )
-    .unwrap();
+    );
     std::fs::write(rules.join("README.md"), "not a policy\n").unwrap();
     let out = kiln(&[
         "policy",
@@ -452,10 +452,7 @@ fn kiln_build_fails_on_a_denied_rule_unless_skipped_and_the_skip_is_in_the_prove
 
     let skipped = kiln_in(&dir, &["build", "--skip-policy", "scratch-plus-shell"]);
     assert!(skipped.status.success(), "{}", stderr(&skipped));
-    let statement: Value = serde_json::from_slice(
-        &std::fs::read(dir.join(".kiln/provenance/scratch-plus-shell.intoto.json")).unwrap(),
-    )
-    .unwrap();
+    let statement = read_json(&dir.join(".kiln/provenance/scratch-plus-shell.intoto.json"));
     let bd = &statement["predicate"]["buildDefinition"];
     assert_eq!(
         bd["externalParameters"]["policy"]["enforced"], false,

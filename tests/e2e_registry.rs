@@ -16,8 +16,7 @@ const PASSWORD_ENV: (&str, &str) = ("COSIGN_PASSWORD", "kiln-e2e-registry");
 
 fn kiln_with(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
     use std::io::Write as _;
-    let mut cmd = Command::new(kiln_bin());
-    cmd.arg("--project").arg(project()).args(args);
+    let mut cmd = kiln_cmd(&project(), args);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -60,8 +59,7 @@ fn push_fails(src: &Path, target: &str, extra: &[&str]) -> String {
 
 /// The digest of the image index a layout holds (its first index entry).
 fn index_digest(layout: &Path) -> String {
-    let v: Value =
-        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let v = read_json(&layout.join("index.json"));
     v["manifests"]
         .as_array()
         .unwrap()
@@ -160,10 +158,7 @@ fn push_then_pull_round_trips_and_skopeo_and_umoci_read_it() {
             .iter()
             .map(|l| l.as_str().unwrap().to_string())
             .collect();
-        let m: Value = serde_json::from_slice(
-            &std::fs::read(out.join("blobs/sha256").join(hex(&want.1))).unwrap(),
-        )
-        .unwrap();
+        let m = read_json(&blob(&out, &want.1));
         let built_layers: Vec<String> = m["layers"]
             .as_array()
             .unwrap()
@@ -219,8 +214,7 @@ fn push_then_pull_round_trips_and_skopeo_and_umoci_read_it() {
         "pinned",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let l: Value =
-        serde_json::from_slice(&std::fs::read(by_digest.join("index.json")).unwrap()).unwrap();
+    let l = read_json(&by_digest.join("index.json"));
     assert_eq!(l["manifests"][0]["digest"], digest.as_str());
     assert_eq!(
         l["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"],
@@ -328,10 +322,7 @@ fn a_tampered_layout_pushes_nothing() {
     };
     // One byte of the largest layer.
     let (arch, manifest) = platforms(&copy).remove(0);
-    let m: Value = serde_json::from_slice(
-        &std::fs::read(copy.join("blobs/sha256").join(hex(&manifest))).unwrap(),
-    )
-    .unwrap();
+    let m = read_json(&blob(&copy, &manifest));
     let layer = m["layers"]
         .as_array()
         .unwrap()
@@ -341,7 +332,7 @@ fn a_tampered_layout_pushes_nothing() {
         .as_str()
         .unwrap()
         .to_string();
-    let path = copy.join("blobs/sha256").join(hex(&layer));
+    let path = blob(&copy, &layer);
     let mut bytes = std::fs::read(&path).unwrap();
     let i = bytes.len() / 2;
     bytes[i] ^= 0x40;
@@ -396,10 +387,7 @@ fn pull_checks_every_blob_and_leaves_nothing_when_one_is_wrong() {
     push(&out, &target, &[]);
     // Damage a layer in the registry's own storage (distribution serves it as is).
     let (_, manifest) = platforms(&out).remove(1);
-    let m: Value = serde_json::from_slice(
-        &std::fs::read(out.join("blobs/sha256").join(hex(&manifest))).unwrap(),
-    )
-    .unwrap();
+    let m = read_json(&blob(&out, &manifest));
     let layer = m["layers"][0]["digest"].as_str().unwrap().to_string();
     let h = hex(&layer);
     let stored = reg
@@ -821,8 +809,7 @@ fn a_second_signer_adds_to_the_signatures_and_removes_none() {
 
 /// The document a layout's index.json names `name`.
 fn read_layout_doc(layout: &Path, name: &str) -> Value {
-    let index: Value =
-        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let index = read_json(&layout.join("index.json"));
     let d = index["manifests"]
         .as_array()
         .unwrap()
@@ -830,8 +817,7 @@ fn read_layout_doc(layout: &Path, name: &str) -> Value {
         .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == name)
         .unwrap_or_else(|| panic!("{name} not in {}", layout.display()));
     let digest = d["digest"].as_str().unwrap();
-    serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(hex(digest))).unwrap())
-        .unwrap()
+    read_json(&blob(layout, digest))
 }
 
 #[test]
@@ -928,7 +914,7 @@ fn the_bearer_token_flow_serves_push_pull_and_the_verifier() {
 fn an_attribute_pushes_its_build_and_a_single_platform_image_pushes_its_manifest() {
     let attr = "distroless-static-arm64";
     let out = build(&[attr]).remove(0);
-    let v: Value = serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
+    let v = read_json(&out.join("index.json"));
     let manifest = v["manifests"][0]["digest"].as_str().unwrap().to_string();
     let reg = Registry::start();
     let target = format!("{}/kiln/{attr}:v1", reg.host());

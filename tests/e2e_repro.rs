@@ -48,7 +48,7 @@ fn perturbed_build(attr: &str, perturb: &str, extra_env: &[(&str, &str)]) -> (St
 }
 
 fn image_json(out: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(out.join("image.json")).unwrap()).unwrap()
+    read_json(&out.join("image.json"))
 }
 
 fn nar_hash(path: &Path) -> String {
@@ -171,13 +171,13 @@ fn scratch_plus_is_identical_under_every_perturbation() {
 #[test]
 fn a_non_deterministic_build_fails_repro_naming_the_file() {
     require_setup();
-    let out = Command::new(kiln_bin())
-        .arg("--project")
-        .arg(project())
-        .args(["repro", "scratch-plus", "--only", "rebuild", "--only", "tz"])
-        .env("KILN_PERTURB", r#"{"kilnTestNondeterminism":"1"}"#)
-        .output()
-        .unwrap();
+    let out = kiln_cmd(
+        &project(),
+        &["repro", "scratch-plus", "--only", "rebuild", "--only", "tz"],
+    )
+    .env("KILN_PERTURB", r#"{"kilnTestNondeterminism":"1"}"#)
+    .output()
+    .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.contains("NOT REPRODUCIBLE"), "{text}");
@@ -190,10 +190,9 @@ fn a_non_deterministic_build_fails_repro_naming_the_file() {
         "{text}"
     );
 
-    let out = Command::new(kiln_bin())
-        .arg("--project")
-        .arg(project())
-        .args([
+    let out = kiln_cmd(
+        &project(),
+        &[
             "repro",
             "scratch-plus",
             "--only",
@@ -201,10 +200,11 @@ fn a_non_deterministic_build_fails_repro_naming_the_file() {
             "--only",
             "tz",
             "--json",
-        ])
-        .env("KILN_PERTURB", r#"{"kilnTestNondeterminism":"1"}"#)
-        .output()
-        .unwrap();
+        ],
+    )
+    .env("KILN_PERTURB", r#"{"kilnTestNondeterminism":"1"}"#)
+    .output()
+    .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let r: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(r["identical"], false);

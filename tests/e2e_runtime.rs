@@ -10,7 +10,7 @@ use common::*;
 use kiln::runtime::{self, Podman};
 use kiln::spec::Arch;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 fn kiln_test(args: &[&str]) -> (bool, Value, String) {
@@ -242,7 +242,7 @@ fn the_test_copy_adds_one_layer_and_leaves_the_image_alone() {
     );
     // The probe is the one built for arm64, byte for byte.
     assert_eq!(std::fs::read(&bin).unwrap(), std::fs::read(&probe).unwrap());
-    let manifest = skopeo_raw(&layout, &tag);
+    let manifest = skopeo_inspect(&layout, &tag, &["--raw"]);
     assert_eq!(manifest["annotations"]["dev.kiln.test"], "probe");
     // The image's own files are all still there.
     assert!(rootfs.join("etc/ssl/certs/ca-certificates.crt").is_file());
@@ -252,14 +252,7 @@ fn the_test_copy_adds_one_layer_and_leaves_the_image_alone() {
     let again =
         runtime::write_test_layout("scratch-plus", &out, Arch::Arm64, &probe, &layout).unwrap();
     assert_eq!(again, tag);
-    assert_eq!(skopeo_raw(&layout, &tag), manifest);
-}
-
-fn skopeo_raw(layout: &Path, reference: &str) -> Value {
-    let out = run(Command::new("skopeo")
-        .args(["inspect", "--raw"])
-        .arg(format!("oci:{}:{reference}", layout.display())));
-    serde_json::from_str(&out).unwrap()
+    assert_eq!(skopeo_inspect(&layout, &tag, &["--raw"]), manifest);
 }
 
 #[test]

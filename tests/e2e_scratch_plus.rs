@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn lock() -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(project().join("kiln.lock")).unwrap()).unwrap()
+    read_json(&project().join("kiln.lock"))
 }
 
 /// The store path of a locked .deb.
@@ -26,12 +26,6 @@ fn deb_path(arch: &str, name: &str) -> PathBuf {
         p["architecture"].as_str().unwrap(),
     );
     PathBuf::from(kiln::nixstore::flat_fixed_path(&store_name, &sha))
-}
-
-fn blob(layout: &Path, digest: &str) -> PathBuf {
-    layout
-        .join("blobs/sha256")
-        .join(digest.trim_start_matches("sha256:"))
 }
 
 #[test]
@@ -143,19 +137,15 @@ fn scratch_plus_builds_for_both_platforms_with_the_declared_contents() {
 
         // Owners and modes as declared, read from the layers themselves
         // (a rootless unpack maps every owner to the current user).
-        let manifest: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(blob(
-                &out,
-                manifests
-                    .iter()
-                    .find(|m| m["platform"]["architecture"] == arch)
-                    .unwrap()["digest"]
-                    .as_str()
-                    .unwrap(),
-            ))
-            .unwrap(),
-        )
-        .unwrap();
+        let manifest = read_json(&blob(
+            &out,
+            manifests
+                .iter()
+                .find(|m| m["platform"]["architecture"] == arch)
+                .unwrap()["digest"]
+                .as_str()
+                .unwrap(),
+        ));
         let layers = manifest["layers"].as_array().unwrap();
         let generated = layer_entries(&blob(
             &out,
@@ -233,12 +223,7 @@ fn a_missing_seed_names_the_command_that_installs_it() {
         "{}",
         stderr(&out)
     );
-    let out = Command::new(kiln_bin())
-        .arg("--project")
-        .arg(&dir)
-        .args(["build", "scratch-plus"])
-        .output()
-        .unwrap();
+    let out = kiln_in(&dir, &["build", "scratch-plus"]);
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("run `kiln seed --check`"),
@@ -264,12 +249,7 @@ fn a_definition_changed_after_locking_fails_the_build_and_the_check() {
         "{}",
         stderr(&out)
     );
-    let out = Command::new(kiln_bin())
-        .arg("--project")
-        .arg(&dir)
-        .args(["lock", "--check"])
-        .output()
-        .unwrap();
+    let out = kiln_in(&dir, &["lock", "--check"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("scratch-plus"), "{}", stderr(&out));
 }
@@ -277,10 +257,7 @@ fn a_definition_changed_after_locking_fails_the_build_and_the_check() {
 #[test]
 fn kiln_refuses_to_build_when_the_sandbox_is_off() {
     require_setup();
-    let out = Command::new(kiln_bin())
-        .arg("--project")
-        .arg(project())
-        .args(["build", "scratch-plus"])
+    let out = kiln_cmd(&project(), &["build", "scratch-plus"])
         .env("NIX_CONFIG", "sandbox = false")
         .output()
         .unwrap();
@@ -363,8 +340,7 @@ fn kiln_build_names_definition_errors_and_missing_debs_before_nix_runs() {
 
     let dir = project_copy("e2e-build-precheck-debs");
     let lock_path = dir.join("kiln.lock");
-    let mut lock: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&lock_path).unwrap()).unwrap();
+    let mut lock = read_json(&lock_path);
     for arch in ["amd64", "arm64"] {
         lock["packages"][arch]["ca-certificates"]["sha256"] = "00".repeat(32).into();
     }

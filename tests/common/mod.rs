@@ -22,14 +22,16 @@ pub fn kiln_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_kiln"))
 }
 
+/// The command `kiln --project <project> args...`, to add env or stdin to.
+pub fn kiln_cmd(project: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(kiln_bin());
+    cmd.arg("--project").arg(project).args(args);
+    cmd
+}
+
 /// `kiln --project <checkout> args...`
 pub fn kiln(args: &[&str]) -> Output {
-    Command::new(kiln_bin())
-        .arg("--project")
-        .arg(project())
-        .args(args)
-        .output()
-        .expect("running kiln")
+    kiln_in(&project(), args)
 }
 
 pub fn stdout(o: &Output) -> String {
@@ -38,6 +40,21 @@ pub fn stdout(o: &Output) -> String {
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A JSON file, parsed (panicking with its path when it cannot be).
+pub fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(
+        &std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display())),
+    )
+    .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The file of a blob in an OCI layout (`digest` with or without `sha256:`).
+pub fn blob(layout: &Path, digest: &str) -> PathBuf {
+    layout
+        .join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"))
 }
 
 /// Runs a command, panicking with its output when it fails.
@@ -183,27 +200,15 @@ pub fn layer_entries(blob: &Path) -> Vec<(String, char, u32, u64, u64)> {
 
 /// The descriptor list of the image index behind `<tag>` in a layout.
 pub fn platform_manifests(layout: &Path) -> Vec<serde_json::Value> {
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let index = read_json(&layout.join("index.json"));
     let top = &index["manifests"][0];
-    let digest = top["digest"]
-        .as_str()
-        .unwrap()
-        .trim_start_matches("sha256:");
-    let nested: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(digest)).unwrap())
-            .unwrap();
+    let nested = read_json(&blob(layout, top["digest"].as_str().unwrap()));
     nested["manifests"].as_array().unwrap().clone()
 }
 
 /// `kiln --project <dir> args...`
 pub fn kiln_in(project: &Path, args: &[&str]) -> Output {
-    Command::new(kiln_bin())
-        .arg("--project")
-        .arg(project)
-        .args(args)
-        .output()
-        .expect("running kiln")
+    kiln_cmd(project, args).output().expect("running kiln")
 }
 
 /// Commits everything in `dir` into a fresh git repository (a project
