@@ -126,25 +126,19 @@ impl Write for Sink {
     }
 }
 
-/// The decompressing reader for a layer of `media_type`.
+/// The decompressing reader for a layer of `media_type` (the seed's, so
+/// that `kiln diff` reads layers as the verifier and the policy do).
 pub fn decompressor<'a, R: Read + 'a>(
     media_type: &str,
     blob: R,
 ) -> Result<Box<dyn Read + 'a>, LayerError> {
-    if media_type.ends_with("gzip") {
-        // Concatenated gzip members are one stream to every runtime.
-        Ok(Box::new(flate2::read::MultiGzDecoder::new(
-            io::BufReader::new(blob),
-        )))
-    } else if media_type.ends_with("zstd") {
-        let dec = ruzstd::decoding::StreamingDecoder::new(io::BufReader::new(blob))
-            .map_err(|e| LayerError::Read(io::Error::new(io::ErrorKind::InvalidData, e)))?;
-        Ok(Box::new(dec))
-    } else if media_type.ends_with(".tar") || media_type.ends_with("diff.tar") {
-        Ok(Box::new(blob))
-    } else {
-        Err(LayerError::MediaType(media_type.into()))
-    }
+    kiln_seed::oci::layer_reader(media_type, blob).map_err(|e| match e {
+        kiln_seed::oci::LayerReaderError::MediaType(m) => LayerError::MediaType(m),
+        other => LayerError::Read(io::Error::new(
+            io::ErrorKind::InvalidData,
+            other.to_string(),
+        )),
+    })
 }
 
 /// Normalizes a tar path: no leading `./` or `/`, no trailing `/`.

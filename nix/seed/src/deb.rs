@@ -1,5 +1,5 @@
 //! Reading Debian binary packages (`deb(5)`): the ar container, the control
-//! member (`control`, `md5sums`, `conffiles`) and the data member's tar
+//! member (`control`, `md5sums`) and the data member's tar
 //! entries, exactly as they are stored. Nothing here judges the entries:
 //! [`crate::tarsafe`] validates and normalizes them.
 //!
@@ -264,22 +264,12 @@ pub fn parse_md5sums(text: &str) -> Result<Vec<Md5Line>, Error> {
     Ok(out)
 }
 
-/// Parses `conffiles`: one absolute path per line, optionally preceded by
-/// dpkg's flags (`remove-on-upgrade /etc/x`); the path is the last word.
-pub fn parse_conffiles(text: &str) -> Vec<String> {
-    text.lines()
-        .filter_map(|l| l.split_whitespace().last())
-        .map(str::to_string)
-        .collect()
-}
-
 /// A parsed .deb.
 #[derive(Debug, Clone)]
 pub struct Deb {
     pub control: Control,
     /// `None` when the package has no md5sums file.
     pub md5sums: Option<Vec<Md5Line>>,
-    pub conffiles: Vec<String>,
     /// Name of the data member (`data.tar.xz`, ...), for messages.
     pub data_member: String,
     /// The data tar's entries in archive order.
@@ -386,10 +376,9 @@ pub fn parse(bytes: &[u8]) -> Result<Deb, Error> {
 
     let mut control_text = None;
     let mut md5sums = None;
-    let mut conffiles = Vec::new();
     for e in read_tar(&control_member, &control_tar)? {
         let name = e.name.trim_start_matches("./");
-        if !matches!(name, "control" | "md5sums" | "conffiles") {
+        if !matches!(name, "control" | "md5sums") {
             continue;
         }
         let TarKind::File(bytes) = e.kind else {
@@ -398,8 +387,7 @@ pub fn parse(bytes: &[u8]) -> Result<Deb, Error> {
         let text = String::from_utf8(bytes).map_err(|_| Error::ControlNotUtf8(name.to_string()))?;
         match name {
             "control" => control_text = Some(text),
-            "md5sums" => md5sums = Some(parse_md5sums(&text)?),
-            _ => conffiles = parse_conffiles(&text),
+            _ => md5sums = Some(parse_md5sums(&text)?),
         }
     }
     let control = Control::parse(&control_text.ok_or(Error::NoControl)?)?;
@@ -407,7 +395,6 @@ pub fn parse(bytes: &[u8]) -> Result<Deb, Error> {
     Ok(Deb {
         control,
         md5sums,
-        conffiles,
         data_member,
         data,
     })
@@ -773,7 +760,7 @@ mod tests {
     }
 
     #[test]
-    fn md5sums_and_conffiles() {
+    fn md5sums_parse() {
         let m = parse_md5sums("d41d8cd98f00b204e9800998ecf8427e  usr/bin/x\n0123456789abcdef0123456789ABCDEF  ./etc/y z\n").unwrap();
         assert_eq!(
             m[0],
@@ -786,10 +773,6 @@ mod tests {
         assert_eq!(m[1].md5, "0123456789abcdef0123456789abcdef");
         assert!(parse_md5sums("xyz  a\n").is_err());
         assert!(parse_md5sums("d41d8cd98f00b204e9800998ecf8427e usr/bin/x\n").is_err());
-        assert_eq!(
-            parse_conffiles("/etc/a\nremove-on-upgrade /etc/b\n\n"),
-            ["/etc/a", "/etc/b"]
-        );
     }
 
     #[test]

@@ -244,7 +244,7 @@ fn copy_image(
 
     // The SBOMs must describe this manifest (they name it by digest).
     let hex = desc.digest().digest().to_string();
-    let spdx = read_json(dir, image::SPDX_FILE)?;
+    let (spdx_bytes, spdx) = read_json(dir, image::SPDX_FILE)?;
     let described = spdx["packages"]
         .as_array()
         .and_then(|ps| {
@@ -262,7 +262,7 @@ fn copy_image(
             ),
         ));
     }
-    let cdx = read_json(dir, image::CYCLONEDX_FILE)?;
+    let (cdx_bytes, cdx) = read_json(dir, image::CYCLONEDX_FILE)?;
     if cdx["metadata"]["component"]["version"].as_str() != Some(desc.digest().to_string().as_str())
     {
         return Err(image_err(
@@ -274,12 +274,7 @@ fn copy_image(
             ),
         ));
     }
-    for (file, ext) in [
-        (image::SPDX_FILE, "spdx.json"),
-        (image::CYCLONEDX_FILE, "cdx.json"),
-    ] {
-        let bytes =
-            fs::read(dir.join(file)).map_err(|e| image_err(dir, format!("reading {file}: {e}")))?;
+    for (bytes, ext) in [(spdx_bytes, "spdx.json"), (cdx_bytes, "cdx.json")] {
         writer.write_file(&format!("sbom/{}.{ext}", arch.debian()), &bytes)?;
     }
 
@@ -305,10 +300,13 @@ fn copy_image(
     ))
 }
 
-fn read_json(dir: &Path, file: &str) -> Result<serde_json::Value, Error> {
+/// The bytes of a JSON file of a per-arch output, and what they parse to.
+fn read_json(dir: &Path, file: &str) -> Result<(Vec<u8>, serde_json::Value), Error> {
     let bytes =
         fs::read(dir.join(file)).map_err(|e| image_err(dir, format!("reading {file}: {e}")))?;
-    serde_json::from_slice(&bytes).map_err(|e| image_err(dir, format!("{file} is not JSON: {e}")))
+    let value = serde_json::from_slice(&bytes)
+        .map_err(|e| image_err(dir, format!("{file} is not JSON: {e}")))?;
+    Ok((bytes, value))
 }
 
 #[cfg(test)]

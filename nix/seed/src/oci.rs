@@ -634,6 +634,37 @@ fn read_small(path: &Path) -> Result<Vec<u8>, Error> {
     Ok(bytes)
 }
 
+/// A layer blob of a media type kiln cannot uncompress.
+#[derive(Debug, thiserror::Error)]
+pub enum LayerReaderError {
+    #[error("media type {0} is not a layer kiln can read (gzip, zstd or uncompressed tar)")]
+    MediaType(String),
+    #[error("zstd: {0}")]
+    Zstd(String),
+}
+
+/// The uncompressed tar stream of a layer blob of `media_type` (OCI or
+/// Docker names): what the policy, the verifier and `kiln diff` read.
+/// Gzip is read as concatenated members, as every runtime reads it.
+pub fn layer_reader<'a, R: Read + 'a>(
+    media_type: &str,
+    blob: R,
+) -> Result<Box<dyn Read + 'a>, LayerReaderError> {
+    if media_type.ends_with("gzip") {
+        Ok(Box::new(flate2::read::MultiGzDecoder::new(
+            io::BufReader::new(blob),
+        )))
+    } else if media_type.ends_with("zstd") {
+        let dec = ruzstd::decoding::StreamingDecoder::new(io::BufReader::new(blob))
+            .map_err(|e| LayerReaderError::Zstd(e.to_string()))?;
+        Ok(Box::new(dec))
+    } else if media_type.ends_with(".tar") {
+        Ok(Box::new(blob))
+    } else {
+        Err(LayerReaderError::MediaType(media_type.into()))
+    }
+}
+
 /// Reads the blob file at `path`, which must be a regular file of exactly
 /// `size` bytes hashing to `digest`; the error says which of these failed.
 /// Never reads more than `size + 1` bytes, whatever the file holds.

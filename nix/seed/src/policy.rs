@@ -543,32 +543,16 @@ impl ImageFacts {
                     digest: digest.to_string(),
                     message: e.to_string(),
                 })?;
-            let reader: Box<dyn Read> = match l.media_type().as_ref() {
-                "application/vnd.oci.image.layer.v1.tar+gzip"
-                | "application/vnd.docker.image.rootfs.diff.tar.gzip" => {
-                    Box::new(io::BufReader::with_capacity(
-                        1 << 16,
-                        flate2::read::GzDecoder::new(io::BufReader::new(file)),
-                    ))
-                }
-                "application/vnd.oci.image.layer.v1.tar" => Box::new(io::BufReader::new(file)),
-                "application/vnd.oci.image.layer.v1.tar+zstd" => Box::new(
-                    ruzstd::decoding::StreamingDecoder::new(io::BufReader::new(file)).map_err(
-                        |e| Error::Layer {
-                            image: image.into(),
-                            digest: digest.to_string(),
-                            message: e.to_string(),
-                        },
-                    )?,
-                ),
-                other => {
-                    return Err(Error::Layer {
+            let reader = io::BufReader::with_capacity(
+                1 << 16,
+                crate::oci::layer_reader(l.media_type().as_ref(), file).map_err(|e| {
+                    Error::Layer {
                         image: image.into(),
                         digest: digest.to_string(),
-                        message: format!("media type {other} is not a layer kiln can read"),
-                    })
-                }
-            };
+                        message: e.to_string(),
+                    }
+                })?,
+            );
             tree.apply(reader, i).map_err(|message| Error::Layer {
                 image: image.into(),
                 digest: digest.to_string(),

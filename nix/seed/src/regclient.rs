@@ -162,24 +162,6 @@ impl RegistryRef {
         }
     }
 
-    /// The same repository at `digest` (no tag).
-    pub fn at_digest(&self, digest: &Digest) -> RegistryRef {
-        RegistryRef {
-            digest: Some(*digest),
-            tag: None,
-            ..self.clone()
-        }
-    }
-
-    /// The same repository at `tag`.
-    pub fn at_tag(&self, tag: &str) -> RegistryRef {
-        RegistryRef {
-            digest: None,
-            tag: Some(tag.to_string()),
-            ..self.clone()
-        }
-    }
-
     /// `registry/repository` (what a cosign signature names as its docker-reference).
     pub fn name(&self) -> String {
         format!("{}/{}", self.registry, self.repository)
@@ -423,18 +405,6 @@ pub fn parse_challenge(header: &str) -> Option<Challenge> {
     })
 }
 
-fn percent_encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 #[derive(Clone, Debug, Default)]
 pub struct ClientOptions {
     /// Plain HTTP even though the registry is not on loopback.
@@ -583,10 +553,10 @@ impl Client {
         }
         let mut params = Vec::new();
         if let Some(s) = service {
-            params.push(format!("service={}", percent_encode(s)));
+            params.push(format!("service={}", crate::sbom::percent_encode(s)));
         }
         if let Some(s) = scope {
-            params.push(format!("scope={}", percent_encode(s)));
+            params.push(format!("scope={}", crate::sbom::percent_encode(s)));
         }
         let sep = if realm.contains('?') { '&' } else { '?' };
         let url = if params.is_empty() {
@@ -615,18 +585,6 @@ impl Client {
             .filter(|t| !t.is_empty())
             .map(String::from)
             .ok_or_else(|| bad("answer has no token".into()))
-    }
-
-    /// Checks that the registry speaks the v2 API (and that auth works).
-    pub fn ping(&self) -> Result<(), RegError> {
-        let path = "/v2/";
-        let mut resp = self.request("GET", path, None)?;
-        let status = resp.status().as_u16();
-        if status != 200 {
-            let body = read_limited(resp.body_mut(), 64 << 10, path, "error")?;
-            return Err(status_error("GET", self.url(path), status, &body));
-        }
-        Ok(())
     }
 
     /// The manifest behind `reference` (tag or digest) in `repo`, or None

@@ -43,22 +43,6 @@ impl Arch {
         }
     }
 
-    /// ELF `e_machine` of native code for this architecture.
-    pub fn elf_machine(self) -> u16 {
-        match self {
-            Arch::Amd64 => 62,
-            Arch::Arm64 => 183,
-        }
-    }
-
-    /// GNU multiarch triplet (`/usr/lib/<triplet>`).
-    pub fn triplet(self) -> &'static str {
-        match self {
-            Arch::Amd64 => "x86_64-linux-gnu",
-            Arch::Arm64 => "aarch64-linux-gnu",
-        }
-    }
-
     pub fn parse(s: &str) -> Option<Arch> {
         match s {
             "amd64" => Some(Arch::Amd64),

@@ -41,7 +41,7 @@ pub const BUNDLE_PREDICATE_TYPE_ANNOTATION: &str = "dev.sigstore.bundle.predicat
 /// The legacy cosign tag for what is attached to `digest`:
 /// `sha256-<hex>.sig` (suffix `sig`) or `sha256-<hex>.att` (suffix `att`).
 pub fn cosign_tag(digest: &Digest, suffix: &str) -> String {
-    format!("sha256-{}.{suffix}", digest.hex())
+    crate::regclient::digest_tag(digest, suffix)
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 pub const TOOL_NAME: &str = "kiln-seed";
 pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
-pub const NOASSERTION: &str = "NOASSERTION";
+pub use crate::copyright::NOASSERTION;
 /// The `distro` qualifier of Debian package purls.
 pub const DISTRO: &str = "debian-12";
 
@@ -262,11 +262,17 @@ pub fn percent_encode(s: &str) -> String {
 /// `pkg:deb/debian/<name>@<version>?arch=<architecture>&distro=debian-12`
 /// (qualifiers sorted by key, as the purl spec requires).
 pub fn deb_purl(p: &InstalledPackage) -> String {
+    deb_purl_of(&p.name, &p.version, &p.architecture)
+}
+
+/// [`deb_purl`] from the three fields (what provenance records for a
+/// locked .deb, so that it names packages exactly as the SBOMs do).
+pub fn deb_purl_of(name: &str, version: &str, architecture: &str) -> String {
     format!(
         "pkg:deb/debian/{}@{}?arch={}&distro={DISTRO}",
-        percent_encode(&p.name),
-        percent_encode(&p.version),
-        percent_encode(&p.architecture)
+        percent_encode(name),
+        percent_encode(version),
+        percent_encode(architecture)
     )
 }
 

@@ -7,7 +7,6 @@ use super::checks::VerifiedStatement;
 use super::report::Report;
 use super::walk::Image;
 use crate::attest::statement::Provenance;
-use crate::sbom::{percent_encode, DISTRO};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -161,15 +160,8 @@ pub struct Expectations<'a> {
     pub now: i64,
 }
 
-/// The purl kiln records for a locked .deb.
-pub fn deb_purl(name: &str, version: &str, architecture: &str) -> String {
-    format!(
-        "pkg:deb/debian/{}@{}?arch={}&distro={DISTRO}",
-        percent_encode(name),
-        percent_encode(version),
-        percent_encode(architecture)
-    )
-}
+/// The purl kiln records for a locked .deb: the SBOMs' own.
+pub use crate::sbom::deb_purl_of as deb_purl;
 
 /// (purl, sha256 hex) of every .deb kiln.lock pins for `image` on `archs`.
 pub fn locked_debs(

@@ -332,27 +332,14 @@ fn whiteout_covers_status_d(path: &str) -> bool {
 
 /// Uncompresses a layer, records its status.d files, returns its diffID.
 fn read_layer(media_type: &str, bytes: &[u8], status: &mut StatusD) -> Result<Digest, String> {
-    let tar: Vec<u8> = if media_type.ends_with("+gzip") {
-        let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(bytes)
-            .read_to_end(&mut out)
-            .map_err(|e| format!("gzip: {e}"))?;
-        out
-    } else if media_type.ends_with("+zstd") {
-        let mut input = bytes;
-        let mut dec = ruzstd::decoding::StreamingDecoder::new(&mut input)
-            .map_err(|e| format!("zstd: {e}"))?;
-        let mut out = Vec::new();
-        dec.read_to_end(&mut out)
-            .map_err(|e| format!("zstd: {e}"))?;
-        out
-    } else if media_type.ends_with(".tar") {
-        bytes.to_vec()
-    } else {
-        return Err(format!(
-            "media type {media_type} is not a layer kiln can read"
-        ));
-    };
+    let mut tar = Vec::new();
+    crate::oci::layer_reader(media_type, bytes)
+        .map_err(|e| e.to_string())?
+        .read_to_end(&mut tar)
+        .map_err(|e| {
+            let compression = media_type.rsplit_once('+').map_or("tar", |(_, c)| c);
+            format!("{compression}: {e}")
+        })?;
     let diff_id = Digest::of(&tar);
     let mut archive = tar::Archive::new(tar.as_slice());
     let entries = archive.entries().map_err(|e| format!("tar: {e}"))?;
