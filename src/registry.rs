@@ -1350,26 +1350,7 @@ pub fn pull(
         opts,
     ))?;
     // Into place: the old layout (with --force) goes only once the new one is complete.
-    let staged = tmp.keep();
-    if dest.symlink_metadata().is_ok() {
-        let old = parent.join(format!(
-            ".{}.old-{}",
-            dest.file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("layout"),
-            std::process::id()
-        ));
-        std::fs::rename(dest, &old).map_err(io_err("moving aside", dest))?;
-        if let Err(e) = std::fs::rename(&staged, dest) {
-            let _ = std::fs::rename(&old, dest);
-            let _ = std::fs::remove_dir_all(&staged);
-            return Err(io_err("renaming into place", dest)(e));
-        }
-        let _ = std::fs::remove_dir_all(&old);
-    } else if let Err(e) = std::fs::rename(&staged, dest) {
-        let _ = std::fs::remove_dir_all(&staged);
-        return Err(io_err("renaming into place", dest)(e));
-    }
+    crate::fsutil::replace_dir(&tmp.keep(), dest).map_err(io_err("replacing", dest))?;
     report.layout = dest.to_path_buf();
     Ok(report)
 }

@@ -306,10 +306,7 @@ pub fn write_test_layout(
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
     }
-    if dest.exists() {
-        std::fs::remove_dir_all(dest).map_err(io("removing", dest))?;
-    }
-    std::fs::rename(&tmp, dest).map_err(io("renaming", &tmp))?;
+    crate::fsutil::replace_dir(&tmp, dest).map_err(io("replacing", dest))?;
     Ok(tag)
 }
 

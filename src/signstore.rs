@@ -525,18 +525,11 @@ pub fn write(s: &SignedImage, out: &Path) -> Result<Written, SignStoreError> {
         let _ = std::fs::remove_dir_all(&tmp);
         return written;
     }
-    let io = |what, path: &Path| {
-        let path = path.to_path_buf();
-        move |error| SignStoreError::Io { what, path, error }
-    };
-    if out.symlink_metadata().is_ok() {
-        let old = parent.join(format!(".{base}.old-{}", std::process::id()));
-        std::fs::rename(out, &old).map_err(io("moving aside", out))?;
-        std::fs::rename(&tmp, out).map_err(io("renaming into place", &tmp))?;
-        let _ = std::fs::remove_dir_all(&old);
-    } else {
-        std::fs::rename(&tmp, out).map_err(io("renaming into place", &tmp))?;
-    }
+    crate::fsutil::replace_dir(&tmp, out).map_err(|error| SignStoreError::Io {
+        what: "replacing",
+        path: out.to_path_buf(),
+        error,
+    })?;
     written
 }
 
