@@ -13,6 +13,7 @@ mod mirror;
 mod policy;
 mod pull;
 mod push;
+mod registry_args;
 mod repro;
 mod seed;
 mod sign;

@@ -1,7 +1,8 @@
 //! `kiln pull`: an image and what is attached to it, from a registry into
 //! an OCI layout.
 
-use kiln::registry::{self, Options, RegistryRef, Retry};
+use super::registry_args::RegistryArgs;
+use kiln::registry::{self, RegistryRef};
 use std::path::{Path, PathBuf};
 
 /// Pull an image (and its signatures and attestations) from a registry into an OCI layout.
@@ -32,17 +33,8 @@ pub struct Args {
     /// Replace DEST if it exists (only once the new layout is complete).
     #[arg(long)]
     pub force: bool,
-    /// Allow plain HTTP to a registry that is not on loopback.
-    #[arg(long)]
-    pub insecure: bool,
-    #[arg(long, short, requires = "password_stdin")]
-    pub username: Option<String>,
-    /// Read the password (or token) from standard input.
-    #[arg(long, requires = "username")]
-    pub password_stdin: bool,
-    /// Tries per request before giving up on transient errors.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20))]
-    pub retries: u32,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     /// Print the pull report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -50,16 +42,7 @@ pub struct Args {
 
 pub fn run(_project: &Path, args: Args) -> anyhow::Result<()> {
     let source = RegistryRef::parse(&args.source)?;
-    let opts = Options {
-        insecure: args.insecure,
-        credentials: super::push::read_credentials(args.username.as_deref(), args.password_stdin)?,
-        retry: Retry {
-            attempts: args.retries,
-            ..Retry::default()
-        },
-        concurrency: 0,
-        mount_from: Vec::new(),
-    };
+    let opts = args.registry.options(Vec::new())?;
     let report = registry::pull(
         &source,
         &args.dest,

@@ -1,10 +1,10 @@
 //! `kiln push`: an image (all platforms) with its signatures and
 //! attestations to a registry.
 
+use super::registry_args::RegistryArgs;
 use anyhow::{bail, Context};
 use kiln::nixcmd::{self, BuildOptions};
-use kiln::registry::{self, Credentials, Options, PushReport, PushSource, RegistryRef, Retry};
-use std::io::BufRead;
+use kiln::registry::{self, PushReport, PushSource, RegistryRef};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -43,22 +43,13 @@ pub struct Args {
     /// Fail unless the layout holds signatures to push (default: push them when present).
     #[arg(long)]
     pub signatures: bool,
-    /// Allow plain HTTP to a registry that is not on loopback.
-    #[arg(long)]
-    pub insecure: bool,
-    #[arg(long, short, requires = "password_stdin")]
-    pub username: Option<String>,
-    /// Read the password (or token) from standard input.
-    #[arg(long, requires = "username")]
-    pub password_stdin: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     /// Mount blobs the target lacks from this repository of the same
     /// registry (e.g. another image sharing layers) instead of uploading
     /// them; repeatable.
     #[arg(long, value_name = "REPOSITORY")]
     pub mount_from: Vec<String>,
-    /// Tries per request before giving up on transient errors.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20))]
-    pub retries: u32,
     /// Print the push report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -80,16 +71,7 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
         layout_ref: args.layout_ref.clone(),
         attachments: (!args.no_signatures && has_attachments).then(|| layout.clone()),
     };
-    let opts = Options {
-        insecure: args.insecure,
-        credentials: read_credentials(args.username.as_deref(), args.password_stdin)?,
-        retry: Retry {
-            attempts: args.retries,
-            ..Retry::default()
-        },
-        concurrency: 0,
-        mount_from: args.mount_from.clone(),
-    };
+    let opts = args.registry.options(args.mount_from.clone())?;
     let started = Instant::now();
     let report = registry::push(&source, &target, &opts)
         .with_context(|| format!("pushing {} to {target}", layout.display()))?;
@@ -180,32 +162,6 @@ fn layout_has_attachments(layout: &Path) -> anyhow::Result<bool> {
             || d["annotations"][kiln_seed::oci::REF_NAME]
                 .as_str()
                 .is_some_and(|n| n.starts_with("sha256-"))
-    }))
-}
-
-/// `--username` with the password from standard input (one line).
-pub fn read_credentials(
-    username: Option<&str>,
-    password_stdin: bool,
-) -> anyhow::Result<Option<Credentials>> {
-    let Some(username) = username else {
-        return Ok(None);
-    };
-    if !password_stdin {
-        bail!("--username needs --password-stdin");
-    }
-    let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .context("reading the password from standard input")?;
-    let password = line.trim_end_matches(['\n', '\r']).to_string();
-    if password.is_empty() {
-        bail!("--password-stdin: standard input held no password");
-    }
-    Ok(Some(Credentials {
-        username: username.to_string(),
-        password,
     }))
 }
 
