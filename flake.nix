@@ -8,7 +8,7 @@
   outputs = { self }:
     let
       kiln = import ./nix/lib.nix { root = ./.; };
-      system = "x86_64-linux";
+      inherit (kiln) system;
 
       # `nix run .#verify`: the pinned seed's verifier, as bin/verify.
       verify = kiln.step {

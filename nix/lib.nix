@@ -10,7 +10,8 @@
 let
   inherit (builtins)
     attrNames concatMap filter fromJSON fromTOML hasAttr head length listToAttrs
-    map pathExists readDir readFile replaceStrings sort toJSON getEnv;
+    map pathExists readDir readFile replaceStrings sort toJSON getEnv
+    stringLength substring mapAttrs;
 
   system = "x86_64-linux";
 
@@ -179,27 +180,35 @@ let
   # on the rest of the source tree. A denial fails the check.
   policyDir = root + "/policy";
   hasSuffix = suffix: s:
-    let n = builtins.stringLength s; k = builtins.stringLength suffix;
-    in n >= k && builtins.substring (n - k) k s == suffix;
+    let n = stringLength s; k = stringLength suffix;
+    in n >= k && substring (n - k) k s == suffix;
   policyFiles = dir: rel:
     let entries = readDir dir;
     in concatMap
       (n:
         let kind = entries.${n}; path = dir + "/${n}"; name = "${rel}/${n}";
-        in if builtins.substring 0 1 n == "." then [ ]
+        in if substring 0 1 n == "." then [ ]
         else if kind == "directory" then policyFiles path name
         else if kind == "regular" then [{ inherit name path; }]
         else [ ])
       (sort (a: b: a < b) (attrNames entries));
-  policyCheck = { def, variant }:
+  # The policy sources, read once for every check.
+  policySources =
     let
-      full = fullName def variant;
-      locked = lockedImage def variant;
       files =
         if pathExists policyDir then policyFiles policyDir "policy"
         else throw "kiln: policy/ is missing (the project's Rego policies)";
       isRego = f: hasSuffix ".rego" f.name && !(hasSuffix "_test.rego" f.name);
       source = f: { inherit (f) name; text = readFile f.path; };
+    in
+    {
+      policies = map source (filter isRego files);
+      data = map source (filter (f: hasSuffix ".json" f.name) files);
+    };
+  policyCheck = { def, variant }:
+    let
+      full = fullName def variant;
+      locked = lockedImage def variant;
     in
     step {
       name = "kiln-policy-${full}";
@@ -209,11 +218,10 @@ let
         inherit variant;
         images = listToAttrs (map (arch: { name = arch; value = image { inherit def variant arch; }; }) (archsOf def));
         locked = true;
-        lock = builtins.mapAttrs
+        lock = mapAttrs
           (arch: plan: listToAttrs (map (n: { name = n; value = removeAttrs (lockedPackage arch n) [ "name" ]; }) plan.packages))
           locked.archs;
-        policies = map source (filter isRego files);
-        data = map source (filter (f: hasSuffix ".json" f.name) files);
+        inherit (policySources) policies data;
       };
     };
   policyChecks = listToAttrs (concatMap
@@ -222,5 +230,5 @@ let
 
 in
 {
-  inherit seed deb layer image index packages definitions lock pin step policyCheck policyChecks;
+  inherit system seed packages step policyChecks;
 }
