@@ -75,6 +75,8 @@ pub enum RegistryError {
     Invalid { what: String, message: String },
     #[error("{} already exists (pass --force to replace it)", .0.display())]
     Exists(PathBuf),
+    #[error(transparent)]
+    Replace(#[from] crate::fsutil::ReplaceError),
     #[error("{op} {}: {error}", path.display())]
     Io {
         op: &'static str,
@@ -1321,6 +1323,9 @@ pub fn pull(
     force: bool,
     opts: &Options,
 ) -> Result<PullReport, RegistryError> {
+    // Even with --force, only a layout (or an empty directory) is ever
+    // replaced: checked before anything is downloaded.
+    crate::fsutil::check_replaceable(dest)?;
     if dest.symlink_metadata().is_ok() && !force {
         return Err(RegistryError::Exists(dest.to_path_buf()));
     }
@@ -1350,7 +1355,7 @@ pub fn pull(
         opts,
     ))?;
     // Into place: the old layout (with --force) goes only once the new one is complete.
-    crate::fsutil::replace_dir(&tmp.keep(), dest).map_err(io_err("replacing", dest))?;
+    crate::fsutil::replace_dir(&tmp.keep(), dest)?;
     report.layout = dest.to_path_buf();
     Ok(report)
 }

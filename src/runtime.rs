@@ -71,6 +71,8 @@ pub enum RuntimeError {
     },
     #[error("{0} was not found in PATH; scripts/setup installs it")]
     Missing(String),
+    #[error(transparent)]
+    Replace(#[from] crate::fsutil::ReplaceError),
 }
 
 fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> RuntimeError + 'a {
@@ -306,7 +308,7 @@ pub fn write_test_layout(
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
     }
-    crate::fsutil::replace_dir(&tmp, dest).map_err(io("replacing", dest))?;
+    crate::fsutil::replace_dir(&tmp, dest)?;
     Ok(tag)
 }
 

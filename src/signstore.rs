@@ -65,6 +65,8 @@ pub enum SignStoreError {
     },
     #[error(transparent)]
     Provenance(Box<crate::provenance::ProvenanceError>),
+    #[error(transparent)]
+    Replace(#[from] crate::fsutil::ReplaceError),
 }
 
 // Boxed: the sources are large, and every function here returns this type.
@@ -505,6 +507,9 @@ pub struct Written {
 /// Writes the signed layout at `out` (replacing what was there only once
 /// the new one is complete).
 pub fn write(s: &SignedImage, out: &Path) -> Result<Written, SignStoreError> {
+    // Refused before any work: kiln replaces only a layout, never a
+    // directory that holds anything else.
+    crate::fsutil::check_replaceable(out)?;
     let parent = out
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -525,11 +530,7 @@ pub fn write(s: &SignedImage, out: &Path) -> Result<Written, SignStoreError> {
         let _ = std::fs::remove_dir_all(&tmp);
         return written;
     }
-    crate::fsutil::replace_dir(&tmp, out).map_err(|error| SignStoreError::Io {
-        what: "replacing",
-        path: out.to_path_buf(),
-        error,
-    })?;
+    crate::fsutil::replace_dir(&tmp, out)?;
     written
 }
 

@@ -1120,6 +1120,49 @@ fn kiln_sign_refuses_what_it_cannot_stand_behind() {
     assert!(stderr(&out).contains("Fulcio"), "{}", stderr(&out));
 }
 
+#[test]
+fn kiln_sign_never_deletes_what_is_not_a_layout() {
+    let fx = fixture();
+    let prov_dir = fx.dir.join("provenance");
+    // A git checkout, and a directory holding one unrelated file.
+    let checkout = scratch("e2e-attest-sign-checkout").join("repo");
+    std::fs::create_dir_all(&checkout).unwrap();
+    std::fs::write(checkout.join("main.go"), "package main\n").unwrap();
+    run(Command::new("git")
+        .arg("-C")
+        .arg(&checkout)
+        .args(["init", "-q"]));
+    let one_file = scratch("e2e-attest-sign-one-file").join("out");
+    std::fs::create_dir_all(&one_file).unwrap();
+    std::fs::write(one_file.join("notes.txt"), "mine").unwrap();
+    for (dest, holds) in [(&checkout, ".git, main.go"), (&one_file, "notes.txt")] {
+        let out = kiln_env(&sign_args("scratch-plus", &fx.key, &prov_dir, dest));
+        assert!(!out.status.success(), "{}", stdout(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(dest.to_str().unwrap())
+                && err.contains(holds)
+                && err.contains("not an OCI image layout"),
+            "{err}"
+        );
+        assert!(dest.join(holds.split(", ").last().unwrap()).is_file());
+        // Nothing left beside it either.
+        let parent: Vec<String> = std::fs::read_dir(dest.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(parent.len(), 1, "{parent:?}");
+    }
+    assert!(checkout.join(".git/HEAD").is_file());
+    // A signed layout kiln wrote is replaced by signing again.
+    let again = copy_signed("sign-again");
+    ok(
+        kiln_env(&sign_args("scratch-plus", &fx.key, &prov_dir, &again)),
+        "kiln sign over a signed layout",
+    );
+    assert!(verify(&again, &fx.public, &[]).0);
+}
+
 // --- rebuild from provenance -----------------------------------------------
 
 /// A git repository holding what the flake evaluates (so that a provenance

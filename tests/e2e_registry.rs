@@ -415,13 +415,41 @@ fn pull_checks_every_blob_and_leaves_nothing_when_one_is_wrong() {
     let leftovers: Vec<_> = std::fs::read_dir(&work).unwrap().collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 
-    // An existing layout is replaced only by a complete pull.
-    std::fs::create_dir_all(dest.join("keep")).unwrap();
-    let o = kiln(&["pull", &target, dest.to_str().unwrap(), "--force"]);
-    assert!(!o.status.success());
-    assert!(dest.join("keep").is_dir());
-    let o = kiln(&["pull", &target, dest.to_str().unwrap()]);
+    // A directory that is not a layout is never replaced, even with
+    // --force: refused up front, naming it and what it holds.
+    std::fs::create_dir_all(dest.join(".git/objects")).unwrap();
+    std::fs::write(dest.join("notes.txt"), "mine").unwrap();
+    for extra in [&[][..], &["--force"][..]] {
+        let mut args = vec!["pull", &target, dest.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let o = kiln(&args);
+        assert!(!o.status.success(), "{}", stdout(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains(dest.to_str().unwrap())
+                && err.contains(".git, notes.txt")
+                && err.contains("not an OCI image layout"),
+            "{err}"
+        );
+        assert!(dest.join(".git/objects").is_dir() && dest.join("notes.txt").is_file());
+    }
+    // An existing layout is replaced only with --force, and only by a
+    // complete pull.
+    std::fs::remove_dir_all(&dest).unwrap();
+    let layout = work.join("layout");
+    std::fs::create_dir(&layout).unwrap();
+    for part in ["blobs", "index.json", "oci-layout"] {
+        run(Command::new("cp")
+            .arg("-r")
+            .arg(out.join(part))
+            .arg(&layout));
+    }
+    make_writable(&layout);
+    let o = kiln(&["pull", &target, layout.to_str().unwrap()]);
     assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
+    let o = kiln(&["pull", &target, layout.to_str().unwrap(), "--force"]);
+    assert!(!o.status.success());
+    assert_eq!(index_digest(&layout), index_digest(&out));
 }
 
 #[test]
