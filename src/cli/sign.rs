@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context};
 use kiln::provenance;
-use kiln::sign::{KeyFileSigner, Keyless, Signer};
+use kiln::sign::{KeyFileSigner, Signer};
 use kiln::signstore;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -26,11 +26,10 @@ pub struct Args {
     #[arg(required = true)]
     pub images: Vec<String>,
     /// The cosign private key (`ENCRYPTED SIGSTORE PRIVATE KEY`).
-    #[arg(long, value_name = "FILE", required_unless_present = "keyless")]
-    pub key: Option<PathBuf>,
-    /// Sign keyless (Fulcio certificate + Rekor entry; needs the internet).
-    #[arg(long, conflicts_with = "key")]
-    pub keyless: bool,
+    // Keyless signing (Fulcio + Rekor) is not offered until it signs and
+    // verifies for real; the library keeps the seam (kiln::sign::Keyless).
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
     /// The provenance to attest (default: `<provenance-dir>/<attr>.intoto.json`
     /// from `kiln build`). Only with a single image.
     #[arg(long, value_name = "FILE")]
@@ -107,22 +106,12 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
     if args.images.len() > 1 && (args.out.is_some() || args.provenance.is_some()) {
         bail!("--out and --provenance name one image's files; sign one image at a time with them");
     }
-    let signer: Box<dyn Signer> = if args.keyless {
-        let k = Keyless::default();
-        // Fails offline with an explanation; the seam for a hosted CI.
-        k.identity()?;
-        Box::new(k)
-    } else {
-        let key = args
-            .key
-            .as_ref()
-            .expect("clap requires --key without --keyless");
-        let password = kiln::keys::read_password(false)?;
-        Box::new(
-            KeyFileSigner::from_file(key, password.as_bytes())
-                .with_context(|| format!("loading the signing key {}", key.display()))?,
-        )
-    };
+    let key = &args.key;
+    let password = kiln::keys::read_password(false)?;
+    let signer: Box<dyn Signer> = Box::new(
+        KeyFileSigner::from_file(key, password.as_bytes())
+            .with_context(|| format!("loading the signing key {}", key.display()))?,
+    );
     let mut written = Vec::new();
     for image in &args.images {
         let t = Instant::now();
