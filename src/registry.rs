@@ -393,21 +393,12 @@ impl Graph {
     }
 }
 
-/// The descriptors of a layout's `index.json`, with their ref names.
 /// One descriptor of a layout's `index.json`.
 #[derive(Clone, Debug)]
 struct Entry {
     desc: Desc,
     /// `org.opencontainers.image.ref.name`.
     name: Option<String>,
-    /// Listed as an attachment (artifactType, cosign's kind) rather than an image.
-    attached: bool,
-}
-
-impl Entry {
-    fn is_attachment(&self) -> bool {
-        self.attached || is_attachment_name(self.name.as_deref())
-    }
 }
 
 fn layout_entries(layout: &Layout) -> Result<Vec<Entry>, RegistryError> {
@@ -433,24 +424,14 @@ fn layout_entries(layout: &Layout) -> Result<Vec<Entry>, RegistryError> {
             .and_then(|a| a.get(REF_NAME))
             .and_then(Value::as_str)
             .map(String::from);
-        // Referrers are listed with their artifactType; `cosign save`
-        // marks signatures and attestations with a `kind`.
-        let attached = d.get("artifactType").is_some()
-            || ann
-                .and_then(|a| a.get("kind"))
-                .and_then(Value::as_str)
-                .is_some_and(|k| k.ends_with("/sigs") || k.ends_with("/atts"));
-        out.push(Entry {
-            desc,
-            name,
-            attached,
-        });
+        out.push(Entry { desc, name });
     }
     Ok(out)
 }
 
-/// Picks the image a layout holds: the entry named `name`, else the only
-/// image index, else the only entry that is not an attachment.
+/// The image a layout holds under `name`, resolved as every kiln command
+/// resolves it ([`kiln_seed::imageref::resolve_layout`]: a name leads to
+/// one entry or to none).
 fn pick_root(
     layout: &Layout,
     entries: &[Entry],
@@ -460,47 +441,14 @@ fn pick_root(
         path: layout.root().to_path_buf(),
         message,
     };
-    if let Some(n) = name {
-        return entries
-            .iter()
-            .find(|e| e.name.as_deref() == Some(n))
-            .map(|e| e.desc.clone())
-            .ok_or_else(|| bad(format!("index.json has no entry named {n:?}")));
-    }
-    let images: Vec<&Entry> = entries.iter().filter(|e| !e.is_attachment()).collect();
-    let indexes: Vec<&Entry> = images
+    let chosen = kiln_seed::imageref::resolve_layout(layout.index(), name)
+        .map_err(|e| bad(format!("{e}")))?;
+    let digest = oci::kiln_digest(chosen.digest()).map_err(bad)?;
+    entries
         .iter()
-        .copied()
-        .filter(|e| is_index(&e.desc.media_type))
-        .collect();
-    match (indexes.as_slice(), images.as_slice()) {
-        ([one], _) | ([], [one]) => Ok(one.desc.clone()),
-        ([], []) => Err(bad("index.json lists no image".into())),
-        _ => Err(bad(format!(
-            "index.json lists {} images and {} image indexes ({}); say which with --ref",
-            images.len(),
-            indexes.len(),
-            images
-                .iter()
-                .map(|e| e.name.clone().unwrap_or_else(|| e.desc.digest.to_string()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))),
-    }
-}
-
-/// `sha256-<hex>` (referrers fallback) or `sha256-<hex>.<suffix>` (cosign).
-fn attachment_digest(name: &str) -> Option<(Digest, &str)> {
-    let rest = name.strip_prefix("sha256-")?;
-    let (hex, suffix) = match rest.split_once('.') {
-        Some((h, s)) => (h, s),
-        None => (rest, ""),
-    };
-    Some((Digest::from_hex(hex)?, suffix))
-}
-
-fn is_attachment_name(name: Option<&str>) -> bool {
-    name.and_then(attachment_digest).is_some()
+        .find(|e| e.desc.digest == digest)
+        .map(|e| e.desc.clone())
+        .ok_or_else(|| bad(format!("{digest} is not listed in index.json")))
 }
 
 /// Artifacts attached to the image's digests, found in a layout: cosign's
@@ -523,7 +471,9 @@ fn find_attachments(
         graph: Graph::default(),
     };
     for Entry { desc, name, .. } in entries {
-        let tagged_for = name.as_deref().and_then(attachment_digest);
+        let tagged_for = name
+            .as_deref()
+            .and_then(kiln_seed::imageref::attachment_name);
         let before = a.graph.docs.len();
         let relevant = match tagged_for {
             Some((d, suffix)) if !suffix.is_empty() => subjects.contains(&d),
@@ -996,6 +946,31 @@ async fn push_async(
         }
         None => None,
     };
+    // Signatures travel with the image they sign: a name (or an extra
+    // image) in a signed layout that leads to an image its signatures do
+    // not cover is refused rather than pushed under them.
+    if let Some((att, al)) = &attachments {
+        let sig_tag = kiln_seed::attest::cosign_tag(&root.digest, "sig");
+        let signed = att.tagged.iter().any(|(n, _)| *n == sig_tag)
+            || att
+                .referrers
+                .iter()
+                .any(|r| r.subject.as_ref().is_some_and(|s| s.digest == root.digest));
+        if !signed {
+            return Err(RegistryError::LayoutContent {
+                path: al.root().to_path_buf(),
+                message: format!(
+                    "{} leads to {}, which the layout's signatures do not cover (no {sig_tag} and no signature referrer): it is not the signed image; push the signed image, or pass --no-signatures to push this one unsigned on purpose",
+                    source
+                        .layout_ref
+                        .as_deref()
+                        .map(|n| format!("the name {n:?}"))
+                        .unwrap_or_else(|| "the layout's image".into()),
+                    root.digest
+                ),
+            });
+        }
+    }
 
     // Every blob is checked before the first write: a damaged layout
     // writes nothing, even when the registry already has the damaged blob
@@ -1660,10 +1635,16 @@ mod tests {
     #[test]
     fn attachment_names_are_recognized() {
         let d = Digest([3; 32]);
-        assert_eq!(attachment_digest(&digest_tag(&d, "sig")), Some((d, "sig")));
-        assert_eq!(attachment_digest(&digest_tag(&d, "")), Some((d, "")));
-        assert_eq!(attachment_digest("latest"), None);
-        assert_eq!(attachment_digest("sha256-abc.sig"), None);
+        assert_eq!(
+            kiln_seed::imageref::attachment_name(&digest_tag(&d, "sig")),
+            Some((d, "sig"))
+        );
+        assert_eq!(
+            kiln_seed::imageref::attachment_name(&digest_tag(&d, "")),
+            Some((d, ""))
+        );
+        assert_eq!(kiln_seed::imageref::attachment_name("latest"), None);
+        assert_eq!(kiln_seed::imageref::attachment_name("sha256-abc.sig"), None);
     }
 
     #[test]

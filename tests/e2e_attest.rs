@@ -1519,3 +1519,211 @@ fn an_unsandboxed_build_is_recorded_as_not_isolated_and_fails_verification() {
         &["isolation", "built WITHOUT isolation", "sandbox = false"],
     );
 }
+
+// --- every name leads to what was verified ---------------------------------
+
+/// Writes `bytes` as a blob of `layout`; its descriptor fields.
+fn put_blob(layout: &Path, bytes: &[u8]) -> (String, u64) {
+    let d = Digest::of(bytes);
+    std::fs::write(blob_of(layout, &d), bytes).unwrap();
+    (d.to_string(), bytes.len() as u64)
+}
+
+fn edit_index(layout: &Path, f: impl FnOnce(&mut Vec<Value>)) {
+    let path = layout.join("index.json");
+    let mut v = read_json(&path);
+    f(v["manifests"].as_array_mut().unwrap());
+    std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+}
+
+/// A manifest that is not the signed one (the amd64 manifest with an
+/// annotation added: a real, runnable image nobody signed).
+fn unsigned_manifest(layout: &Path) -> (String, u64) {
+    let mut m = read_json(&blob_of(layout, &fixture().amd64));
+    m["annotations"]["org.example.evil"] = Value::from("1");
+    put_blob(layout, &serde_json::to_vec(&m).unwrap())
+}
+
+fn descriptor(media_type: &str, (digest, size): &(String, u64), name: Option<&str>) -> Value {
+    let mut d = serde_json::json!({"mediaType": media_type, "digest": digest, "size": size});
+    if let Some(n) = name {
+        d["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": n});
+    }
+    d
+}
+
+const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+#[test]
+fn every_name_in_a_signed_layout_leads_to_the_verified_image() {
+    let fx = fixture();
+    // The honest layout verifies, every name included.
+    let (passed, report) = verify(&fx.signed, &fx.public, &[]);
+    assert!(passed, "{report:#}");
+    assert!(
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["check"] == "names" && c["status"] == "pass"),
+        "{report:#}"
+    );
+
+    // A per-platform name pointed at another image's manifest.
+    let l = copy_signed("names-platform");
+    let other = unsigned_manifest(&l);
+    edit_index(&l, |ms| {
+        for m in ms.iter_mut() {
+            if m["annotations"]["org.opencontainers.image.ref.name"] == "latest-amd64" {
+                m["digest"] = Value::from(other.0.clone());
+                m["size"] = Value::from(other.1);
+            }
+        }
+    });
+    // What a consumer gets under that name is the other image.
+    let raw = run(Command::new("skopeo")
+        .args(["inspect", "--raw"])
+        .arg(format!("oci:{}:latest-amd64", l.display())));
+    assert_eq!(Digest::of(raw.as_bytes()).to_string(), other.0);
+    assert_fails_with(&l, &fx.public, &[], &["\"latest-amd64\"", &other.0]);
+    // kiln push of that name under the layout's signatures is refused.
+    let out = kiln(&[
+        "push",
+        l.to_str().unwrap(),
+        "127.0.0.1:1/kiln/x:latest",
+        "--ref",
+        "latest-amd64",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("\"latest-amd64\"")
+            && stderr(&out).contains("signatures do not cover"),
+        "{}",
+        stderr(&out)
+    );
+    // Verifying that name alone fails: it is not signed.
+    assert_fails_with(
+        &PathBuf::from(format!("{}:latest-amd64", l.display())),
+        &fx.public,
+        &[],
+        &["not signed"],
+    );
+
+    // A second image named `latest`, unsigned, before the signed one.
+    let l = copy_signed("names-duplicate");
+    let mut index = read_json(&blob_of(&l, &fx.index));
+    index["annotations"] = serde_json::json!({"org.example.evil": "1"});
+    let evil = put_blob(&l, &serde_json::to_vec(&index).unwrap());
+    edit_index(&l, |ms| {
+        ms.insert(0, descriptor(INDEX, &evil, Some("latest")))
+    });
+    let f = assert_fails_with(&l, &fx.public, &[], &["\"latest\"", &evil.0]);
+    assert!(f.iter().any(|m| m.contains(&fx.index.to_string())), "{f:?}");
+    assert_fails_with(
+        &l,
+        &fx.public,
+        &["--tag", "latest"],
+        &["\"latest\"", "2 entries"],
+    );
+    let out = kiln(&[
+        "push",
+        l.to_str().unwrap(),
+        "127.0.0.1:1/kiln/x:latest",
+        "--ref",
+        "latest",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("2 entries \"latest\""),
+        "{}",
+        stderr(&out)
+    );
+
+    // An untagged extra manifest, neither signed nor an artifact.
+    let l = copy_signed("names-untagged");
+    let extra = unsigned_manifest(&l);
+    edit_index(&l, |ms| ms.push(descriptor(MANIFEST, &extra, None)));
+    assert_fails_with(&l, &fx.public, &[], &[&extra.0, "no name"]);
+}
+
+/// Adds a layer of random bytes to the manifest tagged `tag`.
+fn add_garbage_layer(layout: &Path, tag: &str, media_type: &str, annotations: Value) {
+    let mut garbage = vec![0u8; 512];
+    for (i, b) in garbage.iter_mut().enumerate() {
+        *b = (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[3];
+    }
+    let layer = put_blob(layout, &garbage);
+    edit_index(layout, |ms| {
+        let m = ms
+            .iter_mut()
+            .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+            .unwrap();
+        let d = Digest::parse(m["digest"].as_str().unwrap()).unwrap();
+        let mut doc = read_json(&blob_of(layout, &d));
+        let mut l = descriptor(media_type, &layer, None);
+        l["annotations"] = annotations;
+        doc["layers"].as_array_mut().unwrap().push(l);
+        let (digest, size) = put_blob(layout, &serde_json::to_vec(&doc).unwrap());
+        m["digest"] = Value::from(digest);
+        m["size"] = Value::from(size);
+    });
+}
+
+#[test]
+fn broken_signature_and_attestation_artifacts_follow_one_rule() {
+    let fx = fixture();
+    let sig = kiln_seed::attest::cosign_tag(&fx.index, "sig");
+    let att = kiln_seed::attest::cosign_tag(&fx.index, "att");
+    // Garbage beside valid ones: a failure for both kinds.
+    let l = copy_signed("garbage-sig");
+    add_garbage_layer(
+        &l,
+        &sig,
+        "application/vnd.dev.cosign.simplesigning.v1+json",
+        serde_json::json!({"dev.cosignproject.cosign/signature": "AAAA"}),
+    );
+    assert_fails_with(
+        &l,
+        &fx.public,
+        &[],
+        &["malformed signature artifact", ".sig"],
+    );
+    let l = copy_signed("garbage-att");
+    add_garbage_layer(
+        &l,
+        &att,
+        "application/vnd.dsse.envelope.v1+json",
+        serde_json::json!({"predicateType": "https://slsa.dev/provenance/v1"}),
+    );
+    assert_fails_with(
+        &l,
+        &fx.public,
+        &[],
+        &["malformed SLSA provenance artifact", ".att"],
+    );
+
+    // Another signer's well-formed signature beside ours: ignored, with a
+    // warning, as cosign does.
+    let other = KeyFileSigner::from_file(&fx.dir.join("other.key"), PASSWORD.as_bytes()).unwrap();
+    let theirs = signstore::sign(&other, &fx.out, &provenance(), "scratch-plus").unwrap();
+    let mut ours = resigned();
+    let d = fx.index;
+    let extra = theirs.attached[&d].signatures.clone();
+    ours.attached.get_mut(&d).unwrap().signatures.extend(extra);
+    let l = write_signed("two-signers", &ours);
+    let (passed, report) = verify(&l, &fx.public, &[]);
+    assert!(passed, "{report:#}");
+    assert!(
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["status"] == "warn"
+                && c["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("ignored an invalid signature")),
+        "{report:#}"
+    );
+}

@@ -668,6 +668,24 @@ fn signatures_travel_both_ways_and_verify_against_the_registry() {
         );
     }
 
+    // The tag was resolved once, and the report pins what was verified,
+    // in the text and in --json (what a deploy should use).
+    let pinned = format!("{}/{repo}@{index}", reg.host());
+    assert!(
+        text.contains(&format!("Verified reference: {pinned}\n")),
+        "{text}"
+    );
+    let j = kiln(&[
+        "verify",
+        &format!("docker://{reference}"),
+        "--key",
+        public.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(j.status.success(), "{}", stderr(&j));
+    let report: Value = serde_json::from_str(&stdout(&j)).unwrap();
+    assert_eq!(report["pinned"], pinned.as_str(), "{report:#}");
+
     // The verifier rides out a registry that answers 503 for a while.
     let flaky = FaultProxy::start(reg.addr, Fault::Unavailable(2));
     let v = nix_verify(&format!("{}/{repo}:v1", flaky.host()), &public, &[]);

@@ -20,7 +20,8 @@ use std::path::{Path, PathBuf};
 /// manifests by their tags.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// registry/repository:tag or registry/repository@sha256:<hex>.
+    /// registry/repository:tag or registry/repository@sha256:<hex> (also
+    /// with skopeo's docker:// prefix).
     pub source: String,
     /// The layout directory to create.
     pub dest: PathBuf,
@@ -41,7 +42,11 @@ pub struct Args {
 }
 
 pub fn run(_project: &Path, args: Args) -> anyhow::Result<()> {
-    let source = RegistryRef::parse(&args.source)?;
+    let source = RegistryRef::parse(
+        args.source
+            .strip_prefix("docker://")
+            .unwrap_or(&args.source),
+    )?;
     let opts = args.registry.options(Vec::new())?;
     let report = registry::pull(
         &source,

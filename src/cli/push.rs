@@ -10,9 +10,12 @@ use std::time::{Duration, Instant};
 
 /// Push an image with its signatures and attestations to a registry.
 ///
-/// SOURCE is an image layout directory (e.g. ./result, or a signed layout
-/// from `kiln sign`) or an image attribute (`scratch-plus`): its signed
-/// layout (.kiln/signed/<image>) when there is one, else the built image.
+/// SOURCE is an image layout (`DIR`, `DIR:NAME` or `oci:DIR[:NAME]`, e.g.
+/// ./result, or a signed layout from `kiln sign`) or an image attribute
+/// (`scratch-plus`): its signed layout (.kiln/signed/<image>) when there
+/// is one, else the built image. A name leads to one entry of the
+/// layout's index.json or to none; in a signed layout it must lead to a
+/// signed image.
 ///
 /// Every blob is checked against its digest as it is read and skipped when
 /// the registry already has it; platform manifests are pushed by digest,
@@ -31,7 +34,8 @@ use std::time::{Duration, Instant};
 pub struct Args {
     /// Image layout directory or image attribute.
     pub source: String,
-    /// Where to: registry/repository:tag (e.g. 127.0.0.1:5000/kiln/scratch-plus:latest).
+    /// Where to: registry/repository:tag, or docker://registry/repository:tag
+    /// (e.g. 127.0.0.1:5000/kiln/scratch-plus:latest).
     pub target: String,
     /// The entry of the layout's index.json to push (its ref name), when it
     /// holds more than one image.
@@ -56,8 +60,21 @@ pub struct Args {
 }
 
 pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
-    let target = RegistryRef::parse(&args.target)?;
-    let (layout, signed) = resolve_source(project, &args.source)?;
+    let target = RegistryRef::parse(
+        args.target
+            .strip_prefix("docker://")
+            .unwrap_or(&args.target),
+    )?;
+    let (layout, signed, name) = resolve_source(project, &args.source)?;
+    let layout_ref = match (name, args.layout_ref.clone()) {
+        (Some(a), Some(b)) if a != b => {
+            bail!(
+                "{} names {a:?} and --ref names {b:?}: give one",
+                args.source
+            )
+        }
+        (a, b) => a.or(b),
+    };
     let has_attachments = signed || layout_has_attachments(&layout)?;
     if args.signatures && !has_attachments {
         bail!(
@@ -68,7 +85,7 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
     }
     let source = PushSource {
         layout: layout.clone(),
-        layout_ref: args.layout_ref.clone(),
+        layout_ref,
         attachments: (!args.no_signatures && has_attachments).then(|| layout.clone()),
     };
     let opts = args.registry.options(args.mount_from.clone())?;
@@ -88,18 +105,23 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A layout directory as given, or an image attribute's signed layout, or
-/// its build output. Returns whether the layout is a signed one.
-fn resolve_source(project: &Path, source: &str) -> anyhow::Result<(PathBuf, bool)> {
-    let dir = Path::new(source);
-    if dir.join("oci-layout").is_file() {
-        return Ok((dir.to_path_buf(), false));
-    }
-    if dir.exists() {
-        bail!("{source} is not an OCI image layout (it has no oci-layout file)");
-    }
-    if source.contains('/') {
-        bail!("{source}: no such layout directory");
+/// A layout as given (with the entry name the reference gives), or an
+/// image attribute's signed layout, or its build output. Returns whether
+/// the layout is a signed one.
+fn resolve_source(project: &Path, source: &str) -> anyhow::Result<(PathBuf, bool, Option<String>)> {
+    use kiln_seed::imageref::{ImageRef, RefError};
+    match ImageRef::parse(source) {
+        Ok(ImageRef::Layout { dir, name }) => return Ok((dir, false, name)),
+        Ok(ImageRef::Registry(r)) => {
+            bail!("{source}: a registry reference ({r}); kiln push reads a layout or an image attribute")
+        }
+        Err(
+            e @ (RefError::NotALayout(_) | RefError::Transport { .. } | RefError::EmptyName { .. }),
+        ) => return Err(e.into()),
+        Err(_) if source.contains('/') || source.contains(':') => {
+            bail!("{source}: no such layout directory")
+        }
+        Err(_) => {}
     }
     let signed = project.join(kiln::signstore::DEFAULT_DIR).join(source);
     let built = build(project, source)?;
@@ -108,7 +130,7 @@ fn resolve_source(project: &Path, source: &str) -> anyhow::Result<(PathBuf, bool
             "kiln: {source} is not signed ({} does not exist); pushing the image without signatures (`kiln sign {source} --key cosign.key` signs it)",
             signed.display()
         );
-        return Ok((built, false));
+        return Ok((built, false, None));
     }
     let (want, have) = (root_digest(&built)?, root_digest(&signed)?);
     if want != have {
@@ -117,7 +139,7 @@ fn resolve_source(project: &Path, source: &str) -> anyhow::Result<(PathBuf, bool
             signed.display()
         );
     }
-    Ok((signed, true))
+    Ok((signed, true, None))
 }
 
 /// The image attribute's output (built if needed, in the sandbox).

@@ -11,13 +11,19 @@ use std::path::{Path, PathBuf};
 /// check fails.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A signed layout directory, a flake attribute signed with `kiln sign`
-    /// (its `.kiln/signed/<attr>`), or a registry reference.
+    /// A signed layout (`DIR`, `DIR:NAME`, `oci:DIR[:NAME]`), a flake
+    /// attribute signed with `kiln sign` (its `.kiln/signed/<attr>`), or a
+    /// registry reference (`HOST/REPO[:TAG|@DIGEST]`, `docker://...`).
+    /// A layout without a name: every entry of its index.json must lead to
+    /// the verified image, its platform manifests or their signatures and
+    /// attestations. A registry tag is resolved once and the report gives
+    /// the reference pinned to the verified digest.
     pub image: String,
     /// Trusted public key (cosign.pub); repeat to trust several.
     #[arg(long, value_name = "FILE", required = true)]
     pub key: Vec<PathBuf>,
-    /// Select the image in a layout that holds several (its ref name).
+    /// Verify what this name of a layout leads to (its ref name; it must
+    /// name exactly one entry), and nothing else.
     #[arg(long)]
     pub tag: Option<String>,
     /// Require the provenance's runDetails.builder.id to be this.

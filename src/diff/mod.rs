@@ -375,17 +375,23 @@ impl Image {
             }
         };
         let root = match &tag {
-            Some(t) => Some(
-                entries
-                    .iter()
-                    .find(|d| ref_name(d) == Some(t))
-                    .ok_or_else(|| DiffError::NoTag {
+            // A name leads to one entry or to none, as for every kiln command.
+            Some(t) => match kiln_seed::imageref::resolve_layout(layout.index(), Some(t)) {
+                Ok(d) => Some(serde_json::to_value(&d).expect("descriptor serializes")),
+                Err(kiln_seed::imageref::ResolveError::NoSuchName { .. }) => {
+                    return Err(DiffError::NoTag {
                         layout: dir.clone(),
                         tag: t.clone(),
                         known: tags(),
-                    })?
-                    .clone(),
-            ),
+                    })
+                }
+                Err(e) => {
+                    return Err(DiffError::Invalid {
+                        layout: dir.clone(),
+                        message: e.to_string(),
+                    })
+                }
+            },
             None if entries.len() == 1 => Some(entries[0].clone()),
             None => {
                 let indexes: Vec<&Value> = entries

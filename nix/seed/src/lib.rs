@@ -3,6 +3,7 @@
 //! clock, no environment, no host files beyond the declared inputs.
 
 pub mod digest;
+pub mod imageref;
 pub mod json;
 pub mod layerinfo;
 pub mod oci;

@@ -72,13 +72,39 @@ pub struct FoundAttestation {
     pub bundle: Option<Box<Bundle>>,
 }
 
+/// What a broken artifact was meant to be, as far as can be told without
+/// trusting it: it decides which valid artifact can stand in for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Signature,
+    /// An attestation, with the predicate type its annotation claims.
+    Attestation(Option<String>),
+}
+
+/// An artifact that could not be read, parsed or understood.
+#[derive(Clone, Debug)]
+pub struct Broken {
+    pub kind: Kind,
+    pub message: String,
+}
+
 #[derive(Debug, Default)]
 pub struct Attached {
     pub signatures: Vec<FoundSignature>,
     pub attestations: Vec<FoundAttestation>,
-    /// Artifacts that could not be read (tampered, malformed): each one a
-    /// reason a check may fail.
-    pub problems: Vec<String>,
+    /// Artifacts that could not be read (tampered, malformed); the checks
+    /// decide what each one means.
+    pub problems: Vec<Broken>,
+    /// The digests of the artifact manifests found (the `.sig` and `.att`
+    /// manifests and every referrer): the entries of a layout that belong
+    /// to the image.
+    pub manifests: Vec<Digest>,
+}
+
+impl Attached {
+    fn broken(&mut self, kind: Kind, message: String) {
+        self.problems.push(Broken { kind, message });
+    }
 }
 
 fn problem(e: &SourceError) -> String {
@@ -103,26 +129,32 @@ pub fn collect(source: &dyn Source, digest: &Digest) -> Attached {
     let sig_tag = attest::cosign_tag(digest, "sig");
     match source.tagged(&sig_tag) {
         Ok(None) => {}
-        Err(e) => out.problems.push(format!("{sig_tag}: {}", problem(&e))),
+        Err(e) => out.broken(Kind::Signature, format!("{sig_tag}: {}", problem(&e))),
         Ok(Some(desc)) => match manifest(source, &desc) {
-            Err(e) => out.problems.push(format!("{sig_tag}: {e}")),
+            Err(e) => out.broken(Kind::Signature, format!("{sig_tag}: {e}")),
             Ok(m) => {
+                out.manifests
+                    .extend(Digest::parse(desc.digest().as_ref()).ok());
                 for (i, layer) in m.layers().iter().enumerate() {
                     let location = Location::Tag {
                         tag: sig_tag.clone(),
                         layer: i,
                     };
                     if layer.media_type().as_ref() != SIMPLE_SIGNING_MEDIA_TYPE {
-                        out.problems.push(format!(
-                            "{location}: media type {} is not {SIMPLE_SIGNING_MEDIA_TYPE}",
-                            layer.media_type()
-                        ));
+                        out.broken(
+                            Kind::Signature,
+                            format!(
+                                "{location}: media type {} is not {SIMPLE_SIGNING_MEDIA_TYPE}",
+                                layer.media_type()
+                            ),
+                        );
                         continue;
                     }
                     let Some(signature) = annotation(layer, COSIGN_SIGNATURE_ANNOTATION) else {
-                        out.problems.push(format!(
-                            "{location}: no {COSIGN_SIGNATURE_ANNOTATION} annotation"
-                        ));
+                        out.broken(
+                            Kind::Signature,
+                            format!("{location}: no {COSIGN_SIGNATURE_ANNOTATION} annotation"),
+                        );
                         continue;
                     };
                     match source.fetch(layer) {
@@ -133,7 +165,9 @@ pub fn collect(source: &dyn Source, digest: &Digest) -> Attached {
                                 signature: signature.to_string(),
                             },
                         }),
-                        Err(e) => out.problems.push(format!("{location}: {}", problem(&e))),
+                        Err(e) => {
+                            out.broken(Kind::Signature, format!("{location}: {}", problem(&e)))
+                        }
                     }
                 }
             }
@@ -142,20 +176,30 @@ pub fn collect(source: &dyn Source, digest: &Digest) -> Attached {
     let att_tag = attest::cosign_tag(digest, "att");
     match source.tagged(&att_tag) {
         Ok(None) => {}
-        Err(e) => out.problems.push(format!("{att_tag}: {}", problem(&e))),
+        Err(e) => out.broken(
+            Kind::Attestation(None),
+            format!("{att_tag}: {}", problem(&e)),
+        ),
         Ok(Some(desc)) => match manifest(source, &desc) {
-            Err(e) => out.problems.push(format!("{att_tag}: {e}")),
+            Err(e) => out.broken(Kind::Attestation(None), format!("{att_tag}: {e}")),
             Ok(m) => {
+                out.manifests
+                    .extend(Digest::parse(desc.digest().as_ref()).ok());
                 for (i, layer) in m.layers().iter().enumerate() {
                     let location = Location::Tag {
                         tag: att_tag.clone(),
                         layer: i,
                     };
+                    let claimed_type =
+                        annotation(layer, COSIGN_PREDICATE_TYPE_ANNOTATION).map(String::from);
                     if layer.media_type().as_ref() != DSSE_ENVELOPE_MEDIA_TYPE {
-                        out.problems.push(format!(
-                            "{location}: media type {} is not {DSSE_ENVELOPE_MEDIA_TYPE}",
-                            layer.media_type()
-                        ));
+                        out.broken(
+                            Kind::Attestation(claimed_type),
+                            format!(
+                                "{location}: media type {} is not {DSSE_ENVELOPE_MEDIA_TYPE}",
+                                layer.media_type()
+                            ),
+                        );
                         continue;
                     }
                     let envelope = source
@@ -165,21 +209,23 @@ pub fn collect(source: &dyn Source, digest: &Digest) -> Attached {
                     match envelope {
                         Ok(envelope) => out.attestations.push(FoundAttestation {
                             location,
-                            claimed_type: annotation(layer, COSIGN_PREDICATE_TYPE_ANNOTATION)
-                                .map(String::from),
+                            claimed_type,
                             envelope,
                             bundle: None,
                         }),
-                        Err(e) => out.problems.push(format!("{location}: {e}")),
+                        Err(e) => {
+                            out.broken(Kind::Attestation(claimed_type), format!("{location}: {e}"))
+                        }
                     }
                 }
             }
         },
     }
     match source.referrers(digest) {
-        Err(e) => out
-            .problems
-            .push(format!("referrers of {digest}: {}", problem(&e))),
+        Err(e) => out.broken(
+            Kind::Signature,
+            format!("referrers of {digest}: {}", problem(&e)),
+        ),
         Ok(descs) => {
             for desc in descs {
                 collect_referrer(source, &desc, &mut out);
@@ -193,13 +239,27 @@ fn collect_referrer(source: &dyn Source, desc: &Descriptor, out: &mut Attached) 
     let location = Location::Referrer {
         manifest: desc.digest().to_string(),
     };
+    out.manifests
+        .extend(Digest::parse(desc.digest().as_ref()).ok());
+    // Until the manifest is read, what it claims to be is what its
+    // descriptor says.
+    let kind_of = |claimed: Option<&str>| match claimed {
+        Some(t) if t != COSIGN_SIGN_V1 => Kind::Attestation(Some(t.to_string())),
+        _ => Kind::Signature,
+    };
     let m = match manifest(source, desc) {
         Ok(m) => m,
         Err(e) => {
-            out.problems.push(format!("{location}: {e}"));
+            let kind = kind_of(annotation(desc, BUNDLE_PREDICATE_TYPE_ANNOTATION));
+            out.broken(kind, format!("{location}: {e}"));
             return;
         }
     };
+    let claimed = m
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(BUNDLE_PREDICATE_TYPE_ANNOTATION))
+        .cloned();
     let artifact_type = m
         .artifact_type()
         .as_ref()
@@ -211,7 +271,10 @@ fn collect_referrer(source: &dyn Source, desc: &Descriptor, out: &mut Attached) 
         return;
     }
     let Some(layer) = m.layers().first() else {
-        out.problems.push(format!("{location}: no layers"));
+        out.broken(
+            kind_of(claimed.as_deref()),
+            format!("{location}: no layers"),
+        );
         return;
     };
     let bundle = match source
@@ -221,15 +284,10 @@ fn collect_referrer(source: &dyn Source, desc: &Descriptor, out: &mut Attached) 
     {
         Ok(b) => b,
         Err(e) => {
-            out.problems.push(format!("{location}: {e}"));
+            out.broken(kind_of(claimed.as_deref()), format!("{location}: {e}"));
             return;
         }
     };
-    let claimed = m
-        .annotations()
-        .as_ref()
-        .and_then(|a| a.get(BUNDLE_PREDICATE_TYPE_ANNOTATION))
-        .cloned();
     match &bundle.dsse_envelope {
         Some(env) if claimed.as_deref() != Some(COSIGN_SIGN_V1) => {
             out.attestations.push(FoundAttestation {

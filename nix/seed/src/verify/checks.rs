@@ -1,6 +1,6 @@
 //! Signature and attestation checks over what [`super::attached`] found.
 
-use super::attached::{Attached, FoundAttestation, FoundSignature, Location, SignatureForm};
+use super::attached::{Attached, FoundAttestation, FoundSignature, Kind, Location, SignatureForm};
 use super::report::Report;
 use crate::attest::{
     dsse, simplesigning, PublicKey, Statement, COSIGN_SIGN_V1, CYCLONEDX_BOM, IN_TOTO_PAYLOAD_TYPE,
@@ -75,6 +75,19 @@ fn verify_signature(
 
 /// Requires at least one valid signature over `digest` (what cosign
 /// requires); reports which verified and why the others did not.
+///
+/// The rule for broken artifacts, the same for signatures and
+/// attestations:
+/// - one that cannot be read or does not parse (a blob that does not match
+///   its digest, a layer of the wrong media type, a payload or envelope
+///   that is not what it claims) is a failure, whatever else verifies:
+///   kiln writes no such thing, and a layout or registry holding one has
+///   been tampered with;
+/// - one that is well formed but does not verify with the trusted keys
+///   (another signer's, or one about another image) is ignored with a
+///   warning when another of the same kind verifies (a signature over the
+///   same digest; an attestation of the same predicate type), as cosign
+///   ignores invalid signatures when one verifies; otherwise a failure.
 pub fn signatures(
     report: &mut Report,
     attached: &Attached,
@@ -85,23 +98,45 @@ pub fn signatures(
     let mut good = Vec::new();
     let mut bad = Vec::new();
     for s in &attached.signatures {
+        if let SignatureForm::Simple { payload, signature } = &s.form {
+            use base64::Engine as _;
+            let parses =
+                serde_json::from_slice::<serde_json::Value>(payload).is_ok_and(|v| v.is_object());
+            let decodes = base64::engine::general_purpose::STANDARD
+                .decode(signature)
+                .is_ok();
+            if !parses || !decodes {
+                report.fail(
+                    "signature",
+                    format!(
+                        "{what}: malformed signature artifact at {}: {}",
+                        s.location,
+                        if parses {
+                            "its signature annotation is not base64"
+                        } else {
+                            "its payload is not a simple-signing JSON document"
+                        }
+                    ),
+                );
+                continue;
+            }
+        }
         match verify_signature(s, digest, keys) {
             Ok(key) => good.push((s.location.clone(), key)),
             Err(e) => bad.push(format!("{}: {e}", s.location)),
         }
     }
-    // A corrupt artifact is tampering, not merely a signature by another
-    // key: it fails even when another signature verifies.
     for p in attached
         .problems
         .iter()
-        .filter(|p| p.contains(".sig") || p.starts_with("referrer"))
+        .filter(|p| p.kind == Kind::Signature)
     {
         report.fail(
             "signature",
-            format!("{what}: unreadable signature artifact: {p}"),
+            format!("{what}: malformed signature artifact: {}", p.message),
         );
     }
+    let malformed = attached.problems.iter().any(|p| p.kind == Kind::Signature);
     if let Some((_, key)) = good.first() {
         let where_: Vec<Location> = good.iter().map(|(l, _)| l.clone()).collect();
         report.pass(
@@ -113,12 +148,14 @@ pub fn signatures(
             ),
         );
         for b in bad {
-            report.info(
+            report.warn(
                 "signature",
                 format!("{what}: ignored an invalid signature: {b}"),
             );
         }
-    } else if attached.signatures.is_empty() {
+    } else if bad.is_empty() && malformed {
+        // Already failed above, naming each one.
+    } else if bad.is_empty() {
         report.fail(
             "signature",
             format!(
@@ -186,30 +223,42 @@ pub fn attestations(
             }
         }
     }
-    // As with signatures, an attestation that does not verify is ignored
-    // when one of the same predicate type does (a tag that also holds
-    // another signer's attestations, as `cosign attest` appends them);
-    // otherwise it is a failure that names why.
-    for (a, e) in invalid {
-        let label = a
-            .claimed_type
+    // The rule of `signatures`: an attestation that cannot be read or does
+    // not parse fails; one that does not verify is ignored, with a warning,
+    // when one of the same predicate type verifies (a tag that also holds
+    // another signer's attestations, as `cosign attest` appends them), and
+    // fails otherwise, naming why.
+    for p in &attached.problems {
+        if let Kind::Attestation(claimed) = &p.kind {
+            let label = claimed
+                .as_deref()
+                .map(predicate_name)
+                .unwrap_or_else(|| "attestation".into());
+            report.fail(
+                "attestation",
+                format!("malformed {label} artifact on {what}: {}", p.message),
+            );
+        }
+    }
+    let broken: Vec<(Option<String>, String)> = invalid
+        .into_iter()
+        .map(|(a, e)| (a.claimed_type.clone(), format!("({}): {e}", a.location)))
+        .collect();
+    for (claimed, why) in broken {
+        let label = claimed
             .as_deref()
             .map(predicate_name)
             .unwrap_or_else(|| "attestation".into());
-        let covered = out.iter().any(|(_, v)| match &a.claimed_type {
+        let covered = out.iter().any(|(_, v)| match &claimed {
             Some(t) => v.statement.predicate_type == *t,
             None => true,
         });
-        let message = format!("{label} on {what} ({}): {e}", a.location);
+        let message = format!("{label} on {what} {why}");
         if covered {
-            report.info("attestation", format!("ignored an invalid {message}"));
+            report.warn("attestation", format!("ignored an invalid {message}"));
         } else {
             report.fail("attestation", message);
         }
-    }
-    // Unreadable referrers are reported once, with the signatures.
-    for p in attached.problems.iter().filter(|p| p.contains(".att")) {
-        report.fail("attestation", format!("on {what}: unreadable: {p}"));
     }
     for (_, v) in &out {
         report.pass(

@@ -5,17 +5,13 @@
 
 use super::source::{Source, SourceError, MAX_BLOB_SIZE};
 use crate::digest::Digest;
-use crate::oci::{self, Layout, INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, REF_NAME};
+use crate::oci::{self, Layout, MANIFEST_MEDIA_TYPE};
 use oci_spec::image::{Descriptor, ImageManifest};
 use std::path::Path;
 
-/// `index.json` annotation `cosign save` puts on the image it saved
-/// (`dev.cosignproject.cosign/image`) or image index (`.../imageIndex`).
-pub const COSIGN_KIND: &str = "kind";
-pub const COSIGN_KIND_IMAGE: &str = "dev.cosignproject.cosign/image";
-pub const COSIGN_KIND_IMAGE_INDEX: &str = "dev.cosignproject.cosign/imageIndex";
-pub const COSIGN_KIND_SIGS: &str = "dev.cosignproject.cosign/sigs";
-pub const COSIGN_KIND_ATTS: &str = "dev.cosignproject.cosign/atts";
+pub use crate::imageref::{
+    COSIGN_KIND, COSIGN_KIND_ATTS, COSIGN_KIND_IMAGE, COSIGN_KIND_IMAGE_INDEX, COSIGN_KIND_SIGS,
+};
 
 pub struct LayoutSource {
     layout: Layout,
@@ -23,9 +19,8 @@ pub struct LayoutSource {
 }
 
 impl LayoutSource {
-    /// Opens the layout at `dir`. `tag` selects the image by its ref name;
-    /// without it the image is the one `cosign save` marks, else the only
-    /// image index, else the only manifest that is not a cosign artifact.
+    /// Opens the layout at `dir`. `tag` selects the image by its ref name
+    /// ([`crate::imageref::resolve_layout`] says how, and without a name).
     pub fn open(dir: &Path, tag: Option<&str>) -> Result<LayoutSource, SourceError> {
         let layout = Layout::open(dir).map_err(|e| SourceError::Access {
             source_name: dir.display().to_string(),
@@ -37,48 +32,23 @@ impl LayoutSource {
         })
     }
 
-    fn name(&self) -> String {
+    fn dir_name(&self) -> String {
         self.layout.root().display().to_string()
     }
 
     fn access(&self, message: impl Into<String>) -> SourceError {
         SourceError::Access {
-            source_name: self.name(),
+            source_name: self.dir_name(),
             message: message.into(),
         }
     }
 
     fn blob_err(&self, desc: &Descriptor, message: impl Into<String>) -> SourceError {
         SourceError::Blob {
-            source_name: self.name(),
+            source_name: self.dir_name(),
             digest: desc.digest().to_string(),
             message: message.into(),
         }
-    }
-
-    fn ref_name(desc: &Descriptor) -> Option<&str> {
-        desc.annotations()
-            .as_ref()
-            .and_then(|a| a.get(REF_NAME))
-            .map(String::as_str)
-    }
-
-    fn kind(desc: &Descriptor) -> Option<&str> {
-        desc.annotations()
-            .as_ref()
-            .and_then(|a| a.get(COSIGN_KIND))
-            .map(String::as_str)
-    }
-
-    /// A cosign artifact: tagged `sha256-<hex>.<suffix>` or marked as
-    /// signatures/attestations by `cosign save`, or a referrer.
-    fn is_attached(desc: &Descriptor) -> bool {
-        Self::ref_name(desc).is_some_and(|n| n.starts_with("sha256-"))
-            || matches!(
-                Self::kind(desc),
-                Some(COSIGN_KIND_SIGS) | Some(COSIGN_KIND_ATTS)
-            )
-            || desc.artifact_type().is_some()
     }
 }
 
@@ -94,40 +64,20 @@ pub(crate) fn chain(e: &dyn std::error::Error) -> String {
 
 impl Source for LayoutSource {
     fn describe(&self) -> String {
-        format!("OCI layout {}", self.name())
+        format!("OCI layout {}", self.dir_name())
     }
 
     fn root(&self) -> Result<Descriptor, SourceError> {
-        let all = self.layout.index().manifests();
-        if let Some(tag) = &self.tag {
-            return self
-                .layout
-                .find(tag)
-                .cloned()
-                .ok_or_else(|| self.access(format!("index.json has no image tagged {tag:?}")));
-        }
-        if let Some(d) = all.iter().find(|d| {
-            matches!(
-                Self::kind(d),
-                Some(COSIGN_KIND_IMAGE) | Some(COSIGN_KIND_IMAGE_INDEX)
-            )
-        }) {
-            return Ok(d.clone());
-        }
-        let images: Vec<&Descriptor> = all.iter().filter(|d| !Self::is_attached(d)).collect();
-        let indexes: Vec<&Descriptor> = images
-            .iter()
-            .copied()
-            .filter(|d| d.media_type().as_ref() == INDEX_MEDIA_TYPE)
-            .collect();
-        match (indexes.as_slice(), images.as_slice()) {
-            ([one], _) | ([], [one]) => Ok((*one).clone()),
-            _ => Err(self.access(format!(
-                "index.json lists {} images and {} image indexes; name the one to verify with --tag",
-                images.len(),
-                indexes.len()
-            ))),
-        }
+        crate::imageref::resolve_layout(self.layout.index(), self.tag.as_deref())
+            .map_err(|e| self.access(e.to_string()))
+    }
+
+    fn entries(&self) -> Option<Vec<Descriptor>> {
+        Some(self.layout.index().manifests().clone())
+    }
+
+    fn name(&self) -> Option<String> {
+        self.tag.clone()
     }
 
     fn fetch(&self, desc: &Descriptor) -> Result<Vec<u8>, SourceError> {
@@ -170,7 +120,7 @@ impl Source for LayoutSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::oci::{self, tests::scratch, LayoutWriter, CONFIG_MEDIA_TYPE};
+    use crate::oci::{self, tests::scratch, LayoutWriter, CONFIG_MEDIA_TYPE, REF_NAME};
     use std::collections::BTreeMap;
 
     fn manifest(w: &LayoutWriter, subject: Option<&Descriptor>) -> Descriptor {

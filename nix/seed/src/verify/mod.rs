@@ -17,12 +17,14 @@
 //! SBOM describes its platform and lists the packages the layers hold.
 
 use crate::attest::{PublicKey, CYCLONEDX_BOM, SLSA_PROVENANCE_V1, SPDX_DOCUMENT};
-use std::path::{Path, PathBuf};
+use crate::imageref::ImageRef;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 pub mod attached;
 pub mod checks;
 pub mod layout;
+pub mod names;
 pub mod provenance;
 pub mod rebuild;
 pub mod registry;
@@ -34,25 +36,29 @@ pub mod walk;
 pub use report::{Report, Status};
 pub use source::{Source, SourceError};
 
-/// Opens what `reference` names: an OCI layout directory, else a registry
-/// reference.
-pub fn open_source(reference: &str, tag: Option<&str>) -> Result<Box<dyn Source>, SourceError> {
-    let dir = Path::new(reference);
-    if dir.is_dir() {
-        return Ok(Box::new(layout::LayoutSource::open(dir, tag)?));
-    }
-    open_registry(reference)
-}
-
-/// Registry references (`host[:port]/repo[:tag|@digest]`): the registry
-/// [`Source`] lives in `registry.rs`. Plain HTTP for loopback registries
-/// only; credentials from the usual files (REGISTRY_AUTH_FILE,
+/// Opens what `reference` names ([`ImageRef`]: an OCI layout, with an
+/// optional entry name, or a registry reference), with `tag` as the
+/// layout entry name. Registries: plain HTTP on loopback only;
+/// credentials from the usual files (REGISTRY_AUTH_FILE,
 /// ~/.docker/config.json), else anonymous.
-fn open_registry(reference: &str) -> Result<Box<dyn Source>, SourceError> {
-    Ok(Box::new(registry::RegistrySource::open(
-        reference,
-        &crate::regclient::ClientOptions::default(),
-    )?))
+pub fn open_source(reference: &str, tag: Option<&str>) -> Result<Box<dyn Source>, SourceError> {
+    let access = |message: String| SourceError::Access {
+        source_name: reference.to_string(),
+        message,
+    };
+    let parsed = ImageRef::parse(reference)
+        .map_err(|e| access(e.to_string()))?
+        .with_name(tag)
+        .map_err(access)?;
+    match parsed {
+        ImageRef::Layout { dir, name } => {
+            Ok(Box::new(layout::LayoutSource::open(&dir, name.as_deref())?))
+        }
+        ImageRef::Registry(r) => Ok(Box::new(registry::RegistrySource::open_ref(
+            r,
+            &crate::regclient::ClientOptions::default(),
+        )?)),
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -73,7 +79,16 @@ pub struct Options {
     pub json: bool,
 }
 
-pub const USAGE: &str = "usage: verify <layout dir | registry ref> --key cosign.pub [--key FILE]... [--tag TAG] [--builder-id ID] [--source CHECKOUT] [--max-age DURATION] [--rebuild] [--json]
+pub const USAGE: &str = "usage: verify <reference> --key cosign.pub [--key FILE]... [--tag NAME] [--builder-id ID] [--source CHECKOUT] [--max-age DURATION] [--rebuild] [--json]
+
+<reference> is written as skopeo writes it: an OCI layout (oci:DIR[:NAME],
+or DIR[:NAME]) or a registry image (docker://HOST/REPO[:TAG|@DIGEST], or
+HOST/REPO[:TAG|@DIGEST]). A layout without a name: every entry of its
+index.json must lead to the verified image, one of its platform manifests
+or an artifact attached to them. With a name (or --tag NAME): what that
+name leads to is verified, and nothing is assumed about the others. A
+registry tag is resolved once; the report gives the reference pinned to
+the digest that was verified.
 
 Checks an image built by kiln and everything attached to it: blobs,
 cosign signatures over the index and each platform manifest, DSSE
@@ -159,6 +174,7 @@ pub fn verify(opts: &Options, keys: &[PublicKey]) -> Report {
         }
     };
     report.target = source.describe();
+    report.pinned = source.pinned();
     let image = match walk::walk(source.as_ref()) {
         Ok(i) => i,
         Err(e) => {
@@ -197,6 +213,24 @@ pub fn verify(opts: &Options, keys: &[PublicKey]) -> Report {
             checks::signatures(&mut report, &a, &p.digest, &p.label(), keys);
             per_platform.push(a);
         }
+    }
+
+    // A layout is used by name: every name must lead to what is verified
+    // here. With a name given, that name was resolved (uniquely) and is
+    // what is verified; nothing is assumed about the others.
+    match (source.entries(), source.name()) {
+        (Some(entries), None) => {
+            let artifacts: Vec<_> = std::iter::once(&root_attached)
+                .chain(per_platform.iter())
+                .flat_map(|a| a.manifests.iter().copied())
+                .collect();
+            names::check(&mut report, &entries, &image, &artifacts);
+        }
+        (Some(_), Some(name)) => report.info(
+            "names",
+            format!("verified what the name {name:?} leads to; the other entries of index.json were not checked"),
+        ),
+        (None, _) => {}
     }
 
     // The provenance is attached to the root and names every digest.

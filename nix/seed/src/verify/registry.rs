@@ -48,6 +48,17 @@ impl RegistrySource {
             message: e.to_string(),
         };
         let r = RegistryRef::parse(reference).map_err(access)?;
+        Self::open_ref(r, opts)
+    }
+
+    /// Like [`RegistrySource::open`], for a parsed reference.
+    pub fn open_ref(r: RegistryRef, opts: &ClientOptions) -> Result<RegistrySource, SourceError> {
+        let reference = r.to_string();
+        let reference = reference.as_str();
+        let access = |e: RegError| SourceError::Access {
+            source_name: reference.to_string(),
+            message: e.to_string(),
+        };
         let mut opts = opts.clone();
         if opts.credentials.is_none() {
             opts.credentials =
@@ -140,6 +151,10 @@ impl Source for RegistrySource {
 
     fn root(&self) -> Result<Descriptor, SourceError> {
         Ok(self.root.clone())
+    }
+
+    fn pinned(&self) -> Option<String> {
+        Some(format!("{}@{}", self.reference.name(), self.root.digest()))
     }
 
     fn fetch(&self, desc: &Descriptor) -> Result<Vec<u8>, SourceError> {

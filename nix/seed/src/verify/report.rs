@@ -10,6 +10,9 @@ pub enum Status {
     Fail,
     /// Not a check: what was found or skipped, and why.
     Info,
+    /// Not a failure, but something the user should look at: a broken
+    /// artifact that was tolerated because a valid one stood in for it.
+    Warn,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -28,6 +31,11 @@ pub struct Report {
     /// The digest the reference resolved to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// The registry reference pinned to that digest
+    /// (`registry/repository@sha256:...`): what a deploy should use, so
+    /// that it runs what was verified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pinned: Option<String>,
     pub checks: Vec<Check>,
     pub ok: bool,
 }
@@ -59,6 +67,17 @@ impl Report {
 
     pub fn info(&mut self, check: &str, message: impl Into<String>) {
         self.push(check, Status::Info, message.into());
+    }
+
+    pub fn warn(&mut self, check: &str, message: impl Into<String>) {
+        self.push(check, Status::Warn, message.into());
+    }
+
+    pub fn warnings(&self) -> usize {
+        self.checks
+            .iter()
+            .filter(|c| c.status == Status::Warn)
+            .count()
     }
 
     /// Passes or fails with the message of `result`.
@@ -93,16 +112,25 @@ impl Report {
                 Status::Pass => "✓",
                 Status::Fail => "✗",
                 Status::Info => "·",
+                Status::Warn => "!",
             };
             out.push_str(&format!("{mark} {}: {}\n", c.check, c.message));
         }
         let ran = self
             .checks
             .iter()
-            .filter(|c| c.status != Status::Info)
+            .filter(|c| matches!(c.status, Status::Pass | Status::Fail))
             .count();
+        let warnings = match self.warnings() {
+            0 => String::new(),
+            1 => ", 1 warning".into(),
+            n => format!(", {n} warnings"),
+        };
         if self.passed() {
-            out.push_str(&format!("VERIFIED: {ran} checks passed\n"));
+            out.push_str(&format!("VERIFIED: {ran} checks passed{warnings}\n"));
+            if let Some(p) = &self.pinned {
+                out.push_str(&format!("Verified reference: {p}\n"));
+            }
         } else if ran == 0 {
             out.push_str("FAILED: nothing was checked\n");
         } else {

@@ -57,4 +57,22 @@ pub trait Source {
     /// 1.1 referrers API, or its tag-schema fallback), with their
     /// `artifactType` and annotations as the registry reports them.
     fn referrers(&self, digest: &Digest) -> Result<Vec<Descriptor>, SourceError>;
+
+    /// Every entry a consumer can reach by name or position (a layout's
+    /// `index.json`), or `None` where the reference was resolved to one
+    /// digest (a registry).
+    fn entries(&self) -> Option<Vec<Descriptor>> {
+        None
+    }
+
+    /// The layout entry name the reference gave (`DIR:NAME`, `--tag`).
+    fn name(&self) -> Option<String> {
+        None
+    }
+
+    /// The reference pinned to the digest that was verified
+    /// (`registry/repository@sha256:...`), where there is one.
+    fn pinned(&self) -> Option<String> {
+        None
+    }
 }
