@@ -6,13 +6,26 @@ mod cli;
 use clap::Parser;
 use std::process::ExitCode;
 
+/// The one place results become exit codes: 0 ok, 1 a check failed (a
+/// verification, policy, digest, runtime or reproducibility check, or two
+/// images that differ), 2 could not run (bad input, a missing file, an
+/// unreachable registry; clap's usage errors are 2 as well).
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, so writing to a closed pipe (`kiln verify ...
+    // | head`) would panic in println!; restore the default, as other
+    // command-line tools have it: the process ends quietly.
+    // SAFETY: called once, before any thread starts; SIG_DFL is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let args = cli::Cli::parse();
     match cli::run(args) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(cli::Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(cli::Outcome::ChecksFailed) => ExitCode::from(1),
         Err(e) => {
             eprintln!("kiln: error: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(2)
         }
     }
 }

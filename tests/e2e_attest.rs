@@ -1552,6 +1552,25 @@ fn descriptor(media_type: &str, (digest, size): &(String, u64), name: Option<&st
     d
 }
 
+/// `kiln push LAYOUT --ref NAME` to a port where nothing listens: it must
+/// be refused before any connection is tried; its stderr.
+fn push_ref_fails(layout: &Path, name: &str) -> String {
+    let out = kiln(&[
+        "push",
+        layout.to_str().unwrap(),
+        "127.0.0.1:1/kiln/x:latest",
+        "--ref",
+        name,
+    ]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        !err.contains("Connection refused"),
+        "it tried to connect: {err}"
+    );
+    err
+}
+
 const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
@@ -1588,19 +1607,10 @@ fn every_name_in_a_signed_layout_leads_to_the_verified_image() {
     assert_eq!(Digest::of(raw.as_bytes()).to_string(), other.0);
     assert_fails_with(&l, &fx.public, &[], &["\"latest-amd64\"", &other.0]);
     // kiln push of that name under the layout's signatures is refused.
-    let out = kiln(&[
-        "push",
-        l.to_str().unwrap(),
-        "127.0.0.1:1/kiln/x:latest",
-        "--ref",
-        "latest-amd64",
-    ]);
-    assert!(!out.status.success());
+    let err = push_ref_fails(&l, "latest-amd64");
     assert!(
-        stderr(&out).contains("\"latest-amd64\"")
-            && stderr(&out).contains("signatures do not cover"),
-        "{}",
-        stderr(&out)
+        err.contains("\"latest-amd64\"") && err.contains("signatures do not cover"),
+        "{err}"
     );
     // Verifying that name alone fails: it is not signed.
     assert_fails_with(
@@ -1626,19 +1636,8 @@ fn every_name_in_a_signed_layout_leads_to_the_verified_image() {
         &["--tag", "latest"],
         &["\"latest\"", "2 entries"],
     );
-    let out = kiln(&[
-        "push",
-        l.to_str().unwrap(),
-        "127.0.0.1:1/kiln/x:latest",
-        "--ref",
-        "latest",
-    ]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("2 entries \"latest\""),
-        "{}",
-        stderr(&out)
-    );
+    let err = push_ref_fails(&l, "latest");
+    assert!(err.contains("2 entries \"latest\""), "{err}");
 
     // An untagged extra manifest, neither signed nor an artifact.
     let l = copy_signed("names-untagged");

@@ -43,7 +43,20 @@ pub struct Args {
     pub skip_policy: bool,
 }
 
-pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
+/// One built attribute, for `--json`.
+#[derive(serde::Serialize)]
+struct Built {
+    image: String,
+    /// The image's root digest (none for a non-image attribute).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    digest: Option<String>,
+    out: String,
+    drv: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provenance: Option<PathBuf>,
+}
+
+pub fn run(project: &Path, args: Args) -> anyhow::Result<super::Outcome> {
     let settings = nixcmd::settings().context("reading the Nix configuration")?;
     if let Err(e) = settings.check_isolated() {
         if !args.allow_unsandboxed {
@@ -71,7 +84,13 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
     for b in &built {
         if !Path::new(b.out()).join("image.json").is_file() {
             // Not an image (e.g. the seed or the verifier): nothing to attest.
-            report.push(serde_json::json!({"image": b.attr, "out": b.out(), "drv": b.drv_path}));
+            report.push(Built {
+                image: b.attr.clone(),
+                digest: None,
+                out: b.out().to_string(),
+                drv: b.drv_path.clone(),
+                provenance: None,
+            });
             if !args.json {
                 println!("{} {}", b.attr, b.out());
             }
@@ -84,11 +103,12 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
                 .with_context(|| format!("evaluating the policies on {}", b.attr))?;
         eprint!("{}", verdict.render());
         if verdict.denied() > 0 && !args.skip_policy {
-            bail!(
-                "{}: {} policy violation(s) denied; fix the definition, or pass --skip-policy to build anyway (recorded in the provenance)",
+            eprintln!(
+                "kiln: {}: {} policy violation(s) denied; fix the definition, or pass --skip-policy to build anyway (recorded in the provenance)",
                 b.attr,
                 verdict.denied()
             );
+            return Ok(super::Outcome::ChecksFailed);
         }
         let policy = provenance::PolicyRecord {
             enforced: !args.skip_policy,
@@ -124,12 +144,18 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
             println!("{} {} {}", b.attr, digest, b.out());
             eprintln!("kiln: provenance: {}", prov_path.display());
         }
-        report.push(serde_json::json!({"image": b.attr, "digest": digest, "out": b.out(), "drv": b.drv_path, "provenance": prov_path}));
+        report.push(Built {
+            image: b.attr.clone(),
+            digest: Some(digest),
+            out: b.out().to_string(),
+            drv: b.drv_path.clone(),
+            provenance: Some(prov_path),
+        });
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        super::output::json(&report);
     }
-    Ok(())
+    Ok(super::Outcome::Ok)
 }
 
 /// What would otherwise surface as a Nix evaluation or fetch error, said

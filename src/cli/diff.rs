@@ -32,20 +32,14 @@ pub struct Args {
     pub insecure: bool,
 }
 
-pub fn run(_project: &Path, args: Args) -> anyhow::Result<()> {
-    let report = match compare(&args.a, &args.b, args.insecure) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("kiln: error: {e:#}");
-            std::process::exit(2);
-        }
-    };
+pub fn run(_project: &Path, args: Args) -> anyhow::Result<super::Outcome> {
+    let report = compare(&args.a, &args.b, args.insecure)?;
     if args.json {
-        println!("{}", String::from_utf8_lossy(&kiln::json::pretty(&report)));
+        super::output::json(&report);
     } else {
         print!("{}", render(&report, args.max_files));
     }
-    std::process::exit(if report.identical { 0 } else { 1 });
+    Ok(super::Outcome::from_passed(report.identical))
 }
 
 fn compare(a: &str, b: &str, insecure: bool) -> anyhow::Result<Report> {

@@ -1,6 +1,6 @@
 //! `kiln digests`: check or update the committed expected digests.
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use kiln::digests::{self, DigestsFile, Explanation, Mismatch, Target};
 use kiln::nixcmd;
 use kiln::seedbuild::Pin;
@@ -45,7 +45,24 @@ struct Change {
     explanation: Option<Explanation>,
 }
 
-pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
+/// `kiln digests --check --json`.
+#[derive(serde::Serialize)]
+struct CheckReport<'a, C: serde::Serialize, S: serde::Serialize> {
+    images: usize,
+    mismatches: &'a [C],
+    stale: &'a [S],
+}
+
+/// `kiln digests --update --json`.
+#[derive(serde::Serialize)]
+struct UpdateReport<'a, C: serde::Serialize, S: serde::Serialize> {
+    images: usize,
+    changes: &'a [C],
+    stale: &'a [S],
+    written: &'a [String],
+}
+
+pub fn run(project: &Path, args: Args) -> anyhow::Result<super::Outcome> {
     let settings = nixcmd::settings().context("reading the Nix configuration")?;
     settings.check_isolated()?;
     Pin::installed(project)?;
@@ -85,14 +102,11 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
 
     if !args.update {
         if args.json {
-            println!(
-                "{}",
-                String::from_utf8_lossy(&kiln::json::pretty(&serde_json::json!({
-                    "images": attrs.len(),
-                    "mismatches": changes,
-                    "stale": stale,
-                })))
-            );
+            super::output::json(&CheckReport {
+                images: attrs.len(),
+                mismatches: &changes,
+                stale: &stale,
+            });
         }
         if changes.is_empty() && stale.is_empty() {
             if !args.json {
@@ -102,7 +116,7 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
                     attrs.len()
                 );
             }
-            return Ok(());
+            return Ok(super::Outcome::Ok);
         }
         if !args.json {
             for c in &changes {
@@ -115,11 +129,12 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
             }
         }
         let n: usize = changes.iter().map(|c| c.mismatches.len()).sum::<usize>() + stale.len();
-        bail!(
-            "{n} digest{} differ from the committed ones ({}); if the change is intended (a relock, a seed or definition change), run `kiln digests --update` to record the new digests and see why they moved",
+        eprintln!(
+            "kiln: {n} digest{} differ from the committed ones ({}); if the change is intended (a relock, a seed or definition change), run `kiln digests --update` to record the new digests and see why they moved",
             if n == 1 { "" } else { "s" },
             changes.iter().map(|c| c.image.as_str()).collect::<Vec<_>>().join(", ")
         );
+        return Ok(super::Outcome::ChecksFailed);
     }
 
     // --update: explain, then write.
@@ -211,16 +226,13 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
     }
 
     if args.json {
-        println!(
-            "{}",
-            String::from_utf8_lossy(&kiln::json::pretty(&serde_json::json!({
-                "images": attrs.len(),
-                "changes": changes,
-                "stale": stale,
-                "written": written,
-            })))
-        );
-        return Ok(());
+        super::output::json(&UpdateReport {
+            images: attrs.len(),
+            changes: &changes,
+            stale: &stale,
+            written: &written,
+        });
+        return Ok(super::Outcome::Ok);
     }
     for c in &changes {
         println!("{}:", c.image);
@@ -269,5 +281,5 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
     } else {
         println!("wrote {}", written.join(", "));
     }
-    Ok(())
+    Ok(super::Outcome::Ok)
 }

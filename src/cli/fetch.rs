@@ -64,7 +64,7 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     let report = rt.block_on(fetch::fetch(&http, &mirrors, items, &opts))?;
     if args.json {
-        print!("{}", String::from_utf8(kiln::json::pretty(&report))?);
+        super::output::json(&report);
     } else {
         println!("{}", report.line());
     }

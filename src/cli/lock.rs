@@ -54,20 +54,47 @@ pub struct Args {
     pub keyring: PathBuf,
 }
 
-pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
+/// `kiln lock --check --json`.
+#[derive(serde::Serialize)]
+struct CheckReport {
+    ok: bool,
+    images: Vec<String>,
+}
+
+/// `kiln lock --json`.
+#[derive(serde::Serialize)]
+struct LockReport<'a, S: serde::Serialize> {
+    lock: String,
+    written: bool,
+    changed: bool,
+    summary: &'a S,
+    seconds: f64,
+}
+
+pub fn run(project: &Path, args: Args) -> anyhow::Result<super::Outcome> {
     let started = Instant::now();
     let specs = load_specs(project)?;
     let path = Lock::path_in(project);
     if args.check {
         let lock = Lock::read(&path)?;
-        lock.check(&specs, &path)?;
+        match lock.check(&specs, &path) {
+            Ok(()) => {}
+            // A stale lock is the check failing, not kiln failing to run.
+            Err(e @ kiln::lock::LockError::Stale { .. }) => {
+                eprintln!("kiln: {e}");
+                return Ok(super::Outcome::ChecksFailed);
+            }
+            Err(e) => return Err(e.into()),
+        }
         if args.json {
-            let v = serde_json::json!({ "ok": true, "images": specs.iter().map(|s| s.full_name()).collect::<Vec<_>>() });
-            print!("{}", String::from_utf8(kiln::json::pretty(&v))?);
+            super::output::json(&CheckReport {
+                ok: true,
+                images: specs.iter().map(|s| s.full_name()).collect(),
+            });
         } else {
             println!("{} is up to date ({} images)", path.display(), specs.len());
         }
-        return Ok(());
+        return Ok(super::Outcome::Ok);
     }
 
     let only: Option<BTreeSet<String>> =
@@ -141,14 +168,13 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
         new.write(&path)?;
     }
     if args.json {
-        let v = serde_json::json!({
-            "lock": path.display().to_string(),
-            "written": !unchanged,
-            "changed": summary.changed(),
-            "summary": summary,
-            "seconds": started.elapsed().as_secs_f64(),
+        super::output::json(&LockReport {
+            lock: path.display().to_string(),
+            written: !unchanged,
+            changed: summary.changed(),
+            summary: &summary,
+            seconds: started.elapsed().as_secs_f64(),
         });
-        print!("{}", String::from_utf8(kiln::json::pretty(&v))?);
     } else {
         print!("{}", summary.render());
         let verb = if unchanged {
@@ -163,7 +189,7 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
             started.elapsed().as_secs_f64()
         );
     }
-    Ok(())
+    Ok(super::Outcome::Ok)
 }
 
 fn load_specs(project: &Path) -> anyhow::Result<Vec<ImageSpec>> {

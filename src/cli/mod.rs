@@ -10,6 +10,7 @@ mod fetch;
 mod keygen;
 mod lock;
 mod mirror;
+mod output;
 mod policy;
 mod pull;
 mod push;
@@ -28,6 +29,11 @@ mod verify;
 /// signed index), `kiln fetch` (download the pinned .debs into the Nix
 /// store), `kiln seed` (build the sandbox-side builder), then
 /// `nix build .#<image>`.
+///
+/// Exit status, for every command: 0 ok, 1 a check failed (verify, policy,
+/// test, diff, repro, digests --check, lock --check, seed --check, a build
+/// denied by policy), 2 could not run (bad input, a missing file, an
+/// unreachable registry, a usage error).
 #[derive(Debug, Parser)]
 #[command(name = "kiln", version, about, long_about, propagate_version = true)]
 pub struct Cli {
@@ -57,16 +63,44 @@ pub enum Command {
     Test(test::Args),
 }
 
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+/// What a command found, when it could run: the one thing the exit status
+/// reports (main maps it, and every error, to a code in one place).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done, and every check passed (exit 0).
+    Ok,
+    /// The command ran and a check failed: a denied policy, a digest that
+    /// moved, a verification or runtime check that failed, two images that
+    /// differ (exit 1). What failed has been printed.
+    ChecksFailed,
+}
+
+impl Outcome {
+    /// `ChecksFailed` unless `passed`.
+    pub fn from_passed(passed: bool) -> Outcome {
+        if passed {
+            Outcome::Ok
+        } else {
+            Outcome::ChecksFailed
+        }
+    }
+}
+
+/// Runs a command that has no check of its own to fail.
+fn done(r: anyhow::Result<()>) -> anyhow::Result<Outcome> {
+    r.map(|()| Outcome::Ok)
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Lock(a) => lock::run(&cli.project, a),
-        Command::Fetch(a) => fetch::run(&cli.project, a),
+        Command::Fetch(a) => done(fetch::run(&cli.project, a)),
         Command::Seed(a) => seed::run(&cli.project, a),
         Command::Build(a) => build::run(&cli.project, a),
-        Command::Keygen(a) => keygen::run(&cli.project, a),
-        Command::Sign(a) => sign::run(&cli.project, a),
-        Command::Push(a) => push::run(&cli.project, a),
-        Command::Pull(a) => pull::run(&cli.project, a),
+        Command::Keygen(a) => done(keygen::run(&cli.project, a)),
+        Command::Sign(a) => done(sign::run(&cli.project, a)),
+        Command::Push(a) => done(push::run(&cli.project, a)),
+        Command::Pull(a) => done(pull::run(&cli.project, a)),
         Command::Verify(a) => verify::run(&cli.project, a),
         Command::Repro(a) => repro::run(&cli.project, a),
         Command::Diff(a) => diff::run(&cli.project, a),

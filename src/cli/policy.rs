@@ -44,7 +44,7 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
+pub fn run(project: &Path, args: Args) -> anyhow::Result<super::Outcome> {
     if args.no_default_policies && args.policies.is_empty() {
         bail!("--no-default-policies needs at least one --policy DIR");
     }
@@ -61,12 +61,12 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
         },
     )?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        super::output::json(&report);
     } else {
         print!("{}", report.render());
     }
     if report.denied() > 0 {
-        bail!("{} policy violation(s) denied", report.denied());
+        eprintln!("kiln: {} policy violation(s) denied", report.denied());
     }
-    Ok(())
+    Ok(super::Outcome::from_passed(report.denied() == 0))
 }

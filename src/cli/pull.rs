@@ -58,7 +58,7 @@ pub fn run(_project: &Path, args: Args) -> anyhow::Result<()> {
     )
     .map_err(|e| anyhow::Error::new(e).context(format!("pulling {source}")))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        super::output::json(&report);
     } else {
         println!(
             "pulled {}@{} into {}",

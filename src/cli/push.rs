@@ -93,7 +93,7 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
     let report = registry::push(&source, &target, &opts)
         .with_context(|| format!("pushing {} to {target}", layout.display()))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        super::output::json(&report);
     } else {
         print_report(
             &report,

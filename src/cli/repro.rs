@@ -35,7 +35,7 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
+pub fn run(project: &Path, args: Args) -> anyhow::Result<super::Outcome> {
     let settings = nixcmd::settings().context("reading the Nix configuration")?;
     settings.check_isolated()?;
     let pin = Pin::installed(project)?;
@@ -58,14 +58,11 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
         },
     )?;
     if args.json {
-        println!("{}", String::from_utf8_lossy(&kiln::json::pretty(&report)));
+        super::output::json(&report);
     } else {
         print!("{}", render(&report));
     }
-    if !report.identical {
-        std::process::exit(1);
-    }
-    Ok(())
+    Ok(super::Outcome::from_passed(report.identical))
 }
 
 fn render(r: &Report) -> String {

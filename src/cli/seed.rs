@@ -27,7 +27,18 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
+/// `kiln seed --json`.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SeedReport<'a> {
+    store_path: &'a Path,
+    nar_hash: &'a str,
+    size: u64,
+    status: &'a str,
+    seconds: f64,
+}
+
+pub fn run(project: &Path, args: Args) -> anyhow::Result<super::Outcome> {
     let started = std::time::Instant::now();
     let built = seedbuild::build(
         project,
@@ -38,7 +49,15 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
     )
     .context("building the seed")?;
     let status = if args.check {
-        seedbuild::check_against(project, &built)?;
+        match seedbuild::check_against(project, &built) {
+            Ok(_) => {}
+            // The rebuilt seed differs: the check failed (and says how).
+            Err(e @ seedbuild::SeedError::Mismatch { .. }) => {
+                eprintln!("kiln: {e}");
+                return Ok(super::Outcome::ChecksFailed);
+            }
+            Err(e) => return Err(e.into()),
+        }
         "matches the pin"
     } else {
         match seedbuild::Pin::read(project) {
@@ -60,10 +79,13 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
     let path = seedbuild::install(&built).context("adding the seed to the Nix store")?;
     let secs = started.elapsed().as_secs_f64();
     if args.json {
-        println!(
-            "{}",
-            serde_json::json!({"storePath": path, "narHash": built.pin.nar_hash, "size": built.pin.size, "status": status, "seconds": secs})
-        );
+        super::output::json(&SeedReport {
+            store_path: &path,
+            nar_hash: &built.pin.nar_hash,
+            size: built.pin.size,
+            status,
+            seconds: secs,
+        });
     } else {
         println!(
             "seed {} ({} bytes, {status}) in {secs:.1}s",
@@ -71,5 +93,5 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
             built.pin.size
         );
     }
-    Ok(())
+    Ok(super::Outcome::Ok)
 }

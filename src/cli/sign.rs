@@ -102,6 +102,14 @@ fn resolve(project: &Path, image: &str, args: &Args) -> anyhow::Result<(String, 
     Ok((image.to_string(), layout, prov))
 }
 
+/// One signed image, for `--json`.
+#[derive(serde::Serialize)]
+struct SignReport {
+    image: String,
+    provenance: PathBuf,
+    written: signstore::Written,
+}
+
 pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
     if args.images.len() > 1 && (args.out.is_some() || args.provenance.is_some()) {
         bail!("--out and --provenance name one image's files; sign one image at a time with them");
@@ -141,10 +149,14 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
                 t.elapsed().as_secs_f64()
             );
         }
-        written.push(serde_json::json!({"image": attr, "provenance": prov, "written": w}));
+        written.push(SignReport {
+            image: attr,
+            provenance: prov,
+            written: w,
+        });
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&written)?);
+        super::output::json(&written);
     }
     Ok(())
 }

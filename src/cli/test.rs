@@ -45,7 +45,7 @@ fn parse_arch(s: &str) -> Result<Arch, String> {
     Arch::parse(s).ok_or_else(|| format!("{s:?} is not amd64 or arm64"))
 }
 
-pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
+pub fn run(project: &Path, args: Args) -> anyhow::Result<super::Outcome> {
     let defs = definition::load_all(&project.join("images"))?;
     let mut specs: Vec<ImageSpec> = Vec::new();
     for want in &args.images {
@@ -101,18 +101,18 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
         results.extend(r);
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&results)?);
+        super::output::json(&results);
     }
     let failed: Vec<String> = results
         .iter()
         .filter(|r| !r.passed())
         .map(|r| format!("{} ({})", r.image, r.arch))
         .collect();
-    if !failed.is_empty() {
-        bail!("runtime checks failed for {}", failed.join(", "));
-    }
     if results.is_empty() {
         bail!("no platform was tested (check --arch)");
     }
-    Ok(())
+    if !failed.is_empty() {
+        eprintln!("kiln: runtime checks failed for {}", failed.join(", "));
+    }
+    Ok(super::Outcome::from_passed(failed.is_empty()))
 }

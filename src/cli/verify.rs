@@ -45,7 +45,7 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
+pub fn run(project: &Path, args: Args) -> anyhow::Result<super::Outcome> {
     let signed = project.join(kiln::signstore::DEFAULT_DIR).join(&args.image);
     let reference = if !Path::new(&args.image).exists() && signed.is_dir() {
         signed.display().to_string()
@@ -70,13 +70,14 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
     };
     let (report, _) = verify::run(&opts);
     if args.json {
-        println!("{}", report.render_json());
-    } else {
+        super::output::json(&report);
+    }
+    if let Some(e) = &report.error {
+        anyhow::bail!("could not verify {}: {e}", opts.reference);
+    }
+    if !args.json {
         print!("{}", report.render_text());
     }
-    if !report.passed() {
-        // The report said what failed; the exit status is what scripts see.
-        std::process::exit(1);
-    }
-    Ok(())
+    // The report said what failed; the exit status is what scripts see.
+    Ok(super::Outcome::from_passed(report.passed()))
 }

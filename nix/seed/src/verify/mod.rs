@@ -97,7 +97,9 @@ the provenance (isolation, builder id, age, .debs against the lock in
 --source) and the SBOMs against the packages in the image. --rebuild
 checks out the recorded source revision and rebuilds it in the Nix sandbox.
 --max-age (e.g. 30d, 12h) fails a provenance whose build finished longer ago.
-Exit status: 0 verified, 1 a check failed, 2 usage error.";
+Exit status: 0 verified, 1 a check failed, 2 could not verify (a usage
+error, a key file that cannot be read, no such layout, an unreachable
+registry).";
 
 /// Parses the command line (everything after the program name).
 pub fn parse_args(args: &[String]) -> Result<Options, String> {
@@ -169,7 +171,7 @@ pub fn verify(opts: &Options, keys: &[PublicKey]) -> Report {
     let source = match open_source(&opts.reference, opts.tag.as_deref()) {
         Ok(s) => s,
         Err(e) => {
-            report.fail("source", layout::chain(&e));
+            report.error = Some(layout::chain(&e));
             return report;
         }
     };
@@ -305,12 +307,14 @@ pub fn run(opts: &Options) -> (Report, ExitCode) {
         Ok(k) => k,
         Err(e) => {
             let mut r = Report::new(opts.reference.clone());
-            r.fail("key", e);
+            r.error = Some(e);
             return (r, ExitCode::from(2));
         }
     };
     let report = verify(opts, &keys);
-    let code = if report.passed() {
+    let code = if report.error.is_some() {
+        ExitCode::from(2)
+    } else if report.passed() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -36,6 +36,11 @@ pub struct Report {
     /// that it runs what was verified.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pinned: Option<String>,
+    /// Why verification could not run at all (no such layout, a reference
+    /// that does not parse, a registry that cannot be reached): the
+    /// user's mistake or the environment, not a failed check.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     pub checks: Vec<Check>,
     pub ok: bool,
 }
@@ -102,6 +107,9 @@ impl Report {
     }
 
     pub fn render_text(&self) -> String {
+        if let Some(e) = &self.error {
+            return format!("could not verify {}: {e}\n", self.target);
+        }
         let mut out = format!("Verifying {}", self.target);
         if let Some(d) = &self.digest {
             out.push_str(&format!(" ({d})"));
