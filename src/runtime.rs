@@ -1,4 +1,4 @@
-//! Runtime tests: run an image for real with podman + runc (DESIGN §9) and
+//! Runtime tests: run an image for real with podman + runc (docs/policy.md) and
 //! let a probe report from inside what the container can do.
 //!
 //! The probe (`probe/`, Go, static, built here for amd64 and arm64) is added
@@ -314,7 +314,7 @@ pub fn write_test_layout(
 
 // ---------------------------------------------------------------- podman
 
-/// The project's podman configuration (DESIGN §9).
+/// The project's podman configuration (runc, cgroupfs, no network).
 pub const CONTAINERS_CONF: &str = "[containers]
 # Limits of their own: the host's may be unlimited, which runc rejects.
 default_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]

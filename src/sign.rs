@@ -4,7 +4,7 @@
 //! (the pinned verifier); this module only produces them.
 //!
 //! The private key stays in the driver (the build's control plane); the
-//! sandboxed build steps never see it (DESIGN §6).
+//! sandboxed build steps never see it (SLSA Build L3).
 
 use crate::keys::{self, KeyError};
 use kiln_seed::attest::bundle::{Bundle, VerificationMaterial};

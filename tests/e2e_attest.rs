@@ -1,4 +1,4 @@
-//! Issue 4 (part 1): provenance from `kiln build`, `kiln sign`, and the
+//! Provenance from `kiln build`, `kiln sign`, and the
 //! verifier (`kiln verify`, `nix run .#verify`) against a real sandboxed
 //! build of scratch-plus; tampered copies of the signed layout that must
 //! fail with a message naming what is wrong; independent cross-checks

@@ -1,4 +1,4 @@
-//! Issue 3: the image catalogue (scratch-plus, distroless-static, base,
+//! The image catalogue (scratch-plus, distroless-static, base,
 //! python, each with a debug variant) built for real in the Nix sandbox,
 //! checked against the reference SBOM validators, an independent scanner
 //! (syft), the ELF headers of what was installed, qemu running the arm64
@@ -19,7 +19,7 @@ use std::sync::OnceLock;
 const IMAGES: [&str; 4] = ["scratch-plus", "distroless-static", "base", "python"];
 const ARCHS: [&str; 2] = ["amd64", "arm64"];
 
-/// Compressed size budgets per arch (issue 3): layers + config + manifest.
+/// Compressed size budgets per arch (the README's goals): layers + config + manifest.
 /// python has no goal in the issue; its budget is the measured ~16.5 MiB
 /// with headroom, so that a dependency that drags in a lot fails here.
 fn budget(image: &str) -> u64 {

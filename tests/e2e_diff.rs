@@ -1,4 +1,4 @@
-//! Issue 5: `kiln diff` on real images that differ in exactly one thing
+//! `kiln diff` on real images that differ in exactly one thing
 //! each — a file's mode, a config env var, a package version (two locks),
 //! a layer order. Each image is built by Nix in the sandbox from a modified
 //! copy of the project; each difference must be found and named, and

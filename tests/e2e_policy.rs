@@ -1,4 +1,4 @@
-//! Issue 6: policy as code. `kiln policy` and `nix flake check` evaluate
+//! Policy as code. `kiln policy` and `nix flake check` evaluate
 //! the Rego policies of policy/ (and the user's) on the real catalogue,
 //! built for real in the Nix sandbox; broken policies, failing rules, a
 //! shell in a non-debug image and a root definition are each reported.

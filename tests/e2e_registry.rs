@@ -1,4 +1,4 @@
-//! Issue 4 (registry half): `kiln push` / `kiln pull` against a real
+//! `kiln push` / `kiln pull` against a real
 //! registry (Debian's docker-registry, distribution 2.8, started on
 //! 127.0.0.1 by the test), read back by skopeo and umoci, signatures under
 //! cosign's tags and the referrers tag schema (distribution 2.8 has no

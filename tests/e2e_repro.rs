@@ -1,4 +1,4 @@
-//! Issue 5: reproducibility across machines, proven in CI, explained when
+//! Reproducibility across machines, proven in CI, explained when
 //! it breaks. Real sandboxed Nix builds throughout:
 //!
 //! - the committed digests of every image and arch are what this machine

@@ -1,4 +1,4 @@
-//! Issue 6: runtime tests on a real runtime. Every catalogue image runs
+//! Runtime tests on a real runtime. Every catalogue image runs
 //! under podman + runc (arm64 under qemu-aarch64-static) with a read-only
 //! root, no capabilities, no-new-privileges and no network; kiln's probe
 //! reports from inside. The test copy of an image is checked too: the

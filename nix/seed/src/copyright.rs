@@ -4,7 +4,7 @@
 //! license: the first line of the `License:` field of every `Files:`
 //! paragraph, mapped from Debian's short names to SPDX identifiers. Anything
 //! else is `NOASSERTION`: an SBOM must never claim a license the package does
-//! not state in a form a machine can read (issue 3).
+//! not state in a form a machine can read.
 
 use std::collections::BTreeSet;
 

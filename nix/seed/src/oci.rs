@@ -3,7 +3,7 @@
 //!
 //! The document types are oci-spec's, but nothing here serializes them with
 //! serde directly: their annotations and labels are `HashMap`s, whose order
-//! changes from run to run (DESIGN §11 measured 19 digests in 20 builds).
+//! changes from run to run (19 different digests were measured in 20 builds).
 //! Every document goes through [`crate::json`], which routes it through
 //! `serde_json::Value` and so sorts every map.
 //!
@@ -134,7 +134,7 @@ pub fn set_annotations(desc: &mut Descriptor, annotations: &BTreeMap<String, Str
 
 /// Runs `fill` to create the output directory `out`, which must not exist
 /// yet; if it fails, whatever it left at `out` is removed, so that a failed
-/// step never leaves a half-written output behind (DESIGN §10).
+/// step never leaves a half-written output behind.
 pub fn fresh_output<T, E: From<Error>>(
     out: &Path,
     fill: impl FnOnce() -> Result<T, E>,

@@ -1,5 +1,5 @@
 //! Validation and normalization of a .deb's data entries before anything of
-//! them goes into a layer (DESIGN §4: nothing may land outside the image
+//! them goes into a layer (docs/internals.md: nothing may land outside the image
 //! root, no device nodes, links stay inside the root).
 //!
 //! Every violation is an error that names the package (name, version,

@@ -4,7 +4,7 @@
 //!
 //! This is what the pinned seed's verifier (`nix run .#verify`) trusts, so
 //! it only parses and verifies; signing lives in the driver (`kiln::sign`),
-//! which holds the private key. The exact formats are listed in DESIGN §5.
+//! which holds the private key. The exact formats are in docs/provenance.md.
 
 pub mod bundle;
 pub mod dsse;

@@ -5,8 +5,8 @@
 //! - <https://github.com/in-toto/attestation/blob/main/spec/v1/resource_descriptor.md>
 //! - <https://slsa.dev/spec/v1.0/provenance>
 //!
-//! crates.io's `in-toto` only knows Statement v0.1 and SLSA v0.2 (DESIGN
-//! §11), hence these. Serialization goes through `crate::json` so the bytes
+//! crates.io's `in-toto` only knows Statement v0.1 and SLSA v0.2 (its v1
+//! parsing fails), hence these. Serialization goes through `crate::json` so the bytes
 //! (which get signed) are deterministic: sorted keys, no whitespace.
 
 use super::dsse::VerifiedPayload;

@@ -1,5 +1,5 @@
 //! CycloneDX 1.6 JSON, hand-written (`cyclonedx-bom` 0.8 stops at 1.5 and
-//! puts a random serial number in by default; DESIGN §11).
+//! puts a random serial number in by default).
 //!
 //! `metadata.component` is the image (a `container` whose version is the
 //! manifest digest); `components` are the installed Debian packages

@@ -1,4 +1,4 @@
-//! SPDX 2.3 JSON, hand-written (`spdx-rs` writes 2.2; DESIGN §11).
+//! SPDX 2.3 JSON, hand-written (`spdx-rs` writes only SPDX 2.2).
 //!
 //! The document describes the image (a `CONTAINER` package whose checksum
 //! is the manifest digest), which CONTAINS one package per installed Debian
