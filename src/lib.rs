@@ -7,6 +7,7 @@
 
 pub use kiln_seed::{digest, json, spec};
 
+pub mod build;
 pub mod debian;
 pub mod definition;
 pub mod diff;

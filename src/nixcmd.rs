@@ -197,6 +197,18 @@ fn impurity(cmd: &mut Command, opts: &BuildOptions) {
     }
 }
 
+/// Points `link` at the built store path `out`, with a GC root, as
+/// `nix build --out-link` does (the path is already valid: nothing builds).
+pub fn link_output(out: &str, link: &Path) -> Result<(), NixError> {
+    output(
+        Command::new("nix")
+            .args(["build", "--out-link"])
+            .arg(link)
+            .arg(out),
+    )?;
+    Ok(())
+}
+
 /// Runs `nix build <flake>#<attr>...` and returns what it built, one entry
 /// per attribute, in the order given.
 pub fn build(flake: &Path, attrs: &[String], opts: &BuildOptions) -> Result<Vec<Built>, NixError> {

@@ -438,8 +438,20 @@ fn kiln_build_fails_on_a_denied_rule_unless_skipped_and_the_skip_is_in_the_prove
     let dir = project_copy("build-gate");
     add_shell_variant(&dir);
 
-    let denied = kiln_in(&dir, &["build", "scratch-plus-shell"]);
-    assert!(!denied.status.success(), "{}", stdout(&denied));
+    // A good build links ./result; a denied one moves nothing.
+    let link = dir.join("result");
+    let good = kiln_in(
+        &dir,
+        &["build", "scratch-plus", "-o", link.to_str().unwrap()],
+    );
+    assert!(good.status.success(), "{}", stderr(&good));
+    let before = std::fs::read_link(&link).unwrap();
+    let denied = kiln_in(
+        &dir,
+        &["build", "scratch-plus-shell", "-o", link.to_str().unwrap()],
+    );
+    assert_eq!(denied.status.code(), Some(1), "{}", stdout(&denied));
+    assert_eq!(std::fs::read_link(&link).unwrap(), before);
     let err = stderr(&denied);
     assert!(err.contains("DENY kiln.shell scratch-plus-shell"), "{err}");
     assert!(

@@ -1,11 +1,7 @@
-//! `kiln build`: the control plane's build. Checks the sandbox, runs the
-//! hermetic Nix build, reports what it produced and writes its SLSA
-//! provenance (docs/provenance.md).
+//! `kiln build`: the control plane's build, through the build engine
+//! (`kiln::build`): reports what it produced, the policy verdicts and where
+//! the SLSA provenance went (docs/provenance.md).
 
-use anyhow::{bail, Context};
-use kiln::nixcmd::{self, BuildOptions};
-use kiln::provenance;
-use kiln::seedbuild::Pin;
 use std::path::{Path, PathBuf};
 
 /// Build images hermetically in the Nix sandbox (`nix build .#<image>`).
@@ -43,176 +39,46 @@ pub struct Args {
     pub skip_policy: bool,
 }
 
-/// One built attribute, for `--json`.
-#[derive(serde::Serialize)]
-struct Built {
-    image: String,
-    /// The image's root digest (none for a non-image attribute).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    digest: Option<String>,
-    out: String,
-    drv: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    provenance: Option<PathBuf>,
-}
-
 pub fn run(project: &Path, args: Args) -> anyhow::Result<super::Outcome> {
-    let settings = nixcmd::settings().context("reading the Nix configuration")?;
-    if let Err(e) = settings.check_isolated() {
-        if !args.allow_unsandboxed {
-            return Err(e.into());
-        }
-        eprintln!("kiln: WARNING: building WITHOUT the Nix sandbox ({e}). The result is not hermetic; do not publish it.");
-    }
-    let pin = Pin::installed(project)?;
-    precheck(project, &args.images)?;
-    let started = std::time::SystemTime::now();
-    let built = nixcmd::build(
+    let report = kiln::build::build(
         project,
-        &args.images,
-        &BuildOptions {
+        &kiln::build::Options {
+            attrs: args.images.clone(),
             out_link: args.out_link.clone(),
             rebuild: args.rebuild,
             allow_unsandboxed: args.allow_unsandboxed,
-            ..Default::default()
+            provenance_dir: project.join(&args.provenance_dir),
+            policies: args.policies.clone(),
+            skip_policy: args.skip_policy,
         },
     )?;
-    let finished = std::time::SystemTime::now();
-    let provenance_dir = project.join(&args.provenance_dir);
-    let invocation_id = provenance::invocation_id(&|k| std::env::var(k).ok());
-    let mut report = Vec::new();
-    for b in &built {
-        if !Path::new(b.out()).join("image.json").is_file() {
-            // Not an image (e.g. the seed or the verifier): nothing to attest.
-            report.push(Built {
-                image: b.attr.clone(),
-                digest: None,
-                out: b.out().to_string(),
-                drv: b.drv_path.clone(),
-                provenance: None,
-            });
-            if !args.json {
-                println!("{} {}", b.attr, b.out());
-            }
-            continue;
+    if let Some(why) = &report.unsandboxed {
+        eprintln!("kiln: WARNING: built WITHOUT the Nix sandbox ({why}). The result is not hermetic; do not publish it.");
+    }
+    for b in &report.built {
+        if let Some(v) = &b.verdict {
+            eprint!("{v}");
         }
-        // The policy gate: deny fails the build unless the user opts out,
-        // and the opt-out goes into the provenance.
-        let verdict =
-            kiln::policy::evaluate_image(project, &b.attr, Path::new(b.out()), &args.policies)
-                .with_context(|| format!("evaluating the policies on {}", b.attr))?;
-        eprint!("{}", verdict.render());
-        if verdict.denied() > 0 && !args.skip_policy {
-            eprintln!(
-                "kiln: {}: {} policy violation(s) denied; fix the definition, or pass --skip-policy to build anyway (recorded in the provenance)",
-                b.attr,
-                verdict.denied()
-            );
-            return Ok(super::Outcome::ChecksFailed);
-        }
-        let policy = provenance::PolicyRecord {
-            enforced: !args.skip_policy,
-            extra_policies: args
-                .policies
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect(),
-            outcome: serde_json::json!({
-                "denied": verdict.denied(),
-                "warnings": verdict.warned(),
-                "rules": verdict.rules.keys().collect::<Vec<_>>(),
-            }),
-        };
-        let statement = provenance::generate(&provenance::BuildRecord {
-            project,
-            built: b,
-            settings: &settings,
-            pin: &pin,
-            started,
-            finished,
-            invocation_id: &invocation_id,
-            policy: Some(&policy),
-        })
-        .with_context(|| format!("writing the provenance of {}", b.attr))?;
-        let prov_path = provenance::path_for(&provenance_dir, &b.attr);
-        provenance::write(&prov_path, &statement)?;
-        let digest = provenance::BuiltImage::read(Path::new(b.out()))
-            .ok()
-            .and_then(|i| i.root())
-            .map_or_else(|| "?".to_string(), |d| d.to_string());
         if !args.json {
-            println!("{} {} {}", b.attr, digest, b.out());
-            eprintln!("kiln: provenance: {}", prov_path.display());
+            match &b.digest {
+                Some(d) => println!("{} {d} {}", b.image, b.out),
+                None => println!("{} {}", b.image, b.out),
+            }
+            if let Some(p) = &b.provenance {
+                eprintln!("kiln: provenance: {}", p.display());
+            }
         }
-        report.push(Built {
-            image: b.attr.clone(),
-            digest: Some(digest),
-            out: b.out().to_string(),
-            drv: b.drv_path.clone(),
-            provenance: Some(prov_path),
-        });
+    }
+    if let Some(d) = &report.denied {
+        eprint!("{}", d.verdict);
+        eprintln!(
+            "kiln: {}: {} policy violation(s) denied; nothing was linked or attested. Fix the definition, or pass --skip-policy to build anyway (recorded in the provenance)",
+            d.attr, d.count
+        );
+        return Ok(super::Outcome::ChecksFailed);
     }
     if args.json {
-        super::output::json(&report);
+        super::output::json(&report.built);
     }
     Ok(super::Outcome::Ok)
-}
-
-/// What would otherwise surface as a Nix evaluation or fetch error, said
-/// the kiln way first: a definition error with its file, line and key, a
-/// stale lock naming the image, or the .debs `kiln fetch` has not added.
-fn precheck(project: &Path, attrs: &[String]) -> anyhow::Result<()> {
-    let images_dir = project.join("images");
-    if !images_dir.is_dir() {
-        return Ok(());
-    }
-    let mut specs = Vec::new();
-    for loaded in kiln::definition::load_all(&images_dir)? {
-        specs.extend(
-            loaded
-                .definition
-                .images()
-                .map_err(|e| anyhow::anyhow!("{}: {e}", loaded.path.display()))?,
-        );
-    }
-    // `<image>[-<variant>]` or `<image>[-<variant>]-<arch>`; other attributes
-    // (the seed, the verifier) have nothing to check.
-    let wanted: Vec<_> = specs
-        .into_iter()
-        .filter(|s| {
-            let full = s.full_name();
-            attrs
-                .iter()
-                .any(|a| *a == full || s.archs.iter().any(|arch| *a == format!("{full}-{arch}")))
-        })
-        .collect();
-    if wanted.is_empty() {
-        return Ok(());
-    }
-    let lock_path = kiln::lock::Lock::path_in(project);
-    let lock = kiln::lock::Lock::read(&lock_path)?;
-    lock.check_images(&wanted, false, &lock_path)?;
-    let names: Vec<String> = wanted.iter().map(|s| s.full_name()).collect();
-    let items = kiln::fetch::items(lock.select(Some(&names), None)?);
-    let paths: Vec<String> = items.iter().map(|i| i.store_path.clone()).collect();
-    let missing = kiln::fetch::invalid_paths(&paths)?;
-    if !missing.is_empty() {
-        let named: Vec<String> = items
-            .iter()
-            .filter(|i| missing.contains(&i.store_path))
-            .take(5)
-            .map(|i| format!("{} {}", i.name, i.package.version))
-            .collect();
-        bail!(
-            "{} pinned .deb(s) are not in the Nix store ({}{}); run `kiln fetch`",
-            missing.len(),
-            named.join(", "),
-            if missing.len() > named.len() {
-                ", ..."
-            } else {
-                ""
-            }
-        );
-    }
-    Ok(())
 }
