@@ -136,3 +136,45 @@ fn a_closed_pipe_ends_the_output_quietly() {
 fn libc_sigpipe() -> i32 {
     13
 }
+
+#[test]
+fn completions_and_manual_pages_come_from_the_commands() {
+    let (c, bash, _) = code(&["completions", "bash"]);
+    assert_eq!(c, 0);
+    assert!(bash.contains("verify") && bash.contains("--key"), "{bash}");
+    // bash itself parses the script.
+    let dir = scratch("contract-completions");
+    std::fs::write(dir.join("kiln.bash"), &bash).unwrap();
+    let check = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(dir.join("kiln.bash"))
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", stderr(&check));
+    for shell in ["zsh", "fish"] {
+        let (c, out, _) = code(&["completions", shell]);
+        assert!(c == 0 && out.contains("verify"), "{shell}: {out}");
+    }
+    assert_eq!(code(&["completions", "tcsh"]).0, 2);
+
+    let man = dir.join("man");
+    let (c, out, err) = code(&["man", "--out", man.to_str().unwrap()]);
+    assert_eq!(c, 0, "{err}");
+    assert!(out.contains("kiln-verify.1"), "{out}");
+    let page = std::fs::read_to_string(man.join("kiln-verify.1")).unwrap();
+    assert!(page.contains(".TH KILN-VERIFY 1"), "{page}");
+    assert!(page.contains("\\-\\-key"), "{page}");
+    let top = std::fs::read_to_string(man.join("kiln.1")).unwrap();
+    assert!(top.contains("kiln\\-verify(1)"), "{top}");
+}
+
+#[test]
+fn every_command_that_reads_a_registry_takes_the_registry_flags() {
+    for command in ["push", "pull", "verify", "diff"] {
+        let (c, help, _) = code(&[command, "--help"]);
+        assert_eq!(c, 0);
+        for flag in ["--insecure", "--username", "--password-stdin", "--retries"] {
+            assert!(help.contains(flag), "kiln {command} --help lacks {flag}");
+        }
+    }
+}

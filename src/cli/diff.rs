@@ -1,7 +1,7 @@
 //! `kiln diff`: explain how two images differ, from the index down to files.
 
 use kiln::diff::{self, Difference, Image, Report};
-use kiln::registry::{self, RegistryRef};
+use kiln::registry;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -27,13 +27,13 @@ pub struct Args {
     /// Most file differences shown per layer (the rest are counted); 0 shows all.
     #[arg(long, default_value_t = 20)]
     pub max_files: usize,
-    /// Plain HTTP for registry references that are not on loopback.
-    #[arg(long)]
-    pub insecure: bool,
+    #[command(flatten)]
+    pub registry: super::registry_args::RegistryArgs,
 }
 
 pub fn run(_project: &Path, args: Args) -> anyhow::Result<super::Outcome> {
-    let report = compare(&args.a, &args.b, args.insecure)?;
+    let opts = args.registry.options(Vec::new())?;
+    let report = compare(&args.a, &args.b, &opts)?;
     if args.json {
         super::output::json(&report);
     } else {
@@ -42,44 +42,32 @@ pub fn run(_project: &Path, args: Args) -> anyhow::Result<super::Outcome> {
     Ok(super::Outcome::from_passed(report.identical))
 }
 
-fn compare(a: &str, b: &str, insecure: bool) -> anyhow::Result<Report> {
+fn compare(a: &str, b: &str, opts: &registry::Options) -> anyhow::Result<Report> {
     let scratch = tempfile::tempdir()?;
-    let ia = open(a, &scratch.path().join("a"), insecure)?;
-    let ib = open(b, &scratch.path().join("b"), insecure)?;
+    let ia = open(a, &scratch.path().join("a"), opts)?;
+    let ib = open(b, &scratch.path().join("b"), opts)?;
     Ok(diff::diff(&ia, &ib)?)
 }
 
-/// A layout directory as it is; a registry reference pulled into `tmp`.
-fn open(spec: &str, tmp: &Path, insecure: bool) -> anyhow::Result<Image> {
-    let (dir, _) = diff::parse_reference(spec);
-    let reference = spec.strip_prefix("docker://").unwrap_or(spec);
-    let looks_remote = !dir.exists()
-        && (spec.starts_with("docker://")
-            || reference
-                .split('/')
-                .next()
-                .is_some_and(|h| h.contains('.') || h.contains(':')));
-    if !looks_remote {
-        return Image::open(spec)
-            .map_err(|e| anyhow::anyhow!(e).context(format!("opening {spec}")));
-    }
-    let source = RegistryRef::parse(reference).map_err(|e| {
-        anyhow::anyhow!(e).context(format!(
-            "{spec} is neither a layout directory nor a registry reference"
-        ))
-    })?;
-    registry::pull(
-        &source,
-        tmp,
-        Some("image"),
-        false,
-        false,
-        &registry::Options {
-            insecure,
-            ..Default::default()
-        },
-    )
-    .map_err(|e| anyhow::anyhow!(e).context(format!("pulling {spec}")))?;
+/// A layout as it is; a registry reference pulled into `tmp`. References
+/// are parsed as every kiln command parses them (kiln_seed::imageref).
+fn open(spec: &str, tmp: &Path, opts: &registry::Options) -> anyhow::Result<Image> {
+    use kiln_seed::imageref::{ImageRef, RefError};
+    let source = match ImageRef::parse(spec) {
+        Ok(ImageRef::Layout { .. }) => {
+            return Image::open(spec)
+                .map_err(|e| anyhow::anyhow!(e).context(format!("opening {spec}")))
+        }
+        Ok(ImageRef::Registry(r)) => r,
+        Err(RefError::Registry(e)) => {
+            return Err(anyhow::anyhow!(e).context(format!(
+                "{spec} is neither a layout directory nor a registry reference"
+            )))
+        }
+        Err(e) => return Err(anyhow::anyhow!(e)),
+    };
+    registry::pull(&source, tmp, Some("image"), false, false, opts)
+        .map_err(|e| anyhow::anyhow!(e).context(format!("pulling {spec}")))?;
     let mut image = Image::open(&tmp.to_string_lossy())
         .map_err(|e| anyhow::anyhow!(e).context(format!("opening the pulled {spec}")))?;
     image.label = spec.to_string();

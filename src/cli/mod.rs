@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 mod build;
+mod completions;
 mod diff;
 mod digests;
 mod fetch;
@@ -61,6 +62,8 @@ pub enum Command {
     Digests(digests::Args),
     Policy(policy::Args),
     Test(test::Args),
+    Completions(completions::Args),
+    Man(completions::ManArgs),
 }
 
 /// What a command found, when it could run: the one thing the exit status
@@ -107,5 +110,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Digests(a) => digests::run(&cli.project, a),
         Command::Policy(a) => policy::run(&cli.project, a),
         Command::Test(a) => test::run(&cli.project, a),
+        Command::Completions(a) => done(completions::run(&cli.project, a)),
+        Command::Man(a) => done(completions::run_man(&cli.project, a)),
     }
 }

@@ -1,4 +1,5 @@
-//! How to reach a registry: the flags `kiln push` and `kiln pull` share.
+//! How to reach a registry: the flags every command that reads or writes
+//! a registry shares (push, pull, verify, diff).
 
 use anyhow::{bail, Context};
 use kiln::registry::{Credentials, Options, Retry};
@@ -32,6 +33,15 @@ impl RegistryArgs {
             },
             concurrency: 0,
             mount_from,
+        })
+    }
+
+    /// The same, for the verifier's registry client (the seed's).
+    pub fn client_options(&self) -> anyhow::Result<kiln_seed::regclient::ClientOptions> {
+        Ok(kiln_seed::regclient::ClientOptions {
+            insecure: self.insecure,
+            credentials: self.credentials()?,
+            attempts: self.retries,
         })
     }
 

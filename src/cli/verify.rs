@@ -43,6 +43,8 @@ pub struct Args {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub registry: super::registry_args::RegistryArgs,
 }
 
 pub fn run(project: &Path, args: Args) -> anyhow::Result<super::Outcome> {
@@ -67,6 +69,7 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<super::Outcome> {
         max_age,
         rebuild: args.rebuild,
         json: args.json,
+        client: args.registry.client_options()?,
     };
     let (report, _) = verify::run(&opts);
     if args.json {

@@ -339,18 +339,13 @@ fn is_manifest(mt: &str) -> bool {
     mt == OCI_MANIFEST || mt == DOCKER_MANIFEST
 }
 
-/// Splits `DIR[:TAG]` (also accepts skopeo's `oci:DIR[:TAG]`).
-pub fn parse_reference(spec: &str) -> (PathBuf, Option<String>) {
-    let s = spec.strip_prefix("oci:").unwrap_or(spec);
-    if Path::new(s).join("oci-layout").exists() {
-        return (PathBuf::from(s), None);
+/// Splits a layout reference (`DIR`, `DIR:TAG`, `oci:DIR[:TAG]`) as every
+/// kiln command does (kiln_seed::imageref); `None` when it is not one.
+pub fn parse_reference(spec: &str) -> Option<(PathBuf, Option<String>)> {
+    match kiln_seed::imageref::ImageRef::parse(spec) {
+        Ok(kiln_seed::imageref::ImageRef::Layout { dir, name }) => Some((dir, name)),
+        _ => None,
     }
-    if let Some((dir, tag)) = s.rsplit_once(':') {
-        if !tag.contains('/') && Path::new(dir).join("oci-layout").exists() {
-            return (PathBuf::from(dir), Some(tag.to_string()));
-        }
-    }
-    (PathBuf::from(s), None)
 }
 
 impl Image {
@@ -359,10 +354,9 @@ impl Image {
     /// list each platform's manifest under `<tag>-<arch>`), or every
     /// manifest of index.json as one index.
     pub fn open(spec: &str) -> Result<Image, DiffError> {
-        let (dir, tag) = parse_reference(spec);
-        if !dir.join("oci-layout").exists() {
+        let Some((dir, tag)) = parse_reference(spec) else {
             return Err(DiffError::NotALayout(spec.into()));
-        }
+        };
         let layout = Layout::open(&dir)?;
         let top: Value = serde_json::to_value(layout.index()).expect("index serializes");
         let entries: Vec<Value> = top["manifests"].as_array().cloned().unwrap_or_default();

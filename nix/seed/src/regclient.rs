@@ -410,6 +410,8 @@ pub struct ClientOptions {
     /// Plain HTTP even though the registry is not on loopback.
     pub insecure: bool,
     pub credentials: Option<Credentials>,
+    /// Tries per request on transient failures (0: the default, 3).
+    pub attempts: u32,
 }
 
 /// A manifest as fetched: bytes, the media type the registry declared,
@@ -429,6 +431,7 @@ pub struct Client {
     credentials: Option<Credentials>,
     /// The `Authorization` header value that last worked.
     auth: Mutex<Option<String>>,
+    attempts: u32,
 }
 
 impl Client {
@@ -449,6 +452,11 @@ impl Client {
             base: format!("{scheme}://{registry}"),
             credentials: opts.credentials.clone(),
             auth: Mutex::new(None),
+            attempts: if opts.attempts == 0 {
+                SEND_ATTEMPTS
+            } else {
+                opts.attempts
+            },
         }
     }
 
@@ -457,7 +465,7 @@ impl Client {
         format!("{}{path}", self.base)
     }
 
-    /// One request, tried up to three times when the failure is
+    /// One request, tried up to `attempts` times when the failure is
     /// transient (connection refused or reset, timeout, HTTP 5xx or 429).
     fn send(
         &self,
@@ -483,7 +491,7 @@ impl Client {
                 Ok(r) => r.status().is_server_error() || r.status().as_u16() == 429,
                 Err(_) => true,
             };
-            if !transient || attempt >= SEND_ATTEMPTS {
+            if !transient || attempt >= self.attempts {
                 return result.map_err(|e| RegError::Transport {
                     method,
                     url: url.to_string(),

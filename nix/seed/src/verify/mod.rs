@@ -41,7 +41,11 @@ pub use source::{Source, SourceError};
 /// layout entry name. Registries: plain HTTP on loopback only;
 /// credentials from the usual files (REGISTRY_AUTH_FILE,
 /// ~/.docker/config.json), else anonymous.
-pub fn open_source(reference: &str, tag: Option<&str>) -> Result<Box<dyn Source>, SourceError> {
+pub fn open_source(
+    reference: &str,
+    tag: Option<&str>,
+    client: &crate::regclient::ClientOptions,
+) -> Result<Box<dyn Source>, SourceError> {
     let access = |message: String| SourceError::Access {
         source_name: reference.to_string(),
         message,
@@ -54,10 +58,7 @@ pub fn open_source(reference: &str, tag: Option<&str>) -> Result<Box<dyn Source>
         ImageRef::Layout { dir, name } => {
             Ok(Box::new(layout::LayoutSource::open(&dir, name.as_deref())?))
         }
-        ImageRef::Registry(r) => Ok(Box::new(registry::RegistrySource::open_ref(
-            r,
-            &crate::regclient::ClientOptions::default(),
-        )?)),
+        ImageRef::Registry(r) => Ok(Box::new(registry::RegistrySource::open_ref(r, client)?)),
     }
 }
 
@@ -77,9 +78,11 @@ pub struct Options {
     pub max_age: Option<i64>,
     pub rebuild: bool,
     pub json: bool,
+    /// How to reach a registry (plain HTTP, credentials, retries).
+    pub client: crate::regclient::ClientOptions,
 }
 
-pub const USAGE: &str = "usage: verify <reference> --key cosign.pub [--key FILE]... [--tag NAME] [--builder-id ID] [--source CHECKOUT] [--max-age DURATION] [--rebuild] [--json]
+pub const USAGE: &str = "usage: verify <reference> --key cosign.pub [--key FILE]... [--tag NAME] [--builder-id ID] [--source CHECKOUT] [--max-age DURATION] [--rebuild] [--json] [--insecure] [--retries N]
 
 <reference> is written as skopeo writes it: an OCI layout (oci:DIR[:NAME],
 or DIR[:NAME]) or a registry image (docker://HOST/REPO[:TAG|@DIGEST], or
@@ -88,7 +91,9 @@ index.json must lead to the verified image, one of its platform manifests
 or an artifact attached to them. With a name (or --tag NAME): what that
 name leads to is verified, and nothing is assumed about the others. A
 registry tag is resolved once; the report gives the reference pinned to
-the digest that was verified.
+the digest that was verified. Registries: plain HTTP only on loopback or
+with --insecure; credentials from REGISTRY_AUTH_FILE, the containers or
+docker auth files; --retries tries per request on transient errors.
 
 Checks an image built by kiln and everything attached to it: blobs,
 cosign signatures over the index and each platform manifest, DSSE
@@ -129,6 +134,15 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
                 })?);
             }
             "--rebuild" => o.rebuild = true,
+            "--insecure" => o.client.insecure = true,
+            "--retries" => {
+                let v = value("--retries")?;
+                o.client.attempts = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=20).contains(n))
+                    .ok_or_else(|| format!("--retries {v:?}: expected a number from 1 to 20"))?;
+            }
             "--json" => o.json = true,
             "-h" | "--help" => return Err(String::new()),
             f if f.starts_with('-') => return Err(format!("unknown option {f}")),
@@ -168,7 +182,7 @@ fn now() -> i64 {
 /// Verifies `opts.reference` with already loaded `keys`.
 pub fn verify(opts: &Options, keys: &[PublicKey]) -> Report {
     let mut report = Report::new(opts.reference.clone());
-    let source = match open_source(&opts.reference, opts.tag.as_deref()) {
+    let source = match open_source(&opts.reference, opts.tag.as_deref(), &opts.client) {
         Ok(s) => s,
         Err(e) => {
             report.error = Some(layout::chain(&e));
