@@ -307,17 +307,7 @@ pub struct Explanation {
     pub old_image: Option<String>,
 }
 
-fn git(project: &Path, args: &[&str]) -> Option<String> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(project)
-        .args(args)
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
+use crate::tool::git;
 
 /// The last commit that changed `images/<definition>/digests.json`.
 pub fn digests_revision(project: &Path, definition: &str) -> Option<String> {
@@ -459,10 +449,10 @@ pub fn build_at(
     for a in attrs {
         cmd.arg(format!("{flake}#{a}"));
     }
-    let out = cmd.output().map_err(|e| format!("running nix: {e}"))?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let last = err
+    let out = crate::tool::run(&mut cmd).map_err(|e| e.to_string())?;
+    if !out.ok {
+        let last = out
+            .stderr
             .lines()
             .rev()
             .find(|l| l.contains("error"))

@@ -201,23 +201,13 @@ pub fn invalid_paths(paths: &[String]) -> Result<Vec<String>, FetchError> {
     let mut out = Vec::new();
     // Stay well below the kernel's argument-length limit.
     for chunk in paths.chunks(500) {
-        let o = Command::new("nix-store")
-            .args(["--check-validity", "--print-invalid"])
-            .args(chunk)
-            .output()
-            .map_err(|e| FetchError::Validity(format!("running nix-store: {e}")))?;
-        if !o.status.success() {
-            return Err(FetchError::Validity(format!(
-                "nix-store --check-validity failed ({}): {}",
-                o.status,
-                String::from_utf8_lossy(&o.stderr).trim()
-            )));
-        }
-        out.extend(
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .map(str::to_string),
-        );
+        let text = crate::tool::checked(
+            Command::new("nix-store")
+                .args(["--check-validity", "--print-invalid"])
+                .args(chunk),
+        )
+        .map_err(|e| FetchError::Validity(e.to_string()))?;
+        out.extend(text.lines().map(str::to_string));
     }
     Ok(out)
 }

@@ -27,3 +27,4 @@ pub mod seedbuild;
 pub mod keys;
 pub mod sign;
 pub mod signstore;
+pub mod tool;

@@ -1,6 +1,7 @@
 //! Running Nix: its settings (is the sandbox really on?), `nix build`, and
 //! the facts provenance records about it.
 
+use crate::tool::{Runner, ToolError};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,17 +9,8 @@ use std::process::Command;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NixError {
-    #[error("running {command}")]
-    Spawn {
-        command: String,
-        source: std::io::Error,
-    },
-    #[error("`{command}` failed ({status})\n{stderr}")]
-    Failed {
-        command: String,
-        status: String,
-        stderr: String,
-    },
+    #[error(transparent)]
+    Tool(#[from] ToolError),
     #[error("could not read `nix show-config --json`: {0}")]
     Config(String),
     #[error("the Nix sandbox is off ({0}); kiln refuses to build without isolation. Run scripts/setup (it sets `sandbox = true` and `sandbox-fallback = false` in /etc/nix/nix.conf), or pass --allow-unsandboxed to build without isolation on purpose")]
@@ -66,36 +58,26 @@ impl NixSettings {
 }
 
 fn output(cmd: &mut Command) -> Result<String, NixError> {
-    let command = display(cmd);
-    let out = cmd.output().map_err(|source| NixError::Spawn {
-        command: command.clone(),
-        source,
-    })?;
-    if !out.status.success() {
-        return Err(NixError::Failed {
-            command,
-            status: out.status.to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn display(cmd: &Command) -> String {
-    let mut s = cmd.get_program().to_string_lossy().into_owned();
-    for a in cmd.get_args() {
-        s.push(' ');
-        s.push_str(&a.to_string_lossy());
-    }
-    s
+    Ok(crate::tool::checked(cmd)?)
 }
 
 /// Reads the effective settings with `nix show-config --json`.
 pub fn settings() -> Result<NixSettings, NixError> {
-    let version = output(Command::new("nix").arg("--version"))?
+    settings_with(&crate::tool::Host)
+}
+
+/// [`settings`] through `runner`.
+pub fn settings_with(runner: &dyn Runner) -> Result<NixSettings, NixError> {
+    let version = runner
+        .run(Command::new("nix").arg("--version"))?
+        .checked()?
+        .text()
         .trim()
         .to_string();
-    let text = output(Command::new("nix").args(["show-config", "--json"]))?;
+    let text = runner
+        .run(Command::new("nix").args(["show-config", "--json"]))?
+        .checked()?
+        .text();
     let v: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| NixError::Config(e.to_string()))?;
     let value = |k: &str| {
@@ -171,7 +153,7 @@ fn drv_paths(flake: &Path, attrs: &[String], opts: &BuildOptions) -> Result<Vec<
             "ps: map (a: (builtins.getAttr a ps).drvPath) (builtins.fromJSON ''{names}'')"
         ));
     impurity(&mut cmd, opts);
-    let command = display(&cmd);
+    let command = crate::tool::display(&cmd);
     let text = output(&mut cmd)?;
     let paths: Vec<String> = serde_json::from_str(&text).map_err(|e| NixError::Output {
         command: command.clone(),
@@ -232,21 +214,22 @@ pub fn build(flake: &Path, attrs: &[String], opts: &BuildOptions) -> Result<Vec<
     for a in attrs {
         cmd.arg(format!("{}#{a}", flake.display()));
     }
-    let command = display(&cmd);
+    let command = crate::tool::display(&cmd);
     // Build logs go straight to the terminal; stdout carries the JSON.
     let out = cmd
         .stderr(std::process::Stdio::inherit())
         .output()
-        .map_err(|source| NixError::Spawn {
+        .map_err(|error| ToolError::Spawn {
             command: command.clone(),
-            source,
+            error,
         })?;
     if !out.status.success() {
-        return Err(NixError::Failed {
+        return Err(ToolError::Failed {
             command,
             status: out.status.to_string(),
             stderr: "(see the build log above)".into(),
-        });
+        }
+        .into());
     }
     let v: serde_json::Value =
         serde_json::from_slice(&out.stdout).map_err(|e| NixError::Output {
@@ -295,6 +278,77 @@ pub fn build(flake: &Path, attrs: &[String], opts: &BuildOptions) -> Result<Vec<
         .collect()
 }
 
+/// A kiln step derivation: one whose builder is the pinned seed and that
+/// is not fixed-output (the .debs and the seed itself are). Layers,
+/// per-platform images and image indexes are steps; provenance lists them
+/// and `kiln repro` rebuilds them.
+#[derive(Clone, Debug, Serialize)]
+pub struct StepDrv {
+    pub path: String,
+    /// The derivation's `name`.
+    pub name: String,
+    /// The seed step it runs: layer, image, index, ...
+    pub step: String,
+    pub out: String,
+    /// The step derivations among its inputs.
+    #[serde(skip)]
+    pub inputs: Vec<String>,
+}
+
+/// Every kiln step derivation in the closure of `roots` (.drv paths),
+/// where `seed` is the pinned seed's store path.
+pub fn kiln_steps(roots: &[String], seed: &str) -> Result<BTreeMap<String, StepDrv>, NixError> {
+    kiln_steps_with(&crate::tool::Host, roots, seed)
+}
+
+/// [`kiln_steps`] through `runner`.
+pub fn kiln_steps_with(
+    runner: &dyn Runner,
+    roots: &[String],
+    seed: &str,
+) -> Result<BTreeMap<String, StepDrv>, NixError> {
+    let r = runner
+        .run(
+            Command::new("nix")
+                .args(["show-derivation", "-r"])
+                .args(roots),
+        )?
+        .checked()?;
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).map_err(|e| NixError::Output {
+        command: r.command.clone(),
+        message: e.to_string(),
+    })?;
+    let all = v.as_object().cloned().unwrap_or_default();
+    let is_step = |d: &serde_json::Value| {
+        d["builder"].as_str() == Some(seed) && d["outputs"]["out"].get("hash").is_none()
+    };
+    let mut out = BTreeMap::new();
+    for (path, d) in &all {
+        if !is_step(d) {
+            continue;
+        }
+        let inputs = d["inputDrvs"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(p, _)| p.clone())
+            .filter(|p| all.get(p).is_some_and(is_step))
+            .collect();
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+        out.insert(
+            path.clone(),
+            StepDrv {
+                path: path.clone(),
+                name: text(&d["env"]["name"]),
+                step: text(&d["args"][0]),
+                out: text(&d["outputs"]["out"]["path"]),
+                inputs,
+            },
+        );
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,6 +393,61 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("sandbox-paths"));
+    }
+
+    #[test]
+    fn settings_are_read_from_show_config() {
+        let fake = crate::tool::Fake::default()
+            .answer("--version", "nix (Nix) 2.26.3\n")
+            .answer(
+                "show-config",
+                r#"{"sandbox":{"value":"true"},"sandbox-fallback":{"value":false},
+                    "sandbox-paths":{"value":["/bin/sh=/usr/bin/bash-static"]},
+                    "substituters":{"value":[]},"system":{"value":"x86_64-linux"},
+                    "build-users-group":{"value":"nixbld"}}"#,
+            );
+        let s = settings_with(&fake).unwrap();
+        assert_eq!(s.version, "nix (Nix) 2.26.3");
+        assert_eq!(s.sandbox_paths, vec!["/bin/sh=/usr/bin/bash-static"]);
+        // Current Nix's default /bin/sh is a host path: not isolated.
+        assert!(s
+            .check_isolated()
+            .unwrap_err()
+            .to_string()
+            .contains("bash-static"));
+        // A Nix that is not there is named.
+        let e = settings_with(&crate::tool::Fake::default()).unwrap_err();
+        assert!(e.to_string().contains("nix --version"), "{e}");
+    }
+
+    #[test]
+    fn steps_are_the_seeds_derivations_that_are_not_fixed_output() {
+        let seed = "/nix/store/s-kiln-seed";
+        let fake = crate::tool::Fake::default().answer(
+            "show-derivation",
+            r#"{
+              "/nix/store/i-kiln-x.drv": {"builder": "/nix/store/s-kiln-seed", "args": ["index"],
+                 "env": {"name": "kiln-x"}, "outputs": {"out": {"path": "/nix/store/o1"}},
+                 "inputDrvs": {"/nix/store/l-kiln-layer.drv": ["out"], "/nix/store/d-tzdata.deb.drv": ["out"]}},
+              "/nix/store/l-kiln-layer.drv": {"builder": "/nix/store/s-kiln-seed", "args": ["layer"],
+                 "env": {"name": "kiln-layer"}, "outputs": {"out": {"path": "/nix/store/o2"}}, "inputDrvs": {}},
+              "/nix/store/d-tzdata.deb.drv": {"builder": "builtin:fetchurl", "args": [],
+                 "env": {"name": "tzdata.deb"}, "outputs": {"out": {"path": "/nix/store/o3", "hash": "ab"}}, "inputDrvs": {}},
+              "/nix/store/s-kiln-seed.drv": {"builder": "builtin:fetchurl", "args": [],
+                 "env": {"name": "kiln-seed"}, "outputs": {"out": {"path": "/nix/store/s-kiln-seed", "hash": "cd"}}, "inputDrvs": {}}
+            }"#,
+        );
+        let steps = kiln_steps_with(&fake, &["/nix/store/i-kiln-x.drv".into()], seed).unwrap();
+        assert_eq!(
+            steps.keys().collect::<Vec<_>>(),
+            ["/nix/store/i-kiln-x.drv", "/nix/store/l-kiln-layer.drv"]
+        );
+        let index = &steps["/nix/store/i-kiln-x.drv"];
+        assert_eq!(
+            (index.step.as_str(), index.out.as_str()),
+            ("index", "/nix/store/o1")
+        );
+        assert_eq!(index.inputs, vec!["/nix/store/l-kiln-layer.drv"]);
     }
 
     #[test]

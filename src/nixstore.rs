@@ -23,12 +23,8 @@ pub enum StoreError {
         what: String,
         source: std::io::Error,
     },
-    #[error("`{command}` failed ({status}): {stderr}")]
-    Command {
-        command: String,
-        status: String,
-        stderr: String,
-    },
+    #[error(transparent)]
+    Tool(#[from] crate::tool::ToolError),
     #[error("`{command}` printed {got:?}, expected the store path {expected}")]
     UnexpectedPath {
         command: String,
@@ -155,19 +151,7 @@ pub fn nar_sha256_of_file(path: &Path) -> Result<[u8; 32], StoreError> {
 }
 
 fn run(cmd: &mut Command) -> Result<String, StoreError> {
-    let command = format!("{cmd:?}").replace('"', "");
-    let out = cmd.output().map_err(|source| StoreError::Io {
-        what: format!("running {command}"),
-        source,
-    })?;
-    if !out.status.success() {
-        return Err(StoreError::Command {
-            command,
-            status: out.status.to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    Ok(crate::tool::checked(cmd)?.trim().to_string())
 }
 
 /// Adds `file` with `nix-store --add-fixed sha256` (flat) and checks that the
@@ -192,7 +176,7 @@ pub fn add_fixed_recursive(file: &Path, expected: &str) -> Result<PathBuf, Store
 }
 
 fn add(cmd: &mut Command, expected: &str) -> Result<PathBuf, StoreError> {
-    let command = format!("{cmd:?}").replace('"', "");
+    let command = crate::tool::display(cmd);
     let got = run(cmd)?;
     if got != expected {
         return Err(StoreError::UnexpectedPath {

@@ -64,8 +64,10 @@ pub enum ProvenanceError {
     },
     #[error("{}: not an in-toto statement with a SLSA provenance: {message}", path.display())]
     Parse { path: PathBuf, message: String },
-    #[error("`{command}` failed: {message}")]
-    Command { command: String, message: String },
+    #[error(transparent)]
+    Tool(#[from] crate::tool::ToolError),
+    #[error(transparent)]
+    Nix(#[from] crate::nixcmd::NixError),
 }
 
 /// What a kiln build output's `image.json` says about the image.
@@ -159,17 +161,7 @@ impl BuiltImage {
 /// The source tree: where it comes from, which commit, whether it had
 /// uncommitted changes.
 pub fn source_of(project: &Path) -> SourceParameter {
-    let git = |args: &[&str]| -> Option<String> {
-        let out = Command::new("git")
-            .arg("-C")
-            .arg(project)
-            .args(args)
-            .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-    };
+    let git = |args: &[&str]| crate::tool::git(project, args).map(|s| s.trim().to_string());
     let abs = project
         .canonicalize()
         .unwrap_or_else(|_| project.to_path_buf());
@@ -264,38 +256,12 @@ fn sha256_file(path: &Path) -> Result<Digest, ProvenanceError> {
         })
 }
 
-fn command(cmd: &mut Command) -> Result<String, ProvenanceError> {
-    let shown = format!("{cmd:?}");
-    let out = cmd.output().map_err(|e| ProvenanceError::Command {
-        command: shown.clone(),
-        message: e.to_string(),
-    })?;
-    if !out.status.success() {
-        return Err(ProvenanceError::Command {
-            command: shown,
-            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 /// Derivations of the image's kiln steps (layers, per-arch images, index)
 /// and the built output with its NAR hash: the byproducts.
-fn byproducts(built: &Built) -> Result<Vec<ResourceDescriptor>, ProvenanceError> {
+fn byproducts(built: &Built, seed: &str) -> Result<Vec<ResourceDescriptor>, ProvenanceError> {
     let mut out = Vec::new();
-    let drvs =
-        command(Command::new("nix-store").args(["--query", "--requisites", &built.drv_path]))?;
-    let mut steps: Vec<&str> = drvs
-        .lines()
-        .filter(|p| p.ends_with(".drv"))
-        .filter(|p| {
-            let name = p.rsplit('/').next().unwrap_or("");
-            let name = name.split_once('-').map_or("", |(_, n)| n);
-            name.starts_with("kiln-") && name != "kiln-seed.drv"
-        })
-        .collect();
-    steps.sort_unstable();
-    for drv in steps {
+    let steps = crate::nixcmd::kiln_steps(std::slice::from_ref(&built.drv_path), seed)?;
+    for drv in steps.keys() {
         out.push(ResourceDescriptor {
             name: drv.rsplit('/').next().unwrap_or(drv).to_string(),
             uri: format!("file://{drv}"),
@@ -303,7 +269,8 @@ fn byproducts(built: &Built) -> Result<Vec<ResourceDescriptor>, ProvenanceError>
             ..Default::default()
         });
     }
-    let info = command(Command::new("nix").args(["path-info", "--json", built.out()]))?;
+    let info =
+        crate::tool::checked(Command::new("nix").args(["path-info", "--json", built.out()]))?;
     let nar_hash = serde_json::from_str::<Value>(&info)
         .ok()
         .and_then(|v| v[0]["narHash"].as_str().map(String::from))
@@ -520,7 +487,7 @@ pub fn generate(rec: &BuildRecord) -> Result<Statement, ProvenanceError> {
                 started_on: Some(rfc3339_utc(epoch(rec.started))),
                 finished_on: Some(rfc3339_utc(epoch(rec.finished))),
             },
-            byproducts: byproducts(rec.built)?,
+            byproducts: byproducts(rec.built, &rec.pin.store_path)?,
         },
     };
     let subjects = image.subjects();

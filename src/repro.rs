@@ -29,18 +29,10 @@ use std::time::Instant;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReproError {
-    #[error("running {command}")]
-    Spawn {
-        command: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("`{command}` failed ({status}):\n{stderr}")]
-    Nix {
-        command: String,
-        status: String,
-        stderr: String,
-    },
+    #[error(transparent)]
+    Tool(#[from] ToolError),
+    #[error(transparent)]
+    Nix(#[from] crate::nixcmd::NixError),
     #[error("unexpected output of `{command}`: {message}")]
     Output { command: String, message: String },
     #[error("{}: no image.json: {drv} is not a kiln image derivation", out.display())]
@@ -159,17 +151,8 @@ pub struct Options {
     pub progress: bool,
 }
 
-/// One kiln derivation of the closure.
-#[derive(Debug, Clone, Serialize)]
-pub struct Drv {
-    pub path: String,
-    pub name: String,
-    /// The seed step: layer, image, index.
-    pub step: String,
-    pub out: String,
-    #[serde(skip)]
-    inputs: Vec<String>,
-}
+/// A kiln step derivation (see [`crate::nixcmd::StepDrv`]).
+pub type Drv = crate::nixcmd::StepDrv;
 
 /// A baseline image.
 #[derive(Debug, Clone, Serialize)]
@@ -236,47 +219,19 @@ impl Report {
     }
 }
 
-fn display(cmd: &Command) -> String {
-    let mut s = cmd.get_program().to_string_lossy().into_owned();
-    for a in cmd.get_args() {
-        s.push(' ');
-        s.push_str(&a.to_string_lossy());
-    }
-    s
-}
+use crate::tool::{run as run_cmd, Ran, ToolError};
 
-struct Ran {
-    ok: bool,
-    status: String,
-    stdout: Vec<u8>,
-    stderr: String,
-    command: String,
-}
-
-fn run_cmd(cmd: &mut Command) -> Result<Ran, ReproError> {
-    let command = display(cmd);
-    let out = cmd.output().map_err(|source| ReproError::Spawn {
-        command: command.clone(),
-        source,
-    })?;
-    Ok(Ran {
-        ok: out.status.success(),
-        status: out.status.to_string(),
-        stdout: out.stdout,
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        command,
-    })
-}
-
+/// The run, or its failure with the end of its log (Nix's are long).
 fn checked(r: Ran) -> Result<Ran, ReproError> {
     if r.ok {
         Ok(r)
     } else {
-        Err(ReproError::Nix {
+        Err(ToolError::Failed {
             command: r.command,
             status: r.status,
             stderr: tail(&r.stderr, 40),
-        })
+        }
+        .into())
     }
 }
 
@@ -386,46 +341,9 @@ fn build_attrs(mut cmd: Command, flake: &str, attrs: &[String]) -> Result<Build,
     Ok(Build { images: out, built })
 }
 
-/// Every derivation the seed builds in the closure of `roots`.
+/// Every kiln step in the closure of `roots`.
 fn closure(roots: &[String], seed: &str) -> Result<BTreeMap<String, Drv>, ReproError> {
-    let mut cmd = Command::new("nix");
-    cmd.args(["show-derivation", "-r"]).args(roots);
-    let r = checked(run_cmd(&mut cmd)?)?;
-    let v: Value = serde_json::from_slice(&r.stdout).map_err(|e| ReproError::Output {
-        command: r.command.clone(),
-        message: e.to_string(),
-    })?;
-    let all = v.as_object().cloned().unwrap_or_default();
-    let is_kiln = |d: &Value| {
-        d["builder"].as_str() == Some(seed) && d["outputs"]["out"].get("hash").is_none()
-    };
-    let mut out = BTreeMap::new();
-    for (path, d) in &all {
-        if !is_kiln(d) {
-            continue;
-        }
-        let inputs = d["inputDrvs"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .map(|(p, _)| p.clone())
-            .filter(|p| all.get(p).is_some_and(is_kiln))
-            .collect();
-        out.insert(
-            path.clone(),
-            Drv {
-                path: path.clone(),
-                name: d["env"]["name"].as_str().unwrap_or_default().to_string(),
-                step: d["args"][0].as_str().unwrap_or_default().to_string(),
-                out: d["outputs"]["out"]["path"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-                inputs,
-            },
-        );
-    }
-    Ok(out)
+    Ok(crate::nixcmd::kiln_steps(roots, seed)?)
 }
 
 /// Pairs each baseline derivation with its counterpart in a perturbed
@@ -637,11 +555,7 @@ fn check_each(
         }
         match check {
             None if !r.ok => {
-                return Err(ReproError::Nix {
-                    command: r.command,
-                    status: r.status,
-                    stderr: tail(&r.stderr, 40),
-                })
+                checked(r)?;
             }
             None => {}
             Some(check) => {

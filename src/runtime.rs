@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Where the probe lands in the test image.
@@ -42,17 +42,8 @@ pub enum RuntimeError {
         #[source]
         error: std::io::Error,
     },
-    #[error("running {command}: {error} (is it installed? scripts/setup installs it)")]
-    Spawn {
-        command: String,
-        error: std::io::Error,
-    },
-    #[error("`{command}` failed ({status}): {stderr}")]
-    Failed {
-        command: String,
-        status: String,
-        stderr: String,
-    },
+    #[error(transparent)]
+    Tool(#[from] crate::tool::ToolError),
     #[error("image {image}: layout {}", layout.display())]
     Layout {
         image: String,
@@ -83,33 +74,7 @@ fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> 
     }
 }
 
-fn display(cmd: &Command) -> String {
-    let mut s = cmd.get_program().to_string_lossy().into_owned();
-    for a in cmd.get_args() {
-        s.push(' ');
-        s.push_str(&a.to_string_lossy());
-    }
-    s
-}
-
-fn output(cmd: &mut Command) -> Result<Output, RuntimeError> {
-    cmd.output().map_err(|error| RuntimeError::Spawn {
-        command: display(cmd),
-        error,
-    })
-}
-
-fn checked(cmd: &mut Command) -> Result<String, RuntimeError> {
-    let out = output(cmd)?;
-    if !out.status.success() {
-        return Err(RuntimeError::Failed {
-            command: display(cmd),
-            status: out.status.to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
+use crate::tool::{checked, display, run as output};
 
 fn which(program: &str) -> Result<PathBuf, RuntimeError> {
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -176,7 +141,7 @@ pub fn build_probe(project: &Path, arch: Arch) -> Result<PathBuf, RuntimeError> 
     let result = checked(&mut cmd);
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
-        return Err(e);
+        return Err(e.into());
     }
     std::fs::rename(&tmp, &bin).map_err(io("renaming", &tmp))?;
     Ok(bin)
@@ -848,15 +813,11 @@ fn run_probe(
         // qemu too (where a child could not exec arm64 code: no binfmt).
         sh.args(["-c", "id"]);
         let out = output(&mut sh)?;
-        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        Some(if out.status.success() {
+        let text = out.text().trim().to_string();
+        Some(if out.ok {
             text
         } else {
-            format!(
-                "{text} (failed, {}: {})",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            )
+            format!("{text} (failed, {}: {})", out.status, out.stderr.trim())
         })
     } else {
         None
