@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
 
 pub const OCI_MANIFEST: &str = oci::MANIFEST_MEDIA_TYPE;
 pub const OCI_INDEX: &str = oci::INDEX_MEDIA_TYPE;
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const DOCKER_MANIFEST: &str = oci::DOCKER_MANIFEST_MEDIA_TYPE;
+pub const DOCKER_LIST: &str = oci::DOCKER_LIST_MEDIA_TYPE;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DiffError {
@@ -331,13 +331,7 @@ fn ref_name(d: &Value) -> Option<&str> {
         .and_then(Value::as_str)
 }
 
-fn is_index(mt: &str) -> bool {
-    mt == OCI_INDEX || mt == DOCKER_LIST
-}
-
-fn is_manifest(mt: &str) -> bool {
-    mt == OCI_MANIFEST || mt == DOCKER_MANIFEST
-}
+use oci::{is_index, is_manifest};
 
 /// Splits a layout reference (`DIR`, `DIR:TAG`, `oci:DIR[:TAG]`) as every
 /// kiln command does (kiln_seed::imageref); `None` when it is not one.

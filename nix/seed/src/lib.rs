@@ -1,6 +1,7 @@
-//! kiln-seed: the code that runs inside the Nix sandbox (and the verifier
-//! that `nix run .#verify` runs). Everything here must be deterministic: no
-//! clock, no environment, no host files beyond the declared inputs.
+//! kiln-seed: the code that runs inside the Nix sandbox, which must be
+//! deterministic (no clock, no environment, no host files beyond the
+//! declared inputs), and, on the host, the verifier behind `nix run .#verify`
+//! (`verify`, `regclient`: registries, credentials files, the clock).
 
 pub mod digest;
 pub mod imageref;

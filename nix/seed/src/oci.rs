@@ -665,6 +665,51 @@ pub fn layer_reader<'a, R: Read + 'a>(
     }
 }
 
+/// Docker's schema 2 manifest and manifest list, which registries and
+/// skopeo still hand out; read wherever an OCI manifest or index is.
+pub const DOCKER_MANIFEST_MEDIA_TYPE: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_LIST_MEDIA_TYPE: &str =
+    "application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// An image index: OCI's, or Docker's manifest list.
+pub fn is_index(media_type: &str) -> bool {
+    media_type == INDEX_MEDIA_TYPE || media_type == DOCKER_LIST_MEDIA_TYPE
+}
+
+/// An image manifest: OCI's, or Docker's schema 2.
+pub fn is_manifest(media_type: &str) -> bool {
+    media_type == MANIFEST_MEDIA_TYPE || media_type == DOCKER_MANIFEST_MEDIA_TYPE
+}
+
+/// How bytes fail to be what their descriptor says.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BlobMismatch {
+    #[error("is {actual} bytes, its descriptor says {expected}")]
+    Size { expected: u64, actual: u64 },
+    #[error("content does not match its digest (it hashes to {actual})")]
+    Digest { expected: Digest, actual: Digest },
+}
+
+/// Checks `bytes` against a descriptor's `digest` and `size`: the one check
+/// every reader of blobs (layouts, registries, push, pull, verify) makes
+/// before it uses a byte.
+pub fn check_blob(bytes: &[u8], digest: &Digest, size: u64) -> Result<(), BlobMismatch> {
+    if bytes.len() as u64 != size {
+        return Err(BlobMismatch::Size {
+            expected: size,
+            actual: bytes.len() as u64,
+        });
+    }
+    let actual = Digest::of(bytes);
+    if actual != *digest {
+        return Err(BlobMismatch::Digest {
+            expected: *digest,
+            actual,
+        });
+    }
+    Ok(())
+}
+
 /// Reads the blob file at `path`, which must be a regular file of exactly
 /// `size` bytes hashing to `digest`; the error says which of these failed.
 /// Never reads more than `size + 1` bytes, whatever the file holds.
@@ -678,19 +723,15 @@ pub fn read_checked(path: &Path, digest: &Digest, size: u64) -> Result<Vec<u8>, 
     fs::File::open(path)
         .and_then(|f| f.take(size + 1).read_to_end(&mut bytes))
         .map_err(|e| format!("reading {}: {e}", path.display()))?;
-    if bytes.len() as u64 != size {
-        return Err(format!(
+    match check_blob(&bytes, digest, size) {
+        // The file's own length, not the bytes read (at most size + 1).
+        Err(BlobMismatch::Size { .. }) => Err(format!(
             "is {} bytes, its descriptor says {size}",
             meta.len()
-        ));
+        )),
+        Err(e) => Err(e.to_string()),
+        Ok(()) => Ok(bytes),
     }
-    let actual = Digest::of(&bytes);
-    if actual != *digest {
-        return Err(format!(
-            "content does not match its digest (it hashes to {actual})"
-        ));
-    }
-    Ok(bytes)
 }
 
 #[cfg(test)]

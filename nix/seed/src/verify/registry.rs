@@ -20,9 +20,6 @@ use oci_spec::image::{Descriptor, ImageIndex, MediaType};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-
 pub struct RegistrySource {
     reference: RegistryRef,
     client: Client,
@@ -33,10 +30,7 @@ pub struct RegistrySource {
 }
 
 fn is_document(media_type: &str) -> bool {
-    media_type == oci::MANIFEST_MEDIA_TYPE
-        || media_type == oci::INDEX_MEDIA_TYPE
-        || media_type == DOCKER_MANIFEST
-        || media_type == DOCKER_LIST
+    oci::is_manifest(media_type) || oci::is_index(media_type)
 }
 
 impl RegistrySource {

@@ -1,0 +1,388 @@
+//! A connected registry client for one repository: requests with retries
+//! on transient errors, the bearer-token flow, and what kiln asks of a
+//! registry (blobs, manifests, tags, referrers).
+
+use super::*;
+
+/// A connected client for one repository.
+pub(super) struct Session {
+    pub(super) client: Client,
+    pub(super) target: RegistryRef,
+    pub(super) retry: Retry,
+    pub(super) retries: AtomicU32,
+    pub(super) concurrency: usize,
+    pub(super) mount_from: Vec<String>,
+}
+
+pub(super) fn reference(r: &RegistryRef, what: &str) -> Reference {
+    let repo = r.repository.clone();
+    let registry = r.registry.clone();
+    match what.strip_prefix("sha256:") {
+        Some(_) => Reference::with_digest(registry, repo, what.to_string()),
+        None => Reference::with_tag(registry, repo, what.to_string()),
+    }
+}
+
+/// Transient: worth trying again.
+pub(super) fn is_transient(e: &OciDistributionError) -> bool {
+    match e {
+        OciDistributionError::RequestError(r) => match r.status() {
+            Some(s) => s.is_server_error() || s.as_u16() == 429 || s.as_u16() == 408,
+            None => !r.is_builder() && !r.is_redirect(),
+        },
+        OciDistributionError::ServerError { code, .. } => {
+            *code >= 500 || *code == 429 || *code == 408
+        }
+        OciDistributionError::RegistryError { envelope, .. } => envelope
+            .errors
+            .iter()
+            .any(|e| matches!(e.code, OciErrorCode::Toomanyrequests)),
+        OciDistributionError::IoError(_) => true,
+        _ => false,
+    }
+}
+
+pub(super) fn is_not_found(e: &OciDistributionError) -> bool {
+    match e {
+        OciDistributionError::ImageManifestNotFoundError(_) => true,
+        OciDistributionError::ServerError { code, .. } => *code == 404,
+        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
+            matches!(
+                e.code,
+                OciErrorCode::ManifestUnknown
+                    | OciErrorCode::BlobUnknown
+                    | OciErrorCode::NotFound
+                    | OciErrorCode::NameUnknown
+            )
+        }),
+        _ => false,
+    }
+}
+
+/// The error and its sources on one line (reqwest hides the useful part,
+/// e.g. "connection refused", in the chain).
+pub(super) fn describe(e: &OciDistributionError) -> String {
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(x) = src {
+        let t = x.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = x.source();
+    }
+    s
+}
+
+impl Session {
+    pub(super) async fn connect(
+        target: &RegistryRef,
+        opts: &Options,
+    ) -> Result<Session, RegistryError> {
+        let plain = opts.insecure || target.is_loopback();
+        let config = ClientConfig {
+            protocol: if plain {
+                ClientProtocol::Http
+            } else {
+                ClientProtocol::Https
+            },
+            use_monolithic_push: true,
+            connect_timeout: Some(Duration::from_secs(15)),
+            read_timeout: Some(Duration::from_secs(120)),
+            user_agent: concat!("kiln/", env!("CARGO_PKG_VERSION")),
+            ..Default::default()
+        };
+        let client = Client::try_from(config).map_err(|e| RegistryError::Request {
+            what: format!("setting up a client for {}", target.registry),
+            error: describe(&e),
+            attempts: 1,
+        })?;
+        let credentials = match &opts.credentials {
+            Some(c) => Some(c.clone()),
+            None => kiln_seed::regclient::credentials_from_files(
+                &target.registry,
+                &kiln_seed::regclient::auth_files(),
+            )?,
+        };
+        let session = Session {
+            client,
+            target: target.clone(),
+            retry: opts.retry.clone(),
+            retries: AtomicU32::new(0),
+            mount_from: opts.mount_from.clone(),
+            concurrency: if opts.concurrency == 0 {
+                4
+            } else {
+                opts.concurrency
+            },
+        };
+        // Only registries that ask for it get credentials or a token
+        // exchange: oci-client would otherwise ping /v2/ before every request.
+        let challenge = session.probe(plain).await?;
+        if matches!(challenge, Some(Challenge::Basic)) && credentials.is_none() {
+            return Err(RegistryError::AuthRequired {
+                registry: target.registry.clone(),
+            });
+        }
+        if challenge.is_some() || credentials.is_some() {
+            let auth = match credentials {
+                Some(c) => RegistryAuth::Basic(c.username, c.password),
+                None => RegistryAuth::Anonymous,
+            };
+            session
+                .client
+                .store_auth_if_needed(&target.registry, &auth)
+                .await;
+        }
+        Ok(session)
+    }
+
+    /// `GET /v2/`: None when the registry lets anyone in, else its challenge.
+    pub(super) async fn probe(&self, plain: bool) -> Result<Option<Challenge>, RegistryError> {
+        let url = format!(
+            "{}://{}/v2/",
+            if plain { "http" } else { "https" },
+            self.target.registry
+        );
+        let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(15));
+        if plain {
+            // No TLS on this connection: skip loading the system's roots.
+            builder = builder.tls_certs_only(Vec::new());
+        }
+        let client = builder.build().map_err(|e| RegistryError::Request {
+            what: format!("GET {url}"),
+            error: e.to_string(),
+            attempts: 1,
+        })?;
+        let (status, challenge) = self
+            .retrying(&format!("GET {url}"), || async {
+                let r = client.get(&url).send().await?;
+                let code = r.status().as_u16();
+                if code >= 500 || code == 429 {
+                    return Err(OciDistributionError::ServerError {
+                        code,
+                        url: url.clone(),
+                        message: r.text().await.unwrap_or_default(),
+                    });
+                }
+                let challenge = r
+                    .headers()
+                    .get("www-authenticate")
+                    .and_then(|h| h.to_str().ok())
+                    .map(String::from);
+                Ok((code, challenge))
+            })
+            .await?;
+        match status {
+            200 => Ok(None),
+            401 => Ok(Some(
+                challenge
+                    .as_deref()
+                    .and_then(parse_challenge)
+                    .unwrap_or(Challenge::Basic),
+            )),
+            s => Err(RegistryError::Request {
+                what: format!("GET {url}"),
+                error: format!("HTTP {s}: this does not look like an OCI registry (the v2 API root should answer 200 or 401)"),
+                attempts: 1,
+            }),
+        }
+    }
+
+    pub(super) async fn retrying<T, F, Fut>(&self, what: &str, mut f: F) -> Result<T, RegistryError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, OciDistributionError>>,
+    {
+        let mut attempt = 1;
+        loop {
+            match f().await {
+                Ok(v) => return Ok(v),
+                Err(e) if is_transient(&e) && attempt < self.retry.attempts => {
+                    let delay = self.retry.base_delay * 2u32.pow(attempt - 1);
+                    eprintln!(
+                        "kiln: {what}: {} (attempt {attempt} of {}; retrying in {} ms)",
+                        describe(&e),
+                        self.retry.attempts,
+                        delay.as_millis()
+                    );
+                    self.retries.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                Err(e) => {
+                    return Err(RegistryError::Request {
+                        what: what.to_string(),
+                        error: describe(&e),
+                        attempts: attempt,
+                    })
+                }
+            }
+        }
+    }
+
+    pub(super) fn where_(&self) -> String {
+        format!("{}/{}", self.target.registry, self.target.repository)
+    }
+
+    pub(super) async fn blob_exists(&self, digest: &Digest) -> Result<bool, RegistryError> {
+        let r = reference(&self.target, &digest.to_string());
+        let d = digest.to_string();
+        self.retrying(
+            &format!("checking blob {digest} in {}", self.where_()),
+            || self.client.blob_exists(&r, &d),
+        )
+        .await
+    }
+
+    /// Asks the registry to link `digest` from repository `from` (same
+    /// registry); false when it cannot (the blob is not there, or the
+    /// registry does not mount and opened an upload instead).
+    pub(super) async fn mount_blob(&self, digest: &Digest, from: &str) -> bool {
+        // Only from a repository that has it: a refused mount opens an
+        // upload session the registry keeps until it expires.
+        let there = RegistryRef {
+            repository: from.to_string(),
+            ..self.target.clone()
+        };
+        let d = digest.to_string();
+        let r = reference(&there, &d);
+        if !self.client.blob_exists(&r, &d).await.unwrap_or(false) {
+            return false;
+        }
+        let r = reference(&self.target, &digest.to_string());
+        let source = Reference::with_tag(
+            self.target.registry.clone(),
+            from.to_string(),
+            "latest".into(),
+        );
+        let d = digest.to_string();
+        self.retrying(
+            &format!("mounting blob {digest} from {from} in {}", self.where_()),
+            || self.client.mount_blob(&r, &source, &d),
+        )
+        .await
+        .is_ok()
+    }
+
+    /// Uploads `bytes` (already checked to hash to `digest`).
+    pub(super) async fn upload_blob(
+        &self,
+        digest: &Digest,
+        bytes: Vec<u8>,
+    ) -> Result<(), RegistryError> {
+        let r = reference(&self.target, &digest.to_string());
+        let d = digest.to_string();
+        let data = bytes::Bytes::from(bytes);
+        self.retrying(
+            &format!("pushing blob {digest} to {}", self.where_()),
+            || self.client.push_blob(&r, data.clone(), &d),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// The manifest at `what` (tag or digest), or None when there is none.
+    pub(super) async fn get_manifest(
+        &self,
+        what: &str,
+    ) -> Result<Option<(Vec<u8>, Digest)>, RegistryError> {
+        let r = reference(&self.target, what);
+        let desc = format!("fetching manifest {what} from {}", self.where_());
+        let got = self
+            .retrying(&desc, || async {
+                match self
+                    .client
+                    .pull_manifest_raw(&r, &RegistryAuth::Anonymous, ACCEPT)
+                    .await
+                {
+                    Ok(v) => Ok(Some(v)),
+                    Err(e) if is_not_found(&e) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+            .await?;
+        let Some((bytes, _)) = got else {
+            return Ok(None);
+        };
+        let actual = Digest::of(&bytes);
+        if let Some(expected) = what.strip_prefix("sha256:").and_then(Digest::from_hex) {
+            if actual != expected {
+                return Err(RegistryError::DigestMismatch {
+                    what: desc,
+                    expected,
+                    actual,
+                });
+            }
+        }
+        Ok(Some((bytes.to_vec(), actual)))
+    }
+
+    pub(super) async fn put_manifest(
+        &self,
+        what: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<(), RegistryError> {
+        let r = reference(&self.target, what);
+        let ct: reqwest::header::HeaderValue =
+            media_type.parse().map_err(|_| RegistryError::Invalid {
+                what: format!("manifest {what}"),
+                message: format!("media type {media_type:?} is not a valid header value"),
+            })?;
+        let body = bytes::Bytes::copy_from_slice(bytes);
+        self.retrying(
+            &format!("pushing manifest {what} to {}", self.where_()),
+            || self.client.push_manifest_raw(&r, body.clone(), ct.clone()),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Referrers of `subject`, and whether they came from the fallback tag
+    /// rather than the referrers API (known only when the API is absent:
+    /// the fallback tag then holds exactly what was listed).
+    pub(super) async fn referrers_of(
+        &self,
+        subject: &Digest,
+    ) -> Result<(BTreeSet<Digest>, bool), RegistryError> {
+        let listed = self.listed_referrers(subject).await?;
+        if listed.is_empty() {
+            return Ok((listed, false));
+        }
+        let via_tag = match self.get_manifest(&digest_tag(subject, "")).await? {
+            Some((bytes, _)) => serde_json::from_slice::<Value>(&bytes)
+                .ok()
+                .and_then(|v| {
+                    v.get("manifests")?.as_array().map(|a| {
+                        a.iter()
+                            .filter_map(|m| Digest::parse(m.get("digest")?.as_str()?).ok())
+                            .collect::<BTreeSet<_>>()
+                    })
+                })
+                .is_some_and(|t| t == listed),
+            None => false,
+        };
+        Ok((listed, via_tag))
+    }
+
+    /// Referrers of `subject` the registry lists (API or fallback tag).
+    pub(super) async fn listed_referrers(
+        &self,
+        subject: &Digest,
+    ) -> Result<BTreeSet<Digest>, RegistryError> {
+        let r = reference(&self.target, &subject.to_string());
+        let index = self
+            .retrying(
+                &format!("listing referrers of {subject} in {}", self.where_()),
+                || self.client.pull_referrers(&r, None),
+            )
+            .await?;
+        Ok(index
+            .manifests
+            .iter()
+            .filter_map(|m| Digest::parse(&m.digest).ok())
+            .collect())
+    }
+}
