@@ -12,11 +12,11 @@ pub enum ReplaceError {
     /// layout: kiln never deletes it, whatever the flags.
     #[error("{} holds {holds}, not an OCI image layout: kiln replaces only a layout (blobs/, index.json, oci-layout) or an empty directory; choose a new or empty directory", path.display())]
     NotALayout { path: PathBuf, holds: String },
+    // The cause is printed inline, not also chained as a `source`.
     #[error("{what} {}: {error}", path.display())]
     Io {
         what: &'static str,
         path: PathBuf,
-        #[source]
         error: std::io::Error,
     },
 }

@@ -88,7 +88,7 @@ pub enum KeyError {
     #[error("the passwords entered do not match")]
     PasswordMismatch,
     #[error("reading the password from the terminal: {0}")]
-    Prompt(#[source] std::io::Error),
+    Prompt(std::io::Error),
 }
 
 /// A freshly generated key pair, both halves as the PEM text written to disk.

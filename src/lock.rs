@@ -72,7 +72,7 @@ pub enum LockError {
 /// The signed index a suite was locked from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Source {
+pub struct LockedSuite {
     pub codename: String,
     pub suite: String,
     pub date: String,
@@ -137,7 +137,7 @@ pub struct Image {
 #[serde(deny_unknown_fields)]
 pub struct Lock {
     pub version: u32,
-    pub sources: BTreeMap<String, Source>,
+    pub sources: BTreeMap<String, LockedSuite>,
     pub packages: BTreeMap<Arch, BTreeMap<String, Package>>,
     pub images: BTreeMap<String, Image>,
 }
@@ -727,9 +727,9 @@ pub fn build(
     Ok((lock, summary))
 }
 
-fn source_entry(idx: &SuiteIndex) -> Source {
+fn source_entry(idx: &SuiteIndex) -> LockedSuite {
     let r = &idx.release;
-    Source {
+    LockedSuite {
         codename: r.codename.clone(),
         suite: r.suite.clone(),
         date: r.date.clone(),

@@ -11,7 +11,7 @@
 use crate::definition::{self, DefinitionError};
 use crate::lock::{Lock, LockError};
 use crate::nixcmd::{self, BuildOptions, NixError};
-use kiln_seed::policy::{self as engine, Level, LockFacts, Policies, Source, Violation};
+use kiln_seed::policy::{self as engine, Level, LockFacts, Policies, PolicyFile, Violation};
 use kiln_seed::spec::{Arch, Definition, ImageSpec};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -97,7 +97,7 @@ impl PolicyDirs {
 pub fn read_sources(
     project: &Path,
     dirs: &[PathBuf],
-) -> Result<(Vec<Source>, Vec<Source>), PolicyError> {
+) -> Result<(Vec<PolicyFile>, Vec<PolicyFile>), PolicyError> {
     let mut rego = Vec::new();
     let mut data = Vec::new();
     for dir in dirs {
@@ -117,7 +117,7 @@ pub fn read_sources(
                 path: f.clone(),
                 error,
             })?;
-            let src = Source { name, text };
+            let src = PolicyFile { name, text };
             if is_rego {
                 rego.push(src);
             } else {
@@ -198,7 +198,7 @@ pub const EMBEDDED_DEFAULTS: &[(&str, &str)] = &[
 pub fn sources(
     project: &Path,
     dirs: &PolicyDirs,
-) -> Result<(Vec<Source>, Vec<Source>), PolicyError> {
+) -> Result<(Vec<PolicyFile>, Vec<PolicyFile>), PolicyError> {
     let default_dir = project.join(DEFAULT_DIR);
     let embedded = dirs.defaults && !default_dir.is_dir();
     let mut list = dirs.dirs(project);
@@ -208,7 +208,7 @@ pub fn sources(
     let (mut rego, mut data) = read_sources(project, &list)?;
     if embedded {
         for (name, text) in EMBEDDED_DEFAULTS.iter().rev() {
-            let src = Source {
+            let src = PolicyFile {
                 name: name.to_string(),
                 text: text.to_string(),
             };

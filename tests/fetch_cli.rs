@@ -5,7 +5,7 @@ mod debian_fixture;
 
 use debian_fixture::*;
 use kiln::digest::Digest;
-use kiln::lock::{Image, ImageArch, Lock, Package, Source};
+use kiln::lock::{Image, ImageArch, Lock, LockedSuite, Package};
 use kiln::spec::Arch;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -75,7 +75,7 @@ fn setup(debs: &[Deb]) -> World {
     let mut lock = Lock::default();
     lock.sources.insert(
         "bookworm".into(),
-        Source {
+        LockedSuite {
             codename: "bookworm".into(),
             suite: "oldstable".into(),
             date: "Sat, 11 Jul 2026 10:16:37 UTC".into(),

@@ -19,7 +19,7 @@ pub enum LayerError {
     #[error("layer media type {0} is not supported (gzip, zstd or uncompressed tar)")]
     MediaType(String),
     #[error("reading the layer: {0}")]
-    Read(#[source] io::Error),
+    Read(io::Error),
     #[error("tar entry {path:?}: {message}")]
     Entry { path: String, message: String },
 }

@@ -49,12 +49,10 @@ const ACCEPT: &[&str] = &[
 pub enum RegistryError {
     #[error(transparent)]
     Reference(#[from] kiln_seed::regclient::RegError),
+    // The cause is printed inline; not also a `source`, which `{:#}`
+    // would print a second time.
     #[error("layout {}: {error}", path.display())]
-    Layout {
-        path: PathBuf,
-        #[source]
-        error: oci::Error,
-    },
+    Layout { path: PathBuf, error: oci::Error },
     #[error("layout {}: {message}", path.display())]
     LayoutContent { path: PathBuf, message: String },
     #[error("{what}: {error}{}", retried(*.attempts))]

@@ -84,7 +84,7 @@ pub enum Error {
 /// One `.rego` or data file: a name for messages (its path) and its text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Source {
+pub struct PolicyFile {
     pub name: String,
     pub text: String,
 }
@@ -196,7 +196,7 @@ impl Policies {
     /// Parses every policy (Rego v1; a file that is only valid as Rego v0,
     /// as older conftest policies are, is accepted as such) and merges the
     /// data documents (JSON objects) into `data`.
-    pub fn load(policies: &[Source], data: &[Source]) -> Result<Policies, Error> {
+    pub fn load(policies: &[PolicyFile], data: &[PolicyFile]) -> Result<Policies, Error> {
         if policies.is_empty() {
             return Err(Error::NoPolicies);
         }
@@ -928,9 +928,9 @@ pub struct StepInput {
     pub lock: BTreeMap<Arch, LockedPackages>,
     #[serde(default)]
     pub locked: bool,
-    pub policies: Vec<Source>,
+    pub policies: Vec<PolicyFile>,
     #[serde(default)]
-    pub data: Vec<Source>,
+    pub data: Vec<PolicyFile>,
 }
 
 /// The `policy` step: evaluates the policies on the image's definition and
@@ -1012,8 +1012,8 @@ mod tests {
     use crate::oci::{LayoutWriter, CONFIG_MEDIA_TYPE, LAYER_MEDIA_TYPE};
     use crate::tarwrite::{write_layer, Entry, EntryKind};
 
-    fn src(name: &str, text: &str) -> Source {
-        Source {
+    fn src(name: &str, text: &str) -> PolicyFile {
+        PolicyFile {
             name: name.into(),
             text: text.into(),
         }

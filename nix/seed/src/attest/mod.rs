@@ -14,7 +14,7 @@ pub mod statement;
 
 pub use bundle::{Bundle, BundleError, BUNDLE_MEDIA_TYPE_V03};
 pub use dsse::{pae, DsseError, Envelope, VerifiedPayload};
-pub use pubkey::{KeyError, PublicKey};
+pub use pubkey::{PublicKey, PublicKeyError};
 pub use simplesigning::{SimpleSigning, SimpleSigningError, SIMPLE_SIGNING_TYPE};
 pub use statement::{
     Provenance, ResourceDescriptor, Statement, StatementError, COSIGN_SIGN_V1, CYCLONEDX_BOM,

@@ -16,7 +16,7 @@ use sha2::{Digest as _, Sha256};
 use std::fmt;
 
 #[derive(Debug, thiserror::Error)]
-pub enum KeyError {
+pub enum PublicKeyError {
     #[error("public key: no PEM block found (expected -----BEGIN PUBLIC KEY-----, as cosign writes to cosign.pub)")]
     NoPem,
     #[error("public key: PEM type {found:?} is not PUBLIC KEY")]
@@ -40,45 +40,48 @@ impl PublicKey {
     /// Parses a PEM `PUBLIC KEY` block (SubjectPublicKeyInfo). Text around
     /// the block (comments, a trailing newline, CRLF line ends) is tolerated
     /// because key files get copied through editors and CI secret stores.
-    pub fn from_pem(pem: &str) -> Result<PublicKey, KeyError> {
+    pub fn from_pem(pem: &str) -> Result<PublicKey, PublicKeyError> {
         let normalized = pem.replace("\r\n", "\n");
-        let begin = normalized.find("-----BEGIN ").ok_or(KeyError::NoPem)?;
+        let begin = normalized
+            .find("-----BEGIN ")
+            .ok_or(PublicKeyError::NoPem)?;
         let label_end = normalized[begin + 11..]
             .find("-----")
-            .ok_or(KeyError::NoPem)?
+            .ok_or(PublicKeyError::NoPem)?
             + begin
             + 11;
         let label = &normalized[begin + 11..label_end];
         if label != "PUBLIC KEY" {
-            return Err(KeyError::WrongPemType {
+            return Err(PublicKeyError::WrongPemType {
                 found: label.to_string(),
             });
         }
         let end_marker = "-----END PUBLIC KEY-----";
         let end = normalized[begin..]
             .find(end_marker)
-            .ok_or(KeyError::NoPem)?
+            .ok_or(PublicKeyError::NoPem)?
             + begin
             + end_marker.len();
         let block = &normalized[begin..end];
-        let key = VerifyingKey::from_public_key_pem(block).map_err(|e| KeyError::NotP256 {
-            reason: e.to_string(),
-        })?;
+        let key =
+            VerifyingKey::from_public_key_pem(block).map_err(|e| PublicKeyError::NotP256 {
+                reason: e.to_string(),
+            })?;
         PublicKey::from_verifying_key(key)
     }
 
     /// Parses a DER SubjectPublicKeyInfo.
-    pub fn from_spki_der(der: &[u8]) -> Result<PublicKey, KeyError> {
-        let key = VerifyingKey::from_public_key_der(der).map_err(|e| KeyError::NotP256 {
+    pub fn from_spki_der(der: &[u8]) -> Result<PublicKey, PublicKeyError> {
+        let key = VerifyingKey::from_public_key_der(der).map_err(|e| PublicKeyError::NotP256 {
             reason: e.to_string(),
         })?;
         PublicKey::from_verifying_key(key)
     }
 
-    pub fn from_verifying_key(key: VerifyingKey) -> Result<PublicKey, KeyError> {
+    pub fn from_verifying_key(key: VerifyingKey) -> Result<PublicKey, PublicKeyError> {
         let spki_der = key
             .to_public_key_der()
-            .map_err(|e| KeyError::NotP256 {
+            .map_err(|e| PublicKeyError::NotP256 {
                 reason: e.to_string(),
             })?
             .as_bytes()
@@ -116,10 +119,10 @@ impl PublicKey {
 
     /// Verifies an ECDSA P-256 signature over SHA-256(`message`). `signature`
     /// is DER or raw r||s.
-    pub fn verify(&self, message: &[u8], signature: &[u8]) -> Result<(), KeyError> {
+    pub fn verify(&self, message: &[u8], signature: &[u8]) -> Result<(), PublicKeyError> {
         let candidates = decode_signature(signature);
         if candidates.is_empty() {
-            return Err(KeyError::BadSignatureEncoding {
+            return Err(PublicKeyError::BadSignatureEncoding {
                 key_id: self.key_id(),
                 len: signature.len(),
             });
@@ -130,7 +133,7 @@ impl PublicKey {
         {
             Ok(())
         } else {
-            Err(KeyError::BadSignature {
+            Err(PublicKeyError::BadSignature {
                 key_id: self.key_id(),
             })
         }
@@ -201,7 +204,7 @@ sg5rphr9q91lPgWqOHzDkq0nr6o4jEBMioeRbTYD6WlPuIkV5nucJPZe2w==
         let sig = STANDARD.decode(OPENSSL_SIG_B64).unwrap();
         key.verify(b"kiln", &sig).unwrap();
         let err = key.verify(b"kilN", &sig).unwrap_err();
-        assert!(matches!(err, KeyError::BadSignature { .. }), "{err}");
+        assert!(matches!(err, PublicKeyError::BadSignature { .. }), "{err}");
         assert!(err.to_string().contains(&key.key_id()));
     }
 
@@ -232,10 +235,10 @@ sg5rphr9q91lPgWqOHzDkq0nr6o4jEBMioeRbTYD6WlPuIkV5nucJPZe2w==
         let msg = b"payload";
         let der = sign_der(3, msg);
         let err = test_public(4).verify(msg, &der).unwrap_err();
-        assert!(matches!(err, KeyError::BadSignature { .. }));
+        assert!(matches!(err, PublicKeyError::BadSignature { .. }));
         let err = test_public(3).verify(msg, b"not a signature").unwrap_err();
         assert!(
-            matches!(err, KeyError::BadSignatureEncoding { len: 15, .. }),
+            matches!(err, PublicKeyError::BadSignatureEncoding { len: 15, .. }),
             "{err}"
         );
     }
@@ -245,16 +248,16 @@ sg5rphr9q91lPgWqOHzDkq0nr6o4jEBMioeRbTYD6WlPuIkV5nucJPZe2w==
         let err =
             PublicKey::from_pem("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
                 .unwrap_err();
-        assert!(matches!(err, KeyError::WrongPemType { .. }), "{err}");
+        assert!(matches!(err, PublicKeyError::WrongPemType { .. }), "{err}");
         assert!(matches!(
             PublicKey::from_pem("hello").unwrap_err(),
-            KeyError::NoPem
+            PublicKeyError::NoPem
         ));
         // An Ed25519 SPKI is a valid PUBLIC KEY, but not P-256.
         let ed = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n-----END PUBLIC KEY-----\n";
         assert!(matches!(
             PublicKey::from_pem(ed).unwrap_err(),
-            KeyError::NotP256 { .. }
+            PublicKeyError::NotP256 { .. }
         ));
     }
 
