@@ -1,0 +1,420 @@
+//! `kiln.lock`: the model, its deterministic JSON form (docs/internals.md)
+//! and the offline staleness check. Resolution (verified indexes plus the
+//! image definitions into a new lock) is in `resolve`, what a relock
+//! changed in `summary`.
+//!
+//! The lock holds archive-relative paths only, never a URL: it stays valid
+//! across mirrors, and the flake reads it with `builtins.fromJSON`.
+
+use crate::debian::release::SuiteIndex;
+use crate::debian::resolve::{plan_layers, resolve, Request, ResolveError, Universe};
+use crate::digest::Digest;
+use crate::nixstore;
+use crate::spec::{Arch, ImageSpec};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// File name of the lock in a project.
+pub const FILE_NAME: &str = "kiln.lock";
+
+/// The format version this kiln reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("{path} does not exist; run `kiln lock`")]
+    Missing { path: PathBuf },
+    #[error("reading {path}: {error}")]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("writing {path}: {error}")]
+    Write {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{path} is stale:\n  {}\nrun `kiln lock` to update it", problems.join("\n  "))]
+    Stale {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
+    #[error("image {image}: {error}")]
+    Resolve {
+        image: String,
+        error: Box<ResolveError>,
+    },
+    #[error("{arch}: {name} resolves to {version_a} for {image_a} but to {version_b} for {image_b}; a lock holds one version per package (give both images the same suites, or run `kiln lock` for all images)")]
+    Conflict {
+        arch: Arch,
+        name: String,
+        image_a: String,
+        version_a: String,
+        image_b: String,
+        version_b: String,
+    },
+    #[error("image {image}: suite {suite} was not loaded for {arch}")]
+    NotLoaded {
+        image: String,
+        suite: String,
+        arch: Arch,
+    },
+    #[error("no image named {0} among the definitions")]
+    UnknownImage(String),
+    #[error("kiln.lock has no image named {0}; run `kiln lock`")]
+    NotLocked(String),
+}
+
+/// The signed index a suite was locked from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LockedSuite {
+    pub codename: String,
+    pub suite: String,
+    pub date: String,
+    pub epoch: i64,
+    pub in_release: Digest,
+    pub signer: String,
+    pub indexes: BTreeMap<String, Digest>,
+}
+
+/// One pinned .deb.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Package {
+    pub version: String,
+    pub architecture: String,
+    pub source: String,
+    pub source_version: String,
+    pub suite: String,
+    pub filename: String,
+    pub sha256: String,
+    pub size: u64,
+}
+
+impl Package {
+    /// Name of the .deb's fixed-output derivation (docs/internals.md).
+    pub fn store_name(&self, name: &str) -> String {
+        nixstore::deb_store_name(name, &self.version, &self.architecture)
+    }
+
+    /// The store path `kiln fetch` adds and the flake's FOD produces.
+    pub fn store_path(&self, name: &str) -> String {
+        nixstore::flat_fixed_path(&self.store_name(name), &self.sha256_bytes())
+    }
+
+    pub fn sha256_bytes(&self) -> [u8; 32] {
+        Digest::from_hex(&self.sha256)
+            .map(|d| d.0)
+            .unwrap_or_default()
+    }
+}
+
+/// One architecture of an image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageArch {
+    pub packages: Vec<String>,
+    pub layers: Vec<Vec<String>>,
+}
+
+/// One image (a definition with one variant applied).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Image {
+    pub inputs: Digest,
+    pub created: i64,
+    pub archs: BTreeMap<Arch, ImageArch>,
+}
+
+/// The whole lock. Every map is a BTreeMap, and the bytes go through
+/// `json::pretty`, so the same content always gives the same file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lock {
+    pub version: u32,
+    pub sources: BTreeMap<String, LockedSuite>,
+    pub packages: BTreeMap<Arch, BTreeMap<String, Package>>,
+    pub images: BTreeMap<String, Image>,
+}
+
+impl Default for Lock {
+    fn default() -> Self {
+        Lock {
+            version: FORMAT_VERSION,
+            sources: BTreeMap::new(),
+            packages: BTreeMap::new(),
+            images: BTreeMap::new(),
+        }
+    }
+}
+
+fn is_relative_archive_path(p: &str) -> bool {
+    !p.is_empty()
+        && !p.starts_with('/')
+        && !p.contains("://")
+        && !p.contains('\\')
+        && p.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
+impl Lock {
+    /// Path of the lock in `project`.
+    pub fn path_in(project: &Path) -> PathBuf {
+        project.join(FILE_NAME)
+    }
+
+    /// Reads and validates a lock.
+    pub fn read(path: &Path) -> Result<Lock, LockError> {
+        Ok(Lock::read_with_digest(path)?.0)
+    }
+
+    /// Reads and validates a lock, with the digest of the bytes read (what
+    /// provenance records: the same bytes, read once).
+    pub fn read_with_digest(path: &Path) -> Result<(Lock, Digest), LockError> {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(LockError::Missing {
+                    path: path.to_path_buf(),
+                })
+            }
+            Err(error) => {
+                return Err(LockError::Read {
+                    path: path.to_path_buf(),
+                    error,
+                })
+            }
+        };
+        Ok((Lock::from_slice(&bytes, path)?, Digest::of(&bytes)))
+    }
+
+    /// Reads a lock if there is one.
+    pub fn read_optional(path: &Path) -> Result<Option<Lock>, LockError> {
+        match Lock::read(path) {
+            Ok(l) => Ok(Some(l)),
+            Err(LockError::Missing { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Parses and validates lock bytes; `path` names them in errors.
+    pub fn from_slice(bytes: &[u8], path: &Path) -> Result<Lock, LockError> {
+        let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| LockError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        match v.get("version").and_then(|v| v.as_u64()) {
+            Some(n) if n == FORMAT_VERSION as u64 => {}
+            Some(n) => {
+                return Err(LockError::Invalid {
+                    path: path.to_path_buf(),
+                    message: format!(
+                        "format version {n} is not supported (this kiln reads {FORMAT_VERSION})"
+                    ),
+                })
+            }
+            None => {
+                return Err(LockError::Invalid {
+                    path: path.to_path_buf(),
+                    message: "no format version".into(),
+                })
+            }
+        }
+        let lock: Lock = serde_json::from_value(v).map_err(|e| LockError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        lock.validate().map_err(|message| LockError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        Ok(lock)
+    }
+
+    /// Internal consistency: what a hand edit or a merge could break.
+    pub fn validate(&self) -> Result<(), String> {
+        for (arch, pkgs) in &self.packages {
+            for (name, p) in pkgs {
+                let what = format!("packages.{arch}.{name}");
+                if Digest::from_hex(&p.sha256).is_none() {
+                    return Err(format!(
+                        "{what}: sha256 {:?} is not 64 lowercase hex digits",
+                        p.sha256
+                    ));
+                }
+                if !is_relative_archive_path(&p.filename) {
+                    return Err(format!(
+                        "{what}: filename {:?} is not a relative archive path",
+                        p.filename
+                    ));
+                }
+                if !self.sources.contains_key(&p.suite) {
+                    return Err(format!(
+                        "{what}: suite {:?} has no entry in sources",
+                        p.suite
+                    ));
+                }
+                if p.version.is_empty() || p.architecture.is_empty() {
+                    return Err(format!("{what}: empty version or architecture"));
+                }
+            }
+        }
+        for (image, entry) in &self.images {
+            for (arch, plan) in &entry.archs {
+                let what = format!("images.{image}.archs.{arch}");
+                let known = self.packages.get(arch);
+                for name in &plan.packages {
+                    if !known.is_some_and(|k| k.contains_key(name)) {
+                        return Err(format!(
+                            "{what}: package {name} has no entry in packages.{arch}"
+                        ));
+                    }
+                }
+                let listed: BTreeSet<&String> = plan.packages.iter().collect();
+                let mut layered = BTreeSet::new();
+                for name in plan.layers.iter().flatten() {
+                    if !layered.insert(name) {
+                        return Err(format!("{what}: {name} is in two layers"));
+                    }
+                }
+                if listed != layered || listed.len() != plan.packages.len() {
+                    return Err(format!(
+                        "{what}: the layers do not hold exactly the packages"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The deterministic bytes: sorted keys, two-space indent, trailing newline.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        crate::json::pretty(self)
+    }
+
+    /// Writes the lock atomically (temp file in the same directory + rename).
+    pub fn write(&self, path: &Path) -> Result<(), LockError> {
+        crate::fsutil::write_atomic(path, &self.to_bytes()).map_err(|error| LockError::Write {
+            path: path.to_path_buf(),
+            error,
+        })
+    }
+
+    /// `kiln lock --check`: offline, whether the lock still matches the
+    /// definitions. `path` names the lock in the error.
+    pub fn check(&self, specs: &[ImageSpec], path: &Path) -> Result<(), LockError> {
+        self.check_images(specs, true, path)
+    }
+
+    /// Like [`Lock::check`] for `specs` only; `complete` also refuses
+    /// locked images that no definition declares any more.
+    pub fn check_images(
+        &self,
+        specs: &[ImageSpec],
+        complete: bool,
+        path: &Path,
+    ) -> Result<(), LockError> {
+        let mut problems = Vec::new();
+        let mut names = BTreeSet::new();
+        for spec in specs {
+            let name = spec.full_name();
+            names.insert(name.clone());
+            let Some(entry) = self.images.get(&name) else {
+                problems.push(format!("image {name}: no entry"));
+                continue;
+            };
+            if entry.inputs != spec.lock_inputs() {
+                problems.push(format!("image {name}: its definition changed (archs, suites, packages or layer_budget) since it was locked"));
+                continue;
+            }
+            for arch in &spec.archs {
+                let Some(plan) = entry.archs.get(arch) else {
+                    problems.push(format!("image {name}: no {arch} entry"));
+                    continue;
+                };
+                for p in &plan.packages {
+                    match self.packages.get(arch).and_then(|m| m.get(p)) {
+                        None => problems.push(format!("image {name}: {arch} package {p} has no entry")),
+                        Some(pkg) if !spec.suites.contains(&pkg.suite) => {
+                            problems.push(format!("image {name}: {arch} package {p} comes from {}, which the image does not use", pkg.suite))
+                        }
+                        Some(_) => {}
+                    }
+                }
+            }
+        }
+        for name in self.images.keys().filter(|_| complete) {
+            if !names.contains(name) {
+                problems.push(format!(
+                    "image {name}: locked, but there is no such definition any more"
+                ));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(LockError::Stale {
+                path: path.to_path_buf(),
+                problems,
+            })
+        }
+    }
+
+    /// Every (arch, name, package) of `images` (all images when `None`),
+    /// restricted to `archs` when given; sorted and without duplicates.
+    pub fn select(
+        &self,
+        images: Option<&[String]>,
+        archs: Option<&[Arch]>,
+    ) -> Result<Vec<(Arch, String, &Package)>, LockError> {
+        let mut wanted: BTreeSet<(Arch, String)> = BTreeSet::new();
+        match images {
+            None => {
+                for (arch, pkgs) in &self.packages {
+                    wanted.extend(pkgs.keys().map(|n| (*arch, n.clone())));
+                }
+            }
+            Some(list) => {
+                for image in list {
+                    let entry = self
+                        .images
+                        .get(image)
+                        .ok_or_else(|| LockError::NotLocked(image.clone()))?;
+                    for (arch, plan) in &entry.archs {
+                        wanted.extend(plan.packages.iter().map(|n| (*arch, n.clone())));
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (arch, name) in wanted {
+            if archs.is_some_and(|a| !a.contains(&arch)) {
+                continue;
+            }
+            let p = self
+                .packages
+                .get(&arch)
+                .and_then(|m| m.get(&name))
+                .ok_or_else(|| LockError::Invalid {
+                    path: PathBuf::from(FILE_NAME),
+                    message: format!("package {name} ({arch}) has no entry"),
+                })?;
+            out.push((arch, name, p));
+        }
+        Ok(out)
+    }
+}
+
+mod resolve;
+mod summary;
+
+pub use resolve::*;
+pub use summary::*;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,364 @@
+//! Locking: resolving every image's package set against the signed
+//! indexes into a new [`Lock`], keeping what did not change.
+
+use super::*;
+
+/// Which suites (and for which architectures) locking `specs` needs.
+pub fn needed_suites(specs: &[&ImageSpec]) -> BTreeMap<String, BTreeSet<Arch>> {
+    let mut out: BTreeMap<String, BTreeSet<Arch>> = BTreeMap::new();
+    for s in specs {
+        for suite in &s.suites {
+            out.entry(suite.clone())
+                .or_default()
+                .extend(s.archs.iter().copied());
+        }
+    }
+    out
+}
+
+/// Builds a new lock. `specs` are all images of all definitions; `only`
+/// limits resolution to those names (the others keep their entries from
+/// `previous`, and their package versions are preferred so that shared
+/// packages stay at one version); `indexes` must hold every suite the
+/// resolved images use.
+pub fn build(
+    specs: &[ImageSpec],
+    indexes: &BTreeMap<String, SuiteIndex>,
+    previous: Option<&Lock>,
+    only: Option<&BTreeSet<String>>,
+) -> Result<(Lock, Summary), LockError> {
+    if let Some(only) = only {
+        for name in only {
+            if !specs.iter().any(|s| &s.full_name() == name) {
+                return Err(LockError::UnknownImage(name.clone()));
+            }
+        }
+    }
+    let targets: Vec<&ImageSpec> = specs
+        .iter()
+        .filter(|s| only.is_none_or(|o| o.contains(&s.full_name())))
+        .collect();
+    let empty = Lock::default();
+    let prev = previous.unwrap_or(&empty);
+    let mut lock = Lock::default();
+    let mut summary = Summary::default();
+
+    // Images kept from the previous lock (only with a partial update).
+    let mut owner: BTreeMap<(Arch, String), (String, String)> = BTreeMap::new();
+    let mut pins: BTreeMap<Arch, BTreeMap<String, String>> = BTreeMap::new();
+    if only.is_some() {
+        for (name, entry) in &prev.images {
+            if targets.iter().any(|t| &t.full_name() == name) {
+                continue;
+            }
+            lock.images.insert(name.clone(), entry.clone());
+            summary.kept.push(name.clone());
+            for (arch, plan) in &entry.archs {
+                for p in &plan.packages {
+                    let pkg = &prev.packages[arch][p];
+                    lock.packages
+                        .entry(*arch)
+                        .or_default()
+                        .insert(p.clone(), pkg.clone());
+                    owner.insert((*arch, p.clone()), (name.clone(), pkg.version.clone()));
+                    pins.entry(*arch)
+                        .or_default()
+                        .insert(p.clone(), pkg.version.clone());
+                    if let Some(src) = prev.sources.get(&pkg.suite) {
+                        lock.sources.insert(pkg.suite.clone(), src.clone());
+                    }
+                }
+            }
+        }
+    } else {
+        let names: BTreeSet<String> = specs.iter().map(|s| s.full_name()).collect();
+        summary.dropped = prev
+            .images
+            .keys()
+            .filter(|n| !names.contains(*n))
+            .cloned()
+            .collect();
+    }
+
+    let mut sorted = targets.clone();
+    sorted.sort_by_key(|s| s.full_name());
+    let mut universes: BTreeMap<(Vec<String>, Arch), Universe> = BTreeMap::new();
+    for spec in sorted {
+        let image = spec.full_name();
+        let mut created = 0i64;
+        let mut archs = BTreeMap::new();
+        let mut changes = BTreeMap::new();
+        for suite in &spec.suites {
+            let idx = indexes.get(suite).ok_or_else(|| LockError::NotLoaded {
+                image: image.clone(),
+                suite: suite.clone(),
+                arch: spec.archs[0],
+            })?;
+            lock.sources.insert(suite.clone(), source_entry(idx));
+        }
+        let mut archs_sorted = spec.archs.clone();
+        archs_sorted.sort();
+        for arch in archs_sorted {
+            // Building a universe indexes ~63,000 packages: once per suite list and arch.
+            let key = (spec.suites.clone(), arch);
+            if !universes.contains_key(&key) {
+                universes.insert(key.clone(), universe(spec, indexes, arch, &image)?);
+            }
+            let universe = &universes[&key];
+            let req = Request {
+                roots: spec.packages.include.iter().map(|p| p.0.clone()).collect(),
+                exclude: spec.packages.exclude.iter().map(|p| p.0.clone()).collect(),
+                pins: pins.get(&arch).cloned().unwrap_or_default(),
+            };
+            let resolved = match resolve(universe, &req) {
+                Ok(r) => r,
+                Err(ResolveError::UnknownPackage {
+                    name, arch, suites, ..
+                }) => {
+                    let hint = other_arch_hint(spec, indexes, arch, &name, &image)?;
+                    return Err(LockError::Resolve {
+                        image,
+                        error: Box::new(ResolveError::UnknownPackage {
+                            name,
+                            arch,
+                            suites,
+                            hint,
+                        }),
+                    });
+                }
+                Err(e) => {
+                    return Err(LockError::Resolve {
+                        image,
+                        error: Box::new(e),
+                    })
+                }
+            };
+            summary.warnings.extend(
+                resolved
+                    .accepted_conflicts
+                    .iter()
+                    .map(|c| format!("image {image}: {c}")),
+            );
+            let mut sizes = BTreeMap::new();
+            for (name, cand) in &resolved.packages {
+                let pkg = Package {
+                    version: cand.pkg.version_text.clone(),
+                    architecture: cand.pkg.architecture.clone(),
+                    source: cand.pkg.source.clone(),
+                    source_version: cand.pkg.source_version.clone(),
+                    suite: cand.suite.to_string(),
+                    filename: cand.pkg.filename.clone(),
+                    sha256: cand.pkg.sha256.clone(),
+                    size: cand.pkg.size,
+                };
+                sizes.insert(name.clone(), pkg.size);
+                created = created.max(indexes[cand.suite].release.epoch);
+                let slot = lock.packages.entry(arch).or_default();
+                match slot.get(name) {
+                    // The same .deb may be offered by two suites; which one it came from does not matter.
+                    Some(existing)
+                        if (&existing.version, &existing.sha256) != (&pkg.version, &pkg.sha256) =>
+                    {
+                        let (other, version_a) = owner
+                            .get(&(arch, name.clone()))
+                            .cloned()
+                            .unwrap_or_default();
+                        return Err(LockError::Conflict {
+                            arch,
+                            name: name.clone(),
+                            image_a: other,
+                            version_a,
+                            image_b: image.clone(),
+                            version_b: pkg.version,
+                        });
+                    }
+                    Some(_) => {}
+                    None => {
+                        slot.insert(name.clone(), pkg.clone());
+                        owner.insert((arch, name.clone()), (image.clone(), pkg.version.clone()));
+                    }
+                }
+            }
+            let packages: Vec<String> = resolved.packages.keys().cloned().collect();
+            let mut deps = resolved.deps.clone();
+            for p in &packages {
+                deps.entry(p.clone()).or_default();
+            }
+            let layers = plan_layers(&deps, &sizes, spec.layer_budget);
+            changes.insert(
+                arch,
+                diff(prev, &image, arch, &packages, lock.packages.get(&arch)),
+            );
+            archs.insert(arch, ImageArch { packages, layers });
+        }
+        // The newest index date moves every day (the security suite is
+        // re-signed daily); an image whose packages did not change keeps its
+        // creation time, so its digest does not move on a no-op relock.
+        if unchanged(prev, &image, &archs, &lock.packages) {
+            created = prev.images[&image].created;
+        }
+        lock.images.insert(
+            image.clone(),
+            Image {
+                inputs: spec.lock_inputs(),
+                created,
+                archs,
+            },
+        );
+        summary.images.insert(image, changes);
+    }
+    for (suite, src) in &lock.sources {
+        summary.sources.insert(suite.clone(), src.date.clone());
+    }
+    lock.validate().map_err(|message| LockError::Invalid {
+        path: PathBuf::from(FILE_NAME),
+        message,
+    })?;
+    Ok((lock, summary))
+}
+
+pub(super) fn source_entry(idx: &SuiteIndex) -> LockedSuite {
+    let r = &idx.release;
+    LockedSuite {
+        codename: r.codename.clone(),
+        suite: r.suite.clone(),
+        date: r.date.clone(),
+        epoch: r.epoch,
+        in_release: r.in_release,
+        signer: r.signer.clone(),
+        indexes: idx.indexes.clone(),
+    }
+}
+
+pub(super) fn universe<'a>(
+    spec: &ImageSpec,
+    indexes: &'a BTreeMap<String, SuiteIndex>,
+    arch: Arch,
+    image: &str,
+) -> Result<Universe<'a>, LockError> {
+    let mut sources = Vec::new();
+    for suite in &spec.suites {
+        let idx = indexes.get(suite).ok_or_else(|| LockError::NotLoaded {
+            image: image.to_string(),
+            suite: suite.clone(),
+            arch,
+        })?;
+        let pkgs = idx
+            .packages
+            .get(&arch)
+            .ok_or_else(|| LockError::NotLoaded {
+                image: image.to_string(),
+                suite: suite.clone(),
+                arch,
+            })?;
+        sources.push((idx.release.name.as_str(), pkgs.as_slice()));
+    }
+    Ok(Universe::new(arch, &sources))
+}
+
+/// " (it exists for arm64)": an unknown package that exists for another of
+/// the image's architectures is an arch-specific gap, worth saying so.
+pub(super) fn other_arch_hint(
+    spec: &ImageSpec,
+    indexes: &BTreeMap<String, SuiteIndex>,
+    arch: Arch,
+    name: &str,
+    image: &str,
+) -> Result<String, LockError> {
+    let mut found = Vec::new();
+    for other in &spec.archs {
+        if *other != arch && universe(spec, indexes, *other, image)?.knows(name) {
+            found.push(other.to_string());
+        }
+    }
+    Ok(if found.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " (it exists for {}: only {arch} lacks it)",
+            found.join(", ")
+        )
+    })
+}
+
+/// Whether `image` resolves to exactly the .debs (and layer plan) it had in
+/// `prev`.
+pub(super) fn unchanged(
+    prev: &Lock,
+    image: &str,
+    archs: &BTreeMap<Arch, ImageArch>,
+    packages: &BTreeMap<Arch, BTreeMap<String, Package>>,
+) -> bool {
+    let Some(before) = prev.images.get(image) else {
+        return false;
+    };
+    before.archs == *archs
+        && archs.iter().all(|(arch, a)| {
+            a.packages.iter().all(|n| {
+                let old = prev.packages.get(arch).and_then(|m| m.get(n));
+                let new = packages.get(arch).and_then(|m| m.get(n));
+                matches!((old, new), (Some(o), Some(n)) if o.sha256 == n.sha256)
+            })
+        })
+}
+
+pub(super) fn diff(
+    prev: &Lock,
+    image: &str,
+    arch: Arch,
+    now: &[String],
+    pkgs: Option<&BTreeMap<String, Package>>,
+) -> ArchChange {
+    let version = |m: Option<&BTreeMap<String, Package>>, n: &str| {
+        m.and_then(|m| m.get(n))
+            .map(|p| p.version.clone())
+            .unwrap_or_default()
+    };
+    let before: BTreeSet<&String> = prev
+        .images
+        .get(image)
+        .and_then(|i| i.archs.get(&arch))
+        .map(|a| a.packages.iter().collect())
+        .unwrap_or_default();
+    let after: BTreeSet<&String> = now.iter().collect();
+    let old = prev.packages.get(&arch);
+    let mut c = ArchChange {
+        packages: now.len(),
+        ..Default::default()
+    };
+    for n in after.difference(&before) {
+        c.added.push(Versioned {
+            name: (*n).clone(),
+            version: version(pkgs, n),
+        });
+    }
+    for n in before.difference(&after) {
+        c.removed.push(Versioned {
+            name: (*n).clone(),
+            version: version(old, n),
+        });
+    }
+    for n in after.intersection(&before) {
+        let (from, to) = (version(old, n), version(pkgs, n));
+        if from != to {
+            let up = match (
+                from.parse::<debversion::Version>(),
+                to.parse::<debversion::Version>(),
+            ) {
+                (Ok(a), Ok(b)) => b > a,
+                _ => true,
+            };
+            let ch = Changed {
+                name: (*n).clone(),
+                from,
+                to,
+            };
+            if up {
+                c.upgraded.push(ch);
+            } else {
+                c.downgraded.push(ch);
+            }
+        }
+    }
+    c
+}

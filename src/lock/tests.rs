@@ -1,0 +1,333 @@
+use super::*;
+use crate::debian::packages::parse_packages;
+use crate::debian::release::{FileHash, Release};
+
+fn deb(name: &str, version: &str, arch: &str, extra: &str) -> String {
+    format!(
+        "Package: {name}\nVersion: {version}\nArchitecture: {arch}\nFilename: pool/main/{name}_{version}_{arch}.deb\nSize: {}\nSHA256: {}\n{extra}\n",
+        name.len() * 1000,
+        hex::encode(Digest::of(format!("{name}{version}").as_bytes()).0)
+    )
+}
+
+fn suite(name: &str, epoch: i64, entries: &[String]) -> SuiteIndex {
+    let text = entries.join("\n");
+    let mut packages = BTreeMap::new();
+    for arch in Arch::ALL {
+        let t = text.replace("ARCH", arch.debian());
+        packages.insert(arch, parse_packages(&t, name).unwrap());
+    }
+    let release = Release {
+        name: name.into(),
+        suite: format!("{name}-suite"),
+        codename: name.into(),
+        date: format!("date of {name}"),
+        epoch,
+        valid_until: None,
+        acquire_by_hash: true,
+        components: vec!["main".into()],
+        architectures: vec!["amd64".into(), "arm64".into()],
+        files: [(
+            "main/binary-amd64/Packages.xz".to_string(),
+            FileHash {
+                sha256: Digest::of(b"x"),
+                size: 1,
+            },
+        )]
+        .into(),
+        in_release: Digest::of(name.as_bytes()),
+        signer: "00".repeat(20),
+    };
+    SuiteIndex {
+        release,
+        packages,
+        indexes: [(
+            "main/binary-amd64/Packages.xz".to_string(),
+            Digest::of(b"x"),
+        )]
+        .into(),
+    }
+}
+
+fn indexes(ssl: &str) -> BTreeMap<String, SuiteIndex> {
+    let main = suite(
+        "bookworm",
+        1000,
+        &[
+            deb(
+                "ca-certificates",
+                "20230311",
+                "all",
+                "Depends: openssl (>= 1.1.1), debconf (>= 0.5) | debconf-2.0",
+            ),
+            deb("openssl", "3.0.9-1", "ARCH", "Depends: libssl3 (>= 3.0.9)"),
+            deb("libssl3", "3.0.9-1", "ARCH", "Depends: libc6"),
+            deb("libc6", "2.36-9", "ARCH", ""),
+            deb("tzdata", "2024a-0+deb12u1", "all", ""),
+        ],
+    );
+    let sec = suite(
+        "bookworm-security",
+        2000,
+        &[deb("libssl3", ssl, "ARCH", "Depends: libc6")],
+    );
+    [
+        ("bookworm".to_string(), main),
+        ("bookworm-security".to_string(), sec),
+    ]
+    .into()
+}
+
+fn spec(name: &str, include: &[&str], exclude: &[&str]) -> ImageSpec {
+    let def: crate::spec::Definition = serde_json::from_value(serde_json::json!({
+        "name": name,
+        "description": "d",
+        "suites": ["bookworm", "bookworm-security"],
+        "packages": {"include": include, "exclude": exclude},
+        "accounts": {"run_as": "65532"}
+    }))
+    .unwrap();
+    def.image(None).unwrap()
+}
+
+fn specs() -> Vec<ImageSpec> {
+    vec![
+        spec(
+            "certs",
+            &["ca-certificates"],
+            &["openssl", "debconf", "debconf-2.0"],
+        ),
+        spec("ssl", &["openssl"], &[]),
+    ]
+}
+
+#[test]
+fn build_resolves_every_image_and_arch() {
+    let (lock, summary) = build(&specs(), &indexes("3.0.11-1"), None, None).unwrap();
+    assert_eq!(
+        lock.images["certs"].archs[&Arch::Amd64].packages,
+        ["ca-certificates"]
+    );
+    assert_eq!(lock.images["certs"].created, 1000);
+    let ssl = &lock.images["ssl"];
+    assert_eq!(
+        ssl.archs[&Arch::Arm64].packages,
+        ["libc6", "libssl3", "openssl"]
+    );
+    assert_eq!(
+        ssl.archs[&Arch::Arm64].layers,
+        [["libc6"], ["libssl3"], ["openssl"]]
+    );
+    assert_eq!(ssl.created, 2000, "libssl3 comes from the security suite");
+    assert_eq!(
+        lock.packages[&Arch::Arm64]["libssl3"].suite,
+        "bookworm-security"
+    );
+    assert_eq!(
+        lock.packages[&Arch::Arm64]["libssl3"].filename,
+        "pool/main/libssl3_3.0.11-1_arm64.deb"
+    );
+    assert_eq!(ssl.inputs, specs()[1].lock_inputs());
+    assert_eq!(lock.sources["bookworm"].suite, "bookworm-suite");
+    assert_eq!(summary.images["ssl"][&Arch::Amd64].added.len(), 3);
+    lock.check(&specs(), Path::new("kiln.lock")).unwrap();
+    // No URL or host anywhere.
+    let text = String::from_utf8(lock.to_bytes()).unwrap();
+    assert!(!text.contains("://"), "{text}");
+}
+
+#[test]
+fn a_relock_with_the_same_debs_keeps_the_creation_time() {
+    let (first, _) = build(&specs(), &indexes("3.0.11-1"), None, None).unwrap();
+    // The security suite is re-signed (newer date), same packages.
+    let mut later = indexes("3.0.11-1");
+    later.get_mut("bookworm-security").unwrap().release.epoch = 3000;
+    let (again, _) = build(&specs(), &later, Some(&first), None).unwrap();
+    assert_eq!(again.images["ssl"].created, 2000);
+    // A new libssl3 moves it.
+    let mut newer = indexes("3.0.13-1");
+    newer.get_mut("bookworm-security").unwrap().release.epoch = 3000;
+    let (moved, _) = build(&specs(), &newer, Some(&first), None).unwrap();
+    assert_eq!(moved.images["ssl"].created, 3000);
+    assert_eq!(moved.images["certs"].created, 1000);
+}
+
+#[test]
+fn bytes_are_deterministic_and_sorted() {
+    let (a, _) = build(&specs(), &indexes("3.0.11-1"), None, None).unwrap();
+    let mut rev = specs();
+    rev.reverse();
+    let (b, _) = build(&rev, &indexes("3.0.11-1"), None, None).unwrap();
+    assert_eq!(a.to_bytes(), b.to_bytes());
+    let text = String::from_utf8(a.to_bytes()).unwrap();
+    assert!(
+        text.ends_with("}\n") && text.starts_with("{\n  \"images\": {"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\n      \"inputs\": \"sha256:"),
+        "two-space indent:\n{text}"
+    );
+    // Round trip.
+    let back = Lock::from_slice(&a.to_bytes(), Path::new("kiln.lock")).unwrap();
+    assert_eq!(back, a);
+    assert_eq!(back.to_bytes(), a.to_bytes());
+    // Insertion order does not matter.
+    let mut c = Lock::default();
+    for (k, v) in a.images.iter().rev() {
+        c.images.insert(k.clone(), v.clone());
+    }
+    c.sources = a.sources.clone();
+    c.packages = a.packages.clone();
+    assert_eq!(c.to_bytes(), a.to_bytes());
+}
+
+#[test]
+fn update_reports_what_changed() {
+    let (old, _) = build(&specs(), &indexes("3.0.11-1"), None, None).unwrap();
+    let mut changed = specs();
+    changed[0] = spec(
+        "certs",
+        &["ca-certificates", "tzdata"],
+        &["openssl", "debconf", "debconf-2.0"],
+    );
+    let (new, summary) = build(&changed, &indexes("3.0.13-1"), Some(&old), None).unwrap();
+    let ssl = &summary.images["ssl"][&Arch::Amd64];
+    assert_eq!(
+        ssl.upgraded,
+        [Changed {
+            name: "libssl3".into(),
+            from: "3.0.11-1".into(),
+            to: "3.0.13-1".into()
+        }]
+    );
+    let certs = &summary.images["certs"][&Arch::Arm64];
+    assert_eq!(
+        certs.added,
+        [Versioned {
+            name: "tzdata".into(),
+            version: "2024a-0+deb12u1".into()
+        }]
+    );
+    assert!(summary.changed());
+    let text = summary.render();
+    assert!(text.contains("  ~ libssl3 3.0.11-1 → 3.0.13-1"), "{text}");
+    assert!(text.contains("  + tzdata 2024a-0+deb12u1"), "{text}");
+    assert_eq!(new.packages[&Arch::Amd64]["libssl3"].version, "3.0.13-1");
+    let (_, again) = build(&changed, &indexes("3.0.13-1"), Some(&new), None).unwrap();
+    assert!(!again.changed());
+}
+
+#[test]
+fn partial_update_keeps_other_images_and_their_versions() {
+    let (old, _) = build(&specs(), &indexes("3.0.11-1"), None, None).unwrap();
+    let mut changed = specs();
+    changed[0] = spec(
+        "certs",
+        &["ca-certificates", "libssl3"],
+        &["openssl", "debconf", "debconf-2.0"],
+    );
+    let only: BTreeSet<String> = ["certs".to_string()].into();
+    // The kept image pins libssl3 at 3.0.11-1; it is no longer offered.
+    let e = build(&changed, &indexes("3.0.13-1"), Some(&old), Some(&only))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("libssl3") && e.contains("3.0.11-1") && e.contains("3.0.13-1"),
+        "{e}"
+    );
+    // With the pinned version still offered, it is reused.
+    let (new, summary) = build(&changed, &indexes("3.0.11-1"), Some(&old), Some(&only)).unwrap();
+    assert_eq!(new.images["ssl"], old.images["ssl"]);
+    assert_eq!(summary.kept, ["ssl"]);
+    assert_eq!(
+        new.images["certs"].archs[&Arch::Amd64].packages,
+        ["ca-certificates", "libc6", "libssl3"]
+    );
+    let e = build(
+        &changed,
+        &indexes("3.0.11-1"),
+        Some(&old),
+        Some(&["nope".to_string()].into()),
+    )
+    .unwrap_err();
+    assert!(matches!(e, LockError::UnknownImage(_)));
+}
+
+#[test]
+fn check_names_the_stale_image() {
+    let (lock, _) = build(&specs(), &indexes("3.0.11-1"), None, None).unwrap();
+    let p = Path::new("kiln.lock");
+    let mut changed = specs();
+    changed[1] = spec("ssl", &["openssl", "tzdata"], &[]);
+    let e = lock.check(&changed, p).unwrap_err().to_string();
+    assert!(
+        e.contains("image ssl: its definition changed") && !e.contains("image certs"),
+        "{e}"
+    );
+    changed.push(spec("new", &["tzdata"], &[]));
+    let e = lock.check(&changed, p).unwrap_err().to_string();
+    assert!(e.contains("image new: no entry"), "{e}");
+    let e = lock.check(&specs()[..1], p).unwrap_err().to_string();
+    assert!(
+        e.contains("image ssl: locked, but there is no such definition"),
+        "{e}"
+    );
+    let mut broken = lock.clone();
+    broken
+        .packages
+        .get_mut(&Arch::Amd64)
+        .unwrap()
+        .remove("libc6");
+    let e = broken.check(&specs(), p).unwrap_err().to_string();
+    assert!(
+        e.contains("image ssl: amd64 package libc6 has no entry"),
+        "{e}"
+    );
+}
+
+#[test]
+fn invalid_locks_are_rejected() {
+    let (lock, _) = build(&specs(), &indexes("3.0.11-1"), None, None).unwrap();
+    let p = Path::new("kiln.lock");
+    let text = String::from_utf8(lock.to_bytes()).unwrap();
+    let e = Lock::from_slice(
+        // A URL instead of a pool path (the lock holds no URL).
+        text.replacen("pool/main/libc6", "file:///pool/main/libc6", 1)
+            .as_bytes(),
+        p,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("not a relative archive path"), "{e}");
+    let e = Lock::from_slice(
+        text.replace("\"version\": 1", "\"version\": 2").as_bytes(),
+        p,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("format version 2"), "{e}");
+    let e = Lock::from_slice(text.replacen("\"size\":", "\"sise\":", 1).as_bytes(), p)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("sise"), "{e}");
+    assert!(matches!(
+        Lock::read(Path::new("/nonexistent/kiln.lock")),
+        Err(LockError::Missing { .. })
+    ));
+}
+
+#[test]
+fn unknown_package_for_one_arch_says_so() {
+    let mut idx = indexes("3.0.11-1");
+    idx.get_mut("bookworm")
+        .unwrap()
+        .packages
+        .get_mut(&Arch::Arm64)
+        .unwrap()
+        .retain(|p| p.name != "tzdata");
+    let e = build(&[spec("tz", &["tzdata"], &[])], &idx, None, None)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(e, "image tz: unknown package tzdata for arm64 (searched bookworm, bookworm-security) (it exists for amd64: only arm64 lacks it)");
+}
