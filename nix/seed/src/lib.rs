@@ -15,6 +15,7 @@
 //! names (`kiln_seed::layer`, `kiln_seed::verify`, ...).
 
 pub mod attest;
+pub mod date;
 pub mod digest;
 pub mod imageref;
 pub mod json;

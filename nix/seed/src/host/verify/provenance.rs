@@ -107,14 +107,7 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
     let (y, mo, d) = (n(0..4)?, n(5..7)?, n(8..10)?);
     let (h, mi, se) = (n(11..13)?, n(14..16)?, n(17..19)?);
-    // days_from_civil (Howard Hinnant).
-    let y = if mo <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
+    let days = crate::date::days_from_civil(y, mo, d);
     let mut t = days * 86_400 + h * 3600 + mi * 60 + se;
     let tz = s[19..].trim_start_matches(|c: char| c == '.' || c.is_ascii_digit());
     if let Some(sign) = tz.chars().next().filter(|c| *c == '+' || *c == '-') {
