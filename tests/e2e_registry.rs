@@ -1046,3 +1046,64 @@ fn mount_from_links_shared_layers_instead_of_uploading_them() {
     );
     assert!(err.contains("Bad/Repo"), "{err}");
 }
+
+/// Adds a layer of `garbage` (media type `media_type`, annotations
+/// `annotations`) to the manifest tagged `tag` in `repo`, in place.
+fn add_garbage_layer(reg: &Registry, repo: &str, tag: &str, media_type: &str, annotations: Value) {
+    let garbage: Vec<u8> = (0u32..512)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let digest = reg.put_blob(repo, &garbage);
+    let mut m: Value = serde_json::from_slice(&reg.manifest(repo, tag).body).unwrap();
+    m["layers"].as_array_mut().unwrap().push(serde_json::json!({
+        "mediaType": media_type,
+        "digest": digest,
+        "size": garbage.len(),
+        "annotations": annotations,
+    }));
+    retag(reg, repo, tag, &serde_json::to_vec(&m).unwrap());
+}
+
+#[test]
+fn garbage_in_a_registrys_signature_or_attestation_tag_fails_verification() {
+    let work = scratch("e2e-registry-garbage");
+    let key = work.join("cosign");
+    let signed = signed_layout("scratch-plus", &key, &work);
+    let public = key.with_extension("pub");
+    let reg = Registry::start();
+    let index = index_digest(&signed);
+    for (repo, suffix, media_type, annotations, want) in [
+        (
+            "kiln/garbage-sig",
+            "sig",
+            "application/vnd.dev.cosign.simplesigning.v1+json",
+            serde_json::json!({"dev.cosignproject.cosign/signature": "AAAA"}),
+            "malformed signature artifact",
+        ),
+        (
+            "kiln/garbage-att",
+            "att",
+            "application/vnd.dsse.envelope.v1+json",
+            serde_json::json!({"predicateType": "https://slsa.dev/provenance/v1"}),
+            "malformed SLSA provenance artifact",
+        ),
+    ] {
+        let target = format!("{}/{repo}:v1", reg.host());
+        push(&signed, &target, &["--signatures"]);
+        // The honest push verifies...
+        let v = nix_verify(&target, &public, &[]);
+        assert!(v.status.success(), "{}{}", stdout(&v), stderr(&v));
+        // ...a layer of garbage beside the valid ones does not.
+        let tag = format!("sha256-{}.{suffix}", hex(&index));
+        add_garbage_layer(&reg, repo, &tag, media_type, annotations);
+        let v = nix_verify(&target, &public, &[]);
+        let text = stdout(&v);
+        assert_eq!(v.status.code(), Some(1), "{text}{}", stderr(&v));
+        assert!(
+            text.lines().any(|l| l.starts_with('✗')
+                && l.contains(want)
+                && l.contains(&format!(".{suffix}"))),
+            "{text}"
+        );
+    }
+}
