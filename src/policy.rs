@@ -25,6 +25,8 @@ pub const DEFAULT_DIR: &str = "policy";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
+    #[error("--layout {0}")]
+    Reference(String),
     #[error("reading the policy directory {}", path.display())]
     Read {
         path: PathBuf,
@@ -377,11 +379,12 @@ impl Report {
 }
 
 /// Evaluates `policies` on one image: its definition, then every platform
-/// of the layout (if any).
+/// of the image in the layout (if any) that `name` leads to (without a
+/// name, the layout's one image).
 pub fn evaluate_spec(
     policies: &mut Policies,
     spec: &ImageSpec,
-    layout: Option<&Path>,
+    layout: Option<(&Path, Option<&str>)>,
     lock: Option<&Lock>,
 ) -> Result<(Vec<Violation>, Evaluated), PolicyError> {
     let image = spec.full_name();
@@ -392,7 +395,7 @@ pub fn evaluate_spec(
         Evaluated {
             image,
             archs,
-            layout: layout.map(Path::to_path_buf),
+            layout: layout.map(|(p, _)| p.to_path_buf()),
         },
     ))
 }
@@ -450,7 +453,8 @@ pub fn evaluate_image(
                 .join(", "),
         })?;
     let lock = Lock::read_optional(&Lock::path_in(project))?;
-    let (violations, evaluated) = evaluate_spec(&mut policies, spec, Some(out), lock.as_ref())?;
+    let (violations, evaluated) =
+        evaluate_spec(&mut policies, spec, Some((out, None)), lock.as_ref())?;
     Ok(Report {
         violations,
         evaluated: vec![evaluated],
@@ -466,9 +470,9 @@ pub struct CheckOptions {
     /// empty: every image.
     pub images: Vec<String>,
     pub dirs: PolicyDirs,
-    /// Evaluate this layout as the (one) image named in `images`, instead
-    /// of building it.
-    pub layout: Option<PathBuf>,
+    /// Evaluate this layout reference (`DIR`, `DIR:NAME`, `oci:DIR[:NAME]`)
+    /// as the (one) image named in `images`, instead of building it.
+    pub layout: Option<String>,
     /// Evaluate the definitions only; build nothing.
     pub definitions_only: bool,
 }
@@ -532,9 +536,21 @@ pub fn check_project(project: &Path, opts: &CheckOptions) -> Result<Report, Poli
 
     // Build first (Nix reuses what exists), so that the evaluation time is
     // the policies' alone.
-    let mut layouts: BTreeMap<String, PathBuf> = BTreeMap::new();
-    if let Some(l) = &opts.layout {
-        layouts.insert(selected[0].0.full_name(), l.clone());
+    let mut layouts: BTreeMap<String, (PathBuf, Option<String>)> = BTreeMap::new();
+    if let Some(reference) = &opts.layout {
+        // Resolved as every kiln command resolves a reference.
+        use kiln_seed::imageref::ImageRef;
+        match ImageRef::parse(reference) {
+            Ok(ImageRef::Layout { dir, name }) => {
+                layouts.insert(selected[0].0.full_name(), (dir, name));
+            }
+            Ok(ImageRef::Registry(r)) => {
+                return Err(PolicyError::Reference(format!(
+                    "{r} is a registry reference; pull it first (`kiln pull {r} DIR`)"
+                )))
+            }
+            Err(e) => return Err(PolicyError::Reference(e.to_string())),
+        }
     } else if !opts.definitions_only {
         // An invalid or unlocked image cannot be built; its definition is
         // still evaluated (kiln.lock denies the missing lock entry).
@@ -547,7 +563,10 @@ pub fn check_project(project: &Path, opts: &CheckOptions) -> Result<Report, Poli
             .filter(|(s, invalid, _)| invalid.is_none() && locked(s))
             .map(|(s, _, _)| s.full_name())
             .collect();
-        layouts = build(project, &attrs)?;
+        layouts = build(project, &attrs)?
+            .into_iter()
+            .map(|(k, v)| (k, (v, None)))
+            .collect();
     }
 
     let start = Instant::now();
@@ -570,7 +589,9 @@ pub fn check_project(project: &Path, opts: &CheckOptions) -> Result<Report, Poli
                     .to_string(),
             });
         }
-        let layout = layouts.get(&spec.full_name()).map(PathBuf::as_path);
+        let layout = layouts
+            .get(&spec.full_name())
+            .map(|(dir, name)| (dir.as_path(), name.as_deref()));
         let (v, e) = evaluate_spec(&mut policies, spec, layout, lock.as_ref())?;
         violations.extend(v);
         evaluated.push(e);

@@ -256,6 +256,36 @@ fn a_debug_image_checked_as_a_non_debug_one_is_denied_its_shell_and_root() {
             );
         }
     }
+
+    // A name in the layout is resolved as every kiln command resolves it:
+    // `DIR:debug-amd64` judges that platform alone; a name that is not
+    // there is an error naming the ones that are.
+    let one = format!("{}:debug-amd64", debug.display());
+    let out = kiln(&[
+        "policy",
+        "--image",
+        "scratch-plus",
+        "--layout",
+        &one,
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report = json_of(&out);
+    let archs: std::collections::BTreeSet<&str> = report["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["arch"].as_str())
+        .collect();
+    assert_eq!(archs, ["amd64"].into_iter().collect(), "{report}");
+    let nope = format!("{}:nope", debug.display());
+    let out = kiln(&["policy", "--image", "scratch-plus", "--layout", &nope]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no entry named \"nope\"") && stderr(&out).contains("debug-amd64"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -36,9 +36,11 @@ pub struct Args {
     /// Check only the definitions; build nothing.
     #[arg(long, conflicts_with = "layout")]
     pub definitions_only: bool,
-    /// Check this OCI layout as the one image named by --image, instead of building it.
+    /// Check this OCI layout (DIR, DIR:NAME or oci:DIR[:NAME]; a name leads
+    /// to one entry of its index.json) as the one image named by --image,
+    /// instead of building it.
     #[arg(long, value_name = "DIR")]
-    pub layout: Option<PathBuf>,
+    pub layout: Option<String>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,

@@ -19,11 +19,12 @@ pub fn write_test_layout(
         source,
     };
     let src = Layout::open(layout).map_err(lerr)?;
-    let manifests =
-        kiln_seed::policy::platform_manifests(&src, image).map_err(|e| RuntimeError::Image {
+    let manifests = kiln_seed::policy::platform_manifests(&src, None, image).map_err(|e| {
+        RuntimeError::Image {
             image: image.into(),
             message: e.to_string(),
-        })?;
+        }
+    })?;
     let mut found = None;
     for d in manifests {
         let m = src.read_manifest(&d).map_err(lerr)?;

@@ -802,17 +802,26 @@ fn parse_dpkg_status(text: &str, file: &str) -> Vec<(String, InstalledPackage)> 
     out
 }
 
-/// The image manifests a layout holds, one per platform: the manifests
-/// `index.json` names directly and those of the image indexes it names
-/// (a kiln index layout lists both; each manifest is returned once).
-pub fn platform_manifests(layout: &Layout, image: &str) -> Result<Vec<Descriptor>, Error> {
+/// The image manifests, one per platform, of the image `name` leads to in
+/// a layout (resolved as every kiln command resolves it,
+/// [`crate::imageref::resolve_layout`]; without a name, the layout's one
+/// image): that manifest, or the manifests of that index (each once).
+pub fn platform_manifests(
+    layout: &Layout,
+    name: Option<&str>,
+    image: &str,
+) -> Result<Vec<Descriptor>, Error> {
     let lerr = |source| Error::Layout {
         image: image.to_string(),
         source,
     };
+    let root = crate::imageref::resolve_layout(layout.index(), name).map_err(|e| Error::Image {
+        image: image.into(),
+        message: format!("{}: {e}", layout.root().display()),
+    })?;
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
-    let mut queue: Vec<Descriptor> = layout.index().manifests().clone();
+    let mut queue: Vec<Descriptor> = vec![root];
     let mut depth = 0;
     while !queue.is_empty() {
         depth += 1;
@@ -851,14 +860,15 @@ pub fn platform_manifests(layout: &Layout, image: &str) -> Result<Vec<Descriptor
     Ok(out)
 }
 
-/// Reads every platform of the image in the layout at `root`.
-pub fn read_layout(root: &Path, image: &str) -> Result<Vec<ImageFacts>, Error> {
+/// Reads every platform of the image `name` leads to in the layout at
+/// `root` (without a name: the layout's one image).
+pub fn read_layout(root: &Path, name: Option<&str>, image: &str) -> Result<Vec<ImageFacts>, Error> {
     let layout = Layout::open(root).map_err(|source| Error::Layout {
         image: image.to_string(),
         source,
     })?;
     let mut out: Vec<ImageFacts> = Vec::new();
-    for d in platform_manifests(&layout, image)? {
+    for d in platform_manifests(&layout, name, image)? {
         let facts = ImageFacts::read(&layout, &d, image)?;
         if let Some(other) = out.iter().find(|f| f.arch == facts.arch) {
             return Err(Error::Image {
@@ -884,7 +894,7 @@ pub fn read_layout(root: &Path, image: &str) -> Result<Vec<ImageFacts>, Error> {
 pub fn evaluate(
     policies: &mut Policies,
     spec: &ImageSpec,
-    layout: Option<&Path>,
+    layout: Option<(&Path, Option<&str>)>,
     lock: &LockFacts,
 ) -> Result<(Vec<Violation>, BTreeMap<Arch, Size>), Error> {
     let image = spec.full_name();
@@ -896,8 +906,8 @@ pub fn evaluate(
         definition_input(spec, lock),
     )?;
     let mut archs = BTreeMap::new();
-    if let Some(root) = layout {
-        for facts in read_layout(root, &image)? {
+    if let Some((root, name)) = layout {
+        for facts in read_layout(root, name, &image)? {
             let input = image_input(spec, facts.arch, &facts, lock);
             out.extend(policies.evaluate(
                 &Subject {
@@ -952,7 +962,7 @@ pub fn run(input: &[u8], out: &Path) -> Result<(), Error> {
         definition_input(&spec, &lock),
     )?;
     for (arch, dir) in &input.images {
-        let facts = read_layout(dir, &spec.full_name())?;
+        let facts = read_layout(dir, None, &spec.full_name())?;
         let [facts] = facts.as_slice() else {
             return Err(Error::Image {
                 image: spec.full_name(),
@@ -1250,7 +1260,7 @@ warn contains {"msg": "with field", "field": "config.User"} if input.a
             ],
             "nonroot",
         );
-        let facts = read_layout(&root, "x").unwrap();
+        let facts = read_layout(&root, None, "x").unwrap();
         assert_eq!(facts.len(), 1);
         let f = &facts[0];
         assert_eq!(f.arch, Arch::Amd64);
@@ -1322,7 +1332,11 @@ warn contains {"msg": "with field", "field": "config.User"} if input.a
                 vec![vec![file("etc/passwd", b"root:x:0:0::/:/x\n", 0o644)]],
                 user,
             );
-            assert_eq!(read_layout(&root, "x").unwrap()[0].user(), want, "{user:?}");
+            assert_eq!(
+                read_layout(&root, None, "x").unwrap()[0].user(),
+                want,
+                "{user:?}"
+            );
         }
     }
 
@@ -1353,7 +1367,7 @@ warn contains {"msg": "with field", "field": "config.User"} if input.a
                 std::fs::write(&p, b).unwrap();
             }
         }
-        let e = read_layout(&root, "x").unwrap_err();
+        let e = read_layout(&root, None, "x").unwrap_err();
         assert!(matches!(e, Error::Layout { .. }), "{e}");
     }
 
