@@ -11,7 +11,6 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -135,37 +134,10 @@ struct Node {
 fn rootfs(layout: &Path) -> BTreeMap<String, Node> {
     let mut fs: BTreeMap<String, Node> = BTreeMap::new();
     for l in manifest(layout)["layers"].as_array().unwrap() {
-        let mut gz = Vec::new();
-        std::fs::File::open(blob(layout, l["digest"].as_str().unwrap()))
-            .unwrap()
-            .read_to_end(&mut gz)
-            .unwrap();
-        let mut tar = Vec::new();
-        flate2::read::GzDecoder::new(gz.as_slice())
-            .read_to_end(&mut tar)
-            .unwrap();
-        let mut a = tar::Archive::new(tar.as_slice());
-        for e in a.entries().unwrap() {
-            let mut e = e.unwrap();
-            let path = e
-                .path()
-                .unwrap()
-                .to_string_lossy()
-                .trim_end_matches('/')
-                .to_string();
-            let h = e.header().clone();
-            let kind = match h.entry_type() {
-                tar::EntryType::Directory => 'd',
-                tar::EntryType::Symlink => 'l',
-                tar::EntryType::Link => 'h',
-                _ => '-',
-            };
-            let target = e
-                .link_name()
-                .unwrap()
-                .map(|t| t.to_string_lossy().into_owned());
-            let mut data = Vec::new();
-            e.read_to_end(&mut data).unwrap();
+        let bytes = std::fs::read(blob(layout, l["digest"].as_str().unwrap())).unwrap();
+        for e in kiln_seed::tarlist::list(&bytes).unwrap() {
+            let (path, kind, target) = (e.path, e.kind, e.link);
+            let mut data = e.data;
             if kind == 'h' {
                 let t = target.clone().unwrap();
                 data = fs.get(&t).map(|n| n.data.clone()).unwrap_or_default();
@@ -174,8 +146,8 @@ fn rootfs(layout: &Path) -> BTreeMap<String, Node> {
                 path,
                 Node {
                     kind,
-                    mode: h.mode().unwrap(),
-                    uid: h.uid().unwrap(),
+                    mode: e.mode,
+                    uid: e.uid,
                     target,
                     data,
                 },

@@ -159,42 +159,12 @@ pub fn skopeo_inspect(layout: &Path, reference: &str, extra: &[&str]) -> serde_j
     serde_json::from_str(&out).expect("skopeo inspect output")
 }
 
-/// Entries of a layer blob as `(path, type, mode, uid, gid)` from `tar -tvz`-like reading.
+/// Entries of a layer blob as `(path, type, mode, uid, gid)`.
 pub fn layer_entries(blob: &Path) -> Vec<(String, char, u32, u64, u64)> {
-    use std::io::Read;
-    let mut gz = Vec::new();
-    std::fs::File::open(blob)
+    kiln_seed::tarlist::list(&std::fs::read(blob).unwrap())
         .unwrap()
-        .read_to_end(&mut gz)
-        .unwrap();
-    let mut tar = Vec::new();
-    flate2::read::GzDecoder::new(gz.as_slice())
-        .read_to_end(&mut tar)
-        .unwrap();
-    let mut a = tar::Archive::new(tar.as_slice());
-    a.entries()
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            let h = e.header();
-            let kind = match h.entry_type() {
-                tar::EntryType::Directory => 'd',
-                tar::EntryType::Symlink => 'l',
-                tar::EntryType::Link => 'h',
-                _ => '-',
-            };
-            (
-                e.path()
-                    .unwrap()
-                    .to_string_lossy()
-                    .trim_end_matches('/')
-                    .to_string(),
-                kind,
-                h.mode().unwrap(),
-                h.uid().unwrap(),
-                h.gid().unwrap(),
-            )
-        })
+        .into_iter()
+        .map(|e| (e.path, e.kind, e.mode, e.uid, e.gid))
         .collect()
 }
 

@@ -24,6 +24,7 @@ pub mod oci;
 pub mod policy;
 pub mod sbom;
 pub mod spec;
+pub mod tarlist;
 
 pub mod steps {
     //! Sandbox steps: deterministic, no clock, no network, no environment.

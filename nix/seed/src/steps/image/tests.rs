@@ -5,7 +5,6 @@ use crate::sbom::tests::file;
 use crate::tarwrite::Entry;
 use sha1::Sha1;
 use sha2::Digest as _;
-use std::io::Read;
 
 /// A package for fixtures: its files (content `None` = directory).
 pub(crate) struct Pkg {
@@ -209,35 +208,10 @@ fn generated_layer(
         .digest()
         .to_string();
     let gz = fs::read(out.join("blobs/sha256").join(&d[7..])).unwrap();
-    let mut tar = Vec::new();
-    flate2::read::GzDecoder::new(gz.as_slice())
-        .read_to_end(&mut tar)
-        .unwrap();
-    let mut a = tar::Archive::new(tar.as_slice());
-    a.entries()
+    crate::tarlist::list(&gz)
         .unwrap()
-        .map(|e| {
-            let mut e = e.unwrap();
-            let path = e
-                .path()
-                .unwrap()
-                .to_string_lossy()
-                .trim_end_matches('/')
-                .to_string();
-            let h = e.header().clone();
-            let mut data = Vec::new();
-            e.read_to_end(&mut data).unwrap();
-            (
-                path,
-                (
-                    h.entry_type(),
-                    h.mode().unwrap(),
-                    h.uid().unwrap(),
-                    h.mtime().unwrap(),
-                    data,
-                ),
-            )
-        })
+        .into_iter()
+        .map(|e| (e.path, (e.entry_type, e.mode, e.uid, e.mtime, e.data)))
         .collect()
 }
 

@@ -1,6 +1,5 @@
 use super::*;
 use crate::deb::fixtures::*;
-use std::io::Read;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A temporary directory removed on drop.
@@ -108,27 +107,16 @@ fn hello_deb(comp: Comp) -> Vec<u8> {
 
 /// (path, type, mode, mtime, content or link target) of every entry.
 fn tar_listing(gz: &[u8]) -> Vec<(String, char, u32, u64, Vec<u8>)> {
-    let mut tar = Vec::new();
-    flate2::read::GzDecoder::new(gz)
-        .read_to_end(&mut tar)
-        .unwrap();
-    let mut a = tar::Archive::new(tar.as_slice());
-    a.entries()
+    crate::tarlist::list(gz)
         .unwrap()
+        .into_iter()
         .map(|e| {
-            let mut e = e.unwrap();
-            let h = e.header().clone();
-            let mut data = Vec::new();
-            e.read_to_end(&mut data).unwrap();
-            if let Some(l) = e.link_name_bytes() {
-                data = l.into_owned();
-            }
-            let path = String::from_utf8(e.path_bytes().into_owned()).unwrap();
+            let data = e.link.map_or(e.data, String::into_bytes);
             (
-                path,
-                h.entry_type().as_byte() as char,
-                h.mode().unwrap(),
-                h.mtime().unwrap(),
+                e.raw_path,
+                e.entry_type.as_byte() as char,
+                e.mode,
+                e.mtime,
                 data,
             )
         })
