@@ -18,7 +18,7 @@
 //! the offending path or field.
 
 use crate::digest::Digest;
-use crate::oci::{self, Layout, INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
+use crate::oci::{self, Layout};
 use crate::spec::{Arch, Definition, ImageSpec, SpecError};
 use oci_spec::image::Descriptor;
 use serde::{Deserialize, Serialize};
@@ -805,59 +805,28 @@ fn parse_dpkg_status(text: &str, file: &str) -> Vec<(String, InstalledPackage)> 
 /// The image manifests, one per platform, of the image `name` leads to in
 /// a layout (resolved as every kiln command resolves it,
 /// [`crate::imageref::resolve_layout`]; without a name, the layout's one
-/// image): that manifest, or the manifests of that index (each once).
+/// image), read by the one image walker ([`crate::oci::tree`]): any blob
+/// that is missing or does not match, or a manifest that disagrees with
+/// its index or config, is an error.
 pub fn platform_manifests(
     layout: &Layout,
     name: Option<&str>,
     image: &str,
 ) -> Result<Vec<Descriptor>, Error> {
-    let lerr = |source| Error::Layout {
-        image: image.to_string(),
-        source,
-    };
-    let root = crate::imageref::resolve_layout(layout.index(), name).map_err(|e| Error::Image {
+    let source = crate::oci::LayoutSource::new(layout.clone(), name);
+    let bad = |message: String| Error::Image {
         image: image.into(),
-        message: format!("{}: {e}", layout.root().display()),
-    })?;
-    let mut seen = BTreeSet::new();
-    let mut out = Vec::new();
-    let mut queue: Vec<Descriptor> = vec![root];
-    let mut depth = 0;
-    while !queue.is_empty() {
-        depth += 1;
-        if depth > 8 {
-            return Err(Error::Image {
-                image: image.into(),
-                message: "image indexes are nested too deeply".into(),
-            });
-        }
-        let mut next = Vec::new();
-        for d in queue {
-            match d.media_type().as_ref() {
-                MANIFEST_MEDIA_TYPE if seen.insert(d.digest().to_string()) => out.push(d),
-                MANIFEST_MEDIA_TYPE => {}
-                INDEX_MEDIA_TYPE => {
-                    next.extend(
-                        layout
-                            .read_image_index(&d)
-                            .map_err(lerr)?
-                            .manifests()
-                            .clone(),
-                    );
-                }
-                // Signatures, attestations and other artifacts are not images.
-                _ => {}
-            }
-        }
-        queue = next;
+        message: format!("{}: {message}", layout.root().display()),
+    };
+    let tree =
+        crate::oci::tree::read(&source).map_err(|e| bad(crate::oci::layout_source::chain(&e)))?;
+    if !tree.problems.is_empty() {
+        return Err(bad(tree.problems.join("; ")));
     }
-    if out.is_empty() {
-        return Err(Error::Image {
-            image: image.into(),
-            message: format!("{} holds no image manifest", layout.root().display()),
-        });
+    if tree.platforms.is_empty() {
+        return Err(bad("holds no image manifest".into()));
     }
-    Ok(out)
+    Ok(tree.platforms.into_iter().map(|n| n.descriptor).collect())
 }
 
 /// Reads every platform of the image `name` leads to in the layout at
@@ -1210,7 +1179,10 @@ warn contains {"msg": "with field", "field": "config.User"} if input.a
             "x".to_string(),
         );
         let (mut mdesc, _) = w
-            .put_document(MANIFEST_MEDIA_TYPE, &oci::new_manifest(cdesc, descs, &ann))
+            .put_document(
+                oci::MANIFEST_MEDIA_TYPE,
+                &oci::new_manifest(cdesc, descs, &ann),
+            )
             .unwrap();
         let mut refs = BTreeMap::new();
         refs.insert(oci::REF_NAME.to_string(), "latest".to_string());

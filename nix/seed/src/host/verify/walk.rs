@@ -1,23 +1,19 @@
 //! Reads the image a [`Source`] names, verifying every blob on the way:
-//! the image index, each platform's manifest, config and layers (digest,
-//! size, and the config's diffIDs against the uncompressed layers), and
+//! the image index, each platform's manifest and config (through
+//! [`crate::oci::tree`]) and layers (digest, size, and the config's diffIDs
+//! against the uncompressed layers), and
 //! collects what the SBOM checks compare against: the Debian packages
 //! recorded in `/var/lib/dpkg/status.d` of the stacked layers.
 
 use super::source::{Source, SourceError};
 use crate::digest::Digest;
-use crate::oci::{INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
-use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
+use oci_spec::image::{Descriptor, ImageConfiguration, ImageManifest};
 use std::collections::BTreeMap;
 use std::io::Read;
 
 const STATUS_D: &str = "var/lib/dpkg/status.d/";
 
-/// `sha256:` and the first 12 hex digits: enough to tell an image's
-/// digests apart in a report (the full root digest heads it).
-pub fn short(d: &Digest) -> String {
-    format!("sha256:{}", &d.hex()[..12])
-}
+pub use crate::oci::tree::short;
 
 /// A package as dpkg's status.d records it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -93,154 +89,47 @@ fn source_problem(e: &SourceError) -> String {
     super::layout::chain(e)
 }
 
-/// Reads the root (which must be fetchable: without it there is nothing
-/// to check) and everything below it; blob problems further down are
-/// collected, not fatal, so that signatures over digests are still
-/// checked and reported.
+/// Reads the image (through [`crate::oci::tree`], the one walker) and
+/// then every layer of every platform: its digest, its diffID against the
+/// config, and the status.d files the SBOM checks compare against. Blob
+/// problems below the root are collected, not fatal, so that signatures
+/// over digests are still checked and reported.
 pub fn walk(source: &dyn Source) -> Result<Image, SourceError> {
-    let root = source.root()?;
-    let root_digest = Digest::parse(root.digest().as_ref()).map_err(|m| SourceError::Blob {
-        source_name: source.describe(),
-        digest: root.digest().to_string(),
-        message: m,
-    })?;
+    let tree = crate::oci::tree::read(source)?;
     let mut img = Image {
-        is_index: root.media_type().as_ref() == INDEX_MEDIA_TYPE,
-        root: root.clone(),
-        root_digest,
+        root: tree.root,
+        root_digest: tree.root_digest,
+        is_index: tree.is_index,
         platforms: Vec::new(),
-        blobs_verified: 0,
-        problems: Vec::new(),
+        blobs_verified: tree.blobs_read,
+        problems: tree.problems,
     };
-    match root.media_type().as_ref() {
-        INDEX_MEDIA_TYPE => {
-            let bytes = match source.fetch(&root) {
-                Ok(b) => b,
-                Err(e) => {
-                    img.problems
-                        .push(format!("image index: {}", source_problem(&e)));
-                    return Ok(img);
-                }
-            };
-            img.blobs_verified += 1;
-            let index: ImageIndex = match serde_json::from_slice(&bytes) {
-                Ok(i) => i,
-                Err(e) => {
-                    img.problems
-                        .push(format!("image index {root_digest} does not parse: {e}"));
-                    return Ok(img);
-                }
-            };
-            for d in index.manifests() {
-                if d.media_type().as_ref() != MANIFEST_MEDIA_TYPE {
-                    img.problems.push(format!(
-                        "image index {root_digest} lists {} of media type {}, which kiln never writes",
-                        d.digest(),
-                        d.media_type()
-                    ));
-                    continue;
-                }
-                let Ok(digest) = Digest::parse(d.digest().as_ref()) else {
-                    img.problems.push(format!(
-                        "image index {root_digest} lists a manifest with digest {}, not sha256",
-                        d.digest()
-                    ));
-                    continue;
-                };
-                let (arch, variant) = match d.platform() {
-                    Some(p) => (p.architecture().to_string(), p.variant().clone()),
-                    None => {
-                        img.problems.push(format!(
-                            "image index {root_digest}: manifest {digest} has no platform"
-                        ));
-                        continue;
-                    }
-                };
-                let mut p = Platform {
-                    arch,
-                    variant,
-                    descriptor: d.clone(),
-                    digest,
-                    packages: None,
-                };
-                read_platform(source, &mut p, &mut img, false);
-                img.platforms.push(p);
-            }
+    for node in tree.platforms {
+        let mut p = Platform {
+            arch: node.arch,
+            variant: node.variant,
+            descriptor: node.descriptor,
+            digest: node.digest,
+            packages: None,
+        };
+        if let (Some(manifest), Some(config)) = (&node.manifest, &node.config) {
+            p.packages = read_layers(source, &node.label, manifest, config, &mut img);
         }
-        MANIFEST_MEDIA_TYPE => {
-            let mut p = Platform {
-                arch: String::new(),
-                variant: None,
-                descriptor: root.clone(),
-                digest: root_digest,
-                packages: None,
-            };
-            read_platform(source, &mut p, &mut img, true);
-            img.platforms.push(p);
-        }
-        other => {
-            img.problems.push(format!(
-                "{root_digest} has media type {other}: neither an image index nor a manifest"
-            ));
-        }
+        img.platforms.push(p);
     }
     Ok(img)
 }
 
-/// Reads one platform's manifest, config and layers.
-fn read_platform(source: &dyn Source, p: &mut Platform, img: &mut Image, arch_from_config: bool) {
-    let what = if arch_from_config {
-        format!("manifest {}", p.digest)
-    } else {
-        p.label()
-    };
-    let manifest: ImageManifest = match source
-        .fetch(&p.descriptor)
-        .map_err(|e| source_problem(&e))
-        .and_then(|b| {
-            img.blobs_verified += 1;
-            serde_json::from_slice(&b).map_err(|e| format!("does not parse: {e}"))
-        }) {
-        Ok(m) => m,
-        Err(e) => {
-            img.problems.push(format!("{what}: {e}"));
-            return;
-        }
-    };
-    let config: ImageConfiguration = match source
-        .fetch(manifest.config())
-        .map_err(|e| source_problem(&e))
-        .and_then(|b| {
-            img.blobs_verified += 1;
-            serde_json::from_slice(&b).map_err(|e| format!("does not parse: {e}"))
-        }) {
-        Ok(c) => c,
-        Err(e) => {
-            img.problems.push(format!(
-                "{what}: config {}: {e}",
-                manifest.config().digest()
-            ));
-            return;
-        }
-    };
-    let config_arch = config.architecture().to_string();
-    if arch_from_config {
-        p.arch = config_arch;
-        p.variant = config.variant().clone();
-    } else if config_arch != p.arch {
-        img.problems.push(format!(
-            "{what}: the index says {} but its config says {config_arch}",
-            p.arch
-        ));
-    }
+/// Reads one platform's layers; the installed packages when every layer
+/// could be read.
+fn read_layers(
+    source: &dyn Source,
+    what: &str,
+    manifest: &ImageManifest,
+    config: &ImageConfiguration,
+    img: &mut Image,
+) -> Option<Vec<DebPackage>> {
     let diff_ids = config.rootfs().diff_ids();
-    if diff_ids.len() != manifest.layers().len() {
-        img.problems.push(format!(
-            "{what}: {} layers but the config lists {} diffIDs",
-            manifest.layers().len(),
-            diff_ids.len()
-        ));
-    }
     let mut status = StatusD::default();
     let mut complete = true;
     for (i, layer) in manifest.layers().iter().enumerate() {
@@ -272,9 +161,7 @@ fn read_platform(source: &dyn Source, p: &mut Platform, img: &mut Image, arch_fr
             }
         }
     }
-    if complete {
-        p.packages = Some(status.packages());
-    }
+    complete.then(|| status.packages())
 }
 
 /// status.d as the layers stack up: later layers replace files and

@@ -11,6 +11,13 @@
 //! (the index step, the verifier, the driver): it never hands out a blob it
 //! has not checked against its descriptor's digest and size.
 
+pub mod layout_source;
+pub mod source;
+pub mod tree;
+
+pub use layout_source::LayoutSource;
+pub use source::{Source, SourceError};
+
 use crate::digest::{Digest, DigestWriter};
 use crate::json;
 use crate::spec::Arch;
@@ -339,7 +346,7 @@ pub fn new_manifest(
 
 /// An OCI image layout opened for reading. Everything it returns from a blob
 /// has been checked against the descriptor that named it.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Layout {
     root: PathBuf,
     index: ImageIndex,
