@@ -60,8 +60,15 @@ pub enum BundleError {
     NoValidSignature { artifact: String, keys: String },
     #[error("no trusted public key was given to verify the sigstore bundle with")]
     NoKeys,
+    // Printed inline, not also chained as a `source` (said twice by `{:#}`).
     #[error("sigstore bundle: {0}")]
-    Dsse(#[from] DsseError),
+    Dsse(DsseError),
+}
+
+impl From<DsseError> for BundleError {
+    fn from(e: DsseError) -> Self {
+        BundleError::Dsse(e)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -9,8 +9,9 @@ use std::path::{Component, Path};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    // Printed inline, not also chained as a `source`.
     #[error("link input: {0}")]
-    Input(#[from] serde_json::Error),
+    Input(serde_json::Error),
     #[error("link name {0:?} must be a relative path without ..")]
     BadName(String),
     #[error("link target {0:?} must be a /nix/store path")]
@@ -29,7 +30,7 @@ struct Input {
 }
 
 pub fn run(input: &[u8], out: &Path) -> Result<(), Error> {
-    let input: Input = serde_json::from_slice(input)?;
+    let input: Input = serde_json::from_slice(input).map_err(Error::Input)?;
     std::fs::create_dir_all(out).map_err(|source| Error::Io {
         path: out.display().to_string(),
         source,
