@@ -22,6 +22,13 @@
         default = kiln.packages.scratch-plus;
         seed = kiln.seed;
         inherit verify;
+        # The smallest toolchain root: busybox-static, with /bin/sh.
+        root-busybox = kiln.toolchainRoot {
+          name = "busybox";
+          arch = "amd64";
+          names = [ "busybox-static" ];
+          links = { "/bin/sh" = "busybox"; };
+        };
       };
 
       # `nix flake check`: the policies of policy/ on every image.

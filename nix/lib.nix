@@ -119,6 +119,21 @@ let
       };
     };
 
+  # A toolchain root: pinned .debs unpacked into one FHS tree by the seed's
+  # `root` step (docs/internals.md), with the links the alternatives system
+  # would have made. Built once per (toolchain, arch) and shared by every
+  # build that runs the toolchain.
+  toolchainRoot = { name, arch, names, links ? { } }: step {
+    name = sanitize "kiln-root-${name}-${arch}";
+    stepName = "root";
+    input = {
+      packages = map
+        (n: let p = lockedPackage arch n; in { name = "${n} ${p.version} (${p.architecture})"; deb = deb p; })
+        names;
+      inherit links;
+    };
+  };
+
   fullName = def: variant: if variant == null then def.name else "${def.name}-${variant}";
 
   lockedImage = def: variant:
@@ -230,5 +245,5 @@ let
 
 in
 {
-  inherit system seed packages step policyChecks;
+  inherit system seed packages step policyChecks toolchainRoot;
 }

@@ -7,7 +7,7 @@
 //! - `steps/`: what runs inside the Nix sandbox, which must be
 //!   deterministic (no clock, no environment, no host files beyond the
 //!   declared inputs): .deb reading, tar safety and writing, the layer,
-//!   image, index, link and probe steps;
+//!   image, index, link and probe steps, and the toolchain `root` step;
 //! - `host/`: what runs on the host: the verifier behind `nix run .#verify`
 //!   and its registry client (registries, credentials files, the clock).
 //!
@@ -35,6 +35,7 @@ pub mod steps {
     pub mod layer;
     pub mod link;
     pub mod probe;
+    pub mod root;
     pub mod rootfs;
     pub mod tarsafe;
     pub mod tarwrite;
