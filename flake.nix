@@ -29,6 +29,13 @@
           names = [ "busybox-static" ];
           links = { "/bin/sh" = "busybox"; };
         };
+        # A shell run in it: what the sandbox's build sees from inside.
+        root-busybox-check = kiln.inRoot {
+          name = "kiln-root-busybox-check";
+          root = self.packages.${system}.root-busybox;
+          argv = [ "/bin/sh" "-c" "id -u > $out/uid; ls / > $out/ls; /bin/busybox echo hello > $out/hello" ];
+          env = { PATH = "/bin"; };
+        };
       };
 
       # `nix flake check`: the policies of policy/ on every image.

@@ -134,6 +134,14 @@ let
     };
   };
 
+  # One program run inside a toolchain root by the seed's `chroot` step
+  # (user and mount namespaces, chroot; the environment is exactly `env`).
+  inRoot = { name, root, argv, env ? { } }: step {
+    inherit name;
+    stepName = "chroot";
+    input = { inherit root argv env; };
+  };
+
   fullName = def: variant: if variant == null then def.name else "${def.name}-${variant}";
 
   lockedImage = def: variant:
@@ -245,5 +253,5 @@ let
 
 in
 {
-  inherit system seed packages step policyChecks toolchainRoot;
+  inherit system seed packages step policyChecks toolchainRoot inRoot;
 }

@@ -50,3 +50,22 @@ fn a_root_holds_the_debs_bytes_and_its_declared_links_and_rebuilds_identically()
     let again = kiln(&["build", "--rebuild", "root-busybox"]);
     assert!(again.status.success(), "{}", stderr(&again));
 }
+
+#[test]
+fn a_program_runs_inside_the_root_through_the_seeds_chroot_step() {
+    // `/bin/sh -c ...` of root-busybox, run by the seed (no shell of the
+    // host or the sandbox): uid 0 in its own user namespace, and a `/` that
+    // holds the root's tree and the sandbox's own mounts, nothing else.
+    let out = build(&["root-busybox-check"]).remove(0);
+    let read = |f: &str| std::fs::read_to_string(out.join(f)).unwrap();
+    assert_eq!(read("uid"), "0\n");
+    assert_eq!(read("hello"), "hello\n");
+    let listed: Vec<String> = read("ls").lines().map(String::from).collect();
+    assert_eq!(
+        listed,
+        ["bin", "build", "dev", "nix", "proc", "tmp", "usr"],
+        "the chroot's /"
+    );
+    let again = kiln(&["build", "--rebuild", "root-busybox-check"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+}

@@ -28,6 +28,7 @@ pub mod tarlist;
 
 pub mod steps {
     //! Sandbox steps: deterministic, no clock, no network, no environment.
+    pub mod chroot;
     pub mod copyright;
     pub mod deb;
     pub mod image;

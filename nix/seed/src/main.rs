@@ -23,7 +23,9 @@ fn main() -> ExitCode {
     let step = args.get(1).map(String::as_str).unwrap_or("");
     let result = match step {
         "verify" => return kiln_seed::verify::main(&args[2..]),
-        "layer" | "image" | "index" | "link" | "policy" | "probe" | "root" => build_step(step),
+        "layer" | "image" | "index" | "link" | "policy" | "probe" | "root" | "chroot" => {
+            build_step(step)
+        }
         "--version" | "version" => {
             println!("kiln-seed {}", env!("CARGO_PKG_VERSION"));
             Ok(())
@@ -68,6 +70,7 @@ fn build_step(step: &str) -> Result<(), Box<dyn std::error::Error>> {
         "policy" => kiln_seed::policy::run(&input, &out)?,
         "probe" => kiln_seed::probe::run(&input, &out)?,
         "root" => kiln_seed::steps::root::run(&input, &out)?,
+        "chroot" => kiln_seed::steps::chroot::run(&input, &out)?,
         _ => unreachable!(),
     }
     perturb::finish(&out, &final_out)?;

@@ -1,0 +1,176 @@
+//! The `chroot` step: runs one program inside a toolchain root (the `root`
+//! step's output) in the Nix sandbox, with no shell between: the seed
+//! enters a user and a mount namespace of its own (it has no privilege in
+//! the sandbox's, and needs none here), builds a tmpfs root from the
+//! toolchain's top-level directories plus /proc, /dev, /nix, /build and
+//! /tmp, chroots there and runs the program with exactly the environment
+//! the input gives.
+//!
+//! Programs that exec others (cargo, gcc, build scripts) need this: their
+//! ELF interpreter is `/lib64/ld-linux-x86-64.so.2`, which exists only
+//! inside the root.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("chroot input: {0}")]
+    Input(serde_json::Error),
+    #[error("{what}: {error}")]
+    Sys { what: String, error: std::io::Error },
+    #[error("`{command}` in the root failed ({status})")]
+    Failed { command: String, status: String },
+}
+
+/// Input of the `chroot` step (docs/internals.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Input {
+    /// The toolchain root (a `root` step's output).
+    pub root: PathBuf,
+    /// The program and its arguments (the program as a path in the root).
+    pub argv: Vec<String>,
+    /// The whole environment of the program (nothing else is passed;
+    /// `out` is added).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// The working directory, in the root (default `/build`).
+    #[serde(default)]
+    pub cwd: Option<String>,
+}
+
+fn sys(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let what = what.into();
+    move |error| Error::Sys { what, error }
+}
+
+fn check(rc: libc::c_int, what: &str) -> Result<(), Error> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(sys(what)(std::io::Error::last_os_error()))
+    }
+}
+
+fn cstr(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_encoded_bytes()).expect("store paths hold no NUL")
+}
+
+/// `mount --rbind from to`.
+fn bind(from: &Path, to: &Path) -> Result<(), Error> {
+    // SAFETY: both are valid NUL-terminated paths; the other arguments are
+    // null as MS_BIND allows.
+    let rc = unsafe {
+        libc::mount(
+            cstr(from).as_ptr(),
+            cstr(to).as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND | libc::MS_REC,
+            std::ptr::null(),
+        )
+    };
+    check(
+        rc,
+        &format!("binding {} to {}", from.display(), to.display()),
+    )
+}
+
+/// Enters a new user and mount namespace (uid and gid 0 inside, mapped to
+/// the build user) and chroots into a tree made of `root`'s top-level
+/// entries and the sandbox's own /proc, /dev, /nix, /build and /tmp.
+fn enter(root: &Path, at: &Path) -> Result<(), Error> {
+    // SAFETY: plain system calls with constant arguments.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    check(
+        unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) },
+        "unshare(CLONE_NEWUSER | CLONE_NEWNS) (are user namespaces enabled? sysctl user.max_user_namespaces)",
+    )?;
+    std::fs::write("/proc/self/setgroups", "deny").map_err(sys("writing /proc/self/setgroups"))?;
+    std::fs::write("/proc/self/uid_map", format!("0 {uid} 1")).map_err(sys("writing uid_map"))?;
+    std::fs::write("/proc/self/gid_map", format!("0 {gid} 1")).map_err(sys("writing gid_map"))?;
+    // Mounts made here stay here.
+    let slash = CString::new("/").unwrap();
+    // SAFETY: valid path; no source, type or data for a propagation change.
+    check(
+        unsafe {
+            libc::mount(
+                std::ptr::null(),
+                slash.as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            )
+        },
+        "making / private",
+    )?;
+    std::fs::create_dir_all(at).map_err(sys(format!("creating {}", at.display())))?;
+    let tmpfs = CString::new("tmpfs").unwrap();
+    // SAFETY: valid NUL-terminated strings.
+    check(
+        unsafe {
+            libc::mount(
+                tmpfs.as_ptr(),
+                cstr(at).as_ptr(),
+                tmpfs.as_ptr(),
+                0,
+                std::ptr::null(),
+            )
+        },
+        "mounting the tmpfs root",
+    )?;
+    let entries = std::fs::read_dir(root).map_err(sys(format!("reading {}", root.display())))?;
+    for e in entries {
+        let e = e.map_err(sys(format!("reading {}", root.display())))?;
+        let target = at.join(e.file_name());
+        let ty = e.file_type().map_err(sys("reading an entry's type"))?;
+        if ty.is_symlink() {
+            let link = std::fs::read_link(e.path()).map_err(sys("reading a link"))?;
+            std::os::unix::fs::symlink(link, &target).map_err(sys("copying a link"))?;
+        } else if ty.is_dir() {
+            std::fs::create_dir(&target).map_err(sys("creating a mount point"))?;
+            bind(&e.path(), &target)?;
+        }
+    }
+    for d in ["proc", "dev", "nix", "build", "tmp"] {
+        let target = at.join(d);
+        if target.symlink_metadata().is_ok() {
+            continue;
+        }
+        std::fs::create_dir(&target).map_err(sys("creating a mount point"))?;
+        bind(&Path::new("/").join(d), &target)?;
+    }
+    std::os::unix::fs::chroot(at).map_err(sys(format!("chroot {}", at.display())))?;
+    Ok(())
+}
+
+/// The `chroot` step.
+pub fn run(input: &[u8], out: &Path) -> Result<(), Error> {
+    let input: Input = serde_json::from_slice(input).map_err(Error::Input)?;
+    let Some((program, args)) = input.argv.split_first() else {
+        return Err(Error::Failed {
+            command: String::new(),
+            status: "no argv".into(),
+        });
+    };
+    std::fs::create_dir_all(out).map_err(sys(format!("creating {}", out.display())))?;
+    enter(&input.root, Path::new("/build/.kiln-root"))?;
+    let cwd = input.cwd.clone().unwrap_or_else(|| "/build".into());
+    let status = std::process::Command::new(program)
+        .args(args)
+        .env_clear()
+        .envs(&input.env)
+        .env("out", out)
+        .current_dir(&cwd)
+        .status()
+        .map_err(sys(format!("running {program} in the root")))?;
+    if !status.success() {
+        return Err(Error::Failed {
+            command: input.argv.join(" "),
+            status: status.to_string(),
+        });
+    }
+    Ok(())
+}
