@@ -163,12 +163,7 @@ pub fn verify(
     expected: &Digest,
     keys: &[PublicKey],
 ) -> Result<SimpleSigning, SimpleSigningError> {
-    let sig = STANDARD
-        .decode(signature_b64.trim())
-        .map_err(|e| SimpleSigningError::BadBase64 {
-            digest: *expected,
-            reason: e.to_string(),
-        })?;
+    let sig = decode_signature(signature_b64, expected)?;
     if !keys.iter().any(|k| k.verify(payload, &sig).is_ok()) {
         return Err(SimpleSigningError::NoValidSignature {
             digest: *expected,
@@ -180,6 +175,29 @@ pub fn verify(
         });
     }
     parse_and_check(payload, expected)
+}
+
+/// The signature annotation's bytes.
+fn decode_signature(signature_b64: &str, digest: &Digest) -> Result<Vec<u8>, SimpleSigningError> {
+    STANDARD
+        .decode(signature_b64.trim())
+        .map_err(|e| SimpleSigningError::BadBase64 {
+            digest: *digest,
+            reason: e.to_string(),
+        })
+}
+
+/// Whether a signature artifact is well formed, whoever signed it and
+/// whatever it is about: the payload is a simple-signing document and the
+/// signature annotation is base64. What [`verify`] needs before any key is
+/// tried; the verifier fails an artifact that is not.
+pub fn well_formed(
+    payload: &[u8],
+    signature_b64: &str,
+    digest: &Digest,
+) -> Result<(), SimpleSigningError> {
+    SimpleSigning::from_json(payload)?;
+    decode_signature(signature_b64, digest).map(drop)
 }
 
 #[cfg(test)]

@@ -99,23 +99,12 @@ pub fn signatures(
     let mut bad = Vec::new();
     for s in &attached.signatures {
         if let SignatureForm::Simple { payload, signature } = &s.form {
-            use base64::Engine as _;
-            let parses =
-                serde_json::from_slice::<serde_json::Value>(payload).is_ok_and(|v| v.is_object());
-            let decodes = base64::engine::general_purpose::STANDARD
-                .decode(signature)
-                .is_ok();
-            if !parses || !decodes {
+            if let Err(e) = simplesigning::well_formed(payload, signature, digest) {
                 report.fail(
                     "signature",
                     format!(
-                        "{what}: malformed signature artifact at {}: {}",
-                        s.location,
-                        if parses {
-                            "its signature annotation is not base64"
-                        } else {
-                            "its payload is not a simple-signing JSON document"
-                        }
+                        "{what}: malformed signature artifact at {}: {e}",
+                        s.location
                     ),
                 );
                 continue;
