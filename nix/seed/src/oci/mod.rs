@@ -401,14 +401,14 @@ impl Layout {
         &self.index
     }
 
-    /// The descriptor in `index.json` whose ref name is `name`.
+    /// The one descriptor in `index.json` named `name`; none when no entry
+    /// or more than one carries the name (a name leads to one entry or to
+    /// none, as [`crate::imageref::resolve_layout`] has it).
     pub fn find(&self, name: &str) -> Option<&Descriptor> {
-        self.index.manifests().iter().find(|d| {
-            d.annotations()
-                .as_ref()
-                .and_then(|a| a.get(REF_NAME))
-                .is_some_and(|n| n == name)
-        })
+        match crate::imageref::named(&self.index, name).as_slice() {
+            [one] => Some(*one),
+            _ => None,
+        }
     }
 
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
