@@ -74,57 +74,80 @@ pub struct Input {
     pub links: BTreeMap<String, String>,
 }
 
-/// A path of the root and the package that put it there.
-struct Placed {
-    entry: Entry,
-    owner: String,
+/// What a path is, as far as two packages must agree on it: kind, mode
+/// and content digest (not the content: a toolchain is hundreds of MB).
+#[derive(PartialEq, Eq)]
+enum Shape {
+    Directory,
+    File {
+        mode: u32,
+        digest: crate::digest::Digest,
+    },
+    Symlink(String),
+    Hardlink(String),
 }
 
-fn same(a: &Entry, b: &Entry) -> bool {
-    match (&a.kind, &b.kind) {
-        (EntryKind::Directory, EntryKind::Directory) => true,
-        (EntryKind::File(x), EntryKind::File(y)) => x == y && a.mode == b.mode,
-        (EntryKind::Symlink(x), EntryKind::Symlink(y)) => x == y,
-        (EntryKind::Hardlink(x), EntryKind::Hardlink(y)) => x == y,
-        _ => false,
+fn shape(e: &Entry) -> Shape {
+    match &e.kind {
+        EntryKind::Directory => Shape::Directory,
+        EntryKind::File(bytes) => Shape::File {
+            mode: e.mode,
+            digest: crate::digest::Digest::of(bytes),
+        },
+        EntryKind::Symlink(t) => Shape::Symlink(t.clone()),
+        EntryKind::Hardlink(t) => Shape::Hardlink(t.clone()),
     }
 }
 
-/// Merges the packages' entries into one tree (see the module docs).
-pub fn merge(packages: &[(String, Vec<deb::TarEntry>)]) -> Result<Vec<Entry>, Error> {
-    let mut tree: BTreeMap<String, Placed> = BTreeMap::new();
-    for (pkg, entries) in packages {
-        for e in tarsafe::validate(pkg, entries.clone())? {
+/// The paths placed so far, with the package that placed each.
+#[derive(Default)]
+struct Placed {
+    paths: BTreeMap<String, (Shape, String)>,
+}
+
+impl Placed {
+    /// Checks a package's validated entries against what is placed; the
+    /// ones that are new (a path shipped the same way twice is kept once).
+    fn place(&mut self, pkg: &str, entries: Vec<Entry>) -> Result<Vec<Entry>, Error> {
+        let mut new = Vec::with_capacity(entries.len());
+        for e in entries {
             if matches!(e.kind, EntryKind::File(_) | EntryKind::Hardlink(_)) && e.mode & 0o6000 != 0
             {
                 return Err(Error::Setid {
-                    pkg: pkg.clone(),
+                    pkg: pkg.to_string(),
                     path: e.path,
                     mode: e.mode,
                 });
             }
-            match tree.get(&e.path) {
-                Some(p) if same(&p.entry, &e) => {}
-                Some(p) => {
+            let this = shape(&e);
+            match self.paths.get(&e.path) {
+                Some((placed, _)) if *placed == this => {}
+                Some((_, owner)) => {
                     return Err(Error::Conflict {
                         path: e.path,
-                        first: p.owner.clone(),
-                        second: pkg.clone(),
+                        first: owner.clone(),
+                        second: pkg.to_string(),
                     })
                 }
                 None => {
-                    tree.insert(
-                        e.path.clone(),
-                        Placed {
-                            entry: e,
-                            owner: pkg.clone(),
-                        },
-                    );
+                    self.paths.insert(e.path.clone(), (this, pkg.to_string()));
+                    new.push(e);
                 }
             }
         }
+        Ok(new)
     }
-    Ok(tree.into_values().map(|p| p.entry).collect())
+}
+
+/// Merges the packages' entries into one tree (see the module docs).
+pub fn merge(packages: Vec<(String, Vec<deb::TarEntry>)>) -> Result<Vec<Entry>, Error> {
+    let mut placed = Placed::default();
+    let mut out = Vec::new();
+    for (pkg, entries) in packages {
+        out.extend(placed.place(&pkg, tarsafe::validate(&pkg, entries)?)?);
+    }
+    // Archive order: a hard link comes after the file it links to.
+    Ok(out)
 }
 
 fn write_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -134,33 +157,32 @@ fn write_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     }
 }
 
-/// Writes `entries` (sorted by path: parents first) under `out`, then the
-/// declared `links`.
-pub fn write(entries: &[Entry], links: &BTreeMap<String, String>, out: &Path) -> Result<(), Error> {
-    std::fs::create_dir_all(out).map_err(write_err(out))?;
-    for e in entries {
-        let path = out.join(&e.path);
-        // A data tar may leave a parent directory implicit.
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(write_err(parent))?;
+/// Writes one entry under `out`.
+fn write_entry(e: &Entry, out: &Path) -> Result<(), Error> {
+    let path = out.join(&e.path);
+    // A data tar may leave a parent directory implicit.
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(write_err(parent))?;
+    }
+    match &e.kind {
+        EntryKind::Directory => std::fs::create_dir_all(&path).map_err(write_err(&path))?,
+        EntryKind::File(bytes) => {
+            std::fs::write(&path, bytes).map_err(write_err(&path))?;
+            // Nix keeps only the executable bit; keep it exactly.
+            let mode = if e.mode & 0o111 != 0 { 0o755 } else { 0o644 };
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                .map_err(write_err(&path))?;
         }
-        match &e.kind {
-            EntryKind::Directory => {
-                std::fs::create_dir_all(&path).map_err(write_err(&path))?;
-            }
-            EntryKind::File(bytes) => {
-                std::fs::write(&path, bytes).map_err(write_err(&path))?;
-                // Nix keeps only the executable bit; keep it exactly.
-                let mode = if e.mode & 0o111 != 0 { 0o755 } else { 0o644 };
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
-                    .map_err(write_err(&path))?;
-            }
-            EntryKind::Symlink(target) => symlink(target, &path).map_err(write_err(&path))?,
-            EntryKind::Hardlink(target) => {
-                std::fs::hard_link(out.join(target), &path).map_err(write_err(&path))?
-            }
+        EntryKind::Symlink(target) => symlink(target, &path).map_err(write_err(&path))?,
+        EntryKind::Hardlink(target) => {
+            std::fs::hard_link(out.join(target), &path).map_err(write_err(&path))?
         }
     }
+    Ok(())
+}
+
+/// Makes the declared `links` under `out`.
+fn write_links(links: &BTreeMap<String, String>, out: &Path) -> Result<(), Error> {
     for (path, target) in links {
         let rel =
             tarsafe::normalize_name(path.trim_start_matches('/')).map_err(|p| Error::Link {
@@ -188,11 +210,23 @@ pub fn write(entries: &[Entry], links: &BTreeMap<String, String>, out: &Path) ->
     Ok(())
 }
 
-/// The `root` step: reads the input, unpacks every .deb, writes the root
-/// at `out`.
+/// Writes `entries` (in archive order) under `out`, then the declared `links`.
+pub fn write(entries: &[Entry], links: &BTreeMap<String, String>, out: &Path) -> Result<(), Error> {
+    std::fs::create_dir_all(out).map_err(write_err(out))?;
+    for e in entries {
+        write_entry(e, out)?;
+    }
+    write_links(links, out)
+}
+
+/// The `root` step: reads the input, then unpacks one .deb at a time,
+/// writing what it adds as it goes (only each path's shape is kept, so
+/// memory follows the largest package, not the toolchain), then the links.
 pub fn run(input: &[u8], out: &Path) -> Result<(), Error> {
     let input: Input = serde_json::from_slice(input).map_err(Error::Input)?;
-    let mut packages = Vec::with_capacity(input.packages.len());
+    std::fs::create_dir_all(out).map_err(write_err(out))?;
+    let mut placed = Placed::default();
+    let mut written = 0;
     for p in &input.packages {
         let bytes = std::fs::read(&p.deb).map_err(|error| Error::Read {
             path: p.deb.clone(),
@@ -202,14 +236,17 @@ pub fn run(input: &[u8], out: &Path) -> Result<(), Error> {
             pkg: p.name.clone(),
             error,
         })?;
-        packages.push((p.name.clone(), parsed.data));
+        drop(bytes);
+        let entries = placed.place(&p.name, tarsafe::validate(&p.name, parsed.data)?)?;
+        for e in &entries {
+            write_entry(e, out)?;
+        }
+        written += entries.len();
     }
-    let entries = merge(&packages)?;
-    write(&entries, &input.links, out)?;
+    write_links(&input.links, out)?;
     eprintln!(
-        "kiln-seed root: {} packages, {} entries, {} links",
-        packages.len(),
-        entries.len(),
+        "kiln-seed root: {} packages, {written} entries, {} links",
+        input.packages.len(),
         input.links.len()
     );
     Ok(())
@@ -260,14 +297,17 @@ mod tests {
             dir("./usr/"),
             file("./usr/share/doc", b"same", 0o644),
         ];
-        let merged =
-            merge(&[("a (amd64)".into(), amd.clone()), ("a (arm64)".into(), arm)]).unwrap();
+        let merged = merge(vec![
+            ("a (amd64)".into(), amd.clone()),
+            ("a (arm64)".into(), arm),
+        ])
+        .unwrap();
         assert_eq!(
             merged.iter().filter(|e| e.path == "usr/share/doc").count(),
             1
         );
         let other = vec![dir("./"), file("./usr/share/doc", b"different", 0o644)];
-        let e = merge(&[("a (amd64)".into(), amd), ("b (amd64)".into(), other)]).unwrap_err();
+        let e = merge(vec![("a (amd64)".into(), amd), ("b (amd64)".into(), other)]).unwrap_err();
         let msg = e.to_string();
         assert!(
             msg.contains("usr/share/doc") && msg.contains("a (amd64)") && msg.contains("b (amd64)"),
@@ -277,7 +317,11 @@ mod tests {
 
     #[test]
     fn setuid_devices_and_escapes_are_refused() {
-        let e = merge(&[("su (amd64)".into(), vec![file("./bin/su", b"x", 0o4755)])]).unwrap_err();
+        let e = merge(vec![(
+            "su (amd64)".into(),
+            vec![file("./bin/su", b"x", 0o4755)],
+        )])
+        .unwrap_err();
         assert!(e.to_string().contains("setuid"), "{e}");
         let dev = TarEntry {
             name: "./dev/null".into(),
@@ -287,15 +331,15 @@ mod tests {
             gid: 0,
             mtime: 1,
         };
-        assert!(merge(&[("d (amd64)".into(), vec![dev])]).is_err());
+        assert!(merge(vec![("d (amd64)".into(), vec![dev])]).is_err());
         let escape = file("./../etc/passwd", b"x", 0o644);
-        assert!(merge(&[("e (amd64)".into(), vec![escape])]).is_err());
+        assert!(merge(vec![("e (amd64)".into(), vec![escape])]).is_err());
     }
 
     #[test]
     fn writes_files_links_and_declared_alternatives() {
         let out = scratch("root-write");
-        let entries = merge(&[(
+        let entries = merge(vec![(
             "gcc (amd64)".into(),
             vec![
                 dir("./"),
