@@ -341,11 +341,6 @@ fn build_attrs(mut cmd: Command, flake: &str, attrs: &[String]) -> Result<Build,
     Ok(Build { images: out, built })
 }
 
-/// Every kiln step in the closure of `roots`.
-fn closure(roots: &[String], seed: &str) -> Result<BTreeMap<String, Drv>, ReproError> {
-    Ok(crate::nixcmd::kiln_steps(roots, seed)?)
-}
-
 /// Pairs each baseline derivation with its counterpart in a perturbed
 /// closure, walking both graphs from the roots (inputs matched by name).
 fn pair(
@@ -440,7 +435,7 @@ pub fn run(project: &Path, seed: &str, opts: &Options) -> Result<Report, ReproEr
     cmd.current_dir(&abs);
     let baseline = build_attrs(cmd, &flake, &opts.images)?.images;
     let roots: Vec<String> = baseline.values().map(|b| b.drv.clone()).collect();
-    let drvs = closure(&roots, seed)?;
+    let drvs = crate::nixcmd::kiln_steps(&roots, seed)?;
     let mut by_step: BTreeMap<String, usize> = BTreeMap::new();
     for d in drvs.values() {
         *by_step.entry(d.step.clone()).or_default() += 1;
@@ -614,7 +609,7 @@ fn compare_builds(
 ) -> Result<PerturbationResult, ReproError> {
     let built = &build.images;
     let roots: Vec<String> = built.values().map(|b| b.drv.clone()).collect();
-    let other = closure(&roots, seed)?;
+    let other = crate::nixcmd::kiln_steps(&roots, seed)?;
     let mut pairs = BTreeMap::new();
     for (image, b) in baseline {
         if let Some(o) = built.get(image) {

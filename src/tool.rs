@@ -110,6 +110,7 @@ pub fn git(dir: &Path, args: &[&str]) -> Option<String> {
 
 /// A [`Runner`] that answers from a script: for tests of the logic that
 /// reads a program's output, without the program.
+#[cfg(test)]
 #[derive(Debug, Default)]
 pub struct Fake {
     /// (a substring of the command line, what the run leaves).
@@ -118,6 +119,7 @@ pub struct Fake {
     pub calls: std::cell::RefCell<Vec<String>>,
 }
 
+#[cfg(test)]
 impl Fake {
     /// Answers commands whose line contains `needle` with success and `stdout`.
     pub fn answer(mut self, needle: &str, stdout: &str) -> Fake {
@@ -148,6 +150,7 @@ impl Fake {
     }
 }
 
+#[cfg(test)]
 impl Runner for Fake {
     fn run(&self, cmd: &mut Command) -> Result<Ran, ToolError> {
         let command = display(cmd);

@@ -14,6 +14,7 @@
 //! file events, no network by default, vfs storage in the project.
 
 use crate::fsutil::write_atomic;
+use crate::tool::{checked, display, run as output};
 use kiln_seed::digest::Digest;
 use kiln_seed::oci::{self, Layout, LayoutWriter, CONFIG_MEDIA_TYPE, LAYER_MEDIA_TYPE};
 use kiln_seed::spec::{Arch, ImageSpec};
@@ -73,8 +74,6 @@ fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> 
         error,
     }
 }
-
-use crate::tool::{checked, display, run as output};
 
 fn which(program: &str) -> Result<PathBuf, RuntimeError> {
     let path = std::env::var_os("PATH").unwrap_or_default();
