@@ -98,7 +98,7 @@ pub fn load_all(images_dir: &Path) -> Result<Vec<Loaded>, DefinitionError> {
     paths.iter().map(|p| load(p)).collect()
 }
 
-fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+pub(crate) fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
     let msg = e.message().trim_end().to_string();
     match e.span() {
         Some(span) => {

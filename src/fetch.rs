@@ -11,7 +11,7 @@
 use crate::debian::http::{transport, Http, HttpError, ATTEMPTS};
 use crate::debian::sources::{Mirrors, SourcesError, SuiteSource};
 use crate::digest::Digest;
-use crate::lock::Package;
+use crate::lock::{Lock, Package};
 use crate::nixstore::{self, StoreError};
 use crate::spec::Arch;
 use futures_util::StreamExt;
@@ -67,6 +67,8 @@ pub enum FetchError {
         path: PathBuf,
         error: std::io::Error,
     },
+    #[error("bootstrap: {0}")]
+    Bootstrap(String),
     #[error("{} downloads failed:\n  {}", .0.len(), .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n  "))]
     Many(Vec<FetchError>),
 }
@@ -163,6 +165,10 @@ pub struct Report {
     pub bytes: u64,
     pub seconds: f64,
     pub packages: Vec<Fetched>,
+    /// The bootstrap busybox's store path, when the lock has one and it was
+    /// asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<String>,
 }
 
 impl Report {
@@ -212,6 +218,51 @@ pub fn invalid_paths(paths: &[String]) -> Result<Vec<String>, FetchError> {
     Ok(out)
 }
 
+/// Puts the bootstrap busybox into the store, unpacked from its .deb (which
+/// must be in the store already: it is one of the lock's packages). Its
+/// store path only exists if the NAR hash is the one pinned in the lock.
+/// Returns the store path and whether it had to be added.
+pub fn add_bootstrap(lock: &Lock, tmp_dir: &Path) -> Result<Option<(String, bool)>, FetchError> {
+    use crate::toolchain::{busybox_from_deb, BOOTSTRAP_MEMBER, BOOTSTRAP_STORE_NAME};
+    let Some(b) = &lock.bootstrap else {
+        return Ok(None);
+    };
+    let path = b.store_path();
+    if nixstore::is_valid(&path) {
+        return Ok(Some((path, false)));
+    }
+    let fail = |m: String| FetchError::Bootstrap(format!("{} ({}): {m}", b.package, b.arch));
+    let pkg = lock
+        .packages
+        .get(&b.arch)
+        .and_then(|m| m.get(&b.package))
+        .ok_or_else(|| fail("no entry in the lock's packages".into()))?;
+    let deb = pkg.store_path(&b.package);
+    let bytes = std::fs::read(&deb).map_err(|e| fail(format!("reading {deb}: {e}")))?;
+    let busybox = busybox_from_deb(&b.package, &bytes).map_err(|e| fail(e.to_string()))?;
+    let dir = tempfile::Builder::new()
+        .prefix("bootstrap-")
+        .tempdir_in(tmp_dir)
+        .map_err(|error| FetchError::TempDir {
+            path: tmp_dir.to_path_buf(),
+            error,
+        })?;
+    let root = dir.path().join(BOOTSTRAP_STORE_NAME);
+    let file = root.join(BOOTSTRAP_MEMBER);
+    let write = || -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(file.parent().expect("bin/"))?;
+        std::fs::write(&file, &busybox)?;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755))
+    };
+    write().map_err(|e| fail(format!("writing {}: {e}", file.display())))?;
+    nixstore::add_fixed_recursive(&root, &path).map_err(|error| FetchError::Store {
+        package: b.package.clone(),
+        error,
+    })?;
+    Ok(Some((path, true)))
+}
+
 /// Fetches `items` that are not yet in the store.
 pub async fn fetch(
     http: &Http,
@@ -250,6 +301,7 @@ pub async fn fetch(
             bytes: 0,
             seconds: start.elapsed().as_secs_f64(),
             packages,
+            bootstrap: None,
         });
     }
     std::fs::create_dir_all(&opts.tmp_dir).map_err(|error| FetchError::TempDir {
@@ -334,6 +386,7 @@ pub async fn fetch(
         bytes,
         seconds: start.elapsed().as_secs_f64(),
         packages,
+        bootstrap: None,
     })
 }
 

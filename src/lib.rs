@@ -28,3 +28,4 @@ pub mod keys;
 pub mod sign;
 pub mod signstore;
 pub mod tool;
+pub mod toolchain;

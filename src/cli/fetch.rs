@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 /// Each file is verified against the lock's size and sha256 and added with
 /// `nix-store --add-fixed sha256` under the name of the fixed-output
 /// derivation the flake declares, so `nix build` needs no network. Files
-/// already in the store are skipped. A file the mirror no longer has means
+/// already in the store are skipped. Without an image filter, the
+/// toolchains' packages come too, and busybox, the bootstrap, is unpacked
+/// from its .deb and added under the NAR hash the lock pins. A file the mirror no longer has means
 /// the lock is stale: every such entry is listed; run `kiln lock --update`.
 ///
 /// Examples:
@@ -62,11 +64,19 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let report = rt.block_on(fetch::fetch(&http, &mirrors, items, &opts))?;
+    let mut report = rt.block_on(fetch::fetch(&http, &mirrors, items, &opts))?;
+    // The bootstrap comes with a whole-lock fetch (it unpacks toolchains,
+    // which belong to no image).
+    if images.is_none() && archs.is_none_or(|a| a.contains(&kiln::toolchain::BOOTSTRAP_ARCH)) {
+        report.bootstrap = fetch::add_bootstrap(&lock, &opts.tmp_dir)?.map(|(path, _)| path);
+    }
     if args.json {
         super::output::json(&report);
     } else {
         println!("{}", report.line());
+        if let Some(b) = &report.bootstrap {
+            println!("bootstrap: {b}");
+        }
     }
     Ok(())
 }

@@ -74,10 +74,11 @@ struct LockReport<'a, S: serde::Serialize> {
 pub fn run(project: &Path, args: Args) -> anyhow::Result<super::Outcome> {
     let started = Instant::now();
     let specs = load_specs(project)?;
+    let toolchains = kiln::toolchain::load_all(project)?;
     let path = Lock::path_in(project);
     if args.check {
         let lock = Lock::read(&path)?;
-        match lock.check(&specs, &path) {
+        match lock.check(&specs, &toolchains, &path) {
             Ok(()) => {}
             // A stale lock is the check failing, not kiln failing to run.
             Err(e @ kiln::lock::LockError::Stale { .. }) => {
@@ -128,7 +129,14 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<super::Outcome> {
         .iter()
         .filter(|s| only.as_ref().is_none_or(|o| o.contains(&s.full_name())))
         .collect();
-    let needed = lock::needed_suites(&targets);
+    let mut needed = lock::needed_suites(&targets);
+    for t in &toolchains {
+        for suite in &t.suites {
+            let archs = needed.entry(suite.clone()).or_default();
+            archs.extend(t.archs.iter().copied());
+            archs.insert(kiln::toolchain::BOOTSTRAP_ARCH);
+        }
+    }
 
     let mirrors = args.archive.discover()?;
     let mut sources = Vec::new();
@@ -160,7 +168,33 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<super::Outcome> {
     for ((suite, _, _), r) in sources.iter().zip(loaded) {
         indexes.insert(suite.clone(), r?);
     }
-    let (new, summary) = lock::build(&specs, &indexes, previous.as_ref(), only.as_ref())?;
+    // The bootstrap's pin is the NAR hash of busybox unpacked from its
+    // .deb: computed here, once per new .deb, from the verified file.
+    let mut busybox_nar = |p: &lock::Package| -> Result<String, String> {
+        let base = mirrors.suite(&p.suite).map_err(|e| e.to_string())?.base;
+        let url = format!("{base}/{}", p.filename);
+        let bytes = rt
+            .block_on(http.get_bytes(&url, p.size + 1))
+            .map_err(|e| e.to_string())?;
+        let got = kiln::digest::Digest::of(&bytes).hex();
+        if got != p.sha256 {
+            return Err(format!(
+                "sha256 mismatch from {url}: expected {}, got {got}",
+                p.sha256
+            ));
+        }
+        let busybox = kiln::toolchain::busybox_from_deb(kiln::toolchain::BOOTSTRAP_PACKAGE, &bytes)
+            .map_err(|e| e.to_string())?;
+        Ok(kiln::toolchain::busybox_nar_hash(&busybox))
+    };
+    let (new, summary) = lock::build(
+        &specs,
+        &toolchains,
+        &indexes,
+        previous.as_ref(),
+        only.as_ref(),
+        &mut busybox_nar,
+    )?;
     let unchanged = previous
         .as_ref()
         .is_some_and(|p| p.to_bytes() == new.to_bytes());

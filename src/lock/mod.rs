@@ -11,6 +11,7 @@ use crate::debian::resolve::{plan_layers, resolve, Request, ResolveError, Univer
 use crate::digest::Digest;
 use crate::nixstore;
 use crate::spec::{Arch, ImageSpec};
+use crate::toolchain::Toolchain;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -43,6 +44,13 @@ pub enum LockError {
     Stale {
         path: PathBuf,
         problems: Vec<String>,
+    },
+    #[error("bootstrap {package}: {message}")]
+    Bootstrap { package: String, message: String },
+    #[error("toolchain {toolchain}: {error}")]
+    ResolveToolchain {
+        toolchain: String,
+        error: Box<ResolveError>,
     },
     #[error("image {image}: {error}")]
     Resolve {
@@ -132,6 +140,34 @@ pub struct Image {
     pub archs: BTreeMap<Arch, ImageArch>,
 }
 
+/// One toolchain: the packages its root unpacks, per (build machine) arch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedToolchain {
+    pub inputs: Digest,
+    pub archs: BTreeMap<Arch, Vec<String>>,
+}
+
+/// The bootstrap: busybox unpacked from a pinned package of
+/// `packages.<arch>`, pinned by the NAR hash of that unpacking (hex).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Bootstrap {
+    pub arch: Arch,
+    pub package: String,
+    pub nar_hash: String,
+}
+
+impl Bootstrap {
+    /// The store path `kiln fetch` adds and the flake's FOD produces.
+    pub fn store_path(&self) -> String {
+        let nar = Digest::from_hex(&self.nar_hash)
+            .map(|d| d.0)
+            .unwrap_or_default();
+        nixstore::recursive_fixed_path(crate::toolchain::BOOTSTRAP_STORE_NAME, &nar)
+    }
+}
+
 /// The whole lock. Every map is a BTreeMap, and the bytes go through
 /// `json::pretty`, so the same content always gives the same file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,6 +177,10 @@ pub struct Lock {
     pub sources: BTreeMap<String, LockedSuite>,
     pub packages: BTreeMap<Arch, BTreeMap<String, Package>>,
     pub images: BTreeMap<String, Image>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub toolchains: BTreeMap<String, LockedToolchain>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<Bootstrap>,
 }
 
 impl Default for Lock {
@@ -150,6 +190,8 @@ impl Default for Lock {
             sources: BTreeMap::new(),
             packages: BTreeMap::new(),
             images: BTreeMap::new(),
+            toolchains: BTreeMap::new(),
+            bootstrap: None,
         }
     }
 }
@@ -289,6 +331,36 @@ impl Lock {
                 }
             }
         }
+        for (name, t) in &self.toolchains {
+            for (arch, names) in &t.archs {
+                let known = self.packages.get(arch);
+                for n in names {
+                    if !known.is_some_and(|k| k.contains_key(n)) {
+                        return Err(format!(
+                            "toolchains.{name}.archs.{arch}: package {n} has no entry in packages.{arch}"
+                        ));
+                    }
+                }
+            }
+        }
+        if let Some(b) = &self.bootstrap {
+            if !self
+                .packages
+                .get(&b.arch)
+                .is_some_and(|k| k.contains_key(&b.package))
+            {
+                return Err(format!(
+                    "bootstrap: package {} has no entry in packages.{}",
+                    b.package, b.arch
+                ));
+            }
+            if Digest::from_hex(&b.nar_hash).is_none() {
+                return Err(format!(
+                    "bootstrap: narHash {:?} is not 64 lowercase hex digits",
+                    b.nar_hash
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -307,8 +379,41 @@ impl Lock {
 
     /// `kiln lock --check`: offline, whether the lock still matches the
     /// definitions. `path` names the lock in the error.
-    pub fn check(&self, specs: &[ImageSpec], path: &Path) -> Result<(), LockError> {
-        self.check_images(specs, true, path)
+    pub fn check(
+        &self,
+        specs: &[ImageSpec],
+        toolchains: &[Toolchain],
+        path: &Path,
+    ) -> Result<(), LockError> {
+        self.check_images(specs, true, path)?;
+        let mut problems = Vec::new();
+        for t in toolchains {
+            let Some(entry) = self.toolchains.get(&t.name) else {
+                problems.push(format!("toolchain {}: no entry", t.name));
+                continue;
+            };
+            if entry.inputs != t.lock_inputs() {
+                problems.push(format!("toolchain {}: its definition changed (archs, suites or packages) since it was locked", t.name));
+            }
+        }
+        for name in self.toolchains.keys() {
+            if !toolchains.iter().any(|t| &t.name == name) {
+                problems.push(format!(
+                    "toolchain {name}: locked, but there is no such definition any more"
+                ));
+            }
+        }
+        if !toolchains.is_empty() && self.bootstrap.is_none() {
+            problems.push("bootstrap: no entry (toolchains need busybox)".to_string());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(LockError::Stale {
+                path: path.to_path_buf(),
+                problems,
+            })
+        }
     }
 
     /// Like [`Lock::check`] for `specs` only; `complete` also refuses

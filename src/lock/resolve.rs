@@ -16,6 +16,10 @@ pub fn needed_suites(specs: &[&ImageSpec]) -> BTreeMap<String, BTreeSet<Arch>> {
     out
 }
 
+/// Computes the bootstrap's NAR hash (hex) from its locked package: the
+/// caller downloads and unpacks it ([`crate::toolchain::busybox_nar_hash`]).
+pub type BusyboxNar<'a> = &'a mut dyn FnMut(&Package) -> Result<String, String>;
+
 /// Builds a new lock. `specs` are all images of all definitions; `only`
 /// limits resolution to those names (the others keep their entries from
 /// `previous`, and their package versions are preferred so that shared
@@ -23,9 +27,11 @@ pub fn needed_suites(specs: &[&ImageSpec]) -> BTreeMap<String, BTreeSet<Arch>> {
 /// resolved images use.
 pub fn build(
     specs: &[ImageSpec],
+    toolchains: &[Toolchain],
     indexes: &BTreeMap<String, SuiteIndex>,
     previous: Option<&Lock>,
     only: Option<&BTreeSet<String>>,
+    busybox_nar: BusyboxNar<'_>,
 ) -> Result<(Lock, Summary), LockError> {
     if let Some(only) = only {
         for name in only {
@@ -185,9 +191,19 @@ pub fn build(
                 deps.entry(p.clone()).or_default();
             }
             let layers = plan_layers(&deps, &sizes, spec.layer_budget);
+            let before = prev
+                .images
+                .get(&image)
+                .and_then(|i| i.archs.get(&arch))
+                .map(|a| a.packages.as_slice());
             changes.insert(
                 arch,
-                diff(prev, &image, arch, &packages, lock.packages.get(&arch)),
+                diff(
+                    before,
+                    &packages,
+                    prev.packages.get(&arch),
+                    lock.packages.get(&arch),
+                ),
             );
             archs.insert(arch, ImageArch { packages, layers });
         }
@@ -207,6 +223,15 @@ pub fn build(
         );
         summary.images.insert(image, changes);
     }
+    resolve_toolchains(
+        &mut lock,
+        &mut summary,
+        &mut owner,
+        toolchains,
+        indexes,
+        prev,
+        busybox_nar,
+    )?;
     for (suite, src) in &lock.sources {
         summary.sources.insert(suite.clone(), src.date.clone());
     }
@@ -236,8 +261,18 @@ pub(super) fn universe<'a>(
     arch: Arch,
     image: &str,
 ) -> Result<Universe<'a>, LockError> {
+    suites_universe(&spec.suites, indexes, arch, image)
+}
+
+/// The packages of `suites` for `arch`; `owner` names what needs them.
+fn suites_universe<'a>(
+    suites: &[String],
+    indexes: &'a BTreeMap<String, SuiteIndex>,
+    arch: Arch,
+    image: &str,
+) -> Result<Universe<'a>, LockError> {
     let mut sources = Vec::new();
-    for suite in &spec.suites {
+    for suite in suites {
         let idx = indexes.get(suite).ok_or_else(|| LockError::NotLoaded {
             image: image.to_string(),
             suite: suite.clone(),
@@ -302,11 +337,12 @@ pub(super) fn unchanged(
         })
 }
 
+/// What changed between the package list an image or toolchain had
+/// (`before`, with the old lock's `old` packages of that arch) and has now.
 pub(super) fn diff(
-    prev: &Lock,
-    image: &str,
-    arch: Arch,
+    before: Option<&[String]>,
     now: &[String],
+    old: Option<&BTreeMap<String, Package>>,
     pkgs: Option<&BTreeMap<String, Package>>,
 ) -> ArchChange {
     let version = |m: Option<&BTreeMap<String, Package>>, n: &str| {
@@ -314,14 +350,8 @@ pub(super) fn diff(
             .map(|p| p.version.clone())
             .unwrap_or_default()
     };
-    let before: BTreeSet<&String> = prev
-        .images
-        .get(image)
-        .and_then(|i| i.archs.get(&arch))
-        .map(|a| a.packages.iter().collect())
-        .unwrap_or_default();
+    let before: BTreeSet<&String> = before.map(|b| b.iter().collect()).unwrap_or_default();
     let after: BTreeSet<&String> = now.iter().collect();
-    let old = prev.packages.get(&arch);
     let mut c = ArchChange {
         packages: now.len(),
         ..Default::default()
@@ -361,4 +391,169 @@ pub(super) fn diff(
         }
     }
     c
+}
+
+/// Resolves every toolchain (after the images, whose versions it keeps:
+/// a lock holds one version per package and arch) and the bootstrap
+/// package. The bootstrap's NAR hash is carried over from `prev` when its
+/// .deb did not change, else computed by `busybox_nar` from the package.
+fn resolve_toolchains(
+    lock: &mut Lock,
+    summary: &mut Summary,
+    owner: &mut BTreeMap<(Arch, String), (String, String)>,
+    toolchains: &[Toolchain],
+    indexes: &BTreeMap<String, SuiteIndex>,
+    prev: &Lock,
+    busybox_nar: BusyboxNar<'_>,
+) -> Result<(), LockError> {
+    use crate::toolchain::{BOOTSTRAP_ARCH, BOOTSTRAP_PACKAGE};
+    // The bootstrap is resolved like a toolchain of one package, from the
+    // first toolchain's suites.
+    let bootstrap = toolchains.first().map(|first| Toolchain {
+        name: "bootstrap".to_string(),
+        description: String::new(),
+        archs: vec![BOOTSTRAP_ARCH],
+        suites: first.suites.clone(),
+        packages: vec![crate::spec::PackageName(BOOTSTRAP_PACKAGE.to_string())],
+        exclude: Vec::new(),
+        links: BTreeMap::new(),
+    });
+    let wanted = toolchains
+        .iter()
+        .map(|t| (t, true))
+        .chain(bootstrap.iter().map(|t| (t, false)));
+    for (t, is_toolchain) in wanted {
+        let name = t.name.clone();
+        let (suites, archs) = (&t.suites, &t.archs);
+        let include: Vec<String> = t.packages.iter().map(|p| p.0.clone()).collect();
+        let exclude: Vec<String> = t.exclude.iter().map(|p| p.0.clone()).collect();
+        let what = format!("toolchain {name}");
+        for suite in suites {
+            let idx = indexes.get(suite).ok_or_else(|| LockError::NotLoaded {
+                image: what.clone(),
+                suite: suite.clone(),
+                arch: archs[0],
+            })?;
+            lock.sources.insert(suite.clone(), source_entry(idx));
+        }
+        let mut locked_archs = BTreeMap::new();
+        let mut changes = BTreeMap::new();
+        let mut sorted = archs.clone();
+        sorted.sort();
+        for arch in sorted {
+            let universe = suites_universe(suites, indexes, arch, &what)?;
+            let pins: BTreeMap<String, String> = lock
+                .packages
+                .get(&arch)
+                .map(|m| {
+                    m.iter()
+                        .map(|(n, p)| (n.clone(), p.version.clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let req = Request {
+                roots: include.clone(),
+                exclude: exclude.clone(),
+                pins,
+            };
+            let resolved = resolve(&universe, &req).map_err(|e| LockError::ResolveToolchain {
+                toolchain: name.clone(),
+                error: Box::new(e),
+            })?;
+            for (pkg_name, cand) in &resolved.packages {
+                let pkg = Package {
+                    version: cand.pkg.version_text.clone(),
+                    architecture: cand.pkg.architecture.clone(),
+                    source: cand.pkg.source.clone(),
+                    source_version: cand.pkg.source_version.clone(),
+                    suite: cand.suite.to_string(),
+                    filename: cand.pkg.filename.clone(),
+                    sha256: cand.pkg.sha256.clone(),
+                    size: cand.pkg.size,
+                };
+                let slot = lock.packages.entry(arch).or_default();
+                match slot.get(pkg_name) {
+                    Some(existing)
+                        if (&existing.version, &existing.sha256) != (&pkg.version, &pkg.sha256) =>
+                    {
+                        let (other, version_a) = owner
+                            .get(&(arch, pkg_name.clone()))
+                            .cloned()
+                            .unwrap_or_default();
+                        return Err(LockError::Conflict {
+                            arch,
+                            name: pkg_name.clone(),
+                            image_a: other,
+                            version_a,
+                            image_b: what.clone(),
+                            version_b: pkg.version,
+                        });
+                    }
+                    Some(_) => {}
+                    None => {
+                        slot.insert(pkg_name.clone(), pkg.clone());
+                        owner.insert(
+                            (arch, pkg_name.clone()),
+                            (what.clone(), pkg.version.clone()),
+                        );
+                    }
+                }
+            }
+            let packages: Vec<String> = resolved.packages.keys().cloned().collect();
+            let before = prev
+                .toolchains
+                .get(&name)
+                .and_then(|t| t.archs.get(&arch))
+                .map(|p| p.as_slice());
+            changes.insert(
+                arch,
+                diff(
+                    before,
+                    &packages,
+                    prev.packages.get(&arch),
+                    lock.packages.get(&arch),
+                ),
+            );
+            locked_archs.insert(arch, packages);
+        }
+        if is_toolchain {
+            let def = toolchains
+                .iter()
+                .find(|t| t.name == name)
+                .expect("listed above");
+            lock.toolchains.insert(
+                name.clone(),
+                LockedToolchain {
+                    inputs: def.lock_inputs(),
+                    archs: locked_archs,
+                },
+            );
+            summary.toolchains.insert(name, changes);
+        } else {
+            let same_deb = |l: &Lock| {
+                l.packages
+                    .get(&BOOTSTRAP_ARCH)
+                    .and_then(|m| m.get(BOOTSTRAP_PACKAGE))
+                    .map(|p| p.sha256.clone())
+            };
+            let nar_hash = match &prev.bootstrap {
+                Some(b) if same_deb(prev) == same_deb(lock) && b.package == BOOTSTRAP_PACKAGE => {
+                    b.nar_hash.clone()
+                }
+                _ => {
+                    let p = &lock.packages[&BOOTSTRAP_ARCH][BOOTSTRAP_PACKAGE];
+                    busybox_nar(p).map_err(|message| LockError::Bootstrap {
+                        package: format!("{BOOTSTRAP_PACKAGE} {}", p.version),
+                        message,
+                    })?
+                }
+            };
+            lock.bootstrap = Some(Bootstrap {
+                arch: BOOTSTRAP_ARCH,
+                package: BOOTSTRAP_PACKAGE.to_string(),
+                nar_hash,
+            });
+        }
+    }
+    Ok(())
 }

@@ -38,6 +38,8 @@ impl ArchChange {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Summary {
     pub images: BTreeMap<String, BTreeMap<Arch, ArchChange>>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub toolchains: BTreeMap<String, BTreeMap<Arch, ArchChange>>,
     /// Suite → Date of the signed index used.
     pub sources: BTreeMap<String, String>,
     /// Images kept from the previous lock untouched.
@@ -55,6 +57,7 @@ impl Summary {
             || self
                 .images
                 .values()
+                .chain(self.toolchains.values())
                 .flat_map(|a| a.values())
                 .any(|c| !c.is_empty())
     }
@@ -65,7 +68,16 @@ impl Summary {
         for (suite, date) in &self.sources {
             out.push_str(&format!("{suite}: signed index of {date}\n"));
         }
-        for (image, archs) in &self.images {
+        let toolchains = self
+            .toolchains
+            .iter()
+            .map(|(n, a)| (format!("toolchain {n}"), a));
+        for (image, archs) in self
+            .images
+            .iter()
+            .map(|(n, a)| (n.clone(), a))
+            .chain(toolchains)
+        {
             for (arch, c) in archs {
                 let delta = if c.is_empty() {
                     "unchanged".to_string()

@@ -103,7 +103,15 @@ fn specs() -> Vec<ImageSpec> {
 
 #[test]
 fn build_resolves_every_image_and_arch() {
-    let (lock, summary) = build(&specs(), &indexes("3.0.11-1"), None, None).unwrap();
+    let (lock, summary) = build(
+        &specs(),
+        &[],
+        &indexes("3.0.11-1"),
+        None,
+        None,
+        &mut no_bootstrap,
+    )
+    .unwrap();
     assert_eq!(
         lock.images["certs"].archs[&Arch::Amd64].packages,
         ["ca-certificates"]
@@ -130,7 +138,7 @@ fn build_resolves_every_image_and_arch() {
     assert_eq!(ssl.inputs, specs()[1].lock_inputs());
     assert_eq!(lock.sources["bookworm"].suite, "bookworm-suite");
     assert_eq!(summary.images["ssl"][&Arch::Amd64].added.len(), 3);
-    lock.check(&specs(), Path::new("kiln.lock")).unwrap();
+    lock.check(&specs(), &[], Path::new("kiln.lock")).unwrap();
     // No URL or host anywhere.
     let text = String::from_utf8(lock.to_bytes()).unwrap();
     assert!(!text.contains("://"), "{text}");
@@ -138,26 +146,50 @@ fn build_resolves_every_image_and_arch() {
 
 #[test]
 fn a_relock_with_the_same_debs_keeps_the_creation_time() {
-    let (first, _) = build(&specs(), &indexes("3.0.11-1"), None, None).unwrap();
+    let (first, _) = build(
+        &specs(),
+        &[],
+        &indexes("3.0.11-1"),
+        None,
+        None,
+        &mut no_bootstrap,
+    )
+    .unwrap();
     // The security suite is re-signed (newer date), same packages.
     let mut later = indexes("3.0.11-1");
     later.get_mut("bookworm-security").unwrap().release.epoch = 3000;
-    let (again, _) = build(&specs(), &later, Some(&first), None).unwrap();
+    let (again, _) = build(&specs(), &[], &later, Some(&first), None, &mut no_bootstrap).unwrap();
     assert_eq!(again.images["ssl"].created, 2000);
     // A new libssl3 moves it.
     let mut newer = indexes("3.0.13-1");
     newer.get_mut("bookworm-security").unwrap().release.epoch = 3000;
-    let (moved, _) = build(&specs(), &newer, Some(&first), None).unwrap();
+    let (moved, _) = build(&specs(), &[], &newer, Some(&first), None, &mut no_bootstrap).unwrap();
     assert_eq!(moved.images["ssl"].created, 3000);
     assert_eq!(moved.images["certs"].created, 1000);
 }
 
 #[test]
 fn bytes_are_deterministic_and_sorted() {
-    let (a, _) = build(&specs(), &indexes("3.0.11-1"), None, None).unwrap();
+    let (a, _) = build(
+        &specs(),
+        &[],
+        &indexes("3.0.11-1"),
+        None,
+        None,
+        &mut no_bootstrap,
+    )
+    .unwrap();
     let mut rev = specs();
     rev.reverse();
-    let (b, _) = build(&rev, &indexes("3.0.11-1"), None, None).unwrap();
+    let (b, _) = build(
+        &rev,
+        &[],
+        &indexes("3.0.11-1"),
+        None,
+        None,
+        &mut no_bootstrap,
+    )
+    .unwrap();
     assert_eq!(a.to_bytes(), b.to_bytes());
     let text = String::from_utf8(a.to_bytes()).unwrap();
     assert!(
@@ -184,14 +216,30 @@ fn bytes_are_deterministic_and_sorted() {
 
 #[test]
 fn update_reports_what_changed() {
-    let (old, _) = build(&specs(), &indexes("3.0.11-1"), None, None).unwrap();
+    let (old, _) = build(
+        &specs(),
+        &[],
+        &indexes("3.0.11-1"),
+        None,
+        None,
+        &mut no_bootstrap,
+    )
+    .unwrap();
     let mut changed = specs();
     changed[0] = spec(
         "certs",
         &["ca-certificates", "tzdata"],
         &["openssl", "debconf", "debconf-2.0"],
     );
-    let (new, summary) = build(&changed, &indexes("3.0.13-1"), Some(&old), None).unwrap();
+    let (new, summary) = build(
+        &changed,
+        &[],
+        &indexes("3.0.13-1"),
+        Some(&old),
+        None,
+        &mut no_bootstrap,
+    )
+    .unwrap();
     let ssl = &summary.images["ssl"][&Arch::Amd64];
     assert_eq!(
         ssl.upgraded,
@@ -214,13 +262,29 @@ fn update_reports_what_changed() {
     assert!(text.contains("  ~ libssl3 3.0.11-1 → 3.0.13-1"), "{text}");
     assert!(text.contains("  + tzdata 2024a-0+deb12u1"), "{text}");
     assert_eq!(new.packages[&Arch::Amd64]["libssl3"].version, "3.0.13-1");
-    let (_, again) = build(&changed, &indexes("3.0.13-1"), Some(&new), None).unwrap();
+    let (_, again) = build(
+        &changed,
+        &[],
+        &indexes("3.0.13-1"),
+        Some(&new),
+        None,
+        &mut no_bootstrap,
+    )
+    .unwrap();
     assert!(!again.changed());
 }
 
 #[test]
 fn partial_update_keeps_other_images_and_their_versions() {
-    let (old, _) = build(&specs(), &indexes("3.0.11-1"), None, None).unwrap();
+    let (old, _) = build(
+        &specs(),
+        &[],
+        &indexes("3.0.11-1"),
+        None,
+        None,
+        &mut no_bootstrap,
+    )
+    .unwrap();
     let mut changed = specs();
     changed[0] = spec(
         "certs",
@@ -229,15 +293,30 @@ fn partial_update_keeps_other_images_and_their_versions() {
     );
     let only: BTreeSet<String> = ["certs".to_string()].into();
     // The kept image pins libssl3 at 3.0.11-1; it is no longer offered.
-    let e = build(&changed, &indexes("3.0.13-1"), Some(&old), Some(&only))
-        .unwrap_err()
-        .to_string();
+    let e = build(
+        &changed,
+        &[],
+        &indexes("3.0.13-1"),
+        Some(&old),
+        Some(&only),
+        &mut no_bootstrap,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(
         e.contains("libssl3") && e.contains("3.0.11-1") && e.contains("3.0.13-1"),
         "{e}"
     );
     // With the pinned version still offered, it is reused.
-    let (new, summary) = build(&changed, &indexes("3.0.11-1"), Some(&old), Some(&only)).unwrap();
+    let (new, summary) = build(
+        &changed,
+        &[],
+        &indexes("3.0.11-1"),
+        Some(&old),
+        Some(&only),
+        &mut no_bootstrap,
+    )
+    .unwrap();
     assert_eq!(new.images["ssl"], old.images["ssl"]);
     assert_eq!(summary.kept, ["ssl"]);
     assert_eq!(
@@ -246,9 +325,11 @@ fn partial_update_keeps_other_images_and_their_versions() {
     );
     let e = build(
         &changed,
+        &[],
         &indexes("3.0.11-1"),
         Some(&old),
         Some(&["nope".to_string()].into()),
+        &mut no_bootstrap,
     )
     .unwrap_err();
     assert!(matches!(e, LockError::UnknownImage(_)));
@@ -256,19 +337,27 @@ fn partial_update_keeps_other_images_and_their_versions() {
 
 #[test]
 fn check_names_the_stale_image() {
-    let (lock, _) = build(&specs(), &indexes("3.0.11-1"), None, None).unwrap();
+    let (lock, _) = build(
+        &specs(),
+        &[],
+        &indexes("3.0.11-1"),
+        None,
+        None,
+        &mut no_bootstrap,
+    )
+    .unwrap();
     let p = Path::new("kiln.lock");
     let mut changed = specs();
     changed[1] = spec("ssl", &["openssl", "tzdata"], &[]);
-    let e = lock.check(&changed, p).unwrap_err().to_string();
+    let e = lock.check(&changed, &[], p).unwrap_err().to_string();
     assert!(
         e.contains("image ssl: its definition changed") && !e.contains("image certs"),
         "{e}"
     );
     changed.push(spec("new", &["tzdata"], &[]));
-    let e = lock.check(&changed, p).unwrap_err().to_string();
+    let e = lock.check(&changed, &[], p).unwrap_err().to_string();
     assert!(e.contains("image new: no entry"), "{e}");
-    let e = lock.check(&specs()[..1], p).unwrap_err().to_string();
+    let e = lock.check(&specs()[..1], &[], p).unwrap_err().to_string();
     assert!(
         e.contains("image ssl: locked, but there is no such definition"),
         "{e}"
@@ -279,7 +368,7 @@ fn check_names_the_stale_image() {
         .get_mut(&Arch::Amd64)
         .unwrap()
         .remove("libc6");
-    let e = broken.check(&specs(), p).unwrap_err().to_string();
+    let e = broken.check(&specs(), &[], p).unwrap_err().to_string();
     assert!(
         e.contains("image ssl: amd64 package libc6 has no entry"),
         "{e}"
@@ -288,7 +377,15 @@ fn check_names_the_stale_image() {
 
 #[test]
 fn invalid_locks_are_rejected() {
-    let (lock, _) = build(&specs(), &indexes("3.0.11-1"), None, None).unwrap();
+    let (lock, _) = build(
+        &specs(),
+        &[],
+        &indexes("3.0.11-1"),
+        None,
+        None,
+        &mut no_bootstrap,
+    )
+    .unwrap();
     let p = Path::new("kiln.lock");
     let text = String::from_utf8(lock.to_bytes()).unwrap();
     let e = Lock::from_slice(
@@ -326,8 +423,22 @@ fn unknown_package_for_one_arch_says_so() {
         .get_mut(&Arch::Arm64)
         .unwrap()
         .retain(|p| p.name != "tzdata");
-    let e = build(&[spec("tz", &["tzdata"], &[])], &idx, None, None)
-        .unwrap_err()
-        .to_string();
+    let e = build(
+        &[spec("tz", &["tzdata"], &[])],
+        &[],
+        &idx,
+        None,
+        None,
+        &mut no_bootstrap,
+    )
+    .unwrap_err()
+    .to_string();
     assert_eq!(e, "image tz: unknown package tzdata for arm64 (searched bookworm, bookworm-security) (it exists for amd64: only arm64 lacks it)");
+}
+
+fn no_bootstrap(p: &Package) -> Result<String, String> {
+    panic!(
+        "no toolchain here, yet the bootstrap {} was asked for",
+        p.version
+    )
 }
