@@ -165,6 +165,9 @@ pub struct Report {
     pub bytes: u64,
     pub seconds: f64,
     pub packages: Vec<Fetched>,
+    /// Crates of the project's Cargo.lock files (whole-lock fetches only).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub crates: BTreeMap<String, crate::crates::Added>,
     /// The bootstrap busybox's store path, when the lock has one and it was
     /// asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -301,6 +304,7 @@ pub async fn fetch(
             bytes: 0,
             seconds: start.elapsed().as_secs_f64(),
             packages,
+            crates: BTreeMap::new(),
             bootstrap: None,
         });
     }
@@ -386,6 +390,7 @@ pub async fn fetch(
         bytes,
         seconds: start.elapsed().as_secs_f64(),
         packages,
+        crates: BTreeMap::new(),
         bootstrap: None,
     })
 }

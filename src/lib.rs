@@ -8,6 +8,7 @@
 pub use kiln_seed::{digest, json, spec};
 
 pub mod build;
+pub mod crates;
 pub mod debian;
 pub mod definition;
 pub mod diff;

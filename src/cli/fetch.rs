@@ -15,7 +15,10 @@ use std::path::{Path, PathBuf};
 /// derivation the flake declares, so `nix build` needs no network. Files
 /// already in the store are skipped. Without an image filter, the
 /// toolchains' packages come too, and busybox, the bootstrap, is unpacked
-/// from its .deb and added under the NAR hash the lock pins. A file the mirror no longer has means
+/// from its .deb and added under the NAR hash the lock pins; and the crates
+/// of nix/seed/Cargo.lock and Cargo.lock, which the flake compiles in the
+/// sandbox, are added from cargo's cache (after `cargo fetch --locked`;
+/// `KILN_CARGO` names another cargo), each checked against its checksum. A file the mirror no longer has means
 /// the lock is stale: every such entry is listed; run `kiln lock --update`.
 ///
 /// Examples:
@@ -69,11 +72,29 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
     // which belong to no image).
     if images.is_none() && archs.is_none_or(|a| a.contains(&kiln::toolchain::BOOTSTRAP_ARCH)) {
         report.bootstrap = fetch::add_bootstrap(&lock, &opts.tmp_dir)?.map(|(path, _)| path);
+        let cargo: Vec<String> = match std::env::var("KILN_CARGO") {
+            Ok(c) if !c.trim().is_empty() => c.split_whitespace().map(String::from).collect(),
+            _ => vec!["cargo".to_string()],
+        };
+        for (rel, workspace) in kiln::crates::CARGO_LOCKS {
+            let lock_file = project.join(rel);
+            if lock_file.is_file() {
+                let home = kiln::crates::default_cargo_home();
+                let added = kiln::crates::add(&lock_file, workspace, &home, &cargo)?;
+                report.crates.insert(rel.to_string(), added);
+            }
+        }
     }
     if args.json {
         super::output::json(&report);
     } else {
         println!("{}", report.line());
+        for (lock_file, c) in &report.crates {
+            println!(
+                "{lock_file}: crates added {}, present {}",
+                c.added, c.present
+            );
+        }
         if let Some(b) = &report.bootstrap {
             println!("bootstrap: {b}");
         }
