@@ -21,6 +21,11 @@
       packages.${system} = kiln.packages // {
         default = kiln.packages.scratch-plus;
         seed = kiln.seed;
+        # The seed compiled here, in the sandbox, by Debian's rustc.
+        seed-from-source = kiln.seedFromSource;
+        toolchain-rust = kiln.rustRoot;
+        # The kiln command, compiled the same way: `nix run .#kiln -- ...`.
+        kiln = kiln.driverFromSource;
         inherit verify;
         # The smallest toolchain root: busybox-static, with /bin/sh.
         root-busybox = kiln.toolchainRoot {
@@ -43,6 +48,7 @@
 
       apps.${system} = {
         verify = { type = "app"; program = "${verify}/bin/verify"; };
+        kiln = { type = "app"; program = "${kiln.driverFromSource}/bin/kiln"; };
         default = self.apps.${system}.verify;
       };
     };

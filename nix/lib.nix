@@ -20,8 +20,6 @@ let
     if pathExists lockFile then fromJSON (readFile lockFile)
     else throw "kiln: kiln.lock is missing; run `kiln lock` (or scripts/setup)";
 
-  pin = fromJSON (readFile ./seed.json);
-
   # Set only by `kiln build --allow-unsandboxed` (an impure evaluation); the
   # seed refuses to run outside the Nix sandbox unless this is set, and then
   # says so in the build log.
@@ -51,22 +49,24 @@ let
     else if notStrings != [ ] then throw "kiln: KILN_PERTURB: values must be strings: ${concatStringsSep ", " notStrings}"
     else value;
 
-  # The seed: kiln's own static builder, put into the store by `kiln seed`
-  # with `nix-store --add-fixed --recursive sha256`. The URL is never
-  # fetched when the seed is present; when it is missing, Nix prints it in
-  # its error, so it says what to run.
-  seed = derivation {
+  # The seed, kiln's own static builder, is compiled in the sandbox from
+  # pinned inputs (seedFromSource below). Only `kiln digests --seed host`
+  # (an impure evaluation) swaps in a seed built by the host's cargo, added
+  # to the store under its NAR hash: the diverse double-compilation check.
+  hostSeedHash = getEnv "KILN_HOST_SEED";
+  hostSeed = derivation {
     name = "kiln-seed";
     inherit system;
     builder = "builtin:fetchurl";
-    url = "file:///kiln-seed-is-not-in-the-nix-store/run-kiln-seed-in-the-checkout";
+    url = "file:///kiln-host-seed-is-not-in-the-nix-store/run-kiln-digests-seed-host";
     executable = true;
     unpack = false;
     outputHashMode = "recursive";
     outputHashAlgo = "sha256";
-    outputHash = pin.narHash;
+    outputHash = hostSeedHash;
     preferLocalBuild = true;
   };
+  seed = if hostSeedHash != "" then hostSeed else seedFromSource;
 
   # Store names may not contain `~` or the epoch's `:` (docs/internals.md).
   sanitize = replaceStrings [ "~" ":" ] [ "-" "-" ];
@@ -140,6 +140,213 @@ let
     inherit name;
     stepName = "chroot";
     input = { inherit root argv env; };
+  };
+
+  # ---- Compiling in the sandbox -------------------------------------------
+  #
+  # The bootstrap: busybox unpacked from its pinned .deb (kiln.lock's
+  # `bootstrap`; `kiln fetch` adds it). It is the only program that runs
+  # here before a seed compiled here exists: it unpacks the first toolchain
+  # root and enters it (docs/internals.md, "Bootstrap").
+  busybox =
+    let b = lock.bootstrap or (throw "kiln: kiln.lock has no bootstrap; run `kiln lock`");
+    in derivation {
+      name = "kiln-busybox";
+      inherit system;
+      builder = "builtin:fetchurl";
+      url = "file:///kiln-busybox-is-not-in-the-nix-store/run-kiln-fetch";
+      outputHashMode = "recursive";
+      outputHashAlgo = "sha256";
+      outputHash = b.narHash;
+      preferLocalBuild = true;
+    };
+
+  # A derivation whose builder is busybox's shell running `script`, with
+  # every applet on PATH (as links in /build/bin) and nothing else.
+  busyboxStep = { name, script, env ? { } }: derivation ({
+    inherit name system;
+    builder = "${busybox}/bin/busybox";
+    args = [ "sh" "-ec" ''
+      /nix/store/${baseNameOf busybox}/bin/busybox mkdir -p /build/bin
+      /nix/store/${baseNameOf busybox}/bin/busybox --install -s /build/bin
+      export PATH=/build/bin
+      . "$scriptPath"
+    '' ];
+    inherit script;
+    passAsFile = [ "script" ];
+  } // env);
+
+  lockedToolchain = name:
+    lock.toolchains.${name} or (throw "kiln: kiln.lock has no toolchain ${name}; run `kiln lock`");
+
+  toolchainDef = name:
+    let file = root + "/toolchains/${name}/toolchain.toml";
+    in if pathExists file then fromTOML (readFile file)
+    else throw "kiln: toolchains/${name}/toolchain.toml is missing";
+
+  # A toolchain root unpacked by busybox: each .deb's data tar extracted in
+  # lock order, then the declared links. Used for the toolchain that
+  # compiles the seed, before any seed exists; every later root is made by
+  # the seed's `root` step, which also checks Multi-Arch overlaps.
+  bootstrapRoot = { name, arch }:
+    let
+      names = (lockedToolchain name).archs.${arch} or (throw "kiln: kiln.lock has no ${arch} packages for toolchain ${name}");
+      debs = map (n: deb (lockedPackage arch n)) names;
+      links = (toolchainDef name).links or { };
+    in busyboxStep {
+      name = "kiln-toolchain-${name}-${arch}";
+      env = {
+        debs = concatStringsSep " " (map toString debs);
+        links = concatStringsSep "\n" (map (l: "${l} ${links.${l}}") (attrNames links));
+      };
+      script = ''
+        mkdir "$out"
+        for d in $debs; do
+          m=$(ar t "$d" | grep '^data\.tar')
+          case "$m" in
+            data.tar.xz) ar p "$d" "$m" | unxz | tar -x -C "$out" ;;
+            data.tar.gz) ar p "$d" "$m" | gunzip | tar -x -C "$out" ;;
+            data.tar) ar p "$d" "$m" | tar -x -C "$out" ;;
+            *) echo "kiln: $d: unsupported data member '$m'" >&2; exit 1 ;;
+          esac
+        done
+        echo "$links" | while read -r l t; do
+          if [ -n "$l" ]; then mkdir -p "$out$(dirname "$l")"; ln -s "$t" "$out$l"; fi
+        done
+      '';
+    };
+
+  hasPrefix = prefix: s: substring 0 (stringLength prefix) s == prefix;
+  removePrefix = prefix: s:
+    if hasPrefix prefix s then substring (stringLength prefix) (stringLength s - stringLength prefix) s else s;
+  splitString = sep: s: filter isString (builtins.split sep s);
+
+  # One .crate from a Cargo.lock: a flat fixed-output derivation whose hash
+  # is the lock's `checksum`. `kiln fetch` adds the file under this name.
+  crate = p: derivation {
+    name = "${p.name}-${p.version}.crate";
+    inherit system;
+    builder = "builtin:fetchurl";
+    url = "file:///crate-is-not-in-the-nix-store/run-kiln-fetch/${p.name}-${p.version}.crate";
+    outputHashMode = "flat";
+    outputHashAlgo = "sha256";
+    outputHash = p.checksum;
+    preferLocalBuild = true;
+  };
+
+  # Every registry crate of a Cargo.lock. Path dependencies (the workspace's
+  # own crates) have no source; anything else (git) cannot be pinned by a
+  # checksum and is refused.
+  cratesOf = lockFile:
+    let
+      packages = (fromTOML (readFile lockFile)).package or [ ];
+      remote = filter (p: p ? source) packages;
+      bad = filter (p: !(hasPrefix "registry+" p.source) || !(p ? checksum)) remote;
+    in
+    if bad != [ ] then throw "kiln: ${toString lockFile}: ${(head bad).name} ${(head bad).version} comes from ${(head bad).source} without a checksum; only registry crates can be pinned"
+    else map (p: { inherit (p) name version checksum; file = crate p; }) remote;
+
+  # The Rust sources of a crate directory as a store path, without build
+  # output: editing anything else in the repository does not rebuild.
+  rustSources = { name, dir }: builtins.path {
+    inherit name;
+    path = dir;
+    filter = p: t:
+      let b = baseNameOf p; in
+      b != "target" && b != "result" && substring 0 1 b != "." ;
+  };
+
+  # `cargo build --release --offline --locked` of `src` inside the rust
+  # toolchain root, entered by busybox (user and mount namespaces, chroot).
+  # The crates of `lockFile` are unpacked into a vendor directory first.
+  # Paths that could leak into the binary are remapped as `kiln seed` does.
+  cargoBuild = { name, src, lockFile, root, cargoArgs, artefact, install, remapAs }:
+    let crates = cratesOf lockFile;
+    in busyboxStep {
+      inherit name;
+      env = {
+        inherit src root;
+        crates = concatStringsSep "\n" (map (c: "${c.name}-${c.version} ${c.checksum} ${c.file}") crates);
+        cargoArgs = concatStringsSep " " cargoArgs;
+        inherit artefact install remapAs;
+      };
+      script = ''
+        mkdir -p /build/vendor /build/home /build/target /build/tmp
+        echo "$crates" | while read -r nv sum file; do
+          [ -n "$nv" ] || continue
+          tar -xzf "$file" -C /build/vendor
+          [ -f "/build/vendor/$nv/Cargo.toml" ] || { echo "kiln: $file does not unpack to $nv/" >&2; exit 1; }
+          printf '{"files":{},"package":"%s"}' "$sum" > "/build/vendor/$nv/.cargo-checksum.json"
+        done
+        cp -r "$src" /build/src
+        chmod -R u+w /build/src
+        r=/build/.root
+        mkdir -p $r
+        # The inner shell runs as root of a new user namespace (mapped to the
+        # build user), so it may mount; the toolchain then runs chrooted.
+        unshare -Urm sh -ec '
+          mount -t tmpfs -o mode=755 none '$r'
+          for d in '$root'/*; do
+            n=''${d##*/}
+            if [ -L "$d" ]; then cp -P "$d" '$r'/$n; else mkdir '$r'/$n; mount --rbind "$d" '$r'/$n; fi
+          done
+          for d in proc dev nix build tmp; do mkdir -p '$r'/$d; mount --rbind /$d '$r'/$d; done
+          exec chroot '$r' /build/bin/env -i \
+            PATH=/usr/bin:/bin HOME=/build/home CARGO_HOME=/build/home/cargo \
+            CARGO_TARGET_DIR=/build/target CARGO_INCREMENTAL=0 \
+            CARGO_ENCODED_RUSTFLAGS="-Ctarget-feature=+crt-static$(printf "\037")--remap-path-prefix=/build/src='$remapAs'$(printf "\037")--remap-path-prefix=/build/vendor=/cargo$(printf "\037")--remap-path-prefix=/build/target=/target" \
+            CFLAGS="-ffile-prefix-map=/build/vendor=/cargo -ffile-prefix-map=/build/src='$remapAs'" \
+            TMPDIR=/build/tmp \
+            /usr/bin/cargo build --release --offline --locked --quiet \
+              --manifest-path /build/src/Cargo.toml \
+              --config "source.crates-io.replace-with=\"vendored\"" \
+              --config "source.vendored.directory=\"/build/vendor\"" \
+              '"$cargoArgs"'
+        '
+        eval "$install"
+      '';
+    };
+
+  rustRoot = bootstrapRoot { name = "rust"; arch = "amd64"; };
+
+  # The seed compiled from nix/seed in the sandbox by Debian's rustc, with
+  # the release settings of nix/seed/build.toml: a static executable.
+  seedFromSource = cargoBuild {
+    name = "kiln-seed";
+    src = rustSources { name = "kiln-seed-src"; dir = root + "/nix/seed"; };
+    lockFile = root + "/nix/seed/Cargo.lock";
+    root = rustRoot;
+    cargoArgs = [ "--target" "x86_64-unknown-linux-gnu" "--bin" "kiln-seed" "--config" "/build/src/build.toml" ];
+    artefact = "x86_64-unknown-linux-gnu/release/kiln-seed";
+    install = ''cp /build/target/$artefact "$out"; chmod 555 "$out"'';
+    remapAs = "/kiln-seed";
+  };
+
+  # The kiln driver (the `kiln` command) compiled the same way, static, as
+  # bin/kiln: what `nix run .#kiln` runs and what scripts/setup installs on
+  # a machine without cargo. Its sources are the files cargo reads, so an
+  # image definition or a doc edit does not rebuild it.
+  driverSources = builtins.path {
+    name = "kiln-src";
+    path = root;
+    filter = p: t:
+      let
+        rel = removePrefix (toString root + "/") (toString p);
+        top = head (splitString "/" rel);
+      in
+      (elem rel [ "Cargo.toml" "Cargo.lock" "src" "policy" "nix" "nix/seed" ])
+      || (elem top [ "src" "policy" ] && t != "symlink")
+      || (hasPrefix "nix/seed/" rel && !(hasPrefix "nix/seed/target" rel));
+  };
+  driverFromSource = cargoBuild {
+    name = "kiln";
+    src = driverSources;
+    lockFile = root + "/Cargo.lock";
+    root = rustRoot;
+    cargoArgs = [ "--target" "x86_64-unknown-linux-gnu" "--bin" "kiln" ];
+    artefact = "x86_64-unknown-linux-gnu/release/kiln";
+    install = ''mkdir -p "$out/bin"; cp /build/target/$artefact "$out/bin/kiln"; chmod 555 "$out/bin/kiln"'';
+    remapAs = "/kiln";
   };
 
   fullName = def: variant: if variant == null then def.name else "${def.name}-${variant}";
@@ -253,5 +460,5 @@ let
 
 in
 {
-  inherit system seed packages step policyChecks toolchainRoot inRoot;
+  inherit system seed packages step policyChecks toolchainRoot inRoot busybox rustRoot seedFromSource driverFromSource;
 }

@@ -183,13 +183,13 @@ pub struct BuiltImage {
 pub fn build_all(
     flake: &Path,
     attrs: &[String],
-    extra_args: &[String],
+    host_seed: Option<&str>,
 ) -> Result<BTreeMap<String, BuiltImage>, DigestsError> {
     let built = nixcmd::build(
         flake,
         attrs,
         &BuildOptions {
-            extra_args: extra_args.to_vec(),
+            host_seed: host_seed.map(str::to_string),
             ..Default::default()
         },
     )?;

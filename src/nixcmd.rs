@@ -138,6 +138,9 @@ pub struct BuildOptions {
     pub allow_unsandboxed: bool,
     /// Extra arguments passed to `nix build`.
     pub extra_args: Vec<String>,
+    /// Build with this host-built seed (its NAR hash, hex; an impure
+    /// evaluation) instead of the one compiled in the sandbox.
+    pub host_seed: Option<String>,
 }
 
 /// The derivation paths of `attrs` (of `packages.<system>`), in order: how
@@ -172,11 +175,18 @@ fn drv_paths(flake: &Path, attrs: &[String], opts: &BuildOptions) -> Result<Vec<
 pub const SYSTEM: &str = "x86_64-linux";
 
 fn impurity(cmd: &mut Command, opts: &BuildOptions) {
+    if opts.allow_unsandboxed || opts.host_seed.is_some() {
+        cmd.arg("--impure");
+    }
     if opts.allow_unsandboxed {
-        cmd.arg("--impure").env("KILN_ALLOW_UNSANDBOXED", "1");
+        cmd.env("KILN_ALLOW_UNSANDBOXED", "1");
     } else {
         cmd.env_remove("KILN_ALLOW_UNSANDBOXED");
     }
+    match &opts.host_seed {
+        Some(nar) => cmd.env("KILN_HOST_SEED", nar),
+        None => cmd.env_remove("KILN_HOST_SEED"),
+    };
 }
 
 /// Points `link` at the built store path `out`, with a GC root, as

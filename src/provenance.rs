@@ -38,6 +38,8 @@ pub const DEFAULT_DIR: &str = ".kiln/provenance";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProvenanceError {
+    #[error("the seed's inputs: {0}")]
+    SeedInputs(String),
     #[error("{}: {message}", path.display())]
     Summary { path: PathBuf, message: String },
     #[error("kiln.lock")]
@@ -284,6 +286,50 @@ fn byproducts(built: &Built, seed: &str) -> Result<Vec<ResourceDescriptor>, Prov
     Ok(out)
 }
 
+/// What the seed was compiled from in the sandbox: the toolchain's .debs,
+/// the crates of nix/seed/Cargo.lock and the digest of its sources (the
+/// tree cargo read), each marked `"role": "seed"`.
+fn seed_inputs(project: &Path, lock: &Lock) -> Result<Vec<ResourceDescriptor>, ProvenanceError> {
+    use crate::seedbuild::TOOLCHAIN;
+    let role = || ("role".to_string(), Value::String("seed".into()));
+    let mut out = Vec::new();
+    let arch = crate::spec::Arch::Amd64;
+    let names = lock
+        .toolchains
+        .get(TOOLCHAIN)
+        .and_then(|t| t.archs.get(&arch))
+        .ok_or_else(|| {
+            ProvenanceError::SeedInputs(format!("kiln.lock has no toolchain {TOOLCHAIN}"))
+        })?;
+    for name in names {
+        let p = lock
+            .packages
+            .get(&arch)
+            .and_then(|m| m.get(name))
+            .ok_or_else(|| {
+                ProvenanceError::SeedInputs(format!("kiln.lock has no {arch} package {name}"))
+            })?;
+        out.push(ResourceDescriptor {
+            uri: deb_purl(name, &p.version, &p.architecture),
+            digest: BTreeMap::from([("sha256".to_string(), p.sha256.clone())]),
+            annotations: BTreeMap::from([role()]),
+            ..Default::default()
+        });
+    }
+    let cargo_lock = project.join(crate::crates::CARGO_LOCKS[0].0);
+    let crates = crate::crates::from_cargo_lock(&cargo_lock)
+        .map_err(|e| ProvenanceError::SeedInputs(e.to_string()))?;
+    for c in crates {
+        out.push(ResourceDescriptor {
+            uri: format!("pkg:cargo/{}@{}", c.name, c.version),
+            digest: BTreeMap::from([("sha256".to_string(), c.checksum.clone())]),
+            annotations: BTreeMap::from([role()]),
+            ..Default::default()
+        });
+    }
+    Ok(out)
+}
+
 /// Everything [`generate`] needs about one build.
 pub struct BuildRecord<'a> {
     pub project: &'a Path,
@@ -388,11 +434,15 @@ pub fn generate(rec: &BuildRecord) -> Result<Statement, ProvenanceError> {
                 "narHash".to_string(),
                 Value::String(format!("sha256:{}", rec.pin.nar_hash)),
             ),
-            ("rustc".to_string(), Value::String(rec.pin.rustc.clone())),
+            (
+                "compiler".to_string(),
+                Value::String(rec.pin.compiler.clone()),
+            ),
             ("target".to_string(), Value::String(rec.pin.target.clone())),
         ]),
         ..Default::default()
     });
+    deps.extend(seed_inputs(rec.project, &lock)?);
     deps.push(ResourceDescriptor {
         name: "kiln.lock".into(),
         digest: BTreeMap::from([("sha256".to_string(), lock_digest.hex())]),

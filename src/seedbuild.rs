@@ -1,14 +1,21 @@
-//! Building, pinning and installing the seed: kiln's static sandbox-side
-//! builder (crate `nix/seed`).
+//! The seed: kiln's static sandbox-side builder (crate `nix/seed`).
 //!
-//! The seed is built bit-reproducibly from a copy of `nix/seed` outside the
-//! driver's workspace (so it resolves with its own Cargo.lock), with the
-//! release settings of `nix/seed/build.toml`, static glibc, and every path
-//! that could leak into the binary remapped. Its NAR hash is pinned in
-//! `nix/seed.json`; the flake declares the seed as a recursive fixed-output
-//! derivation with that hash, so the store path only exists if the bytes
-//! are exactly the pinned ones.
+//! It is compiled inside the Nix sandbox by Debian's rustc
+//! (`nix build .#seed`; nix/lib.nix `seedFromSource`), from the pinned .debs
+//! of the `rust` toolchain and the crates of nix/seed/Cargo.lock: an
+//! ordinary derivation of pinned inputs. `nix/seed.json` records what that
+//! build gives (NAR hash, size, compiler), so that a build on any machine
+//! can be compared with it: `kiln seed` updates it, `kiln seed --check`
+//! rebuilds and compares.
+//!
+//! The host's cargo can build a second seed from the same sources with
+//! reproducible settings ([`host_build`]): another compiler, so other
+//! bytes, which must still build every image bit for bit the same
+//! (`kiln digests --check --seed host`, a diverse double compilation of the
+//! builder). lib.nix takes it when `KILN_HOST_SEED` (its NAR hash) is set in
+//! an impure evaluation.
 
+use crate::nixcmd::{self, BuildOptions as NixBuildOptions};
 use crate::nixstore;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -23,18 +30,26 @@ pub const PIN_FILE: &str = "nix/seed.json";
 /// The seed crate, relative to the project.
 pub const CRATE_DIR: &str = "nix/seed";
 
-/// `nix/seed.json`.
+/// The flake attribute of the seed built in the sandbox.
+pub const ATTR: &str = "seed";
+/// The toolchain (toolchains/<name>) the seed is compiled with, and its compiler package.
+pub const TOOLCHAIN: &str = "rust";
+pub const COMPILER_PACKAGE: &str = "rustc-web";
+
+/// `nix/seed.json`: what `nix build .#seed` gives.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Pin {
-    /// sha256 of the NAR of the binary, hex (the FOD's `outputHash`).
+    /// sha256 of the NAR of the binary, hex.
     pub nar_hash: String,
-    /// The store path that hash gives (for people; recomputed, never trusted).
+    /// The derivation's output path when the pin was made (for people: it
+    /// moves with any input, such as a relocked toolchain, while the bytes
+    /// may not).
     pub store_path: String,
     /// Size of the binary in bytes.
     pub size: u64,
-    /// `rustc --version` of the toolchain that produced the pin.
-    pub rustc: String,
+    /// The compiler package and version that produced it.
+    pub compiler: String,
     pub target: String,
 }
 
@@ -47,22 +62,23 @@ pub enum SeedError {
     },
     #[error("{0}: {1}")]
     Pin(PathBuf, String),
-    #[error("the seed {0} is not in the Nix store; run `kiln seed --check` (or scripts/setup)")]
-    NotInstalled(String),
+    #[error(transparent)]
+    Nix(#[from] nixcmd::NixError),
+    #[error("the seed built here ({built}, NAR sha256 {built_hash}) differs from {pin_file} ({pinned_hash}); if the seed's sources, Cargo.lock or toolchain changed, run `kiln seed` and commit {pin_file}; otherwise the build is not reproducible")]
+    Drift {
+        pin_file: String,
+        built: String,
+        built_hash: String,
+        pinned_hash: String,
+    },
     #[error("building the seed failed: `{command}` exited with {status}")]
     Cargo { command: String, status: String },
     #[error("the seed binary {0} is not statically linked (it has an ELF interpreter); the sandbox has no dynamic loader")]
     NotStatic(PathBuf),
     #[error(transparent)]
     Store(#[from] nixstore::StoreError),
-    #[error("the rebuilt seed differs from the pin in {pin_file}:\n  pinned:  {pinned} ({pinned_rustc})\n  rebuilt: {rebuilt} ({rebuilt_rustc})\nThe seed is not reproducible from this checkout (different sources, Cargo.lock or toolchain). If the change is intended, run `kiln seed` and commit {pin_file}.")]
-    Mismatch {
-        pin_file: String,
-        pinned: String,
-        rebuilt: String,
-        pinned_rustc: String,
-        rebuilt_rustc: String,
-    },
+    #[error("{0}")]
+    Lock(String),
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SeedError {
@@ -77,33 +93,29 @@ impl Pin {
             std::fs::read_to_string(&path).map_err(io(format!("reading {}", path.display())))?;
         let pin: Pin =
             serde_json::from_str(&text).map_err(|e| SeedError::Pin(path.clone(), e.to_string()))?;
-        let nar = pin.nar_bytes().ok_or_else(|| {
-            SeedError::Pin(
-                path.clone(),
-                format!("narHash {:?} is not 64 hex digits", pin.nar_hash),
-            )
-        })?;
-        let expected = nixstore::recursive_fixed_path(STORE_NAME, &nar);
-        if pin.store_path != expected {
+        if kiln_seed::digest::Digest::from_hex(&pin.nar_hash).is_none() {
             return Err(SeedError::Pin(
                 path,
-                format!(
-                    "storePath {} does not match narHash (expected {expected})",
-                    pin.store_path
-                ),
+                format!("narHash {:?} is not 64 hex digits", pin.nar_hash),
             ));
         }
         Ok(pin)
     }
 
-    /// The pin, when the seed it names is in the Nix store (what every
-    /// build needs before Nix runs).
+    /// The seed every build uses, built in the sandbox if it is not in the
+    /// store yet, checked against the pin; `store_path` is where it is.
     pub fn installed(project: &Path) -> Result<Pin, SeedError> {
         let pin = Pin::read(project)?;
-        if !nixstore::is_valid(&pin.store_path) {
-            return Err(SeedError::NotInstalled(pin.store_path));
+        let built = sandbox_build(project, false)?;
+        if built.nar_hash != pin.nar_hash {
+            return Err(SeedError::Drift {
+                pin_file: PIN_FILE.into(),
+                built: built.store_path,
+                built_hash: built.nar_hash,
+                pinned_hash: pin.nar_hash,
+            });
         }
-        Ok(pin)
+        Ok(built)
     }
 
     pub fn write(&self, project: &Path) -> Result<(), SeedError> {
@@ -111,9 +123,68 @@ impl Pin {
         crate::fsutil::write_atomic(&path, &crate::json::pretty(self))
             .map_err(io(format!("writing {}", path.display())))
     }
+}
 
-    fn nar_bytes(&self) -> Option<[u8; 32]> {
-        kiln_seed::digest::Digest::from_hex(&self.nar_hash).map(|d| d.0)
+/// `nix build .#seed` (with `rebuild`, built again and compared with the
+/// output already in the store): the seed compiled in the sandbox, as a
+/// pin of what it is.
+pub fn sandbox_build(project: &Path, rebuild: bool) -> Result<Pin, SeedError> {
+    let built = nixcmd::build(
+        project,
+        &[ATTR.to_string()],
+        &NixBuildOptions {
+            rebuild,
+            ..Default::default()
+        },
+    )?;
+    let out = built
+        .first()
+        .map(|b| b.out().to_string())
+        .ok_or_else(|| SeedError::Lock(format!("nix build .#{ATTR} built nothing")))?;
+    let path = Path::new(&out);
+    let nar = nixstore::nar_sha256_of_file(path)?;
+    let size = std::fs::metadata(path)
+        .map_err(io(format!("reading {out}")))?
+        .len();
+    Ok(Pin {
+        nar_hash: hex::encode(nar),
+        store_path: out,
+        size,
+        compiler: compiler(project)?,
+        target: TARGET.to_string(),
+    })
+}
+
+/// Whether `nix build .#seed` has its output in the store already (so
+/// `--rebuild` can compare with it).
+pub fn sandbox_build_present(project: &Path) -> Result<bool, SeedError> {
+    let mut cmd = Command::new("nix");
+    cmd.args(["eval", "--raw"])
+        .arg(format!("{}#{ATTR}.outPath", project.display()));
+    let out = crate::tool::checked(&mut cmd)
+        .map_err(|e| SeedError::Lock(format!("evaluating .#{ATTR}: {e}")))?;
+    Ok(nixstore::is_valid(out.trim()))
+}
+
+/// "rustc-web <version>" of the toolchain the seed is compiled with, from kiln.lock.
+fn compiler(project: &Path) -> Result<String, SeedError> {
+    let lock = crate::lock::Lock::read(&crate::lock::Lock::path_in(project))
+        .map_err(|e| SeedError::Lock(e.to_string()))?;
+    let arch = crate::spec::Arch::Amd64;
+    let listed = lock
+        .toolchains
+        .get(TOOLCHAIN)
+        .and_then(|t| t.archs.get(&arch))
+        .is_some_and(|names| names.iter().any(|n| n == COMPILER_PACKAGE));
+    let pkg = lock
+        .packages
+        .get(&arch)
+        .and_then(|m| m.get(COMPILER_PACKAGE));
+    match (listed, pkg) {
+        (true, Some(p)) => Ok(format!("{COMPILER_PACKAGE} {}", p.version)),
+        _ => Err(SeedError::Lock(format!(
+            "kiln.lock's toolchain {TOOLCHAIN} has no {COMPILER_PACKAGE}; run `kiln lock`"
+        ))),
     }
 }
 
@@ -130,14 +201,20 @@ pub fn work_dir() -> PathBuf {
     cache.join("kiln").join("seed-build")
 }
 
-/// A built seed binary.
+/// A seed built by the host's cargo.
 #[derive(Debug, Clone)]
-pub struct Built {
+pub struct HostSeed {
     pub binary: PathBuf,
-    pub pin: Pin,
+    /// sha256 of its NAR, hex: lib.nix's `KILN_HOST_SEED`.
+    pub nar_hash: String,
+    /// Where [`install_host`] puts it (a recursive fixed-output path).
+    pub store_path: String,
+    pub size: u64,
+    /// `rustc --version` of the host.
+    pub rustc: String,
 }
 
-/// Options for [`build`].
+/// Options for [`host_build`].
 #[derive(Debug, Clone, Default)]
 pub struct BuildOptions {
     /// Re-resolve the seed's Cargo.lock (instead of `--locked`) and copy it back.
@@ -196,8 +273,9 @@ fn copy_tree(src: &Path, dst: &Path) -> Result<(), SeedError> {
     Ok(())
 }
 
-/// Builds the seed from `project/nix/seed` and computes its pin.
-pub fn build(project: &Path, opts: &BuildOptions) -> Result<Built, SeedError> {
+/// Builds the seed from `project/nix/seed` with the host's cargo, with the
+/// same release settings and path remapping as the sandbox build.
+pub fn host_build(project: &Path, opts: &BuildOptions) -> Result<HostSeed, SeedError> {
     let crate_dir = project.join(CRATE_DIR);
     if !crate_dir.join("Cargo.toml").is_file() {
         return Err(SeedError::Pin(
@@ -282,14 +360,13 @@ pub fn build(project: &Path, opts: &BuildOptions) -> Result<Built, SeedError> {
 
     let nar = nixstore::nar_sha256_of_file(&binary)?;
     let size = std::fs::metadata(&binary).map_err(io("stat seed"))?.len();
-    let pin = Pin {
+    Ok(HostSeed {
+        binary,
         nar_hash: hex::encode(nar),
         store_path: nixstore::recursive_fixed_path(STORE_NAME, &nar),
         size,
         rustc: rustc_version()?,
-        target: TARGET.to_string(),
-    };
-    Ok(Built { binary, pin })
+    })
 }
 
 /// Whether the ELF file at `path` has a PT_INTERP program header (is dynamic).
@@ -320,30 +397,15 @@ fn has_interpreter(path: &Path) -> Result<bool, SeedError> {
     Ok(false)
 }
 
-/// Adds a built seed to the Nix store (no-op when already valid).
-pub fn install(built: &Built) -> Result<PathBuf, SeedError> {
-    if nixstore::is_valid(&built.pin.store_path) {
-        return Ok(PathBuf::from(&built.pin.store_path));
+/// Adds a host-built seed to the Nix store (no-op when already valid).
+pub fn install_host(seed: &HostSeed) -> Result<PathBuf, SeedError> {
+    if nixstore::is_valid(&seed.store_path) {
+        return Ok(PathBuf::from(&seed.store_path));
     }
     Ok(nixstore::add_fixed_recursive(
-        &built.binary,
-        &built.pin.store_path,
+        &seed.binary,
+        &seed.store_path,
     )?)
-}
-
-/// Compares a rebuilt seed with the committed pin.
-pub fn check_against(project: &Path, built: &Built) -> Result<Pin, SeedError> {
-    let pinned = Pin::read(project)?;
-    if pinned.nar_hash != built.pin.nar_hash {
-        return Err(SeedError::Mismatch {
-            pin_file: PIN_FILE.into(),
-            pinned: pinned.store_path,
-            rebuilt: built.pin.store_path.clone(),
-            pinned_rustc: pinned.rustc,
-            rebuilt_rustc: built.pin.rustc.clone(),
-        });
-    }
-    Ok(pinned)
 }
 
 #[cfg(test)]
@@ -354,27 +416,5 @@ mod tests {
     fn detects_dynamic_executables() {
         // Any dynamically linked system binary has an interpreter.
         assert!(has_interpreter(Path::new("/bin/ls")).unwrap());
-    }
-
-    #[test]
-    fn pin_must_agree_with_its_store_path() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("nix")).unwrap();
-        let nar = [7u8; 32];
-        let mut pin = Pin {
-            nar_hash: hex::encode(nar),
-            store_path: nixstore::recursive_fixed_path(STORE_NAME, &nar),
-            size: 1,
-            rustc: "rustc x".into(),
-            target: TARGET.into(),
-        };
-        pin.write(dir.path()).unwrap();
-        assert_eq!(Pin::read(dir.path()).unwrap(), pin);
-        pin.store_path = "/nix/store/00000000000000000000000000000000-kiln-seed".into();
-        pin.write(dir.path()).unwrap();
-        assert!(Pin::read(dir.path())
-            .unwrap_err()
-            .to_string()
-            .contains("does not match"));
     }
 }

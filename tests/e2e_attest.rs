@@ -1177,8 +1177,11 @@ fn git_project(name: &str) -> PathBuf {
         "kiln.lock".to_string(),
         "nix/lib.nix".to_string(),
         "nix/seed.json".to_string(),
+        "nix/seed/Cargo.toml".to_string(),
+        "nix/seed/Cargo.lock".to_string(),
+        "nix/seed/build.toml".to_string(),
     ];
-    for sub in ["images", "policy"] {
+    for sub in ["images", "policy", "nix/seed/src", "toolchains"] {
         let root = project().join(sub);
         if root.is_dir() {
             let listed = run(Command::new("find").arg(&root).args(["-type", "f"]));

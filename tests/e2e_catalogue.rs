@@ -775,11 +775,7 @@ fn project_with(images: &[(&str, &str)]) -> tempfile::TempDir {
         .prefix("kiln-e2e-catalogue-")
         .tempdir()
         .unwrap();
-    for f in ["flake.nix", "flake.lock", "nix/lib.nix", "nix/seed.json"] {
-        let to = dir.path().join(f);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(project().join(f), to).unwrap();
-    }
+    copy_flake_sources(dir.path());
     for (name, toml) in images {
         let d = dir.path().join("images").join(name);
         std::fs::create_dir_all(&d).unwrap();

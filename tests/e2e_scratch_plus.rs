@@ -200,36 +200,21 @@ fn nix_build(flake: &Path, attr: &str, env: &[(&str, &str)]) -> std::process::Ou
 }
 
 #[test]
-fn a_missing_seed_names_the_command_that_installs_it() {
+fn a_seed_that_differs_from_its_pin_names_the_command_that_updates_it() {
     require_setup();
-    let dir = project_copy("e2e-missing-seed");
-    let nar = [0x5au8; 32];
-    let pin = serde_json::json!({
-        "narHash": hex::encode(nar),
-        "rustc": "none",
-        "size": 1,
-        "storePath": kiln::nixstore::recursive_fixed_path("kiln-seed", &nar),
-        "target": "x86_64-unknown-linux-gnu",
-    });
-    std::fs::write(
-        dir.join("nix/seed.json"),
-        serde_json::to_vec_pretty(&pin).unwrap(),
-    )
-    .unwrap();
-    let out = nix_build(&dir, "scratch-plus-amd64", &[]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("kiln-seed-is-not-in-the-nix-store/run-kiln-seed"),
-        "{}",
-        stderr(&out)
-    );
+    let dir = project_copy("e2e-seed-drift");
+    let pin_file = dir.join("nix/seed.json");
+    let mut pin: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&pin_file).unwrap()).unwrap();
+    pin["narHash"] = serde_json::Value::String("5a".repeat(32));
+    std::fs::write(&pin_file, serde_json::to_vec_pretty(&pin).unwrap()).unwrap();
     let out = kiln_in(&dir, &["build", "scratch-plus"]);
     assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("run `kiln seed --check`"),
-        "{}",
-        stderr(&out)
-    );
+    let err = stderr(&out);
+    assert!(err.contains("differs from nix/seed.json"), "{err}");
+    assert!(err.contains(&"5a".repeat(32)), "{err}");
+    assert!(err.contains("run `kiln seed`"), "{err}");
+    assert!(!dir.join("result").exists());
 }
 
 #[test]

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use kiln::digests::{self, DigestsFile, Explanation, Mismatch, Target};
 use kiln::nixcmd;
-use kiln::seedbuild::Pin;
+use kiln::seedbuild::{self, Pin};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -28,12 +28,25 @@ pub struct Args {
     /// Rewrite the digests files and explain what changed.
     #[arg(long)]
     pub update: bool,
+    /// Which seed builds the images: `sandbox` (the default, compiled in
+    /// the sandbox by Debian's rustc) or `host` (compiled now by the host's
+    /// cargo, with the same reproducible settings). Checking with `host`
+    /// is a diverse double compilation of the builder: two compilers, the
+    /// same images, bit for bit.
+    #[arg(long, value_enum, default_value_t = SeedChoice::Sandbox, conflicts_with = "update")]
+    pub seed: SeedChoice,
     /// Do not build the old images to explain changes (inputs only).
     #[arg(long, requires = "update")]
     pub no_old_build: bool,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SeedChoice {
+    Sandbox,
+    Host,
 }
 
 #[derive(Serialize)]
@@ -65,10 +78,25 @@ struct UpdateReport<'a, C: serde::Serialize, S: serde::Serialize> {
 pub fn run(project: &Path, args: Args) -> anyhow::Result<super::Outcome> {
     let settings = nixcmd::settings().context("reading the Nix configuration")?;
     settings.check_isolated()?;
-    Pin::installed(project)?;
+    let host_seed = match args.seed {
+        SeedChoice::Sandbox => {
+            Pin::installed(project)?;
+            None
+        }
+        SeedChoice::Host => {
+            let seed = seedbuild::host_build(project, &Default::default())
+                .context("building the seed with the host's cargo")?;
+            seedbuild::install_host(&seed)?;
+            eprintln!(
+                "kiln: building with the host-built seed {} ({})",
+                seed.store_path, seed.rustc
+            );
+            Some(seed.nar_hash)
+        }
+    };
     let targets = digests::targets(project, &args.images)?;
     let attrs: Vec<String> = targets.iter().map(|t| t.image.clone()).collect();
-    let built = digests::build_all(project, &attrs, &[])?;
+    let built = digests::build_all(project, &attrs, host_seed.as_deref())?;
 
     let mut files: BTreeMap<String, Option<DigestsFile>> = BTreeMap::new();
     for t in &targets {

@@ -64,6 +64,7 @@ fn indexes(ssl: &str) -> BTreeMap<String, SuiteIndex> {
             deb("libssl3", "3.0.9-1", "ARCH", "Depends: libc6"),
             deb("libc6", "2.36-9", "ARCH", ""),
             deb("tzdata", "2024a-0+deb12u1", "all", ""),
+            deb("busybox-static", "1:1.35.0-4", "ARCH", ""),
         ],
     );
     let sec = suite(
@@ -441,4 +442,68 @@ fn no_bootstrap(p: &Package) -> Result<String, String> {
         "no toolchain here, yet the bootstrap {} was asked for",
         p.version
     )
+}
+
+fn toolchain(packages: &[&str]) -> Toolchain {
+    let text = format!(
+        "description = \"t\"\nsuites = [\"bookworm\", \"bookworm-security\"]\npackages = {packages:?}\n"
+    );
+    crate::toolchain::parse(Path::new("toolchains/tc/toolchain.toml"), &text, "tc").unwrap()
+}
+
+#[test]
+fn toolchains_share_the_images_versions_and_pin_the_bootstrap_once() {
+    let tc = toolchain(&["openssl"]);
+    let mut asked = Vec::new();
+    let mut nar = |p: &Package| {
+        asked.push(p.version.clone());
+        Ok("ab".repeat(32))
+    };
+    let (lock, summary) = build(
+        &specs(),
+        std::slice::from_ref(&tc),
+        &indexes("3.0.11-1"),
+        None,
+        None,
+        &mut nar,
+    )
+    .unwrap();
+    assert_eq!(asked, ["1:1.35.0-4"]);
+    let t = &lock.toolchains["tc"];
+    assert_eq!(t.inputs, tc.lock_inputs());
+    assert_eq!(t.archs[&Arch::Amd64], ["libc6", "libssl3", "openssl"]);
+    // The image's libssl3 (from the security suite) is the toolchain's.
+    assert_eq!(lock.packages[&Arch::Amd64]["libssl3"].version, "3.0.11-1");
+    let b = lock.bootstrap.as_ref().unwrap();
+    assert_eq!(
+        (b.package.as_str(), b.nar_hash.as_str()),
+        ("busybox-static", "ab".repeat(32).as_str())
+    );
+    assert!(lock.packages[&Arch::Amd64].contains_key("busybox-static"));
+    assert!(summary.toolchains["tc"][&Arch::Amd64].added.len() == 3);
+    lock.check(&specs(), std::slice::from_ref(&tc), Path::new("kiln.lock"))
+        .unwrap();
+
+    // A relock with the same busybox .deb keeps its hash without asking.
+    let (again, _) = build(
+        &specs(),
+        std::slice::from_ref(&tc),
+        &indexes("3.0.11-1"),
+        Some(&lock),
+        None,
+        &mut no_bootstrap,
+    )
+    .unwrap();
+    assert_eq!(again.to_bytes(), lock.to_bytes());
+
+    // A changed toolchain makes the lock stale, naming it.
+    let e = lock
+        .check(
+            &specs(),
+            &[toolchain(&["openssl", "tzdata"])],
+            Path::new("kiln.lock"),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("toolchain tc: its definition changed"), "{e}");
 }

@@ -210,6 +210,23 @@ pub const PROJECT_FILES: [&str; 5] = [
     "nix/seed.json",
 ];
 
+/// The directories the flake compiles the seed from: its sources (without
+/// build output) and the toolchain definitions.
+pub const SEED_DIRS: [&str; 2] = ["nix/seed", "toolchains"];
+
+/// Copies what the flake needs besides the definitions and the lock:
+/// [`PROJECT_FILES`] but kiln.lock, and [`SEED_DIRS`].
+pub fn copy_flake_sources(dir: &Path) {
+    for f in PROJECT_FILES.iter().filter(|f| **f != "kiln.lock") {
+        let to = dir.join(f);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(project().join(f), to).unwrap();
+    }
+    for d in SEED_DIRS {
+        copy_dir(&project().join(d), &dir.join(d));
+    }
+}
+
 /// A copy of what Nix and kiln read of the project (with the definition of
 /// scratch-plus only and the shipped policies), to change on purpose. It
 /// lives outside the checkout: inside, Nix would read it as part of the
@@ -228,14 +245,19 @@ pub fn project_copy(name: &str) -> PathBuf {
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
         std::fs::copy(project().join(f), to).unwrap();
     }
+    copy_flake_sources(&dir);
     copy_dir(&project().join("policy"), &dir.join("policy"));
     dir
 }
 
+/// Copies a tree, leaving out build output (`target/`).
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();
+        if e.file_name() == "target" {
+            continue;
+        }
         if e.file_type().unwrap().is_dir() {
             copy_dir(&e.path(), &to.join(e.file_name()));
         } else {
