@@ -291,7 +291,12 @@ fn byproducts(built: &Built, seed: &str) -> Result<Vec<ResourceDescriptor>, Prov
 /// tree cargo read), each marked `"role": "seed"`.
 fn seed_inputs(project: &Path, lock: &Lock) -> Result<Vec<ResourceDescriptor>, ProvenanceError> {
     use crate::seedbuild::TOOLCHAIN;
-    let role = || ("role".to_string(), Value::String("seed".into()));
+    let role = || {
+        (
+            "role".to_string(),
+            Value::String(kiln_seed::verify::provenance::SEED_ROLE.into()),
+        )
+    };
     let mut out = Vec::new();
     let arch = crate::spec::Arch::Amd64;
     let names = lock

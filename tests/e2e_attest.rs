@@ -351,11 +351,26 @@ fn provenance_describes_the_build_completely_and_truthfully() {
     let debs: std::collections::BTreeSet<(String, String)> = bd
         .resolved_dependencies
         .iter()
-        .filter(|d| d.uri.starts_with("pkg:deb/debian/"))
+        .filter(|d| d.uri.starts_with("pkg:deb/debian/") && !d.annotations.contains_key("role"))
         .map(|d| (d.uri.clone(), d.digest["sha256"].clone()))
         .collect();
     assert!(!expected.is_empty());
     assert_eq!(debs, expected);
+    // And, marked as the seed's, every .deb of the toolchain that compiled it.
+    let seed_debs: std::collections::BTreeSet<String> = bd
+        .resolved_dependencies
+        .iter()
+        .filter(|d| d.annotations.get("role").and_then(|r| r.as_str()) == Some("seed"))
+        .filter(|d| d.uri.starts_with("pkg:deb/debian/"))
+        .map(|d| d.uri.clone())
+        .collect();
+    let toolchain = lock["toolchains"]["rust"]["archs"]["amd64"]
+        .as_array()
+        .unwrap();
+    assert_eq!(seed_debs.len(), toolchain.len());
+    assert!(seed_debs
+        .iter()
+        .any(|u| u.starts_with("pkg:deb/debian/rustc-web@")));
     let seed = bd
         .resolved_dependencies
         .iter()

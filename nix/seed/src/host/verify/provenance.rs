@@ -170,29 +170,58 @@ pub fn locked_debs(
         let names = entry["archs"][arch]["packages"]
             .as_array()
             .ok_or_else(|| format!("kiln.lock has no {arch} package set for {image}"))?;
-        for name in names {
-            let name = name.as_str().unwrap_or_default();
-            let p = &lock["packages"][arch][name];
-            let field = |f: &str| {
-                p[f].as_str()
-                    .map(String::from)
-                    .ok_or_else(|| format!("kiln.lock: {arch} package {name} has no {f}"))
-            };
-            out.insert((
-                deb_purl(name, &field("version")?, &field("architecture")?),
-                field("sha256")?,
-            ));
-        }
+        out.extend(pinned_debs(lock, arch, names)?);
     }
     Ok(out)
 }
 
-/// (purl, sha256 hex) of every .deb in the provenance's resolvedDependencies.
-pub fn recorded_debs(p: &Provenance) -> BTreeSet<(String, String)> {
+/// (purl, sha256 hex) of every .deb kiln.lock pins for toolchain `name` on `arch`.
+pub fn toolchain_debs(
+    lock: &Value,
+    name: &str,
+    arch: &str,
+) -> Result<BTreeSet<(String, String)>, String> {
+    let names = lock["toolchains"][name]["archs"][arch]
+        .as_array()
+        .ok_or_else(|| format!("kiln.lock has no {arch} packages for toolchain {name}"))?;
+    pinned_debs(lock, arch, names)
+}
+
+/// (purl, sha256 hex) of the lock's `packages.<arch>` entries of `names`.
+fn pinned_debs(
+    lock: &Value,
+    arch: &str,
+    names: &[Value],
+) -> Result<BTreeSet<(String, String)>, String> {
+    let mut out = BTreeSet::new();
+    for name in names {
+        let name = name.as_str().unwrap_or_default();
+        let p = &lock["packages"][arch][name];
+        let field = |f: &str| {
+            p[f].as_str()
+                .map(String::from)
+                .ok_or_else(|| format!("kiln.lock: {arch} package {name} has no {f}"))
+        };
+        out.insert((
+            deb_purl(name, &field("version")?, &field("architecture")?),
+            field("sha256")?,
+        ));
+    }
+    Ok(out)
+}
+
+/// The annotation that marks what the seed was compiled from (the image's
+/// own packages carry none).
+pub const SEED_ROLE: &str = "seed";
+
+/// (purl, sha256 hex) of the .debs in the provenance's resolvedDependencies
+/// with annotation `role` equal to `role` (`None`: without one, the image's).
+pub fn recorded_debs(p: &Provenance, role: Option<&str>) -> BTreeSet<(String, String)> {
     p.build_definition
         .resolved_dependencies
         .iter()
         .filter(|d| d.uri.starts_with("pkg:deb/"))
+        .filter(|d| d.annotations.get("role").and_then(|r| r.as_str()) == role)
         .map(|d| {
             (
                 d.uri.clone(),
@@ -391,7 +420,8 @@ pub fn check(report: &mut Report, v: &VerifiedStatement, image: &Image, exp: &Ex
         ),
     }
 
-    let recorded = recorded_debs(&p);
+    let recorded = recorded_debs(&p, None);
+    let seed_debs = recorded_debs(&p, Some(SEED_ROLE));
     let Some(src) = exp.source else {
         report.info(
             "lock",
@@ -447,6 +477,32 @@ pub fn check(report: &mut Report, v: &VerifiedStatement, image: &Image, exp: &Ex
         Err(e) => report.fail(
             "lock",
             format!("resolvedDependencies do not match {} for {}: {e}", lock_path.display(), ext.full_name()),
+        ),
+    }
+    // What the seed was compiled from: the lock's rust toolchain.
+    if seed_debs.is_empty() {
+        report.info(
+            "seed",
+            "no seed toolchain recorded (a seed built outside the sandbox)",
+        );
+        return;
+    }
+    match toolchain_debs(&lock, "rust", "amd64")
+        .and_then(|locked| compare_debs(&seed_debs, &locked).map(|()| locked.len()))
+    {
+        Ok(n) => report.pass(
+            "seed",
+            format!(
+                "the seed was compiled from exactly the {n} .deb(s) {} locks for toolchain rust",
+                lock_path.display()
+            ),
+        ),
+        Err(e) => report.fail(
+            "seed",
+            format!(
+                "the seed's recorded toolchain does not match {}: {e}",
+                lock_path.display()
+            ),
         ),
     }
 }
