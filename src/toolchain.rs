@@ -79,6 +79,11 @@ pub struct Toolchain {
     /// Dependencies not to unpack (a clause naming one counts as satisfied).
     #[serde(default)]
     pub exclude: Vec<PackageName>,
+    /// Exact versions to hold packages at (name -> Debian version), for a
+    /// toolchain that must not move with the suites; a version the suites
+    /// do not offer is a lock error naming it.
+    #[serde(default)]
+    pub versions: BTreeMap<String, String>,
     /// Symbolic links the root gets on top of the packages, as a
     /// maintainer script would have made them (`update-alternatives`):
     /// absolute path in the root -> link target.
@@ -98,12 +103,16 @@ impl Toolchain {
         exclude.dedup();
         let mut archs: Vec<&str> = self.archs.iter().map(|a| a.debian()).collect();
         archs.sort_unstable();
-        let value = serde_json::json!({
+        let mut value = serde_json::json!({
             "archs": archs,
             "suites": self.suites,
             "include": include,
             "exclude": exclude,
         });
+        // Absent when empty, so that toolchains locked before it existed stay current.
+        if !self.versions.is_empty() {
+            value["versions"] = serde_json::json!(self.versions);
+        }
         Digest::of(&crate::json::canonical(&value))
     }
 

@@ -47,6 +47,14 @@ pub enum LockError {
     },
     #[error("bootstrap {package}: {message}")]
     Bootstrap { package: String, message: String },
+    #[error("toolchain {toolchain}: {arch}: versions holds {package} at {version}, but its suites give {got} (is that version still in the archive? a superseded .deb leaves the index)")]
+    Held {
+        toolchain: String,
+        arch: Arch,
+        package: String,
+        version: String,
+        got: String,
+    },
     #[error("toolchain {toolchain}: {error}")]
     ResolveToolchain {
         toolchain: String,

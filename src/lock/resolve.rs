@@ -147,43 +147,9 @@ pub fn build(
             );
             let mut sizes = BTreeMap::new();
             for (name, cand) in &resolved.packages {
-                let pkg = Package {
-                    version: cand.pkg.version_text.clone(),
-                    architecture: cand.pkg.architecture.clone(),
-                    source: cand.pkg.source.clone(),
-                    source_version: cand.pkg.source_version.clone(),
-                    suite: cand.suite.to_string(),
-                    filename: cand.pkg.filename.clone(),
-                    sha256: cand.pkg.sha256.clone(),
-                    size: cand.pkg.size,
-                };
+                let pkg = pin(&mut lock.packages, &mut owner, arch, name, cand, &image)?;
                 sizes.insert(name.clone(), pkg.size);
                 created = created.max(indexes[cand.suite].release.epoch);
-                let slot = lock.packages.entry(arch).or_default();
-                match slot.get(name) {
-                    // The same .deb may be offered by two suites; which one it came from does not matter.
-                    Some(existing)
-                        if (&existing.version, &existing.sha256) != (&pkg.version, &pkg.sha256) =>
-                    {
-                        let (other, version_a) = owner
-                            .get(&(arch, name.clone()))
-                            .cloned()
-                            .unwrap_or_default();
-                        return Err(LockError::Conflict {
-                            arch,
-                            name: name.clone(),
-                            image_a: other,
-                            version_a,
-                            image_b: image.clone(),
-                            version_b: pkg.version,
-                        });
-                    }
-                    Some(_) => {}
-                    None => {
-                        slot.insert(name.clone(), pkg.clone());
-                        owner.insert((arch, name.clone()), (image.clone(), pkg.version.clone()));
-                    }
-                }
             }
             let packages: Vec<String> = resolved.packages.keys().cloned().collect();
             let mut deps = resolved.deps.clone();
@@ -393,6 +359,56 @@ pub(super) fn diff(
     c
 }
 
+/// Records `cand` as `name`'s entry in `packages.<arch>` for `who` (an image
+/// or toolchain), unless another already pinned another .deb under that
+/// name: a lock holds one version per package and arch. The same .deb may
+/// be offered by two suites; which one it came from does not matter.
+fn pin(
+    packages: &mut BTreeMap<Arch, BTreeMap<String, Package>>,
+    owner: &mut BTreeMap<(Arch, String), (String, String)>,
+    arch: Arch,
+    name: &str,
+    cand: &crate::debian::resolve::Candidate<'_>,
+    who: &str,
+) -> Result<Package, LockError> {
+    let pkg = Package {
+        version: cand.pkg.version_text.clone(),
+        architecture: cand.pkg.architecture.clone(),
+        source: cand.pkg.source.clone(),
+        source_version: cand.pkg.source_version.clone(),
+        suite: cand.suite.to_string(),
+        filename: cand.pkg.filename.clone(),
+        sha256: cand.pkg.sha256.clone(),
+        size: cand.pkg.size,
+    };
+    let slot = packages.entry(arch).or_default();
+    match slot.get(name) {
+        Some(existing) if (&existing.version, &existing.sha256) != (&pkg.version, &pkg.sha256) => {
+            let (other, version_a) = owner
+                .get(&(arch, name.to_string()))
+                .cloned()
+                .unwrap_or_default();
+            Err(LockError::Conflict {
+                arch,
+                name: name.to_string(),
+                image_a: other,
+                version_a,
+                image_b: who.to_string(),
+                version_b: pkg.version,
+            })
+        }
+        Some(_) => Ok(pkg),
+        None => {
+            slot.insert(name.to_string(), pkg.clone());
+            owner.insert(
+                (arch, name.to_string()),
+                (who.to_string(), pkg.version.clone()),
+            );
+            Ok(pkg)
+        }
+    }
+}
+
 /// Resolves every toolchain (after the images, whose versions it keeps:
 /// a lock holds one version per package and arch) and the bootstrap
 /// package. The bootstrap's NAR hash is carried over from `prev` when its
@@ -416,6 +432,7 @@ fn resolve_toolchains(
         suites: first.suites.clone(),
         packages: vec![crate::spec::PackageName(BOOTSTRAP_PACKAGE.to_string())],
         exclude: Vec::new(),
+        versions: BTreeMap::new(),
         links: BTreeMap::new(),
     });
     let wanted = toolchains
@@ -442,7 +459,8 @@ fn resolve_toolchains(
         sorted.sort();
         for arch in sorted {
             let universe = suites_universe(suites, indexes, arch, &what)?;
-            let pins: BTreeMap<String, String> = lock
+            // The images' versions, then the toolchain's own holds.
+            let mut pins: BTreeMap<String, String> = lock
                 .packages
                 .get(&arch)
                 .map(|m| {
@@ -451,6 +469,7 @@ fn resolve_toolchains(
                         .collect()
                 })
                 .unwrap_or_default();
+            pins.extend(t.versions.clone());
             let req = Request {
                 roots: include.clone(),
                 exclude: exclude.clone(),
@@ -461,42 +480,21 @@ fn resolve_toolchains(
                 error: Box::new(e),
             })?;
             for (pkg_name, cand) in &resolved.packages {
-                let pkg = Package {
-                    version: cand.pkg.version_text.clone(),
-                    architecture: cand.pkg.architecture.clone(),
-                    source: cand.pkg.source.clone(),
-                    source_version: cand.pkg.source_version.clone(),
-                    suite: cand.suite.to_string(),
-                    filename: cand.pkg.filename.clone(),
-                    sha256: cand.pkg.sha256.clone(),
-                    size: cand.pkg.size,
-                };
-                let slot = lock.packages.entry(arch).or_default();
-                match slot.get(pkg_name) {
-                    Some(existing)
-                        if (&existing.version, &existing.sha256) != (&pkg.version, &pkg.sha256) =>
-                    {
-                        let (other, version_a) = owner
-                            .get(&(arch, pkg_name.clone()))
-                            .cloned()
-                            .unwrap_or_default();
-                        return Err(LockError::Conflict {
-                            arch,
-                            name: pkg_name.clone(),
-                            image_a: other,
-                            version_a,
-                            image_b: what.clone(),
-                            version_b: pkg.version,
-                        });
-                    }
-                    Some(_) => {}
-                    None => {
-                        slot.insert(pkg_name.clone(), pkg.clone());
-                        owner.insert(
-                            (arch, pkg_name.clone()),
-                            (what.clone(), pkg.version.clone()),
-                        );
-                    }
+                pin(&mut lock.packages, owner, arch, pkg_name, cand, &what)?;
+            }
+            for (held, version) in &t.versions {
+                let got = resolved
+                    .packages
+                    .get(held)
+                    .map(|c| c.pkg.version_text.as_str());
+                if got != Some(version.as_str()) {
+                    return Err(LockError::Held {
+                        toolchain: name.clone(),
+                        arch,
+                        package: held.clone(),
+                        version: version.clone(),
+                        got: got.unwrap_or("nothing (not in the closure)").to_string(),
+                    });
                 }
             }
             let packages: Vec<String> = resolved.packages.keys().cloned().collect();

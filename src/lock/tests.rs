@@ -507,3 +507,24 @@ fn toolchains_share_the_images_versions_and_pin_the_bootstrap_once() {
         .to_string();
     assert!(e.contains("toolchain tc: its definition changed"), "{e}");
 }
+
+#[test]
+fn a_held_version_the_suites_do_not_offer_is_an_error_naming_it() {
+    let mut tc = toolchain(&["openssl"]);
+    tc.versions.insert("openssl".into(), "9.9-1".into());
+    let e = build(
+        &specs(),
+        &[tc],
+        &indexes("3.0.11-1"),
+        None,
+        None,
+        &mut |_| Ok("ab".repeat(32)),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("toolchain tc: amd64: versions holds openssl at 9.9-1"),
+        "{e}"
+    );
+    assert!(e.contains("give 3.0.9-1"), "{e}");
+}
