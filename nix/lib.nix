@@ -54,19 +54,28 @@ let
   # (an impure evaluation) swaps in a seed built by the host's cargo, added
   # to the store under its NAR hash: the diverse double-compilation check.
   hostSeedHash = getEnv "KILN_HOST_SEED";
-  hostSeed = derivation {
+  hostSeed = pinnedPath {
     name = "kiln-seed";
-    inherit system;
-    builder = "builtin:fetchurl";
-    url = "file:///kiln-host-seed-is-not-in-the-nix-store/run-kiln-digests-seed-host";
-    executable = true;
-    unpack = false;
-    outputHashMode = "recursive";
-    outputHashAlgo = "sha256";
-    outputHash = hostSeedHash;
-    preferLocalBuild = true;
+    mode = "recursive";
+    hash = hostSeedHash;
+    hint = "kiln-host-seed-is-not-in-the-nix-store/run-kiln-digests-seed-host";
+    extra = { executable = true; unpack = false; };
   };
   seed = if hostSeedHash != "" then hostSeed else seedFromSource;
+
+  # A path put into the store by kiln (`kiln fetch`, scripts/bootstrap),
+  # declared as a fixed-output derivation with its pinned hash: the store
+  # path only exists if the bytes are exactly those. The URL is never
+  # fetched; when the path is missing, Nix prints it, so it says what to run.
+  pinnedPath = { name, mode, hash, hint, extra ? { } }: derivation ({
+    inherit name system;
+    builder = "builtin:fetchurl";
+    url = "file:///${hint}";
+    outputHashMode = mode;
+    outputHashAlgo = "sha256";
+    outputHash = hash;
+    preferLocalBuild = true;
+  } // extra);
 
   # Store names may not contain `~` or the epoch's `:` (docs/internals.md).
   sanitize = replaceStrings [ "~" ":" ] [ "-" "-" ];
@@ -76,15 +85,7 @@ let
   # name, so the build never needs the network.
   deb = p:
     let name = sanitize "${p.name}_${p.version}_${p.architecture}.deb";
-    in derivation {
-      inherit name system;
-      builder = "builtin:fetchurl";
-      url = "file:///deb-is-not-in-the-nix-store/run-kiln-fetch/${name}";
-      outputHashMode = "flat";
-      outputHashAlgo = "sha256";
-      outputHash = p.sha256;
-      preferLocalBuild = true;
-    };
+    in pinnedPath { inherit name; mode = "flat"; hash = p.sha256; hint = "deb-is-not-in-the-nix-store/run-kiln-fetch/${name}"; };
 
   lockedPackage = arch: name:
     let
@@ -150,16 +151,7 @@ let
   # root and enters it (docs/internals.md, "Bootstrap").
   busybox =
     let b = lock.bootstrap or (throw "kiln: kiln.lock has no bootstrap; run `kiln lock`");
-    in derivation {
-      name = "kiln-busybox";
-      inherit system;
-      builder = "builtin:fetchurl";
-      url = "file:///kiln-busybox-is-not-in-the-nix-store/run-kiln-fetch";
-      outputHashMode = "recursive";
-      outputHashAlgo = "sha256";
-      outputHash = b.narHash;
-      preferLocalBuild = true;
-    };
+    in pinnedPath { name = "kiln-busybox"; mode = "recursive"; hash = b.narHash; hint = "kiln-busybox-is-not-in-the-nix-store/run-kiln-fetch"; };
 
   # A derivation whose builder is busybox's shell running `script`, with
   # every applet on PATH (as links in /build/bin) and nothing else.
@@ -223,16 +215,9 @@ let
 
   # One .crate from a Cargo.lock: a flat fixed-output derivation whose hash
   # is the lock's `checksum`. `kiln fetch` adds the file under this name.
-  crate = p: derivation {
-    name = "${p.name}-${p.version}.crate";
-    inherit system;
-    builder = "builtin:fetchurl";
-    url = "file:///crate-is-not-in-the-nix-store/run-kiln-fetch/${p.name}-${p.version}.crate";
-    outputHashMode = "flat";
-    outputHashAlgo = "sha256";
-    outputHash = p.checksum;
-    preferLocalBuild = true;
-  };
+  crate = p:
+    let name = "${p.name}-${p.version}.crate";
+    in pinnedPath { inherit name; mode = "flat"; hash = p.checksum; hint = "crate-is-not-in-the-nix-store/run-kiln-fetch/${name}"; };
 
   # Every registry crate of a Cargo.lock. Path dependencies (the workspace's
   # own crates) have no source; anything else (git) cannot be pinned by a
