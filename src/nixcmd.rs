@@ -143,6 +143,17 @@ pub struct BuildOptions {
     pub host_seed: Option<String>,
 }
 
+/// The output path `attr` (of `packages.<system>`) builds to now, evaluated
+/// without building: what a record of an earlier build is compared with.
+pub fn out_path(flake: &Path, attr: &str) -> Result<String, NixError> {
+    let mut cmd = Command::new("nix");
+    cmd.args(["eval", "--raw"]).arg(format!(
+        "{}#packages.{SYSTEM}.\"{attr}\".outPath",
+        flake.display()
+    ));
+    Ok(output(&mut cmd)?.trim().to_string())
+}
+
 /// The derivation paths of `attrs` (of `packages.<system>`), in order: how
 /// `nix build --json` results are matched with the attributes asked for,
 /// since Nix lists its results in its own order (by derivation path).

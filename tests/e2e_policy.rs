@@ -502,3 +502,54 @@ fn kiln_build_fails_on_a_denied_rule_unless_skipped_and_the_skip_is_in_the_prove
     );
     assert_eq!(bd["internalParameters"]["policy"]["denied"], 2, "{bd}");
 }
+
+#[test]
+fn sign_signs_what_the_image_builds_to_now_or_says_to_build_it() {
+    require_setup();
+    let dir = project_copy("sign-after-change");
+    let env = |args: &[&str]| {
+        kiln_cmd(&dir, args)
+            .env("COSIGN_PASSWORD", "first-hour")
+            .output()
+            .unwrap()
+    };
+    let built = env(&["build", "scratch-plus"]);
+    assert!(built.status.success(), "{}", stderr(&built));
+    let key = dir.join("cosign");
+    let made = env(&["keygen", "--output-key-prefix", key.to_str().unwrap()]);
+    assert!(made.status.success(), "{}", stderr(&made));
+
+    // The definition changes (a description is no lock input): the last
+    // provenance now describes an image that is no longer what it builds to.
+    let toml = dir.join("images/scratch-plus/image.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    let changed = text.replacen("description = \"", "description = \"Changed: ", 1);
+    assert_ne!(changed, text);
+    std::fs::write(&toml, changed).unwrap();
+    let signed = dir.join("signed");
+    let key_file = dir.join("cosign.key");
+    let args = [
+        "sign",
+        "scratch-plus",
+        "--key",
+        key_file.to_str().unwrap(),
+        "-o",
+        signed.to_str().unwrap(),
+    ];
+    let stale = env(&args);
+    assert_eq!(stale.status.code(), Some(2), "{}", stderr(&stale));
+    let err = stderr(&stale);
+    assert!(err.contains("now builds to"), "{err}");
+    assert!(
+        err.contains("run `kiln build scratch-plus`, then sign"),
+        "{err}"
+    );
+    assert!(!signed.exists());
+
+    // Built again, it signs.
+    let rebuilt = env(&["build", "scratch-plus"]);
+    assert!(rebuilt.status.success(), "{}", stderr(&rebuilt));
+    let ok = env(&args);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert!(signed.join("index.json").is_file());
+}

@@ -92,6 +92,20 @@ fn resolve(project: &Path, image: &str, args: &Args) -> anyhow::Result<(String, 
     let st = provenance::read(&prov)?;
     let layout = provenance::recorded_output(&st)
         .with_context(|| format!("{} records no output path", prov.display()))?;
+    // The provenance is that of the last build that passed; sign only if it
+    // is still what the image builds to (a denied or failed build since, or
+    // a changed definition or lock, leaves it describing an older image).
+    if args.provenance.is_none() {
+        let now = kiln::nixcmd::out_path(project, image)
+            .with_context(|| format!("evaluating what {image} builds to"))?;
+        if Path::new(&now) != layout {
+            bail!(
+                "{} describes {}, but {image} now builds to {now} (a build since was denied or failed, or its definition or lock changed): run `kiln build {image}`, then sign",
+                prov.display(),
+                layout.display()
+            );
+        }
+    }
     if !layout.join("oci-layout").is_file() {
         bail!(
             "{} (the output {} records) is gone; run `kiln build {image}` again",
