@@ -2,7 +2,8 @@
   description = "kiln: minimal, hardened container base images from pinned Debian packages, built hermetically and reproducibly, with SBOMs, SLSA provenance and signatures";
 
   # No inputs: there is no nixpkgs here. Every derivation is raw and built by
-  # kiln's own pinned, statically linked seed (nix/seed.json).
+  # kiln's own statically linked seed, itself compiled in the sandbox from
+  # pinned .debs and crates, starting from a pinned busybox (nix/lib.nix).
   inputs = { };
 
   outputs = { self }:
@@ -16,16 +17,16 @@
         stepName = "link";
         input = { links = { "bin/verify" = "${kiln.seed}"; }; };
       };
+      # The kiln command, compiled like the seed: `nix run .#kiln -- ...`
+      # (where the driver's sources are: kiln's own repository).
+      driver = if kiln.driverFromSource == null then { } else { kiln = kiln.driverFromSource; };
     in
     {
       packages.${system} = kiln.packages // {
         default = kiln.packages.scratch-plus;
+        # The seed, compiled here in the sandbox by Debian's rustc.
         seed = kiln.seed;
-        # The seed compiled here, in the sandbox, by Debian's rustc.
-        seed-from-source = kiln.seedFromSource;
         toolchain-rust = kiln.rustRoot;
-        # The kiln command, compiled the same way: `nix run .#kiln -- ...`.
-        kiln = kiln.driverFromSource;
         inherit verify;
         # The smallest toolchain root: busybox-static, with /bin/sh.
         root-busybox = kiln.toolchainRoot {
@@ -41,15 +42,16 @@
           argv = [ "/bin/sh" "-c" "id -u > $out/uid; ls / > $out/ls; /bin/busybox echo hello > $out/hello" ];
           env = { PATH = "/bin"; };
         };
-      };
+      } // driver;
 
       # `nix flake check`: the policies of policy/ on every image.
       checks.${system} = kiln.policyChecks;
 
       apps.${system} = {
         verify = { type = "app"; program = "${verify}/bin/verify"; };
-        kiln = { type = "app"; program = "${kiln.driverFromSource}/bin/kiln"; };
         default = self.apps.${system}.verify;
-      };
+      } // (if driver == { } then { } else {
+        kiln = { type = "app"; program = "${driver.kiln}/bin/kiln"; };
+      });
     };
 }

@@ -323,7 +323,9 @@ let
       || (elem top [ "src" "policy" ] && t != "symlink")
       || (hasPrefix "nix/seed/" rel && !(hasPrefix "nix/seed/target" rel));
   };
-  driverFromSource = cargoBuild {
+  # Only kiln's own repository holds the driver's sources (a project that
+  # only defines images does not).
+  driverFromSource = if !(pathExists (root + "/Cargo.lock") && pathExists (root + "/src/main.rs")) then null else cargoBuild {
     name = "kiln";
     src = driverSources;
     lockFile = root + "/Cargo.lock";

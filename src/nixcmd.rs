@@ -145,12 +145,15 @@ pub struct BuildOptions {
 
 /// The output path `attr` (of `packages.<system>`) builds to now, evaluated
 /// without building: what a record of an earlier build is compared with.
-pub fn out_path(flake: &Path, attr: &str) -> Result<String, NixError> {
+/// `opts` carries the impurities the build had (`--allow-unsandboxed`
+/// derivations are other derivations).
+pub fn out_path(flake: &Path, attr: &str, opts: &BuildOptions) -> Result<String, NixError> {
     let mut cmd = Command::new("nix");
     cmd.args(["eval", "--raw"]).arg(format!(
         "{}#packages.{SYSTEM}.\"{attr}\".outPath",
         flake.display()
     ));
+    impurity(&mut cmd, opts);
     Ok(output(&mut cmd)?.trim().to_string())
 }
 

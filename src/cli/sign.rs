@@ -96,7 +96,14 @@ fn resolve(project: &Path, image: &str, args: &Args) -> anyhow::Result<(String, 
     // is still what the image builds to (a denied or failed build since, or
     // a changed definition or lock, leaves it describing an older image).
     if args.provenance.is_none() {
-        let now = kiln::nixcmd::out_path(project, image)
+        // A build with --allow-unsandboxed evaluates other derivations.
+        let unsandboxed = st.predicate["buildDefinition"]["internalParameters"]["isolated"]
+            == serde_json::Value::Bool(false);
+        let opts = kiln::nixcmd::BuildOptions {
+            allow_unsandboxed: unsandboxed,
+            ..Default::default()
+        };
+        let now = kiln::nixcmd::out_path(project, image, &opts)
             .with_context(|| format!("evaluating what {image} builds to"))?;
         if Path::new(&now) != layout {
             bail!(
