@@ -11,6 +11,7 @@
 use crate::nixcmd::{self, BuildOptions};
 use crate::provenance::{self, PolicyRecord};
 use crate::seedbuild::{Pin, SeedError};
+use crate::spec::ImageSpec;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +33,8 @@ pub enum BuildError {
     Lock(Box<crate::lock::LockError>),
     #[error(transparent)]
     Fetch(#[from] crate::fetch::FetchError),
+    #[error("{0} (an image may also be named with an arch suffix, such as <image>-amd64)")]
+    UnknownImage(String),
     #[error("{count} pinned .deb(s) are not in the Nix store ({named}); run `kiln fetch`")]
     NotFetched { count: usize, named: String },
     #[error("evaluating the policies on {attr}: {error}")]
@@ -109,6 +112,48 @@ pub struct Report {
     pub denied: Option<Denied>,
 }
 
+/// Fails naming the images (and the closest one) when one of `attrs` is
+/// neither an image of the project (`<image>[-<variant>][-<arch>]`) nor
+/// another attribute of the flake (the seed, the verifier, ...).
+pub fn check_attrs(project: &Path, attrs: &[String]) -> Result<(), BuildError> {
+    let images_dir = project.join("images");
+    let mut specs = Vec::new();
+    for loaded in crate::definition::load_all(&images_dir)? {
+        specs.extend(
+            loaded
+                .definition
+                .images()
+                .map_err(|error| BuildError::Definition {
+                    path: loaded.path.clone(),
+                    error,
+                })?,
+        );
+    }
+    check_names(project, &specs, attrs)
+}
+
+fn check_names(project: &Path, specs: &[ImageSpec], attrs: &[String]) -> Result<(), BuildError> {
+    // A typo is answered with the images, not with Nix's evaluation error.
+    let is_image = |a: &String| {
+        specs.iter().any(|s| {
+            let full = s.full_name();
+            *a == full || s.archs.iter().any(|arch| *a == format!("{full}-{arch}"))
+        })
+    };
+    if let Some(unknown) = attrs.iter().find(|a| !is_image(a)) {
+        let others = nixcmd::package_names(project)?;
+        if !others.contains(unknown) {
+            let mut known: Vec<String> = specs.iter().map(|s| s.full_name()).collect();
+            known.sort();
+            known.dedup();
+            return Err(BuildError::UnknownImage(crate::definition::unknown_image(
+                unknown, &known,
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Builds `opts.attrs` in `project` (see the module documentation).
 pub fn build(project: &Path, opts: &Options) -> Result<Report, BuildError> {
     let mut report = Report::default();
@@ -119,8 +164,8 @@ pub fn build(project: &Path, opts: &Options) -> Result<Report, BuildError> {
         }
         report.unsandboxed = Some(e.to_string());
     }
-    let pin = Pin::installed(project)?;
     precheck(project, &opts.attrs)?;
+    let pin = Pin::installed(project)?;
     let started = std::time::SystemTime::now();
     let built = nixcmd::build(
         project,
@@ -233,8 +278,7 @@ fn precheck(project: &Path, attrs: &[String]) -> Result<(), BuildError> {
                 })?,
         );
     }
-    // `<image>[-<variant>]` or `<image>[-<variant>]-<arch>`; other attributes
-    // (the seed, the verifier) have nothing to check.
+    check_names(project, &specs, attrs)?;
     let wanted: Vec<_> = specs
         .into_iter()
         .filter(|s| {

@@ -265,3 +265,73 @@ groups = [{ name = "nonroot", gid = 65532 }]
         assert!(e.contains("line 2") && e.contains("directory name"), "{e}");
     }
 }
+
+/// The closest of `known` to `name` when it is close enough to be a typo
+/// (edit distance at most a third of the name, and at least 1).
+pub fn closest<'a>(name: &str, known: &'a [String]) -> Option<&'a str> {
+    let limit = (name.chars().count() / 3).max(1);
+    known
+        .iter()
+        .map(|k| (edit_distance(name, k), k))
+        .filter(|(d, _)| *d <= limit)
+        .min()
+        .map(|(_, k)| k.as_str())
+}
+
+/// "no image named X (known: ...); did you mean Y?": what every command
+/// says about an image name that is not one.
+pub fn unknown_image(name: &str, known: &[String]) -> String {
+    let hint = closest(name, known)
+        .map(|k| format!("; did you mean {k}?"))
+        .unwrap_or_default();
+    format!("no image named {name} (known: {}){hint}", known.join(", "))
+}
+
+/// The full names (`<image>[-<variant>]`) of every definition under `images_dir`.
+pub fn image_names(images_dir: &Path) -> Result<Vec<String>, DefinitionError> {
+    let mut names = Vec::new();
+    for loaded in load_all(images_dir)? {
+        names.push(loaded.definition.name.clone());
+        for variant in loaded.definition.variants.keys() {
+            names.push(format!("{}-{variant}", loaded.definition.name));
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod suggestion_tests {
+    use super::*;
+
+    #[test]
+    fn a_typo_gets_the_closest_name_and_a_stranger_none() {
+        let known: Vec<String> = ["base", "scratch-plus", "scratch-plus-debug", "python"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(closest("scratch-plu", &known), Some("scratch-plus"));
+        assert_eq!(closest("pyhton", &known), Some("python"));
+        assert_eq!(closest("nginx", &known), None);
+        let m = unknown_image("scratch-plu", &known);
+        assert!(
+            m.starts_with("no image named scratch-plu (known: base, "),
+            "{m}"
+        );
+        assert!(m.ends_with("; did you mean scratch-plus?"), "{m}");
+    }
+}

@@ -143,6 +143,20 @@ pub struct BuildOptions {
     pub host_seed: Option<String>,
 }
 
+/// The names of the flake's `packages.<system>`.
+pub fn package_names(flake: &Path) -> Result<Vec<String>, NixError> {
+    let mut cmd = Command::new("nix");
+    cmd.args(["eval", "--json"])
+        .arg(format!("{}#packages.{SYSTEM}", flake.display()))
+        .args(["--apply", "builtins.attrNames"]);
+    let command = crate::tool::display(&cmd);
+    let text = output(&mut cmd)?;
+    serde_json::from_str(&text).map_err(|e| NixError::Output {
+        command,
+        message: e.to_string(),
+    })
+}
+
 /// The output path `attr` (of `packages.<system>`) builds to now, evaluated
 /// without building: what a record of an earlier build is compared with.
 /// `opts` carries the impurities the build had (`--allow-unsandboxed`

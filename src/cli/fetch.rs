@@ -54,6 +54,12 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
     let path = Lock::path_in(project);
     let lock = Lock::read(&path)?;
     let images = (!args.images.is_empty()).then_some(args.images.as_slice());
+    if images.is_some() {
+        let known = kiln::definition::image_names(&project.join("images"))?;
+        if let Some(bad) = args.images.iter().find(|i| !known.contains(i)) {
+            anyhow::bail!("{}", kiln::definition::unknown_image(bad, &known));
+        }
+    }
     let archs = (!args.arch.is_empty()).then_some(args.arch.as_slice());
     let items = fetch::items(lock.select(images, archs)?);
     let mirrors = args.archive.discover()?;

@@ -102,12 +102,10 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<super::Outcome> {
         (!args.images.is_empty()).then(|| args.images.iter().cloned().collect());
     if let Some(only) = &only {
         let known: BTreeSet<String> = specs.iter().map(|s| s.full_name()).collect();
+        let listed: Vec<String> = known.iter().cloned().collect();
         for name in only {
             if !known.contains(name) {
-                anyhow::bail!(
-                    "no image named {name} (known: {})",
-                    known.into_iter().collect::<Vec<_>>().join(", ")
-                );
+                anyhow::bail!("{}", kiln::definition::unknown_image(name, &listed));
             }
         }
     }

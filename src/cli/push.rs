@@ -146,6 +146,7 @@ fn resolve_source(project: &Path, source: &str) -> anyhow::Result<(PathBuf, bool
 fn build(project: &Path, attr: &str) -> anyhow::Result<PathBuf> {
     let settings = nixcmd::settings().context("reading the Nix configuration")?;
     settings.check_isolated()?;
+    kiln::build::check_attrs(project, &[attr.to_string()])?;
     let built = nixcmd::build(project, &[attr.to_string()], &BuildOptions::default())
         .with_context(|| format!("building {attr}"))?;
     let out = built

@@ -45,6 +45,7 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<super::Outcome> {
             .map(|t| t.image)
             .collect()
     } else {
+        kiln::build::check_attrs(project, &args.images)?;
         args.images.clone()
     };
     let report = repro::run(

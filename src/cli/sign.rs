@@ -84,6 +84,24 @@ fn resolve(project: &Path, image: &str, args: &Args) -> anyhow::Result<(String, 
         .clone()
         .unwrap_or_else(|| provenance::path_for(&project.join(&args.provenance_dir), image));
     if !prov.is_file() {
+        // Only an image of the project can be built; anything else is a
+        // path that is not a layout, or a typo.
+        let known = kiln::definition::image_names(&project.join("images")).unwrap_or_default();
+        let is_image = known.iter().any(|k| {
+            image == k
+                || image
+                    .strip_prefix(k.as_str())
+                    .is_some_and(|r| r == "-amd64" || r == "-arm64")
+        });
+        if !is_image {
+            if Path::new(image).exists() {
+                bail!("{image} is not an OCI image layout (it has no oci-layout file)");
+            }
+            if image.contains('/') {
+                bail!("{image} does not exist");
+            }
+            bail!("{}", kiln::definition::unknown_image(image, &known));
+        }
         bail!(
             "{image} is not an image layout, and there is no provenance at {}: run `kiln build {image}` first",
             prov.display()
@@ -135,6 +153,13 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
     if args.images.len() > 1 && (args.out.is_some() || args.provenance.is_some()) {
         bail!("--out and --provenance name one image's files; sign one image at a time with them");
     }
+    // What is to be signed is found first: a wrong name or a stale build is
+    // said before a password is asked for.
+    let resolved = args
+        .images
+        .iter()
+        .map(|image| resolve(project, image, &args))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let key = &args.key;
     let password = kiln::keys::read_password(false)?;
     let signer: Box<dyn Signer> = Box::new(
@@ -142,9 +167,8 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("loading the signing key {}", key.display()))?,
     );
     let mut written = Vec::new();
-    for image in &args.images {
+    for (attr, layout, prov) in resolved {
         let t = Instant::now();
-        let (attr, layout, prov) = resolve(project, image, &args)?;
         let statement = provenance::read(&prov)?;
         let reference = args.reference.clone().unwrap_or_else(|| {
             provenance::BuiltImage::read(&layout)

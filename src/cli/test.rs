@@ -66,7 +66,7 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<super::Outcome> {
                 .flat_map(|d| d.definition.images().unwrap_or_default())
                 .map(|s| s.full_name())
                 .collect();
-            bail!("no image named {want:?} (known: {})", known.join(", "));
+            bail!("{}", kiln::definition::unknown_image(want, &known));
         }
     }
     let lock = Lock::read(&Lock::path_in(project))?;

@@ -1,0 +1,58 @@
+//! A misspelt image name gets the same answer from every command: the
+//! project's images and the closest one, exit 2, and no Nix internals.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn every_command_answers_a_typo_with_the_images_and_the_closest_one() {
+    for args in [
+        &["build", "scratch-plu"][..],
+        &["push", "scratch-plu", "127.0.0.1:5999/x"],
+        &["repro", "scratch-plu"],
+        &["sign", "scratch-plu", "--key", "no-such.key"],
+        &["fetch", "scratch-plu"],
+        &["lock", "scratch-plu"],
+        &["test", "scratch-plu"],
+    ] {
+        let out = kiln(args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("no image named scratch-plu (known: base, "),
+            "{args:?}: {err}"
+        );
+        assert!(
+            err.contains("did you mean scratch-plus?"),
+            "{args:?}: {err}"
+        );
+        for internal in [
+            "getAttr",
+            "nix eval",
+            "attribute 'scratch-plu' missing",
+            "run `kiln lock`",
+            "run `kiln build",
+        ] {
+            assert!(!err.contains(internal), "{args:?} says {internal:?}: {err}");
+        }
+    }
+}
+
+#[test]
+fn sign_says_a_path_that_is_not_a_layout_is_not_one() {
+    let out = kiln(&["sign", "/nope/layout", "--key", "no-such.key"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("/nope/layout does not exist"),
+        "{}",
+        stderr(&out)
+    );
+    let out = kiln(&["sign", "docs", "--key", "no-such.key"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("docs is not an OCI image layout"),
+        "{}",
+        stderr(&out)
+    );
+}
