@@ -56,3 +56,29 @@ fn sign_says_a_path_that_is_not_a_layout_is_not_one() {
         stderr(&out)
     );
 }
+
+#[test]
+fn kiln_finds_its_project_from_a_subdirectory_as_git_does() {
+    let out = std::process::Command::new(kiln_bin())
+        .current_dir(project().join("images/scratch-plus"))
+        .env_remove("KILN_PROJECT")
+        .args(["lock", "--check"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = stdout(&out);
+    assert!(
+        said.contains(&format!("{}/kiln.lock is up to date", project().display())),
+        "{said}"
+    );
+    let out = std::process::Command::new(kiln_bin())
+        .args(["--project", "/nonexistent-kiln-project", "lock", "--check"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("--project /nonexistent-kiln-project: no such directory"),
+        "{}",
+        stderr(&out)
+    );
+}

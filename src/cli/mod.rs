@@ -38,9 +38,11 @@ mod verify;
 #[derive(Debug, Parser)]
 #[command(name = "kiln", version, about, long_about, propagate_version = true)]
 pub struct Cli {
-    /// Project directory (holds images/, kiln.lock, flake.nix).
-    #[arg(long, global = true, default_value = ".", env = "KILN_PROJECT")]
-    pub project: PathBuf,
+    /// Project directory (holds images/, kiln.lock, flake.nix). Default:
+    /// the nearest directory upwards from here that holds images/ and
+    /// flake.nix or kiln.lock, as git finds its repository.
+    #[arg(long, global = true, env = "KILN_PROJECT")]
+    pub project: Option<PathBuf>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -89,12 +91,47 @@ impl Outcome {
     }
 }
 
+/// The command line with the project found.
+struct Resolved {
+    project: PathBuf,
+    command: Command,
+}
+
 /// Runs a command that has no check of its own to fail.
 fn done(r: anyhow::Result<()>) -> anyhow::Result<Outcome> {
     r.map(|()| Outcome::Ok)
 }
 
+/// Whether `dir` looks like a kiln project.
+fn is_project(dir: &std::path::Path) -> bool {
+    dir.join("images").is_dir()
+        && (dir.join("flake.nix").is_file() || dir.join("kiln.lock").is_file())
+}
+
+/// The project: `--project` (which must be one), else the nearest one
+/// upwards from the working directory, else `.` (commands that need none,
+/// such as verify or diff, still run; the others say what is missing, as
+/// they do for a `--project` without images/).
+fn project_dir(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = given {
+        if !dir.is_dir() {
+            anyhow::bail!("--project {}: no such directory", dir.display());
+        }
+        return Ok(dir);
+    }
+    let here = std::env::current_dir()?;
+    Ok(here
+        .ancestors()
+        .find(|d| is_project(d))
+        .map(|d| d.to_path_buf())
+        .unwrap_or_else(|| PathBuf::from(".")))
+}
+
 pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    let cli = Resolved {
+        project: project_dir(cli.project)?,
+        command: cli.command,
+    };
     match cli.command {
         Command::Lock(a) => lock::run(&cli.project, a),
         Command::Fetch(a) => done(fetch::run(&cli.project, a)),
