@@ -116,9 +116,13 @@ pub struct Report {
 /// neither an image of the project (`<image>[-<variant>][-<arch>]`) nor
 /// another attribute of the flake (the seed, the verifier, ...).
 pub fn check_attrs(project: &Path, attrs: &[String]) -> Result<(), BuildError> {
-    let images_dir = project.join("images");
+    check_names(project, &specs_of(project)?, attrs)
+}
+
+/// Every image (definition with a variant applied) under `project/images`.
+fn specs_of(project: &Path) -> Result<Vec<ImageSpec>, BuildError> {
     let mut specs = Vec::new();
-    for loaded in crate::definition::load_all(&images_dir)? {
+    for loaded in crate::definition::load_all(&project.join("images"))? {
         specs.extend(
             loaded
                 .definition
@@ -129,7 +133,7 @@ pub fn check_attrs(project: &Path, attrs: &[String]) -> Result<(), BuildError> {
                 })?,
         );
     }
-    check_names(project, &specs, attrs)
+    Ok(specs)
 }
 
 fn check_names(project: &Path, specs: &[ImageSpec], attrs: &[String]) -> Result<(), BuildError> {
@@ -262,22 +266,10 @@ pub fn build(project: &Path, opts: &Options) -> Result<Report, BuildError> {
 /// the kiln way first: a definition error with its file, line and key, a
 /// stale lock naming the image, or the .debs `kiln fetch` has not added.
 fn precheck(project: &Path, attrs: &[String]) -> Result<(), BuildError> {
-    let images_dir = project.join("images");
-    if !images_dir.is_dir() {
+    if !project.join("images").is_dir() {
         return Ok(());
     }
-    let mut specs = Vec::new();
-    for loaded in crate::definition::load_all(&images_dir)? {
-        specs.extend(
-            loaded
-                .definition
-                .images()
-                .map_err(|error| BuildError::Definition {
-                    path: loaded.path.clone(),
-                    error,
-                })?,
-        );
-    }
+    let specs = specs_of(project)?;
     check_names(project, &specs, attrs)?;
     let wanted: Vec<_> = specs
         .into_iter()

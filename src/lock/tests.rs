@@ -104,15 +104,7 @@ fn specs() -> Vec<ImageSpec> {
 
 #[test]
 fn build_resolves_every_image_and_arch() {
-    let (lock, summary) = build(
-        &specs(),
-        &[],
-        &indexes("3.0.11-1"),
-        None,
-        None,
-        &mut no_bootstrap,
-    )
-    .unwrap();
+    let (lock, summary) = lock_images(&specs(), &indexes("3.0.11-1"), None, None).unwrap();
     assert_eq!(
         lock.images["certs"].archs[&Arch::Amd64].packages,
         ["ca-certificates"]
@@ -147,50 +139,26 @@ fn build_resolves_every_image_and_arch() {
 
 #[test]
 fn a_relock_with_the_same_debs_keeps_the_creation_time() {
-    let (first, _) = build(
-        &specs(),
-        &[],
-        &indexes("3.0.11-1"),
-        None,
-        None,
-        &mut no_bootstrap,
-    )
-    .unwrap();
+    let (first, _) = lock_images(&specs(), &indexes("3.0.11-1"), None, None).unwrap();
     // The security suite is re-signed (newer date), same packages.
     let mut later = indexes("3.0.11-1");
     later.get_mut("bookworm-security").unwrap().release.epoch = 3000;
-    let (again, _) = build(&specs(), &[], &later, Some(&first), None, &mut no_bootstrap).unwrap();
+    let (again, _) = lock_images(&specs(), &later, Some(&first), None).unwrap();
     assert_eq!(again.images["ssl"].created, 2000);
     // A new libssl3 moves it.
     let mut newer = indexes("3.0.13-1");
     newer.get_mut("bookworm-security").unwrap().release.epoch = 3000;
-    let (moved, _) = build(&specs(), &[], &newer, Some(&first), None, &mut no_bootstrap).unwrap();
+    let (moved, _) = lock_images(&specs(), &newer, Some(&first), None).unwrap();
     assert_eq!(moved.images["ssl"].created, 3000);
     assert_eq!(moved.images["certs"].created, 1000);
 }
 
 #[test]
 fn bytes_are_deterministic_and_sorted() {
-    let (a, _) = build(
-        &specs(),
-        &[],
-        &indexes("3.0.11-1"),
-        None,
-        None,
-        &mut no_bootstrap,
-    )
-    .unwrap();
+    let (a, _) = lock_images(&specs(), &indexes("3.0.11-1"), None, None).unwrap();
     let mut rev = specs();
     rev.reverse();
-    let (b, _) = build(
-        &rev,
-        &[],
-        &indexes("3.0.11-1"),
-        None,
-        None,
-        &mut no_bootstrap,
-    )
-    .unwrap();
+    let (b, _) = lock_images(&rev, &indexes("3.0.11-1"), None, None).unwrap();
     assert_eq!(a.to_bytes(), b.to_bytes());
     let text = String::from_utf8(a.to_bytes()).unwrap();
     assert!(
@@ -217,30 +185,14 @@ fn bytes_are_deterministic_and_sorted() {
 
 #[test]
 fn update_reports_what_changed() {
-    let (old, _) = build(
-        &specs(),
-        &[],
-        &indexes("3.0.11-1"),
-        None,
-        None,
-        &mut no_bootstrap,
-    )
-    .unwrap();
+    let (old, _) = lock_images(&specs(), &indexes("3.0.11-1"), None, None).unwrap();
     let mut changed = specs();
     changed[0] = spec(
         "certs",
         &["ca-certificates", "tzdata"],
         &["openssl", "debconf", "debconf-2.0"],
     );
-    let (new, summary) = build(
-        &changed,
-        &[],
-        &indexes("3.0.13-1"),
-        Some(&old),
-        None,
-        &mut no_bootstrap,
-    )
-    .unwrap();
+    let (new, summary) = lock_images(&changed, &indexes("3.0.13-1"), Some(&old), None).unwrap();
     let ssl = &summary.images["ssl"][&Arch::Amd64];
     assert_eq!(
         ssl.upgraded,
@@ -263,29 +215,13 @@ fn update_reports_what_changed() {
     assert!(text.contains("  ~ libssl3 3.0.11-1 → 3.0.13-1"), "{text}");
     assert!(text.contains("  + tzdata 2024a-0+deb12u1"), "{text}");
     assert_eq!(new.packages[&Arch::Amd64]["libssl3"].version, "3.0.13-1");
-    let (_, again) = build(
-        &changed,
-        &[],
-        &indexes("3.0.13-1"),
-        Some(&new),
-        None,
-        &mut no_bootstrap,
-    )
-    .unwrap();
+    let (_, again) = lock_images(&changed, &indexes("3.0.13-1"), Some(&new), None).unwrap();
     assert!(!again.changed());
 }
 
 #[test]
 fn partial_update_keeps_other_images_and_their_versions() {
-    let (old, _) = build(
-        &specs(),
-        &[],
-        &indexes("3.0.11-1"),
-        None,
-        None,
-        &mut no_bootstrap,
-    )
-    .unwrap();
+    let (old, _) = lock_images(&specs(), &indexes("3.0.11-1"), None, None).unwrap();
     let mut changed = specs();
     changed[0] = spec(
         "certs",
@@ -294,43 +230,27 @@ fn partial_update_keeps_other_images_and_their_versions() {
     );
     let only: BTreeSet<String> = ["certs".to_string()].into();
     // The kept image pins libssl3 at 3.0.11-1; it is no longer offered.
-    let e = build(
-        &changed,
-        &[],
-        &indexes("3.0.13-1"),
-        Some(&old),
-        Some(&only),
-        &mut no_bootstrap,
-    )
-    .unwrap_err()
-    .to_string();
+    let e = lock_images(&changed, &indexes("3.0.13-1"), Some(&old), Some(&only))
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("libssl3") && e.contains("3.0.11-1") && e.contains("3.0.13-1"),
         "{e}"
     );
     // With the pinned version still offered, it is reused.
-    let (new, summary) = build(
-        &changed,
-        &[],
-        &indexes("3.0.11-1"),
-        Some(&old),
-        Some(&only),
-        &mut no_bootstrap,
-    )
-    .unwrap();
+    let (new, summary) =
+        lock_images(&changed, &indexes("3.0.11-1"), Some(&old), Some(&only)).unwrap();
     assert_eq!(new.images["ssl"], old.images["ssl"]);
     assert_eq!(summary.kept, ["ssl"]);
     assert_eq!(
         new.images["certs"].archs[&Arch::Amd64].packages,
         ["ca-certificates", "libc6", "libssl3"]
     );
-    let e = build(
+    let e = lock_images(
         &changed,
-        &[],
         &indexes("3.0.11-1"),
         Some(&old),
         Some(&["nope".to_string()].into()),
-        &mut no_bootstrap,
     )
     .unwrap_err();
     assert!(matches!(e, LockError::UnknownImage(_)));
@@ -338,15 +258,7 @@ fn partial_update_keeps_other_images_and_their_versions() {
 
 #[test]
 fn check_names_the_stale_image() {
-    let (lock, _) = build(
-        &specs(),
-        &[],
-        &indexes("3.0.11-1"),
-        None,
-        None,
-        &mut no_bootstrap,
-    )
-    .unwrap();
+    let (lock, _) = lock_images(&specs(), &indexes("3.0.11-1"), None, None).unwrap();
     let p = Path::new("kiln.lock");
     let mut changed = specs();
     changed[1] = spec("ssl", &["openssl", "tzdata"], &[]);
@@ -378,15 +290,7 @@ fn check_names_the_stale_image() {
 
 #[test]
 fn invalid_locks_are_rejected() {
-    let (lock, _) = build(
-        &specs(),
-        &[],
-        &indexes("3.0.11-1"),
-        None,
-        None,
-        &mut no_bootstrap,
-    )
-    .unwrap();
+    let (lock, _) = lock_images(&specs(), &indexes("3.0.11-1"), None, None).unwrap();
     let p = Path::new("kiln.lock");
     let text = String::from_utf8(lock.to_bytes()).unwrap();
     let e = Lock::from_slice(
@@ -527,4 +431,14 @@ fn a_held_version_the_suites_do_not_offer_is_an_error_naming_it() {
         "{e}"
     );
     assert!(e.contains("give 3.0.9-1"), "{e}");
+}
+
+/// A lock of `specs` alone (no toolchain, so no bootstrap is asked for).
+fn lock_images(
+    specs: &[ImageSpec],
+    indexes: &BTreeMap<String, SuiteIndex>,
+    previous: Option<&Lock>,
+    only: Option<&BTreeSet<String>>,
+) -> Result<(Lock, Summary), LockError> {
+    build(specs, &[], indexes, previous, only, &mut no_bootstrap)
 }
