@@ -33,6 +33,8 @@ pub enum BuildError {
     Lock(Box<crate::lock::LockError>),
     #[error(transparent)]
     Fetch(#[from] crate::fetch::FetchError),
+    #[error("{0} is not tracked by git, and a flake in a git checkout sees only tracked files: run `git add {0}`")]
+    Untracked(String),
     #[error("{0} (an image may also be named with an arch suffix, such as <image>-amd64)")]
     UnknownImage(String),
     #[error("{count} pinned .deb(s) are not in the Nix store ({named}); run `kiln fetch`")]
@@ -153,6 +155,26 @@ fn check_names(project: &Path, specs: &[ImageSpec], attrs: &[String]) -> Result<
             return Err(BuildError::UnknownImage(crate::definition::unknown_image(
                 unknown, &known,
             )));
+        }
+    }
+    // A git flake sees only tracked files: a definition git does not know
+    // passes lock and policy (which read the directory) and then is missing
+    // from the flake.
+    let in_git = crate::tool::git(project, &["rev-parse", "--is-inside-work-tree"])
+        .is_some_and(|t| t.trim() == "true");
+    if in_git {
+        for spec in specs.iter().filter(|s| {
+            let full = s.full_name();
+            attrs
+                .iter()
+                .any(|a| *a == full || a.starts_with(&format!("{full}-")))
+        }) {
+            let file = format!("images/{}/{}", spec.name, crate::definition::FILE_NAME);
+            let tracked =
+                crate::tool::git(project, &["ls-files", "--error-unmatch", &file]).is_some();
+            if !tracked {
+                return Err(BuildError::Untracked(file));
+            }
         }
     }
     Ok(())
