@@ -104,3 +104,20 @@ fn a_definition_git_does_not_track_is_named_with_the_git_add_to_run() {
         "{err}"
     );
 }
+
+#[test]
+fn a_push_to_a_port_where_nothing_listens_says_so_once() {
+    require_setup();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let target = format!("127.0.0.1:{port}/kiln-e2e/nothing-here");
+    let out = kiln(&["push", "scratch-plus", &target]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert_eq!(err.matches("connection refused").count(), 1, "{err}");
+    assert!(err.contains("is the registry running"), "{err}");
+    assert!(!err.contains("retrying"), "{err}");
+}

@@ -24,7 +24,25 @@ pub(super) fn reference(r: &RegistryRef, what: &str) -> Reference {
 }
 
 /// Transient: worth trying again.
+/// Whether nothing listens where the registry should be: retrying will not
+/// start one, so it is said once.
+pub(super) fn is_refused(e: &OciDistributionError) -> bool {
+    let mut src = std::error::Error::source(e);
+    while let Some(x) = src {
+        if let Some(io) = x.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return true;
+            }
+        }
+        src = x.source();
+    }
+    false
+}
+
 pub(super) fn is_transient(e: &OciDistributionError) -> bool {
+    if is_refused(e) {
+        return false;
+    }
     match e {
         OciDistributionError::RequestError(r) => match r.status() {
             Some(s) => s.is_server_error() || s.as_u16() == 429 || s.as_u16() == 408,
@@ -62,6 +80,9 @@ pub(super) fn is_not_found(e: &OciDistributionError) -> bool {
 /// The error and its sources on one line (reqwest hides the useful part,
 /// e.g. "connection refused", in the chain).
 pub(super) fn describe(e: &OciDistributionError) -> String {
+    if is_refused(e) {
+        return "connection refused: nothing is listening there (is the registry running, and on that port?)".to_string();
+    }
     let mut s = e.to_string();
     let mut src = std::error::Error::source(e);
     while let Some(x) = src {
