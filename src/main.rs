@@ -19,6 +19,15 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // Nix warns "Git tree ... is dirty" once per invocation, and one kiln
+    // command runs nix several times; kiln says it once where it matters
+    // (`kiln build`, whose provenance records it).
+    let mut nix_config = std::env::var("NIX_CONFIG").unwrap_or_default();
+    if !nix_config.is_empty() {
+        nix_config.push('\n');
+    }
+    nix_config.push_str("warn-dirty = false");
+    std::env::set_var("NIX_CONFIG", nix_config);
     let args = cli::Cli::parse();
     match cli::run(args) {
         Ok(cli::Outcome::Ok) => ExitCode::SUCCESS,

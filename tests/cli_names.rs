@@ -103,6 +103,18 @@ fn a_definition_git_does_not_track_is_named_with_the_git_add_to_run() {
             && err.contains("run `git add images/scratch-plus-too/image.toml`"),
         "{err}"
     );
+
+    // A dirty checkout is said once by kiln, not once per nix invocation.
+    require_setup();
+    std::fs::remove_dir_all(&new).unwrap();
+    let flake = dir.join("flake.nix");
+    let text = std::fs::read_to_string(&flake).unwrap();
+    std::fs::write(&flake, format!("{text}# an uncommitted edit\n")).unwrap();
+    let out = kiln_in(&dir, &["build", "scratch-plus-amd64"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(!err.contains("Git tree"), "{err}");
+    assert_eq!(err.matches("uncommitted changes").count(), 1, "{err}");
 }
 
 #[test]

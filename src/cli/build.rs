@@ -52,6 +52,10 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<super::Outcome> {
             skip_policy: args.skip_policy,
         },
     )?;
+    let source = kiln::provenance::source_of(project);
+    if source.dirty && source.revision.is_some() {
+        eprintln!("kiln: note: the checkout has uncommitted changes; they are built, and the provenance records the source as dirty");
+    }
     if let Some(why) = &report.unsandboxed {
         eprintln!("kiln: WARNING: built WITHOUT the Nix sandbox ({why}). The result is not hermetic; do not publish it.");
     }
