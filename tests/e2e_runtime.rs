@@ -260,7 +260,7 @@ fn an_unknown_image_or_arch_is_refused() {
     let out = kiln(&["test", "no-such-image"]);
     assert!(!out.status.success());
     assert!(
-        stderr(&out).contains("no image named \"no-such-image\""),
+        stderr(&out).contains("no image named no-such-image (known: "),
         "{}",
         stderr(&out)
     );
@@ -271,4 +271,29 @@ fn an_unknown_image_or_arch_is_refused() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn a_moved_checkout_still_runs_its_tests() {
+    // podman's database records where its storage is: it must not be in
+    // the checkout, or the moved copy loads into one place and runs from
+    // another ("image not known").
+    require_setup();
+    let first = project_copy("runtime-before-the-move");
+    copy_dir(&project().join("probe"), &first.join("probe"));
+    let run = |dir: &std::path::Path| {
+        kiln_in(dir, &["test", "scratch-plus", "--arch", "amd64", "--json"])
+    };
+    let out = run(&first);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let moved = first.with_file_name("runtime-after-the-move");
+    if moved.exists() {
+        make_writable(&moved);
+        std::fs::remove_dir_all(&moved).unwrap();
+    }
+    std::fs::rename(&first, &moved).unwrap();
+    let out = run(&moved);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert!(failures(&report).is_empty(), "{report}");
 }

@@ -54,7 +54,9 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
     let path = Lock::path_in(project);
     let lock = Lock::read(&path)?;
     let images = (!args.images.is_empty()).then_some(args.images.as_slice());
-    if images.is_some() {
+    // A name that is no definition is a typo, not a stale lock (a project
+    // of a lock alone has no definitions to compare with).
+    if images.is_some() && project.join("images").is_dir() {
         let known = kiln::definition::image_names(&project.join("images"))?;
         if let Some(bad) = args.images.iter().find(|i| !known.contains(i)) {
             anyhow::bail!("{}", kiln::definition::unknown_image(bad, &known));

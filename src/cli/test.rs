@@ -33,7 +33,7 @@ pub struct Args {
     /// Only this platform (repeatable). Default: every platform of the image.
     #[arg(long, value_parser = parse_arch)]
     pub arch: Vec<Arch>,
-    /// Keep the test copies (.kiln/test/) and the images in podman's storage (.kiln/podman).
+    /// Keep the test copies (.kiln/test/) and the images in podman's storage (~/.local/share/kiln/podman).
     #[arg(long)]
     pub keep: bool,
     /// Print the results as JSON.

@@ -11,7 +11,8 @@
 //!
 //! Podman reads only the project's configuration (`.kiln/podman/`, written
 //! here): runc (crun fails on this machine's hybrid cgroups), cgroupfs,
-//! file events, no network by default, vfs storage in the project.
+//! file events, no network by default, vfs storage in the user's data
+//! directory (`podman::state_dir`), shared by every checkout.
 
 use crate::fsutil::write_atomic;
 use crate::tool::{checked, display, run as output};

@@ -23,6 +23,17 @@ pub struct Podman {
     pub(super) env: Vec<(&'static str, OsString)>,
 }
 
+/// Where podman's storage for `kiln test` lives: `$XDG_DATA_HOME/kiln/podman`
+/// (`~/.local/share/kiln/podman`), independent of any checkout.
+pub fn state_dir() -> PathBuf {
+    std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("kiln")
+        .join("podman")
+}
+
 impl Podman {
     /// Writes `.kiln/podman/{containers,storage,registries}.conf` and
     /// `policy.json` (when their content changed) and returns a podman
@@ -32,10 +43,15 @@ impl Podman {
         which("runc")?;
         let project = std::path::absolute(project).map_err(io("resolving", project))?;
         let dir = project.join(".kiln/podman");
+        // Podman's database records where its storage is; kept inside the
+        // checkout, a copied or moved checkout would find a database that
+        // points at the old place ("image not known"). The storage is the
+        // user's, shared by every checkout (test images carry the pid).
+        let state = state_dir();
         let storage = format!(
             "[storage]\ndriver = \"vfs\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
-            dir.join("storage").display(),
-            dir.join("run").display()
+            state.join("storage").display(),
+            state.join("run").display()
         );
         let files: [(&str, String); 4] = [
             ("containers.conf", CONTAINERS_CONF.to_string()),
