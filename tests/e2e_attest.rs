@@ -1095,7 +1095,7 @@ fn kiln_sign_refuses_what_it_cannot_stand_behind() {
         stderr(&out)
     );
     assert!(!fx.dir.join("never").exists());
-    // An image that was never built with kiln build has no provenance.
+    // A name that is no image is said to be none (not "build it first").
     let out = kiln_env(&[
         "sign",
         "no-such-image",
@@ -1104,9 +1104,24 @@ fn kiln_sign_refuses_what_it_cannot_stand_behind() {
         "--provenance-dir",
         fx.dir.join("provenance").to_str().unwrap(),
     ]);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).contains("run `kiln build no-such-image` first"),
+        stderr(&out).contains("no image named no-such-image (known: "),
+        "{}",
+        stderr(&out)
+    );
+    // An image of the project that was never built has no provenance.
+    let out = kiln_env(&[
+        "sign",
+        "python-debug",
+        "--key",
+        fx.key.to_str().unwrap(),
+        "--provenance-dir",
+        fx.dir.join("no-provenance-here").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("run `kiln build python-debug` first"),
         "{}",
         stderr(&out)
     );
