@@ -393,8 +393,7 @@ impl Lock {
         toolchains: &[Toolchain],
         path: &Path,
     ) -> Result<(), LockError> {
-        self.check_images(specs, true, path)?;
-        let mut problems = Vec::new();
+        let mut problems = self.image_problems(specs, true);
         for t in toolchains {
             let Some(entry) = self.toolchains.get(&t.name) else {
                 problems.push(format!("toolchain {}: no entry", t.name));
@@ -414,14 +413,7 @@ impl Lock {
         if !toolchains.is_empty() && self.bootstrap.is_none() {
             problems.push("bootstrap: no entry (toolchains need busybox)".to_string());
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(LockError::Stale {
-                path: path.to_path_buf(),
-                problems,
-            })
-        }
+        stale(path, problems)
     }
 
     /// Like [`Lock::check`] for `specs` only; `complete` also refuses
@@ -432,6 +424,11 @@ impl Lock {
         complete: bool,
         path: &Path,
     ) -> Result<(), LockError> {
+        stale(path, self.image_problems(specs, complete))
+    }
+
+    /// What makes the lock stale for `specs` (see [`Lock::check_images`]).
+    fn image_problems(&self, specs: &[ImageSpec], complete: bool) -> Vec<String> {
         let mut problems = Vec::new();
         let mut names = BTreeSet::new();
         for spec in specs {
@@ -468,14 +465,7 @@ impl Lock {
                 ));
             }
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(LockError::Stale {
-                path: path.to_path_buf(),
-                problems,
-            })
-        }
+        problems
     }
 
     /// Every (arch, name, package) of `images` (all images when `None`),
@@ -520,6 +510,18 @@ impl Lock {
             out.push((arch, name, p));
         }
         Ok(out)
+    }
+}
+
+/// `Ok` without problems, else the stale-lock error listing them.
+fn stale(path: &Path, problems: Vec<String>) -> Result<(), LockError> {
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(LockError::Stale {
+            path: path.to_path_buf(),
+            problems,
+        })
     }
 }
 
