@@ -246,9 +246,11 @@ fn run_cargo_fetch(
                 path: std::env::temp_dir(),
                 source,
             })?;
-            copy_tree(dir, tmp.path()).map_err(|source| CrateError::Read {
-                path: dir.to_path_buf(),
-                source,
+            crate::fsutil::copy_crate_sources(dir, tmp.path()).map_err(|source| {
+                CrateError::Read {
+                    path: dir.to_path_buf(),
+                    source,
+                }
             })?;
             Some(tmp)
         }
@@ -272,26 +274,6 @@ fn run_cargo_fetch(
             command,
             message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         });
-    }
-    Ok(())
-}
-
-/// Copies `src` into `dst` (which exists), leaving out build output.
-fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(src)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        if name == "target" || name.to_string_lossy().starts_with('.') {
-            continue;
-        }
-        let (from, to) = (entry.path(), dst.join(&name));
-        let kind = entry.file_type()?;
-        if kind.is_dir() {
-            std::fs::create_dir(&to)?;
-            copy_tree(&from, &to)?;
-        } else if kind.is_file() {
-            std::fs::copy(&from, &to)?;
-        }
     }
     Ok(())
 }

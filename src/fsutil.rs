@@ -33,6 +33,29 @@ fn io_err<'a>(
 }
 
 /// Writes `bytes` to `path` atomically (same-directory temp file + fsync + rename).
+/// Copies a crate's sources from `src` into `dst` (created), leaving out
+/// its build output (`target/`): regular files and directories, in name
+/// order.
+pub fn copy_crate_sources(src: &Path, dst: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dst)?;
+    let mut entries: Vec<_> = std::fs::read_dir(src)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let name = e.file_name();
+        if name == "target" {
+            continue;
+        }
+        let (from, to) = (e.path(), dst.join(&name));
+        let kind = e.file_type()?;
+        if kind.is_dir() {
+            copy_crate_sources(&from, &to)?;
+        } else if kind.is_file() {
+            std::fs::copy(&from, &to)?;
+        }
+    }
+    Ok(())
+}
+
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path
         .parent()

@@ -113,6 +113,39 @@ fn nar_str(out: &mut Vec<u8>, s: &[u8]) {
     out.extend(std::iter::repeat_n(0u8, pad));
 }
 
+/// The NAR of a directory holding one executable at `bin/<name>`: what
+/// `nix-store --add-fixed --recursive` serialises for the unpacked busybox.
+/// Written by hand because it is this one shape and no maintained crate
+/// writes NARs.
+pub fn nar_of_bin_dir(name: &str, contents: &[u8]) -> Vec<u8> {
+    let mut o = Vec::with_capacity(contents.len() + 512);
+    for s in [
+        "nix-archive-1",
+        "(",
+        "type",
+        "directory",
+        "entry",
+        "(",
+        "name",
+        "bin",
+        "node",
+    ] {
+        nar_str(&mut o, s.as_bytes());
+    }
+    for s in ["(", "type", "directory", "entry", "(", "name"] {
+        nar_str(&mut o, s.as_bytes());
+    }
+    nar_str(&mut o, name.as_bytes());
+    for s in ["node", "(", "type", "regular", "executable", "", "contents"] {
+        nar_str(&mut o, s.as_bytes());
+    }
+    nar_str(&mut o, contents);
+    for s in [")", ")", ")", ")", ")"] {
+        nar_str(&mut o, s.as_bytes());
+    }
+    o
+}
+
 /// sha256 of the NAR serialisation of one regular file.
 pub fn nar_sha256_of_file(path: &Path) -> Result<[u8; 32], StoreError> {
     use std::os::unix::fs::PermissionsExt;

@@ -158,12 +158,8 @@ pub fn sandbox_build(project: &Path, rebuild: bool) -> Result<Pin, SeedError> {
 /// Whether `nix build .#seed` has its output in the store already (so
 /// `--rebuild` can compare with it).
 pub fn sandbox_build_present(project: &Path) -> Result<bool, SeedError> {
-    let mut cmd = Command::new("nix");
-    cmd.args(["eval", "--raw"])
-        .arg(format!("{}#{ATTR}.outPath", project.display()));
-    let out = crate::tool::checked(&mut cmd)
-        .map_err(|e| SeedError::Lock(format!("evaluating .#{ATTR}: {e}")))?;
-    Ok(nixstore::is_valid(out.trim()))
+    let out = nixcmd::out_path(project, ATTR, &NixBuildOptions::default())?;
+    Ok(nixstore::is_valid(&out))
 }
 
 /// "rustc-web <version>" of the toolchain the seed is compiled with, from kiln.lock.
@@ -223,13 +219,6 @@ pub struct BuildOptions {
     pub verbose: bool,
 }
 
-fn cargo_home() -> PathBuf {
-    std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
-        .unwrap_or_else(|| PathBuf::from("/root/.cargo"))
-}
-
 fn rustc_version() -> Result<String, SeedError> {
     let out = Command::new("rustc")
         .arg("--version")
@@ -244,33 +233,11 @@ fn copy_sources(src: &Path, dst: &Path) -> Result<(), SeedError> {
     if dst.exists() {
         std::fs::remove_dir_all(dst).map_err(io(format!("removing {}", dst.display())))?;
     }
-    copy_tree(src, dst)
-}
-
-fn copy_tree(src: &Path, dst: &Path) -> Result<(), SeedError> {
-    std::fs::create_dir_all(dst).map_err(io(format!("creating {}", dst.display())))?;
-    let mut entries: Vec<_> = std::fs::read_dir(src)
-        .map_err(io(format!("reading {}", src.display())))?
-        .collect::<Result<_, _>>()
-        .map_err(io(format!("reading {}", src.display())))?;
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        let name = e.file_name();
-        if name == "target" {
-            continue;
-        }
-        let from = e.path();
-        let to = dst.join(&name);
-        let ft = e
-            .file_type()
-            .map_err(io(format!("reading {}", from.display())))?;
-        if ft.is_dir() {
-            copy_tree(&from, &to)?;
-        } else if ft.is_file() {
-            std::fs::copy(&from, &to).map_err(io(format!("copying {}", from.display())))?;
-        }
-    }
-    Ok(())
+    crate::fsutil::copy_crate_sources(src, dst).map_err(io(format!(
+        "copying {} to {}",
+        src.display(),
+        dst.display()
+    )))
 }
 
 /// Builds the seed from `project/nix/seed` with the host's cargo, with the
@@ -298,7 +265,10 @@ pub fn host_build(project: &Path, opts: &BuildOptions) -> Result<HostSeed, SeedE
     let flags = [
         "-Ctarget-feature=+crt-static".to_string(),
         format!("--remap-path-prefix={}=/kiln-seed", src.display()),
-        format!("--remap-path-prefix={}=/cargo", cargo_home().display()),
+        format!(
+            "--remap-path-prefix={}=/cargo",
+            crate::crates::default_cargo_home().display()
+        ),
         format!("--remap-path-prefix={}=/target", target_dir.display()),
     ];
     let mut cmd = Command::new("cargo");
@@ -323,7 +293,7 @@ pub fn host_build(project: &Path, opts: &BuildOptions) -> Result<HostSeed, SeedE
             "CFLAGS",
             format!(
                 "-ffile-prefix-map={}=/cargo -ffile-prefix-map={}=/kiln-seed",
-                cargo_home().display(),
+                crate::crates::default_cargo_home().display(),
                 src.display()
             ),
         );

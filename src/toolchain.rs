@@ -220,45 +220,6 @@ pub fn load_all(project: &Path) -> Result<Vec<Toolchain>, ToolchainError> {
         .collect()
 }
 
-fn nar_str(out: &mut Vec<u8>, s: &[u8]) {
-    out.extend_from_slice(&(s.len() as u64).to_le_bytes());
-    out.extend_from_slice(s);
-    out.extend(std::iter::repeat_n(0u8, (8 - s.len() % 8) % 8));
-}
-
-/// The NAR of a directory holding one executable at `bin/<name>`: what
-/// `nix-store --add-fixed --recursive` serialises for the unpacked busybox.
-/// Written by hand because it is this one shape and no maintained crate
-/// writes NARs.
-pub fn nar_of_bin(name: &str, contents: &[u8]) -> Vec<u8> {
-    let mut o = Vec::with_capacity(contents.len() + 512);
-    for s in [
-        "nix-archive-1",
-        "(",
-        "type",
-        "directory",
-        "entry",
-        "(",
-        "name",
-        "bin",
-        "node",
-    ] {
-        nar_str(&mut o, s.as_bytes());
-    }
-    for s in ["(", "type", "directory", "entry", "(", "name"] {
-        nar_str(&mut o, s.as_bytes());
-    }
-    nar_str(&mut o, name.as_bytes());
-    for s in ["node", "(", "type", "regular", "executable", "", "contents"] {
-        nar_str(&mut o, s.as_bytes());
-    }
-    nar_str(&mut o, contents);
-    for s in [")", ")", ")", ")", ")"] {
-        nar_str(&mut o, s.as_bytes());
-    }
-    o
-}
-
 /// Reads busybox out of the bootstrap .deb (whose sha256 the caller has
 /// checked against the lock).
 pub fn busybox_from_deb(package: &str, deb: &[u8]) -> Result<Vec<u8>, ToolchainError> {
@@ -282,7 +243,9 @@ pub fn busybox_from_deb(package: &str, deb: &[u8]) -> Result<Vec<u8>, ToolchainE
 /// The NAR sha256 (hex) of the unpacked busybox.
 pub fn busybox_nar_hash(busybox: &[u8]) -> String {
     let name = BOOTSTRAP_MEMBER.rsplit('/').next().unwrap_or("busybox");
-    hex::encode(Sha256::digest(nar_of_bin(name, busybox)))
+    hex::encode(Sha256::digest(crate::nixstore::nar_of_bin_dir(
+        name, busybox,
+    )))
 }
 
 #[cfg(test)]

@@ -85,23 +85,14 @@ fn resolve(project: &Path, image: &str, args: &Args) -> anyhow::Result<(String, 
         .unwrap_or_else(|| provenance::path_for(&project.join(&args.provenance_dir), image));
     if !prov.is_file() {
         // Only an image of the project can be built; anything else is a
-        // path that is not a layout, or a typo.
-        let known = kiln::definition::image_names(&project.join("images")).unwrap_or_default();
-        let is_image = known.iter().any(|k| {
-            image == k
-                || image
-                    .strip_prefix(k.as_str())
-                    .is_some_and(|r| r == "-amd64" || r == "-arm64")
-        });
-        if !is_image {
-            if Path::new(image).exists() {
-                bail!("{image} is not an OCI image layout (it has no oci-layout file)");
-            }
-            if image.contains('/') {
-                bail!("{image} does not exist");
-            }
-            bail!("{}", kiln::definition::unknown_image(image, &known));
+        // path that is not a layout, or a typo (named as build names it).
+        if Path::new(image).exists() {
+            bail!("{image} is not an OCI image layout (it has no oci-layout file)");
         }
+        if image.contains('/') {
+            bail!("{image} does not exist");
+        }
+        kiln::build::check_attrs(project, &[image.to_string()])?;
         bail!(
             "{image} is not an image layout, and there is no provenance at {}: run `kiln build {image}` first",
             prov.display()
