@@ -202,6 +202,23 @@ impl Mirrors {
                 components: vec!["main".into()],
                 origin: flag.to_string(),
             }),
+            // Debian publishes backports in the same archive as their
+            // release, signed by the same key, but apt lists them only when
+            // the machine installs from them; a toolchain may still want a
+            // newer compiler from there.
+            (None, None) if suite.ends_with("-backports") => {
+                let release = suite.trim_end_matches("-backports");
+                let mut s = self
+                    .suite(release)
+                    .map_err(|_| SourcesError::MissingSuite {
+                        suite: suite.to_string(),
+                        searched: self.searched_text(),
+                        flag: "--mirror",
+                    })?;
+                s.components.retain(|c| c == "main");
+                s.origin = format!("{} (the archive of {release})", s.origin);
+                Ok(s)
+            }
             (None, None) => Err(SourcesError::MissingSuite {
                 suite: suite.to_string(),
                 searched: self.searched_text(),
@@ -520,11 +537,11 @@ deb http://flat.example/repo ./
             ),
             (
                 "sources.list.d/z.sources.disabled-by-someone",
-                "Types: deb\nURIs: http://nope.example/d\nSuites: bookworm-backports\n",
+                "Types: deb\nURIs: http://nope.example/d\nSuites: trixie-updates\n",
             ),
             (
                 "sources.list.d/old.list.disabled",
-                "deb http://nope.example/d bookworm-backports main\n",
+                "deb http://nope.example/d trixie-updates main\n",
             ),
         ]);
         let m = Mirrors::discover(dir.path(), Overrides::default()).unwrap();
@@ -532,14 +549,29 @@ deb http://flat.example/repo ./
             m.suite("bookworm").unwrap().base,
             "http://first.example/debian"
         );
-        let e = m.suite("bookworm-backports").unwrap_err().to_string();
+        let e = m.suite("trixie-updates").unwrap_err().to_string();
         assert!(
-            e.contains("\"bookworm-backports\"")
+            e.contains("\"trixie-updates\"")
                 && e.contains("sources.list")
                 && e.contains("a.list"),
             "{e}"
         );
         assert!(!e.contains("disabled"), "{e}");
+    }
+
+    #[test]
+    fn backports_come_from_their_release_archive_unless_listed() {
+        let dir = setup(&[(
+            "sources.list",
+            "deb http://first.example/debian bookworm main contrib\n",
+        )]);
+        let m = Mirrors::discover(dir.path(), Overrides::default()).unwrap();
+        let b = m.suite("bookworm-backports").unwrap();
+        assert_eq!(b.base, "http://first.example/debian");
+        assert_eq!(b.components, ["main"]);
+        assert!(b.origin.contains("the archive of bookworm"), "{}", b.origin);
+        let e = m.suite("trixie-backports").unwrap_err().to_string();
+        assert!(e.contains("\"trixie-backports\""), "{e}");
     }
 
     #[test]
