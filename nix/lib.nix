@@ -137,10 +137,10 @@ let
 
   # One program run inside a toolchain root by the seed's `chroot` step
   # (user and mount namespaces, chroot; the environment is exactly `env`).
-  inRoot = { name, root, argv, env ? { } }: step {
+  inRoot = { name, root, argv, env ? { }, cwd ? null }: step {
     inherit name;
     stepName = "chroot";
-    input = { inherit root argv env; };
+    input = { inherit root argv env; } // (if cwd == null then { } else { inherit cwd; });
   };
 
   # ---- Compiling in the sandbox -------------------------------------------
@@ -345,20 +345,26 @@ let
   archsOf = def: sort (a: b: a < b) (def.archs or [ "amd64" "arm64" ]);
 
   # One image for one architecture: a single-platform OCI layout + SBOMs.
-  image = { def, variant, arch }:
+  # An application image (`base` and `build`) is its base's image input
+  # plus what the application adds.
+  image = { def, variant, arch }: if def ? base then appImage { inherit def arch; } else baseImage { inherit def variant arch; };
+
+  baseImageInput = { def, variant, arch }:
     let
       locked = lockedImage def variant;
       plan = locked.archs.${arch} or (throw "kiln: kiln.lock has no ${arch} plan for ${fullName def variant}; run `kiln lock`");
-    in step {
-      name = "kiln-image-${fullName def variant}-${arch}";
-      stepName = "image";
-      input = {
-        definition = def;
-        inherit variant arch;
-        inherit (locked) created inputs;
-        layers = map (names: layer { inherit arch def names; }) plan.layers;
-      };
+    in {
+      definition = def;
+      inherit variant arch;
+      inherit (locked) created inputs;
+      layers = map (names: layer { inherit arch def names; }) plan.layers;
     };
+
+  baseImage = { def, variant, arch }: step {
+    name = "kiln-image-${fullName def variant}-${arch}";
+    stepName = "image";
+    input = baseImageInput { inherit def variant arch; };
+  };
 
   # The multi-arch image: an OCI layout whose index lists every platform.
   index = { def, variant }: step {
@@ -368,8 +374,98 @@ let
       inherit (def) name;
       inherit variant;
       images = map (arch: image { inherit def variant arch; }) (archsOf def);
-    };
+    } // (if def ? base then { base = let b = baseOf def; in index { inherit (b) def variant; }; } else { });
   };
+
+  # ---- Application images ------------------------------------------------
+  #
+  # An application names its base (`name` or `name-variant`, another image
+  # of the project) and a [build]: the build runs in its toolchain's root
+  # with no network, per architecture, and the image step puts its output
+  # on top of the base's layers.
+  byFullName = listToAttrs (concatMap
+    (def: map (variant: { name = fullName def variant; value = { inherit def variant; }; }) (variantsOf def))
+    definitions);
+  baseOf = def:
+    let b = byFullName.${def.base} or (throw "kiln: images/${def.name}/image.toml: base ${def.base} is not an image of this project");
+    in if b.def ? base then throw "kiln: images/${def.name}/image.toml: base ${def.base} is itself an application; build on a base image"
+    else b;
+
+  # One toolchain root per toolchain and build-machine arch, made by the
+  # seed's `root` step and shared by every application that uses it.
+  rootOf = name: toolchainRoot {
+    inherit name;
+    arch = "amd64";
+    names = (lockedToolchain name).archs.amd64 or (throw "kiln: kiln.lock has no amd64 packages for toolchain ${name}; run `kiln lock`");
+    links = (toolchainDef name).links or { };
+  };
+
+  # The application's source directory as a store path: only that
+  # directory, without VCS data or build results, so editing anything else
+  # does not rebuild it.
+  appSources = def:
+    let dir = root + "/${def.build.source}";
+    in if !(pathExists dir) then throw "kiln: images/${def.name}/image.toml: build.source ${def.build.source} does not exist"
+    else builtins.path {
+      name = "${def.name}-src";
+      path = dir;
+      filter = p: t: let b = baseNameOf p; in b != "result" && substring 0 1 b != ".";
+    };
+
+  goArch = { amd64 = "amd64"; arm64 = "arm64"; };
+
+  # `go build` for one target arch: static, no VCS stamping, trimmed paths,
+  # vendored modules (Go picks vendor/ up by itself), no proxy, no
+  # toolchain download; the cache lives in the build directory.
+  goBuild = { def, arch }:
+    let go = def.build.go; in
+    inRoot {
+      name = "kiln-build-${def.name}-${arch}";
+      root = rootOf def.build.toolchain;
+      argv = [ "/usr/bin/go" "build" "-trimpath" "-buildvcs=false" ]
+        ++ (if (go.ldflags or [ ]) != [ ] then [ "-ldflags=${concatStringsSep " " go.ldflags}" ] else [ ])
+        ++ (if (go.tags or [ ]) != [ ] then [ "-tags=${concatStringsSep "," go.tags}" ] else [ ])
+        ++ [ "-o" "${builtins.placeholder "out"}/bin/${def.name}" (go.main or ".") ];
+      env = {
+        GOOS = "linux";
+        GOARCH = goArch.${arch};
+        CGO_ENABLED = "0";
+        GOTOOLCHAIN = "local";
+        GOPROXY = "off";
+        GOSUMDB = "off";
+        GOENV = "off";
+        GOFLAGS = "";
+        GOCACHE = "/build/gocache";
+        GOPATH = "/build/gopath";
+        HOME = "/build/home";
+        TMPDIR = "/build";
+        PATH = "/usr/bin:/bin";
+      };
+      cwd = appSources def;
+    };
+
+  appBuild = { def, arch }:
+    if def.build ? go then goBuild { inherit def arch; }
+    else throw "kiln: images/${def.name}/image.toml: [build] names no builder";
+
+  appImage = { def, arch }:
+    let
+      b = baseOf def;
+      locked = lockedImage def null;
+      baseArchs = archsOf b.def;
+    in
+    if !(elem arch baseArchs) then throw "kiln: images/${def.name}/image.toml: base ${def.base} is not built for ${arch}"
+    else step {
+      name = "kiln-image-${def.name}-${arch}";
+      stepName = "image";
+      input = baseImageInput { inherit (b) def variant; inherit arch; } // {
+        app = {
+          definition = def;
+          inherit (locked) created inputs;
+          files = appBuild { inherit def arch; };
+        };
+      };
+    };
 
   imagesDir = root + "/images";
   definitions =
@@ -425,7 +521,9 @@ let
   policyCheck = { def, variant }:
     let
       full = fullName def variant;
-      locked = lockedImage def variant;
+      # An application is judged on its base, with the base's packages.
+      b = if def ? base then baseOf def else null;
+      locked = if b == null then lockedImage def variant else lockedImage b.def b.variant;
     in
     step {
       name = "kiln-policy-${full}";
@@ -439,7 +537,7 @@ let
           (arch: plan: listToAttrs (map (n: { name = n; value = removeAttrs (lockedPackage arch n) [ "name" ]; }) plan.packages))
           locked.archs;
         inherit (policySources) policies data;
-      };
+      } // (if b == null then { } else { base = { definition = b.def; inherit (b) variant; }; });
     };
   policyChecks = listToAttrs (concatMap
     (def: map (variant: { name = "${fullName def variant}-policy"; value = policyCheck { inherit def variant; }; }) (variantsOf def))

@@ -124,7 +124,7 @@ pub fn check_attrs(project: &Path, attrs: &[String]) -> Result<(), BuildError> {
 /// Every image (definition with a variant applied) under `project/images`.
 fn specs_of(project: &Path) -> Result<Vec<ImageSpec>, BuildError> {
     let mut specs = Vec::new();
-    for loaded in crate::definition::load_all(&project.join("images"))? {
+    for loaded in crate::definition::load_project(project)? {
         specs.extend(
             loaded
                 .definition

@@ -26,6 +26,8 @@ pub enum DefinitionError {
     },
     #[error("no image definitions found under {0} (expected <name>/image.toml)")]
     NoneFound(PathBuf),
+    #[error(transparent)]
+    Application(#[from] crate::appsource::AppError),
 }
 
 /// A definition and where it came from.
@@ -55,6 +57,14 @@ pub fn parse(
             error,
         })?;
     Ok(definition)
+}
+
+/// Every definition of the project, with its application images checked
+/// against the rest of it (base, toolchain, source directory).
+pub fn load_project(project: &Path) -> Result<Vec<Loaded>, DefinitionError> {
+    let loaded = load_all(&project.join("images"))?;
+    crate::appsource::check(project, &loaded)?;
+    Ok(loaded)
 }
 
 /// Loads `dir/<name>/image.toml`.

@@ -7,6 +7,7 @@
 
 pub use kiln_seed::{digest, json, spec};
 
+pub mod appsource;
 pub mod build;
 pub mod crates;
 pub mod debian;

@@ -384,12 +384,22 @@ impl Report {
 pub fn evaluate_spec(
     policies: &mut Policies,
     spec: &ImageSpec,
+    base: Option<&ImageSpec>,
     layout: Option<(&Path, Option<&str>)>,
     lock: Option<&Lock>,
 ) -> Result<(Vec<Violation>, Evaluated), PolicyError> {
     let image = spec.full_name();
-    let facts = lock_facts(lock, &image);
-    let (violations, archs) = engine::evaluate(policies, spec, layout, &facts)?;
+    let (violations, archs) = match base {
+        // An application is judged as it runs: on its base, with the
+        // base's packages.
+        Some(base) => engine::evaluate(
+            policies,
+            &spec.on_base(base),
+            layout,
+            &lock_facts(lock, &base.full_name()),
+        )?,
+        None => engine::evaluate(policies, spec, layout, &lock_facts(lock, &image))?,
+    };
     Ok((
         violations,
         Evaluated {
@@ -398,6 +408,13 @@ pub fn evaluate_spec(
             layout: layout.map(|(p, _)| p.to_path_buf()),
         },
     ))
+}
+
+/// An application's base among `specs` (none for other images, or when the
+/// base is missing: the definition checks name that).
+pub fn base_of<'a>(spec: &ImageSpec, specs: &'a [ImageSpec]) -> Option<&'a ImageSpec> {
+    let base = spec.base.as_deref()?;
+    specs.iter().find(|s| s.full_name() == base)
 }
 
 fn rules_of(policies: &Policies) -> BTreeMap<String, Vec<String>> {
@@ -453,8 +470,13 @@ pub fn evaluate_image(
                 .join(", "),
         })?;
     let lock = Lock::read_optional(&Lock::path_in(project))?;
-    let (violations, evaluated) =
-        evaluate_spec(&mut policies, spec, Some((out, None)), lock.as_ref())?;
+    let (violations, evaluated) = evaluate_spec(
+        &mut policies,
+        spec,
+        base_of(spec, &specs),
+        Some((out, None)),
+        lock.as_ref(),
+    )?;
     Ok(Report {
         violations,
         evaluated: vec![evaluated],
@@ -498,6 +520,7 @@ pub fn check_project(project: &Path, opts: &CheckOptions) -> Result<Report, Poli
     let mut policies = load(project, &opts.dirs)?;
     let defs = load_definitions(project)?;
     let lock = Lock::read_optional(&Lock::path_in(project))?;
+    let all_specs: Vec<ImageSpec> = defs.iter().flat_map(|d| d.specs()).collect();
 
     // (spec, the loader's complaint if the definition is invalid)
     let mut selected: Vec<(ImageSpec, Option<String>, PathBuf)> = Vec::new();
@@ -592,7 +615,13 @@ pub fn check_project(project: &Path, opts: &CheckOptions) -> Result<Report, Poli
         let layout = layouts
             .get(&spec.full_name())
             .map(|(dir, name)| (dir.as_path(), name.as_deref()));
-        let (v, e) = evaluate_spec(&mut policies, spec, layout, lock.as_ref())?;
+        let (v, e) = evaluate_spec(
+            &mut policies,
+            spec,
+            base_of(spec, &all_specs),
+            layout,
+            lock.as_ref(),
+        )?;
         violations.extend(v);
         evaluated.push(e);
     }

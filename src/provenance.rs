@@ -38,8 +38,9 @@ pub const DEFAULT_DIR: &str = ".kiln/provenance";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProvenanceError {
-    #[error("the seed's inputs: {0}")]
-    SeedInputs(String),
+    /// What the seed or an application was built from could not be read.
+    #[error("build inputs: {0}")]
+    Inputs(String),
     #[error("{}: {message}", path.display())]
     Summary { path: PathBuf, message: String },
     #[error("kiln.lock")]
@@ -289,50 +290,143 @@ fn byproducts(built: &Built, seed: &str) -> Result<Vec<ResourceDescriptor>, Prov
 /// What the seed was compiled from in the sandbox: the toolchain's .debs,
 /// the crates of nix/seed/Cargo.lock and the digest of its sources (the
 /// tree cargo read), each marked `"role": "seed"`.
-fn seed_inputs(project: &Path, lock: &Lock) -> Result<Vec<ResourceDescriptor>, ProvenanceError> {
-    use crate::seedbuild::TOOLCHAIN;
-    let role = || {
-        (
-            "role".to_string(),
-            Value::String(kiln_seed::verify::provenance::SEED_ROLE.into()),
-        )
-    };
-    let mut out = Vec::new();
+fn role(role: &str) -> (String, Value) {
+    ("role".to_string(), Value::String(role.into()))
+}
+
+/// The .debs of a locked toolchain's root (the build machine's arch), each
+/// marked with `role`.
+fn toolchain_inputs(
+    lock: &Lock,
+    toolchain: &str,
+    role_name: &str,
+) -> Result<Vec<ResourceDescriptor>, ProvenanceError> {
     let arch = crate::spec::Arch::Amd64;
     let names = lock
         .toolchains
-        .get(TOOLCHAIN)
+        .get(toolchain)
         .and_then(|t| t.archs.get(&arch))
         .ok_or_else(|| {
-            ProvenanceError::SeedInputs(format!("kiln.lock has no toolchain {TOOLCHAIN}"))
+            ProvenanceError::Inputs(format!("kiln.lock has no toolchain {toolchain}"))
         })?;
-    for name in names {
-        let p = lock
-            .packages
-            .get(&arch)
-            .and_then(|m| m.get(name))
-            .ok_or_else(|| {
-                ProvenanceError::SeedInputs(format!("kiln.lock has no {arch} package {name}"))
-            })?;
-        out.push(ResourceDescriptor {
-            uri: deb_purl(name, &p.version, &p.architecture),
-            digest: BTreeMap::from([("sha256".to_string(), p.sha256.clone())]),
-            annotations: BTreeMap::from([role()]),
-            ..Default::default()
-        });
-    }
+    names
+        .iter()
+        .map(|name| {
+            let p = lock
+                .packages
+                .get(&arch)
+                .and_then(|m| m.get(name))
+                .ok_or_else(|| {
+                    ProvenanceError::Inputs(format!("kiln.lock has no {arch} package {name}"))
+                })?;
+            Ok(ResourceDescriptor {
+                uri: deb_purl(name, &p.version, &p.architecture),
+                digest: BTreeMap::from([("sha256".to_string(), p.sha256.clone())]),
+                annotations: BTreeMap::from([role(role_name)]),
+                ..Default::default()
+            })
+        })
+        .collect()
+}
+
+fn seed_inputs(project: &Path, lock: &Lock) -> Result<Vec<ResourceDescriptor>, ProvenanceError> {
+    let seed_role = || role(kiln_seed::verify::provenance::SEED_ROLE);
+    let mut out = toolchain_inputs(
+        lock,
+        crate::seedbuild::TOOLCHAIN,
+        kiln_seed::verify::provenance::SEED_ROLE,
+    )?;
     let cargo_lock = project.join(crate::crates::CARGO_LOCKS[0].0);
     let crates = crate::crates::from_cargo_lock(&cargo_lock)
-        .map_err(|e| ProvenanceError::SeedInputs(e.to_string()))?;
+        .map_err(|e| ProvenanceError::Inputs(e.to_string()))?;
     for c in crates {
         out.push(ResourceDescriptor {
             uri: format!("pkg:cargo/{}@{}", c.name, c.version),
             digest: BTreeMap::from([("sha256".to_string(), c.checksum.clone())]),
-            annotations: BTreeMap::from([role()]),
+            annotations: BTreeMap::from([seed_role()]),
             ..Default::default()
         });
     }
     Ok(out)
+}
+
+/// What an application image was built from besides its own definition:
+/// the base image (index and platform digests, read from the
+/// application's own manifests), the base's .debs, the toolchain's .debs
+/// and the source directory's digest ([`crate::appsource::digest`]).
+fn application_inputs(
+    project: &Path,
+    out: &Path,
+    lock: &Lock,
+    spec: &kiln_seed::spec::ImageSpec,
+    archs: &[String],
+) -> Result<Vec<ResourceDescriptor>, ProvenanceError> {
+    let (Some(base), Some(build)) = (&spec.base, &spec.build) else {
+        return Ok(Vec::new());
+    };
+    let mut deps = Vec::new();
+    let annotations = crate::appsource::base_annotations(out)
+        .map_err(|message| ProvenanceError::Inputs(format!("{}: {message}", out.display())))?;
+    let mut base_desc = ResourceDescriptor {
+        name: annotations.name.clone(),
+        uri: format!("oci:{}", annotations.name),
+        digest: BTreeMap::from([("sha256".to_string(), annotations.index.hex())]),
+        annotations: BTreeMap::from([role("base")]),
+        ..Default::default()
+    };
+    for (arch, d) in &annotations.platforms {
+        base_desc
+            .annotations
+            .insert(format!("manifest.{arch}"), Value::String(d.to_string()));
+    }
+    deps.push(base_desc);
+    let locked = lock
+        .images
+        .get(base)
+        .ok_or_else(|| ProvenanceError::NotLocked {
+            image: base.clone(),
+            arch: archs.join(", "),
+        })?;
+    let mut seen = std::collections::BTreeSet::new();
+    for (arch, plan) in &locked.archs {
+        if !archs.iter().any(|a| a == arch.debian()) {
+            continue;
+        }
+        for name in &plan.packages {
+            let Some(p) = lock.packages.get(arch).and_then(|m| m.get(name)) else {
+                return Err(ProvenanceError::Unpinned {
+                    image: base.clone(),
+                    arch: arch.debian().into(),
+                    name: name.clone(),
+                });
+            };
+            let purl = deb_purl(name, &p.version, &p.architecture);
+            if seen.insert((purl.clone(), p.sha256.clone())) {
+                deps.push(ResourceDescriptor {
+                    uri: purl,
+                    digest: BTreeMap::from([("sha256".to_string(), p.sha256.clone())]),
+                    annotations: BTreeMap::from([role("base")]),
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    deps.extend(toolchain_inputs(lock, &build.toolchain, "toolchain")?);
+    let source = crate::appsource::digest(&project.join(&build.source))
+        .map_err(|e| ProvenanceError::Inputs(e.to_string()))?;
+    deps.push(ResourceDescriptor {
+        name: build.source.clone(),
+        digest: BTreeMap::from([("sha256".to_string(), source.hex())]),
+        annotations: BTreeMap::from([
+            role("source"),
+            (
+                "digest".to_string(),
+                Value::String(crate::appsource::DIGEST_RULE.into()),
+            ),
+        ]),
+        ..Default::default()
+    });
+    Ok(deps)
 }
 
 /// Everything [`generate`] needs about one build.
@@ -448,6 +542,11 @@ pub fn generate(rec: &BuildRecord) -> Result<Statement, ProvenanceError> {
         ..Default::default()
     });
     deps.extend(seed_inputs(rec.project, &lock)?);
+    let definition = crate::definition::load(&rec.project.join(&def_rel))
+        .map_err(|e| ProvenanceError::Inputs(e.to_string()))?;
+    if let Ok(spec) = definition.definition.image(image.variant.as_deref()) {
+        deps.extend(application_inputs(rec.project, out, &lock, &spec, &archs)?);
+    }
     deps.push(ResourceDescriptor {
         name: "kiln.lock".into(),
         digest: BTreeMap::from([("sha256".to_string(), lock_digest.hex())]),

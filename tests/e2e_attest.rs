@@ -1211,7 +1211,7 @@ fn git_project(name: &str) -> PathBuf {
         "nix/seed/Cargo.lock".to_string(),
         "nix/seed/build.toml".to_string(),
     ];
-    for sub in ["images", "policy", "nix/seed/src", "toolchains"] {
+    for sub in ["images", "apps", "policy", "nix/seed/src", "toolchains"] {
         let root = project().join(sub);
         if root.is_dir() {
             let listed = run(Command::new("find").arg(&root).args(["-type", "f"]));

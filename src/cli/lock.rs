@@ -225,7 +225,7 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<super::Outcome> {
 }
 
 fn load_specs(project: &Path) -> anyhow::Result<Vec<ImageSpec>> {
-    let defs = kiln::definition::load_all(&project.join("images"))?;
+    let defs = kiln::definition::load_project(project)?;
     let mut specs = Vec::new();
     for d in defs {
         specs.extend(

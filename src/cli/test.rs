@@ -46,7 +46,7 @@ fn parse_arch(s: &str) -> Result<Arch, String> {
 }
 
 pub fn run(project: &Path, args: Args) -> anyhow::Result<super::Outcome> {
-    let defs = definition::load_all(&project.join("images"))?;
+    let defs = definition::load_project(project)?;
     let mut specs: Vec<ImageSpec> = Vec::new();
     for want in &args.images {
         let mut found = false;
@@ -73,10 +73,30 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<super::Outcome> {
     let attrs: Vec<String> = specs.iter().map(|s| s.full_name()).collect();
     let built = kiln::policy::build(project, &attrs)?;
     let mut results = Vec::new();
+    let all: Vec<ImageSpec> = defs
+        .iter()
+        .map(|d| d.definition.images())
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .flatten()
+        .collect();
     for spec in &specs {
+        // An application runs as its base does, with the base's packages.
+        let (spec, packages_of) = match &spec.base {
+            Some(base) => {
+                let b = all
+                    .iter()
+                    .find(|s| &s.full_name() == base)
+                    .with_context(|| {
+                        format!("{}: base {base} is not an image", spec.full_name())
+                    })?;
+                (&spec.on_base(b), base.clone())
+            }
+            None => (spec, spec.full_name()),
+        };
         let packages: BTreeMap<Arch, Vec<String>> = lock
             .images
-            .get(&spec.full_name())
+            .get(&packages_of)
             .map(|i| {
                 i.archs
                     .iter()

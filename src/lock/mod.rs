@@ -82,6 +82,8 @@ pub enum LockError {
     },
     #[error("no image named {0} among the definitions")]
     UnknownImage(String),
+    #[error("image {image}: base {base} is not an image of this project")]
+    UnknownBase { image: String, base: String },
     #[error("kiln.lock has no image named {0}; run `kiln lock`")]
     NotLocked(String),
 }

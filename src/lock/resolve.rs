@@ -189,6 +189,22 @@ pub fn build(
         );
         summary.images.insert(image, changes);
     }
+    // An application has no packages of its own: it is dated like the base
+    // it is built on, so it moves exactly when the base does.
+    for spec in specs.iter().filter(|s| s.base.is_some()) {
+        let base = spec.base.as_deref().expect("filtered");
+        let created =
+            lock.images
+                .get(base)
+                .map(|b| b.created)
+                .ok_or_else(|| LockError::UnknownBase {
+                    image: spec.full_name(),
+                    base: base.to_string(),
+                })?;
+        if let Some(app) = lock.images.get_mut(&spec.full_name()) {
+            app.created = created;
+        }
+    }
     resolve_toolchains(
         &mut lock,
         &mut summary,

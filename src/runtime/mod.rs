@@ -159,7 +159,13 @@ pub fn test_image(
             .join(format!("{arch}-{}", std::process::id()));
         let result = write_test_layout(&image, layout, arch, &probe, &dest).and_then(|tag| {
             let id = podman.pull(&dest, &tag, &image)?;
-            let result = run_probe(&podman, &id, arch, &expect, &image);
+            let result = run_probe(&podman, &id, arch, &expect, &image).and_then(|probe| {
+                let test = match &spec.test {
+                    Some(t) => Some(run_test(&podman, &id, arch, t)?),
+                    None => None,
+                };
+                Ok((probe, test))
+            });
             if !opts.keep {
                 podman.remove(&id);
             }
@@ -170,8 +176,9 @@ pub fn test_image(
             // The image's directory too, once no other run uses it.
             let _ = std::fs::remove_dir(dest.parent().expect("under .kiln/test"));
         }
-        let (probe, command, shell_id) = result?;
-        let checks = judge(&probe, &expect, shell_id.as_deref());
+        let ((probe, command, shell_id), test) = result?;
+        let mut checks = judge(&probe, &expect, shell_id.as_deref());
+        checks.extend(test);
         out.push(ArchResult {
             image: image.clone(),
             arch,
@@ -244,6 +251,39 @@ fn run_probe(
         None
     };
     Ok((report, command, shell_id))
+}
+
+/// Runs the definition's `[test]` command in the image, as hardened as the
+/// probe, and judges its exit status and output.
+fn run_test(
+    podman: &Podman,
+    id: &str,
+    arch: Arch,
+    test: &kiln_seed::spec::ImageTest,
+) -> Result<Check, RuntimeError> {
+    let (program, args) = test.command.split_first().expect("validated: not empty");
+    let mut cmd = podman.command();
+    cmd.args(run_args(arch, program)?).arg(id);
+    if arch == Arch::Arm64 {
+        cmd.arg(program);
+    }
+    cmd.args(args);
+    let out = output(&mut cmd)?;
+    let stdout = out.text();
+    let shown = test.command.join(" ");
+    Ok(match (&test.expect_output, out.ok) {
+        (_, false) => check(
+            "test",
+            false,
+            format!("`{shown}` failed ({}): {}", out.status, out.stderr.trim()),
+        ),
+        (Some(want), true) if !stdout.contains(want.as_str()) => check(
+            "test",
+            false,
+            format!("`{shown}` printed {:?}, without {want:?}", stdout.trim()),
+        ),
+        _ => check("test", true, format!("`{shown}`: {}", stdout.trim())),
+    })
 }
 
 /// Summary line of one platform's result.

@@ -14,6 +14,7 @@
 //! The modules are also re-exported at the crate root under their own
 //! names (`kiln_seed::layer`, `kiln_seed::verify`, ...).
 
+pub mod appspec;
 pub mod attest;
 pub mod date;
 pub mod digest;

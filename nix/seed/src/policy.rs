@@ -910,6 +910,19 @@ pub struct StepInput {
     pub policies: Vec<PolicyFile>,
     #[serde(default)]
     pub data: Vec<PolicyFile>,
+    /// An application's base (its definition and variant): the application
+    /// is judged as it runs, on its base ([`ImageSpec::on_base`]), and
+    /// `lock` holds the base's packages.
+    #[serde(default)]
+    pub base: Option<BaseInput>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaseInput {
+    pub definition: Definition,
+    #[serde(default)]
+    pub variant: Option<String>,
 }
 
 /// The `policy` step: evaluates the policies on the image's definition and
@@ -917,7 +930,10 @@ pub struct StepInput {
 /// that `nix flake check` fails.
 pub fn run(input: &[u8], out: &Path) -> Result<(), Error> {
     let input: StepInput = serde_json::from_slice(input).map_err(Error::Input)?;
-    let spec = input.definition.image(input.variant.as_deref())?;
+    let mut spec = input.definition.image(input.variant.as_deref())?;
+    if let Some(base) = &input.base {
+        spec = spec.on_base(&base.definition.image(base.variant.as_deref())?);
+    }
     let lock = LockFacts {
         locked: input.locked,
         archs: input.lock.clone(),

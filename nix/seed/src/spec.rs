@@ -283,6 +283,30 @@ pub struct Definition {
     pub annotations: BTreeMap<String, String>,
     #[serde(default)]
     pub variants: BTreeMap<String, Variant>,
+    /// An application image: the image (`name` or `name-variant`) whose
+    /// layers it adds its own on top of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    /// An application image: what is compiled for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<crate::appspec::Build>,
+    /// A command `kiln test` runs in the image after its probe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<ImageTest>,
+}
+
+/// `[test]`: a command run in the image by `kiln test`, as hardened as the
+/// probe (read-only root, no capabilities, no network); it must exit 0
+/// and, if `expect_output` is set, print it. For a service, its own
+/// self-check (start, request itself, stop).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageTest {
+    /// Program (absolute path in the image) and arguments.
+    pub command: Vec<String>,
+    /// Text the command's standard output must contain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_output: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -445,6 +469,12 @@ pub struct ImageSpec {
     pub paths: Vec<PathEntry>,
     pub config: Config,
     pub annotations: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build: Option<crate::appspec::Build>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test: Option<ImageTest>,
 }
 
 impl ImageSpec {
@@ -472,14 +502,55 @@ impl ImageSpec {
         exclude.dedup();
         let mut archs: Vec<&str> = self.archs.iter().map(|a| a.debian()).collect();
         archs.sort_unstable();
-        let value = serde_json::json!({
+        let mut value = serde_json::json!({
             "archs": archs,
             "suites": self.suites,
             "include": include,
             "exclude": exclude,
             "layerBudget": self.layer_budget,
         });
+        // Only application images have these, so that every other image's
+        // lock stays current.
+        if let Some(base) = &self.base {
+            value["base"] = serde_json::json!(base);
+        }
+        if let Some(build) = &self.build {
+            value["toolchain"] = serde_json::json!(build.toolchain);
+        }
         crate::digest::Digest::of(&crate::json::canonical(&value))
+    }
+
+    /// An application image as it runs: the base's packages, accounts,
+    /// paths and debug flag under the application's name, archs, build,
+    /// test and config (merged as the image step merges it: `env` added,
+    /// the other fields replaced when set). What policies and `kiln test`
+    /// judge an application by.
+    pub fn on_base(&self, base: &ImageSpec) -> ImageSpec {
+        let mut s = base.clone();
+        s.name = self.name.clone();
+        s.variant = self.variant.clone();
+        s.description = self.description.clone();
+        s.archs = self.archs.clone();
+        s.annotations = self.annotations.clone();
+        s.base = self.base.clone();
+        s.build = self.build.clone();
+        s.test = self.test.clone();
+        s.config.env.extend(self.config.env.clone());
+        let c = &self.config;
+        if c.entrypoint.is_some() {
+            s.config.entrypoint = c.entrypoint.clone();
+            s.config.cmd = None;
+        }
+        if c.cmd.is_some() {
+            s.config.cmd = c.cmd.clone();
+        }
+        if c.workdir.is_some() {
+            s.config.workdir = c.workdir.clone();
+        }
+        if c.stop_signal.is_some() {
+            s.config.stop_signal = c.stop_signal.clone();
+        }
+        s
     }
 
     /// The numeric `uid:gid` the image runs as (OCI config `User`).
@@ -579,6 +650,7 @@ impl Definition {
                 ));
             }
         }
+        self.validate_application()?;
         let mut specs = vec![self.image(None)?];
         for v in self.variants.keys() {
             specs.push(self.image(Some(v))?);
@@ -587,6 +659,51 @@ impl Definition {
             spec.validate()?;
         }
         Ok(())
+    }
+
+    /// An application image takes its packages, accounts and paths from its
+    /// base; it declares what it builds and its own config.
+    fn validate_application(&self) -> Result<(), SpecError> {
+        match (&self.base, &self.build) {
+            (None, None) => Ok(()),
+            (Some(_), None) => Err(invalid(
+                "build",
+                "an image with a base is an application image and needs a [build] table",
+            )),
+            (None, Some(_)) => Err(invalid(
+                "base",
+                "an application image ([build]) needs base = \"<image>\", the image it is built on",
+            )),
+            (Some(base), Some(build)) => {
+                if !is_image_name(base) || base == &self.name {
+                    return Err(invalid(
+                        "base",
+                        format!("{base:?} must name another image of the project (name or name-variant)"),
+                    ));
+                }
+                let own = [
+                    (
+                        "packages",
+                        !self.packages.include.is_empty() || !self.packages.exclude.is_empty(),
+                    ),
+                    (
+                        "accounts",
+                        self.accounts.run_as.is_some()
+                            || !self.accounts.users.is_empty()
+                            || !self.accounts.groups.is_empty(),
+                    ),
+                    ("paths", !self.paths.is_empty()),
+                    ("variants", !self.variants.is_empty()),
+                ];
+                if let Some((key, _)) = own.iter().find(|(_, set)| *set) {
+                    return Err(invalid(
+                        *key,
+                        format!("an application image takes its {key} from its base {base:?}; declare them there"),
+                    ));
+                }
+                build.validate().map_err(|p| invalid(p.key, p.message))
+            }
+        }
     }
 
     /// The definition with `variant` applied (`None` = default).
@@ -604,6 +721,9 @@ impl Definition {
             paths: self.paths.clone(),
             config: self.config.clone(),
             annotations: self.annotations.clone(),
+            base: self.base.clone(),
+            build: self.build.clone(),
+            test: self.test.clone(),
         };
         let Some(name) = variant else {
             return Ok(spec);
@@ -668,6 +788,10 @@ impl ImageSpec {
     }
 
     pub fn validate(&self) -> Result<(), SpecError> {
+        if self.base.is_some() {
+            // Packages, accounts and paths are the base's (checked there).
+            return self.validate_config();
+        }
         if self.packages.include.is_empty() {
             return Err(invalid(
                 self.key("packages.include"),
@@ -775,6 +899,18 @@ impl ImageSpec {
                         return Err(invalid(key, format!("file {} takes no target", p.path.0)));
                     }
                 }
+            }
+        }
+        self.validate_config()
+    }
+
+    fn validate_config(&self) -> Result<(), SpecError> {
+        if let Some(t) = &self.test {
+            if !t.command.first().is_some_and(|p| p.starts_with('/')) {
+                return Err(invalid(
+                    self.key("test.command"),
+                    "the first element must be the program's absolute path in the image",
+                ));
             }
         }
         for k in self.config.env.keys() {

@@ -62,6 +62,8 @@ pub enum Error {
     ReservedAnnotation(String),
     #[error("layer {}: {message}", dir.display())]
     Layer { dir: PathBuf, message: String },
+    #[error("build output {}: {message}", dir.display())]
+    Build { dir: PathBuf, message: String },
     #[error("layer {}", dir.display())]
     LayerBlob {
         dir: PathBuf,
@@ -130,6 +132,10 @@ pub struct Input {
     pub inputs: Option<Digest>,
     /// Layer directories in stacking order.
     pub layers: Vec<PathBuf>,
+    /// Set for an application image: the input above is its base's, and
+    /// this is what the application adds ([`app`]).
+    #[serde(default)]
+    pub app: Option<app::AppInput>,
 }
 
 /// `image.json`: what the index step and the driver read about the image.
@@ -349,9 +355,6 @@ fn build_into(input: &Input, out: &Path) -> Result<Summary, Error> {
         ib = ib.variant(v);
     }
     let config = ib.build().expect("image config fields are set");
-    let (config_desc, _) = writer.put_document(CONFIG_MEDIA_TYPE, &config)?;
-
-    // Manifest and layout.
     let mut layer_descs: Vec<Descriptor> = layers
         .iter()
         .map(|l| oci::descriptor(LAYER_MEDIA_TYPE, &l.info.digest, l.info.size))
@@ -361,6 +364,108 @@ fn build_into(input: &Input, out: &Path) -> Result<Summary, Error> {
         &gen_blob.digest,
         gen_blob.size(),
     ));
+
+    // An application: the base as built so far (never written), then its
+    // own layer, config and annotations.
+    let mut sbom_generated = generated.files.clone();
+    let (spec, config, annotations, app_layer) = match &input.app {
+        None => (spec, config, annotations, None),
+        Some(app_input) => {
+            let (app_spec, build) = app_input.spec()?;
+            let config_bytes = oci::document_bytes(&config);
+            let base_config = oci::descriptor_of(CONFIG_MEDIA_TYPE, &config_bytes);
+            let base_manifest = oci::new_manifest(base_config, layer_descs.clone(), &annotations);
+            let base_digest = Digest::of(&oci::document_bytes(&base_manifest));
+            let layer = app::layer(&app_spec, &build, &app_input.files, app_input.created)?;
+            writer.put_blob(&layer.blob.gz)?;
+            let app_created = oci::rfc3339(app_input.created);
+            let mut app_annotations = app_spec.annotations.clone();
+            for (k, v) in [
+                (ANNOTATION_TITLE, app_spec.full_name()),
+                (ANNOTATION_DESCRIPTION, app_spec.description.clone()),
+                (ANNOTATION_CREATED, app_created.clone()),
+                (
+                    ANNOTATION_REVISION,
+                    app::revision(&app_spec, &base_digest, &layer.blob).to_string(),
+                ),
+                (
+                    app::BASE_NAME,
+                    format!("{}:{}", spec.full_name(), spec.tag()),
+                ),
+                (app::BASE_DIGEST, base_digest.to_string()),
+            ] {
+                app_annotations.entry(k.into()).or_insert(v);
+            }
+            let mut app_config = config.clone();
+            app_config.set_created(Some(app_created.clone()));
+            let mut runtime = app_config.config().clone().unwrap_or_default();
+            let mut env: BTreeMap<String, String> = runtime
+                .env()
+                .iter()
+                .flatten()
+                .filter_map(|e| e.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            env.extend(app_spec.config.env.clone());
+            runtime.set_env(Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()));
+            let entrypoint = app_spec.config.entrypoint.clone().or_else(|| {
+                let installs = build.installs(&app_spec.name);
+                (build.install.is_empty() && installs.len() == 1)
+                    .then(|| vec![installs[0].to.0.clone()])
+            });
+            if entrypoint.is_some() {
+                runtime.set_entrypoint(entrypoint);
+                // A new entrypoint does not take the base's arguments.
+                runtime.set_cmd(None);
+            }
+            if let Some(c) = &app_spec.config.cmd {
+                runtime.set_cmd(Some(c.clone()));
+            }
+            if let Some(w) = &app_spec.config.workdir {
+                runtime.set_working_dir(Some(w.0.clone()));
+            }
+            if let Some(sig) = &app_spec.config.stop_signal {
+                runtime.set_stop_signal(Some(sig.clone()));
+            }
+            runtime.set_labels(Some(
+                app_annotations
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ));
+            app_config.set_config(Some(runtime));
+            let mut rootfs = app_config.rootfs().clone();
+            let mut diff_ids = rootfs.diff_ids().clone();
+            diff_ids.push(layer.blob.diff_id.to_string());
+            rootfs.set_diff_ids(diff_ids);
+            app_config.set_rootfs(rootfs);
+            let mut history = app_config.history().clone().unwrap_or_default();
+            history.push(
+                HistoryBuilder::default()
+                    .created(app_created)
+                    .created_by(format!(
+                        "kiln: {} build of {} with toolchain {}",
+                        build.builder(),
+                        build.source,
+                        build.toolchain
+                    ))
+                    .build()
+                    .expect("history"),
+            );
+            app_config.set_history(Some(history));
+            layer_descs.push(oci::descriptor(
+                LAYER_MEDIA_TYPE,
+                &layer.blob.digest,
+                layer.blob.size(),
+            ));
+            sbom_generated.extend(layer.files.clone());
+            (app_spec, app_config, app_annotations, Some(layer))
+        }
+    };
+    let image_created = input.app.as_ref().map_or(input.created, |a| a.created);
+    let (config_desc, _) = writer.put_document(CONFIG_MEDIA_TYPE, &config)?;
+
+    // Manifest and layout.
     let manifest = oci::new_manifest(config_desc.clone(), layer_descs.clone(), &annotations);
     let (mut manifest_desc, _) = writer.put_document(MANIFEST_MEDIA_TYPE, &manifest)?;
     manifest_desc.set_platform(Some(oci::platform(arch)));
@@ -401,11 +506,11 @@ fn build_into(input: &Input, out: &Path) -> Result<Summary, Error> {
         name: &full_name,
         tag: spec.tag(),
         arch,
-        created: input.created,
+        created: image_created,
         manifest: manifest_digest,
         licenses: &licenses,
         packages,
-        generated: &generated.files,
+        generated: &sbom_generated,
     };
     writer.write_file(
         SPDX_FILE,
@@ -425,10 +530,14 @@ fn build_into(input: &Input, out: &Path) -> Result<Summary, Error> {
             packages: l.info.packages.iter().map(|p| p.name.clone()).collect(),
         })
         .collect();
-    layer_summaries.push(LayerSummary {
-        descriptor: layer_descs.last().expect("generated layer").clone(),
-        packages: vec![],
-    });
+    // The generated layer and, for an application, its layer.
+    let extra = 1 + usize::from(app_layer.is_some());
+    for d in &layer_descs[layers.len()..layers.len() + extra] {
+        layer_summaries.push(LayerSummary {
+            descriptor: d.clone(),
+            packages: vec![],
+        });
+    }
     let summary = Summary {
         name: spec.name.clone(),
         variant: spec.variant.clone(),
@@ -438,7 +547,7 @@ fn build_into(input: &Input, out: &Path) -> Result<Summary, Error> {
         config: config_desc,
         layers: layer_summaries,
         annotations,
-        created: input.created,
+        created: image_created,
     };
     writer.write_file(SUMMARY_FILE, &json::pretty(&summary))?;
     eprintln!(
@@ -645,8 +754,13 @@ fn package_paths(
     Ok(paths)
 }
 
+pub mod app;
+
 #[cfg(test)]
 pub(crate) mod tests;
+
+#[cfg(test)]
+mod app_tests;
 
 #[cfg(test)]
 mod stale_lock_tests;

@@ -59,6 +59,12 @@ pub struct Input {
     pub variant: Option<String>,
     /// Outputs of the image step, one per architecture.
     pub images: Vec<PathBuf>,
+    /// An application's base: that image's index step output. Its index
+    /// digest becomes the application index's
+    /// `org.opencontainers.image.base.digest` (each platform manifest
+    /// carries its base platform's).
+    #[serde(default)]
+    pub base: Option<PathBuf>,
 }
 
 /// `image.json` of the multi-platform layout.
@@ -122,6 +128,21 @@ fn build_into(input: &Input, out: &Path) -> Result<Summary, Error> {
         .clone();
     for p in platforms.values() {
         common.retain(|k, v| p.annotations.get(k) == Some(v));
+    }
+    if let Some(base) = &input.base {
+        let file = base.join(SUMMARY_FILE);
+        let text = fs::read(&file).map_err(|e| Error::Image {
+            dir: base.clone(),
+            message: format!("reading {SUMMARY_FILE}: {e}"),
+        })?;
+        let summary: Summary = serde_json::from_slice(&text).map_err(|e| Error::Image {
+            dir: base.clone(),
+            message: format!("{SUMMARY_FILE}: {e}"),
+        })?;
+        common.insert(
+            image::app::BASE_DIGEST.into(),
+            summary.index.digest().to_string(),
+        );
     }
     // A BTreeMap over Arch iterates amd64 before arm64.
     let manifests: Vec<Descriptor> = platforms.values().map(|p| p.manifest.clone()).collect();
@@ -333,6 +354,7 @@ mod tests {
             name: "scratch-plus".into(),
             variant: None,
             images,
+            base: None,
         }
     }
 

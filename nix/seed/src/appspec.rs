@@ -1,0 +1,223 @@
+//! The `[build]` table of an application image: what is compiled in the
+//! sandbox, with which locked toolchain, from which source directory, and
+//! which of its files go into the image (docs/image-toml.md).
+//!
+//! An application image names a `base` (another image of the project) and
+//! adds one layer of built files on top of the base's layers, unchanged.
+
+use crate::spec::{AbsPath, Id, Mode};
+use serde::{Deserialize, Serialize};
+
+/// `[build]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Build {
+    /// A toolchain of the project (`toolchains/<name>/toolchain.toml`).
+    pub toolchain: String,
+    /// The source directory, relative to the project root (`apps/hello`).
+    /// Only this directory enters the build.
+    pub source: String,
+    /// The Go builder (`[build.go]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub go: Option<GoBuild>,
+    /// Files of the build output to put in the image. Default for a
+    /// builder that makes one program: that program as `/usr/bin/<name>`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub install: Vec<Install>,
+}
+
+fn dot() -> String {
+    ".".into()
+}
+
+/// `[build.go]`: `go build` with the reproducible defaults (static, no VCS
+/// stamping, trimmed paths, vendored modules, no module proxy), once per
+/// architecture of the image by cross-compiling.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoBuild {
+    /// The main package, relative to the source directory.
+    #[serde(default = "dot")]
+    pub main: String,
+    /// Extra `-ldflags` (for example `-s -w`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ldflags: Vec<String>,
+    /// Build tags.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+}
+
+/// One file of the build output placed in the image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Install {
+    /// Path in the build output (relative).
+    pub from: String,
+    /// Path in the image.
+    pub to: AbsPath,
+    /// Default 0755 for programs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<Id>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<Id>,
+}
+
+/// A problem with `[build]`: the key and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildProblem {
+    pub key: String,
+    pub message: String,
+}
+
+fn problem(key: &str, message: impl Into<String>) -> BuildProblem {
+    BuildProblem {
+        key: format!("build.{key}"),
+        message: message.into(),
+    }
+}
+
+/// A relative path that stays inside its directory.
+fn is_inner_path(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with('/')
+        && !s.contains('\0')
+        && s.split('/').all(|c| c != ".." && !c.is_empty())
+}
+
+impl Build {
+    /// The builder's name, for messages and the image history.
+    pub fn builder(&self) -> &'static str {
+        if self.go.is_some() {
+            "go"
+        } else {
+            "none"
+        }
+    }
+
+    /// What goes into the image: `install`, or the builder's default (the
+    /// one program it makes, under `/usr/bin`).
+    pub fn installs(&self, image: &str) -> Vec<Install> {
+        if !self.install.is_empty() || self.go.is_none() {
+            return self.install.clone();
+        }
+        vec![Install {
+            from: format!("bin/{image}"),
+            to: AbsPath(format!("/usr/bin/{image}")),
+            mode: None,
+            uid: None,
+            gid: None,
+        }]
+    }
+
+    pub fn validate(&self) -> Result<(), BuildProblem> {
+        if self.toolchain.is_empty()
+            || !self
+                .toolchain
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(problem(
+                "toolchain",
+                format!(
+                    "{:?} is not a toolchain name (lowercase letters, digits and -)",
+                    self.toolchain
+                ),
+            ));
+        }
+        if !is_inner_path(self.source.trim_end_matches('/')) {
+            return Err(problem(
+                "source",
+                format!(
+                    "{:?} must be a directory of the project, relative to its root, without ..",
+                    self.source
+                ),
+            ));
+        }
+        let Some(go) = &self.go else {
+            return Err(problem("go", "a builder is required: [build.go]"));
+        };
+        if go.main != "." && !is_inner_path(go.main.trim_start_matches("./")) {
+            return Err(problem(
+                "go.main",
+                format!(
+                    "{:?} must be a package directory inside the source",
+                    go.main
+                ),
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, f) in self.install.iter().enumerate() {
+            if !is_inner_path(&f.from) {
+                return Err(problem(
+                    &format!("install[{i}].from"),
+                    format!("{:?} must be a path inside the build output", f.from),
+                ));
+            }
+            if f.to.0 == "/" || !seen.insert(&f.to.0) {
+                return Err(problem(
+                    &format!("install[{i}].to"),
+                    format!("{} is not a file path, or is installed twice", f.to.0),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{from_value, json};
+
+    #[test]
+    fn go_defaults_install_the_program_under_usr_bin() {
+        let b: Build =
+            from_value(json!({"toolchain": "go", "source": "apps/hello", "go": {}})).unwrap();
+        b.validate().unwrap();
+        assert_eq!(b.builder(), "go");
+        assert_eq!(b.go.as_ref().unwrap().main, ".");
+        let i = b.installs("hello");
+        assert_eq!(i.len(), 1);
+        assert_eq!(i[0].from, "bin/hello");
+        assert_eq!(i[0].to.0, "/usr/bin/hello");
+    }
+
+    #[test]
+    fn paths_that_leave_their_directory_are_refused() {
+        for (value, key) in [
+            (
+                json!({"toolchain": "go", "source": "../x", "go": {}}),
+                "build.source",
+            ),
+            (
+                json!({"toolchain": "go", "source": "/abs", "go": {}}),
+                "build.source",
+            ),
+            (
+                json!({"toolchain": "Go", "source": "a", "go": {}}),
+                "build.toolchain",
+            ),
+            (json!({"toolchain": "go", "source": "a"}), "build.go"),
+            (
+                json!({"toolchain": "go", "source": "a", "go": {}, "install": [{"from": "../etc", "to": "/x"}]}),
+                "build.install[0].from",
+            ),
+        ] {
+            let b: Build = from_value(value.clone()).unwrap();
+            assert_eq!(b.validate().unwrap_err().key, key, "{value}");
+        }
+    }
+
+    #[test]
+    fn unknown_builders_and_keys_are_errors() {
+        assert!(
+            from_value::<Build>(json!({"toolchain": "go", "source": "a", "cobol": {}})).is_err()
+        );
+        assert!(from_value::<Build>(
+            json!({"toolchain": "go", "source": "a", "go": {"mian": "."}})
+        )
+        .is_err());
+    }
+}
