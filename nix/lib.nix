@@ -137,10 +137,12 @@ let
 
   # One program run inside a toolchain root by the seed's `chroot` step
   # (user and mount namespaces, chroot; the environment is exactly `env`).
-  inRoot = { name, root, argv, env ? { }, cwd ? null }: step {
+  inRoot = { name, root, argv, env ? { }, cwd ? null, crates ? [ ] }: step {
     inherit name;
     stepName = "chroot";
-    input = { inherit root argv env; } // (if cwd == null then { } else { inherit cwd; });
+    input = { inherit root argv env; }
+      // (if cwd == null then { } else { inherit cwd; })
+      // (if crates == [ ] then { } else { inherit crates; });
   };
 
   # ---- Compiling in the sandbox -------------------------------------------
@@ -444,8 +446,51 @@ let
       cwd = appSources def;
     };
 
+  # `cargo install` of one binary, static, for one target arch, with the
+  # crates of the source's Cargo.lock vendored by the seed before cargo
+  # runs (each checked against the lock's checksum). Paths that could leak
+  # into the binary are remapped. Debian's cross toolchain for arm64 is not
+  # part of the rust toolchain (yet): other archs are refused by name.
+  rustTargets = { amd64 = "x86_64-unknown-linux-gnu"; };
+  rustBuild = { def, arch }:
+    let
+      rust = def.build.rust;
+      src = appSources def;
+      lockFile = root + "/${def.build.source}/Cargo.lock";
+      target = rustTargets.${arch} or (throw "kiln: images/${def.name}/image.toml: the rust builder cross-compiles to no ${arch} yet (archs = [\"amd64\"])");
+      bin = rust.bin or def.name;
+    in
+    if !(pathExists lockFile) then throw "kiln: images/${def.name}/image.toml: ${def.build.source}/Cargo.lock is missing; run `cargo generate-lockfile` there and commit it"
+    else inRoot {
+      name = "kiln-build-${def.name}-${arch}";
+      root = rootOf def.build.toolchain;
+      crates = map (c: { inherit (c) name version checksum file; }) (cratesOf lockFile);
+      argv = [ "/usr/bin/cargo" "install" "--locked" "--offline" "--no-track" "--quiet"
+        "--path" "${src}" "--root" (builtins.placeholder "out") "--bin" bin "--target" target
+        "--config" "source.crates-io.replace-with=\"vendored\""
+        "--config" "source.vendored.directory=\"/build/vendor\"" ]
+        ++ (if (rust.features or [ ]) != [ ] then [ "--features" (concatStringsSep "," rust.features) ] else [ ])
+        ++ (if rust.no_default_features or false then [ "--no-default-features" ] else [ ]);
+      env = {
+        PATH = "/usr/bin:/bin";
+        HOME = "/build/home";
+        CARGO_HOME = "/build/home/cargo";
+        CARGO_TARGET_DIR = "/build/target";
+        CARGO_INCREMENTAL = "0";
+        CARGO_ENCODED_RUSTFLAGS = concatStringsSep (fromJSON ''"\u001f"'') [
+          "-Ctarget-feature=+crt-static"
+          "--remap-path-prefix=${src}=/app"
+          "--remap-path-prefix=/build/vendor=/cargo"
+          "--remap-path-prefix=/build/target=/target"
+        ];
+        CFLAGS = "-ffile-prefix-map=/build/vendor=/cargo -ffile-prefix-map=${src}=/app";
+        TMPDIR = "/build";
+      };
+    };
+
   appBuild = { def, arch }:
     if def.build ? go then goBuild { inherit def arch; }
+    else if def.build ? rust then rustBuild { inherit def arch; }
     else throw "kiln: images/${def.name}/image.toml: [build] names no builder";
 
   appImage = { def, arch }:

@@ -185,6 +185,22 @@ pub fn base_annotations(out: &Path) -> Result<BaseAnnotations, String> {
             .map(String::from)
             .ok_or(format!("the {what} has no {key} annotation"))
     };
+    // One platform's output (`<image>-<arch>`): its manifest is the root.
+    if summary.get("index").is_none() {
+        let arch = summary["arch"]
+            .as_str()
+            .ok_or("image.json has no index and no arch")?;
+        let d = summary["manifest"]["digest"]
+            .as_str()
+            .ok_or("image.json has no manifest")?;
+        let manifest = blob(d)?;
+        let base = Digest::parse(&annotation(&manifest, BASE_DIGEST, "manifest")?)?;
+        return Ok(BaseAnnotations {
+            name: annotation(&manifest, BASE_NAME, "manifest")?,
+            index: base,
+            platforms: BTreeMap::from([(arch.to_string(), base)]),
+        });
+    }
     let index_digest = summary["index"]["digest"]
         .as_str()
         .ok_or("image.json has no index")?;

@@ -25,6 +25,28 @@ pub const CARGO_LOCKS: [(&str, Workspace); 2] = [
     ("Cargo.lock", Workspace::InPlace),
 ];
 
+/// Every Cargo.lock whose crates a build in the sandbox needs: the seed's
+/// and the driver's ([`CARGO_LOCKS`]) and that of each application image
+/// built by the rust builder (`<build.source>/Cargo.lock`, fetched from a
+/// copy: the application is its own workspace).
+pub fn cargo_locks(project: &Path) -> Vec<(String, Workspace)> {
+    let mut out: Vec<(String, Workspace)> = CARGO_LOCKS
+        .iter()
+        .map(|(rel, w)| (rel.to_string(), *w))
+        .collect();
+    if let Ok(loaded) = crate::definition::load_all(&project.join("images")) {
+        for l in loaded {
+            if let Some(b) = l.definition.build.as_ref().filter(|b| b.rust.is_some()) {
+                out.push((
+                    format!("{}/Cargo.lock", b.source.trim_end_matches('/')),
+                    Workspace::Standalone,
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// Where `cargo fetch` runs for a lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Workspace {

@@ -209,3 +209,272 @@ fn editing_another_file_does_not_rebuild_the_app() {
     .unwrap();
     assert_ne!(drv(&dir), before, "a source change rebuilds it");
 }
+
+#[test]
+fn the_sboms_list_the_base_packages_and_the_go_modules_as_syft_finds_them() {
+    let outs = build(&["hello-go-amd64", "hello-go-arm64"]);
+    let validator = project().join(".kiln/venv/bin/python");
+    for layout in &outs {
+        let files = [layout.join("sbom.spdx.json"), layout.join("sbom.cdx.json")];
+        let out = Command::new(&validator)
+            .arg(project().join("tests/validate_sbom.py"))
+            .args(&files)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+
+        let spdx = read_json(&layout.join("sbom.spdx.json"));
+        let mut kiln: Vec<String> = spdx["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|p| p["externalRefs"].as_array().cloned().unwrap_or_default())
+            .filter_map(|r| r["referenceLocator"].as_str().map(String::from))
+            .filter(|p| p.starts_with("pkg:golang/"))
+            .collect();
+        kiln.sort();
+        assert_eq!(
+            kiln,
+            [
+                "pkg:golang/example.org/hello-go@(devel)",
+                "pkg:golang/stdlib@1.23.5"
+            ],
+            "{}",
+            layout.display()
+        );
+        let out = Command::new(project().join(".kiln/venv/bin/syft"))
+            .arg("scan")
+            .arg(format!("oci-dir:{}", layout.display()))
+            .args(["-o", "json", "-q"])
+            .env("SYFT_CHECK_FOR_APP_UPDATE", "false")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "syft: {}", stderr(&out));
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mut syft: Vec<String> = report["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["type"] == "go-module")
+            .map(|a| a["purl"].as_str().unwrap().to_string())
+            .collect();
+        syft.sort();
+        assert_eq!(
+            syft, kiln,
+            "syft and kiln's SBOM disagree on the Go modules"
+        );
+        let debs: Vec<&str> = report["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["type"] == "deb")
+            .map(|a| a["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(debs, ["ca-certificates"], "the base's packages");
+    }
+}
+
+#[test]
+fn hello_rust_is_built_with_its_crates_and_runs_on_distroless_static() {
+    let outs = build(&["distroless-static", "hello-rust"]);
+    let (base, app) = (&outs[0], &outs[1]);
+    let (base_digest, base_manifest) = manifest_of(base, "amd64");
+    let (_, app_manifest) = manifest_of(app, "amd64");
+    let base_layers = base_manifest["layers"].as_array().unwrap();
+    let app_layers = app_manifest["layers"].as_array().unwrap();
+    assert_eq!(&app_layers[..base_layers.len()], &base_layers[..]);
+    assert_eq!(app_layers.len(), base_layers.len() + 1);
+    assert_eq!(
+        annotation(&app_manifest, "org.opencontainers.image.base.digest"),
+        base_digest
+    );
+    let dir = scratch("hello-rust");
+    let rootfs = unpack(app, "latest-amd64", &dir);
+    let program = rootfs.join("usr/bin/hello-rust");
+    let file = run(Command::new("file").arg(&program));
+    assert!(file.contains("x86-64") && file.contains("static"), "{file}");
+    // No path of the build machine leaks into the binary.
+    let bytes = std::fs::read(&program).unwrap();
+    for leak in [&b"/build/"[..], b"/nix/store/", b"/root/"] {
+        assert!(
+            !bytes.windows(leak.len()).any(|w| w == leak),
+            "{} appears in the binary",
+            String::from_utf8_lossy(leak)
+        );
+    }
+    let out = kiln(&["test", "hello-rust", "--json"]);
+    let report: Value = serde_json::from_str(&stdout(&out)).unwrap_or(Value::Null);
+    assert!(out.status.success(), "{}\n{report}", stderr(&out));
+    let test = report[0]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "test")
+        .unwrap()
+        .clone();
+    assert_eq!(test["ok"], true, "{test}");
+    assert!(
+        test["detail"].as_str().unwrap().contains("CA certificates"),
+        "{test}"
+    );
+}
+
+#[test]
+fn a_crate_that_does_not_match_the_apps_cargo_lock_builds_nothing() {
+    require_setup();
+    let dir = app_project("apps-bad-crate");
+    for d in [
+        "images/hello-rust",
+        "apps/hello-rust",
+        "images/distroless-static",
+    ] {
+        copy_dir(&project().join(d), &dir.join(d));
+    }
+    // A checksum no crate has: the fixed-output path cannot exist, and
+    // kiln fetch, which checks every downloaded file, names the crate.
+    let lock = dir.join("apps/hello-rust/Cargo.lock");
+    let text = std::fs::read_to_string(&lock).unwrap();
+    let start = text.find("checksum = \"").unwrap() + "checksum = \"".len();
+    let mut bad = text.clone();
+    bad.replace_range(start..start + 64, &"0".repeat(64));
+    std::fs::write(&lock, bad).unwrap();
+    let out = kiln_in(&dir, &["fetch"]);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("anyhow 1.0.104") && err.contains("apps/hello-rust/Cargo.lock"),
+        "{err}"
+    );
+    let out = kiln_in(&dir, &["build", "hello-rust"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("anyhow-1.0.104.crate"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+const PASSWORD: &str = "apps-test-password";
+
+fn kiln_pw(args: &[&str]) -> std::process::Output {
+    kiln_cmd(&project(), args)
+        .env("COSIGN_PASSWORD", PASSWORD)
+        .output()
+        .expect("running kiln")
+}
+
+fn verify_json(layout: &Path, key: &Path, extra: &[&str]) -> (bool, Value) {
+    let out = kiln_cmd(&project(), &["verify", "--json"])
+        .arg(layout)
+        .arg("--key")
+        .arg(key)
+        .args(extra)
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_str(&stdout(&out))
+        .unwrap_or_else(|_| panic!("verify: {}\n{}", stdout(&out), stderr(&out)));
+    (out.status.success(), report)
+}
+
+fn check_with<'a>(report: &'a Value, name: &str, status: &str) -> Vec<&'a str> {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["check"] == name && c["status"] == status)
+        .map(|c| c["message"].as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn verify_chains_an_application_to_its_signed_base_and_names_a_wrong_one() {
+    require_setup();
+    let dir = scratch("apps-verify");
+    let prov = dir.join("provenance");
+    let built = kiln_pw(&[
+        "build",
+        "--json",
+        "--provenance-dir",
+        prov.to_str().unwrap(),
+        "scratch-plus",
+        "distroless-static",
+        "hello-go",
+    ]);
+    assert!(built.status.success(), "{}", stderr(&built));
+    for prefix in ["cosign", "other"] {
+        let out = kiln_pw(&[
+            "keygen",
+            "--output-key-prefix",
+            dir.join(prefix).to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let signed = dir.join("signed");
+    let sign = |image: &str, key: &str| {
+        let out = kiln_pw(&[
+            "sign",
+            image,
+            "--key",
+            dir.join(key).to_str().unwrap(),
+            "--provenance-dir",
+            prov.to_str().unwrap(),
+            "--out",
+            signed.join(image).to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "sign {image}: {}", stderr(&out));
+    };
+    sign("scratch-plus", "cosign.key");
+    sign("hello-go", "cosign.key");
+    sign("distroless-static", "other.key");
+    let key = dir.join("cosign.pub");
+    let app = signed.join("hello-go");
+
+    // The base beside it (kiln's signed layouts side by side) verifies, and
+    // each platform starts with exactly its layers.
+    let (ok, report) = verify_json(&app, &key, &[]);
+    assert!(ok, "{report:#}");
+    let base = check_with(&report, "base", "pass");
+    assert_eq!(base.len(), 1, "{report:#}");
+    assert!(base[0].contains("scratch-plus:latest"), "{base:?}");
+    assert_eq!(check_with(&report, "layers", "pass").len(), 2, "{report:#}");
+
+    // Another signed image is not its base.
+    let (ok, report) = verify_json(
+        &app,
+        &key,
+        &[
+            "--base",
+            signed.join("distroless-static").to_str().unwrap(),
+            "--base-key",
+            dir.join("other.pub").to_str().unwrap(),
+        ],
+    );
+    assert!(!ok);
+    let fail = check_with(&report, "base", "fail");
+    assert!(
+        fail.iter().any(|m| m.contains("not its base")),
+        "{report:#}"
+    );
+
+    // The right base with the wrong key: unsigned as far as we trust.
+    let (ok, report) = verify_json(
+        &app,
+        &key,
+        &["--base-key", dir.join("other.pub").to_str().unwrap()],
+    );
+    assert!(!ok);
+    let fail = check_with(&report, "base", "fail");
+    assert!(
+        fail.iter()
+            .any(|m| m.contains("scratch-plus:latest") && m.contains("does not verify")),
+        "{report:#}"
+    );
+
+    // Alone, with nowhere to find its base: says what to pass.
+    let alone = dir.join("alone/hello-go");
+    copy_dir(&app, &alone);
+    let (ok, report) = verify_json(&alone, &key, &[]);
+    assert!(!ok);
+    let fail = check_with(&report, "base", "fail");
+    assert!(fail.iter().any(|m| m.contains("--base")), "{report:#}");
+}

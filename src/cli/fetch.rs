@@ -84,12 +84,12 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
             Ok(c) if !c.trim().is_empty() => c.split_whitespace().map(String::from).collect(),
             _ => vec!["cargo".to_string()],
         };
-        for (rel, workspace) in kiln::crates::CARGO_LOCKS {
-            let lock_file = project.join(rel);
+        for (rel, workspace) in kiln::crates::cargo_locks(project) {
+            let lock_file = project.join(&rel);
             if lock_file.is_file() {
                 let home = kiln::crates::default_cargo_home();
                 let added = kiln::crates::add(&lock_file, workspace, &home, &cargo)?;
-                report.crates.insert(rel.to_string(), added);
+                report.crates.insert(rel, added);
             }
         }
     }

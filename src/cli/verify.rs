@@ -40,6 +40,14 @@ pub struct Args {
     /// sandbox and require the signed digests.
     #[arg(long)]
     pub rebuild: bool,
+    /// An application's base image (layout or registry reference).
+    /// Default: the image its base.name annotation names, beside it (the
+    /// next repository in its registry, or kiln's signed layout of it).
+    #[arg(long, value_name = "REF")]
+    pub base: Option<String>,
+    /// Public keys the base is signed with (repeatable). Default: --key.
+    #[arg(long, value_name = "FILE")]
+    pub base_key: Vec<PathBuf>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -70,6 +78,9 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<super::Outcome> {
         rebuild: args.rebuild,
         json: args.json,
         client: args.registry.client_options()?,
+        base: args.base,
+        base_keys: args.base_key,
+        verifying_base: false,
     };
     let (report, _) = verify::run(&opts);
     if args.json {

@@ -551,9 +551,7 @@ deb http://flat.example/repo ./
         );
         let e = m.suite("trixie-updates").unwrap_err().to_string();
         assert!(
-            e.contains("\"trixie-updates\"")
-                && e.contains("sources.list")
-                && e.contains("a.list"),
+            e.contains("\"trixie-updates\"") && e.contains("sources.list") && e.contains("a.list"),
             "{e}"
         );
         assert!(!e.contains("disabled"), "{e}");

@@ -20,6 +20,9 @@ pub struct Build {
     /// The Go builder (`[build.go]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub go: Option<GoBuild>,
+    /// The Rust builder (`[build.rust]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rust: Option<RustBuild>,
     /// Files of the build output to put in the image. Default for a
     /// builder that makes one program: that program as `/usr/bin/<name>`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -45,6 +48,21 @@ pub struct GoBuild {
     /// Build tags.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+}
+
+/// `[build.rust]`: `cargo install --locked --offline` of one binary from
+/// the source directory, static (`+crt-static`), with the crates of the
+/// source's Cargo.lock vendored in the build.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RustBuild {
+    /// The binary target (`--bin`). Default: the image's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bin: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_default_features: bool,
 }
 
 /// One file of the build output placed in the image.
@@ -89,22 +107,31 @@ fn is_inner_path(s: &str) -> bool {
 impl Build {
     /// The builder's name, for messages and the image history.
     pub fn builder(&self) -> &'static str {
-        if self.go.is_some() {
-            "go"
-        } else {
-            "none"
+        match (&self.go, &self.rust) {
+            (Some(_), _) => "go",
+            (None, Some(_)) => "rust",
+            (None, None) => "none",
+        }
+    }
+
+    /// The one program the builder makes (the output's `bin/<name>`).
+    pub fn program(&self, image: &str) -> Option<String> {
+        match (&self.go, &self.rust) {
+            (Some(_), _) => Some(image.to_string()),
+            (None, Some(r)) => Some(r.bin.clone().unwrap_or_else(|| image.to_string())),
+            (None, None) => None,
         }
     }
 
     /// What goes into the image: `install`, or the builder's default (the
     /// one program it makes, under `/usr/bin`).
     pub fn installs(&self, image: &str) -> Vec<Install> {
-        if !self.install.is_empty() || self.go.is_none() {
+        let Some(program) = self.program(image).filter(|_| self.install.is_empty()) else {
             return self.install.clone();
-        }
+        };
         vec![Install {
-            from: format!("bin/{image}"),
-            to: AbsPath(format!("/usr/bin/{image}")),
+            from: format!("bin/{program}"),
+            to: AbsPath(format!("/usr/bin/{program}")),
             mode: None,
             uid: None,
             gid: None,
@@ -135,17 +162,40 @@ impl Build {
                 ),
             ));
         }
-        let Some(go) = &self.go else {
-            return Err(problem("go", "a builder is required: [build.go]"));
-        };
-        if go.main != "." && !is_inner_path(go.main.trim_start_matches("./")) {
-            return Err(problem(
-                "go.main",
-                format!(
-                    "{:?} must be a package directory inside the source",
-                    go.main
-                ),
-            ));
+        match (&self.go, &self.rust) {
+            (None, None) => {
+                return Err(problem(
+                    "go",
+                    "a builder is required: [build.go] or [build.rust]",
+                ))
+            }
+            (Some(_), Some(_)) => {
+                return Err(problem(
+                    "rust",
+                    "one builder only: [build.go] or [build.rust]",
+                ))
+            }
+            (Some(go), None) => {
+                if go.main != "." && !is_inner_path(go.main.trim_start_matches("./")) {
+                    return Err(problem(
+                        "go.main",
+                        format!(
+                            "{:?} must be a package directory inside the source",
+                            go.main
+                        ),
+                    ));
+                }
+            }
+            (None, Some(rust)) => {
+                if let Some(bin) = &rust.bin {
+                    if bin.is_empty() || bin.contains('/') {
+                        return Err(problem(
+                            "rust.bin",
+                            format!("{bin:?} is not a binary target name"),
+                        ));
+                    }
+                }
+            }
         }
         let mut seen = std::collections::BTreeSet::new();
         for (i, f) in self.install.iter().enumerate() {
@@ -208,6 +258,20 @@ mod tests {
             let b: Build = from_value(value.clone()).unwrap();
             assert_eq!(b.validate().unwrap_err().key, key, "{value}");
         }
+    }
+
+    #[test]
+    fn rust_installs_its_binary_and_one_builder_only() {
+        let b: Build =
+            from_value(json!({"toolchain": "rust", "source": "apps/r", "rust": {"bin": "srv"}}))
+                .unwrap();
+        b.validate().unwrap();
+        assert_eq!(b.builder(), "rust");
+        assert_eq!(b.installs("hello")[0].from, "bin/srv");
+        assert_eq!(b.installs("hello")[0].to.0, "/usr/bin/srv");
+        let both: Build =
+            from_value(json!({"toolchain": "go", "source": "a", "go": {}, "rust": {}})).unwrap();
+        assert_eq!(both.validate().unwrap_err().key, "build.rust");
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod appspec;
 pub mod attest;
 pub mod date;
 pub mod digest;
+pub mod gobuildinfo;
 pub mod imageref;
 pub mod json;
 pub mod layerinfo;

@@ -43,6 +43,8 @@ pub struct Tree {
     pub root_digest: Digest,
     /// True when the root is an image index (a multi-platform image).
     pub is_index: bool,
+    /// The root document's annotations (the index's, or the manifest's).
+    pub annotations: std::collections::BTreeMap<String, String>,
     pub platforms: Vec<Node>,
     /// Blobs fetched and found to match their digests.
     pub blobs_read: usize,
@@ -68,6 +70,7 @@ pub fn read(source: &dyn Source) -> Result<Tree, SourceError> {
         is_index: root.media_type().as_ref() == INDEX_MEDIA_TYPE,
         root: root.clone(),
         root_digest,
+        annotations: Default::default(),
         platforms: Vec::new(),
         blobs_read: 0,
         problems: Vec::new(),
@@ -90,6 +93,12 @@ pub fn read(source: &dyn Source) -> Result<Tree, SourceError> {
                     return Ok(tree);
                 }
             };
+            tree.annotations = index
+                .annotations()
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             for d in index.manifests() {
                 if d.media_type().as_ref() != MANIFEST_MEDIA_TYPE {
                     tree.problems.push(format!(
@@ -139,6 +148,14 @@ pub fn read(source: &dyn Source) -> Result<Tree, SourceError> {
                 config: None,
             };
             read_node(source, &mut node, &mut tree, true);
+            if let Some(m) = &node.manifest {
+                tree.annotations = m
+                    .annotations()
+                    .iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+            }
             tree.platforms.push(node);
         }
         other => {

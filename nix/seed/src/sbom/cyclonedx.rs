@@ -251,6 +251,45 @@ pub fn bom(img: &Image) -> Bom {
             ..Default::default()
         });
     }
+    for app in img.applications {
+        for c in app.components() {
+            let reference = c
+                .purl
+                .clone()
+                .unwrap_or_else(|| format!("kiln:app:{}", app.file.path));
+            components.push(Component {
+                kind: if c.main { "application" } else { "library" }.into(),
+                bom_ref: Some(reference.clone()),
+                name: c.name.clone(),
+                version: Some(c.version.clone()).filter(|v| !v.is_empty()),
+                description: Some(if c.main {
+                    format!(
+                        "{} built in the sandbox by {TOOL_NAME} for this image",
+                        app.file.path
+                    )
+                } else {
+                    format!("a module {} was built from", app.file.path)
+                }),
+                hashes: if c.main {
+                    vec![
+                        Hash {
+                            alg: "SHA-1".into(),
+                            content: app.file.sha1.clone(),
+                        },
+                        Hash {
+                            alg: "SHA-256".into(),
+                            content: app.file.sha256.clone(),
+                        },
+                    ]
+                } else {
+                    vec![]
+                },
+                purl: c.purl.clone(),
+                ..Default::default()
+            });
+            depends_on.push(reference);
+        }
+    }
     depends_on.sort();
 
     Bom {
@@ -319,6 +358,7 @@ mod tests {
             licenses: "LGPL-2.1-or-later",
             packages: pkgs,
             generated: &[],
+            applications: &[],
         };
         let bom = bom(&img);
         assert_eq!(

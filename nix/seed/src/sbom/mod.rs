@@ -56,6 +56,76 @@ pub struct Image<'a> {
     pub packages: Vec<Package<'a>>,
     /// Regular files of the generated layer.
     pub generated: &'a [GeneratedFile],
+    /// Programs an application's build put in the image.
+    pub applications: &'a [Application],
+}
+
+/// A program an application image's build put in it, and what the program
+/// says it was built from (Go's build information).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Application {
+    pub file: File,
+    pub go: Option<crate::gobuildinfo::BuildInfo>,
+}
+
+/// One component of an application, as both SBOMs list it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppComponent {
+    pub name: String,
+    pub version: String,
+    pub purl: Option<String>,
+    /// The program itself (else a module it was built from).
+    pub main: bool,
+    /// The go.sum hash of a dependency module.
+    pub sum: Option<String>,
+}
+
+impl Application {
+    /// The program (named by its main module when it is a Go binary, else
+    /// by its path), then Go's standard library and every dependency
+    /// module, with the purls syft gives them.
+    pub fn components(&self) -> Vec<AppComponent> {
+        use crate::gobuildinfo::purl;
+        let Some(go) = &self.go else {
+            return vec![AppComponent {
+                name: self.file.path.clone(),
+                version: String::new(),
+                purl: None,
+                main: true,
+                sum: None,
+            }];
+        };
+        let (name, version) = go
+            .main
+            .as_ref()
+            .map_or((self.file.path.clone(), String::new()), |m| {
+                (m.path.clone(), m.version.clone())
+            });
+        let mut out = vec![AppComponent {
+            purl: go.main.as_ref().map(|_| purl(&name, &version)),
+            name,
+            version,
+            main: true,
+            sum: None,
+        }];
+        out.push(AppComponent {
+            name: "stdlib".into(),
+            version: go.go_version.clone(),
+            purl: Some(purl("stdlib", go.go_version.trim_start_matches("go"))),
+            main: false,
+            sum: None,
+        });
+        for d in &go.deps {
+            out.push(AppComponent {
+                name: d.path.clone(),
+                version: d.version.clone(),
+                purl: Some(purl(&d.path, &d.version)),
+                main: false,
+                sum: d.sum.clone(),
+            });
+        }
+        out
+    }
 }
 
 /// An installed package and the regular files of it that the image shows.

@@ -339,6 +339,64 @@ pub fn document(img: &Image) -> Result<Document, Error> {
             contained.push(rel(GENERATED_ID, "CONTAINS", &f));
         }
     }
+    for (i, app) in img.applications.iter().enumerate() {
+        let app_id = format!("SPDXRef-Package-app-{i}");
+        let file_ids = add_files(
+            &mut files,
+            &format!("SPDXRef-File-app-{i}"),
+            std::slice::from_ref(&app.file),
+        );
+        for (j, c) in app.components().into_iter().enumerate() {
+            let id = if c.main {
+                app_id.clone()
+            } else {
+                format!("{app_id}-{j}")
+            };
+            packages.push(Package {
+                spdx_id: id.clone(),
+                name: c.name.clone(),
+                version_info: Some(c.version.clone()).filter(|v| !v.is_empty()),
+                package_file_name: None,
+                supplier: None,
+                download_location: NOASSERTION.into(),
+                files_analyzed: c.main,
+                package_verification_code: c.main.then(|| VerificationCode {
+                    package_verification_code_value: verification_code([app.file.sha1.as_str()]),
+                }),
+                checksums: vec![],
+                homepage: None,
+                source_info: None,
+                license_concluded: NOASSERTION.into(),
+                license_declared: NOASSERTION.into(),
+                license_comments: None,
+                copyright_text: NOASSERTION.into(),
+                summary: None,
+                comment: Some(if c.main {
+                    format!(
+                        "{} built in the sandbox by {TOOL_NAME} for this image",
+                        app.file.path
+                    )
+                } else if let Some(sum) = &c.sum {
+                    format!("a module {} was built from (go.sum {sum})", app.file.path)
+                } else {
+                    format!("a module {} was built from", app.file.path)
+                }),
+                external_refs: c.purl.clone().map(purl_ref).into_iter().collect(),
+                primary_package_purpose: Some(
+                    if c.main { "APPLICATION" } else { "LIBRARY" }.into(),
+                ),
+                built_date: None,
+            });
+            if c.main {
+                contained.push(rel(IMAGE_ID, "CONTAINS", &id));
+                for f in &file_ids {
+                    contained.push(rel(&id, "CONTAINS", f));
+                }
+            } else {
+                contained.push(rel(&app_id, "DEPENDS_ON", &id));
+            }
+        }
+    }
     relationships.extend(contained);
 
     let has_extracted_licensing_infos = refs
@@ -456,6 +514,7 @@ mod tests {
             licenses: "LicenseRef-foo AND MIT",
             packages: pkgs,
             generated: &generated,
+            applications: &[],
         };
         let doc = document(&img).unwrap();
         assert_eq!(doc.creation_info.created, "2026-07-11T10:16:37Z");

@@ -23,6 +23,8 @@ pub enum Error {
     Sys { what: String, error: std::io::Error },
     #[error("`{command}` in the root failed ({status})")]
     Failed { command: String, status: String },
+    #[error("crate {krate}: {message}")]
+    Crate { krate: String, message: String },
 }
 
 /// Input of the `chroot` step (docs/internals.md).
@@ -40,6 +42,73 @@ pub struct Input {
     /// The working directory, in the root (default `/build`).
     #[serde(default)]
     pub cwd: Option<String>,
+    /// Crates to unpack into `/build/vendor` first, as cargo's vendored
+    /// source expects them (a Rust build).
+    #[serde(default)]
+    pub crates: Vec<VendorCrate>,
+}
+
+/// One `.crate` of a Cargo.lock, with the lock's checksum.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VendorCrate {
+    pub name: String,
+    pub version: String,
+    /// sha256 of the file, hex (the Cargo.lock `checksum`).
+    pub checksum: String,
+    pub file: PathBuf,
+}
+
+/// Where [`vendor`] unpacks crates.
+pub const VENDOR_DIR: &str = "/build/vendor";
+
+/// Unpacks each crate (after checking its bytes against the lock's
+/// checksum) into `<dir>/<name>-<version>/` with the
+/// `.cargo-checksum.json` cargo's directory source reads.
+pub fn vendor(crates: &[VendorCrate], dir: &Path) -> Result<(), Error> {
+    use sha2::{Digest as _, Sha256};
+    std::fs::create_dir_all(dir).map_err(sys(format!("creating {}", dir.display())))?;
+    for c in crates {
+        let krate = format!("{} {}", c.name, c.version);
+        let err = |message: String| Error::Crate {
+            krate: krate.clone(),
+            message,
+        };
+        let bytes = std::fs::read(&c.file)
+            .map_err(|e| err(format!("reading {}: {e}", c.file.display())))?;
+        let actual = hex::encode(Sha256::digest(&bytes));
+        if actual != c.checksum {
+            return Err(err(format!(
+                "{} has sha256 {actual}, the lock pins {}",
+                c.file.display(),
+                c.checksum
+            )));
+        }
+        let top = format!("{}-{}", c.name, c.version);
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]));
+        let entries = archive.entries().map_err(|e| err(e.to_string()))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| err(e.to_string()))?;
+            let path = entry.path().map_err(|e| err(e.to_string()))?.into_owned();
+            if path.components().next().map(|c| c.as_os_str()) != Some(std::ffi::OsStr::new(&top)) {
+                return Err(err(format!("{} is outside {top}/", path.display())));
+            }
+            // unpack_in refuses `..` and absolute paths.
+            entry
+                .unpack_in(dir)
+                .map_err(|e| err(format!("unpacking {}: {e}", path.display())))?;
+        }
+        let unpacked = dir.join(&top);
+        if !unpacked.join("Cargo.toml").is_file() {
+            return Err(err(format!("does not unpack to {top}/Cargo.toml")));
+        }
+        std::fs::write(
+            unpacked.join(".cargo-checksum.json"),
+            format!("{{\"files\":{{}},\"package\":\"{}\"}}", c.checksum),
+        )
+        .map_err(|e| err(format!("writing .cargo-checksum.json: {e}")))?;
+    }
+    Ok(())
 }
 
 fn sys(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
@@ -156,6 +225,9 @@ pub fn run(input: &[u8], out: &Path) -> Result<(), Error> {
         });
     };
     std::fs::create_dir_all(out).map_err(sys(format!("creating {}", out.display())))?;
+    if !input.crates.is_empty() {
+        vendor(&input.crates, Path::new(VENDOR_DIR))?;
+    }
     enter(&input.root, Path::new("/build/.kiln-root"))?;
     let cwd = input.cwd.clone().unwrap_or_else(|| "/build".into());
     let status = std::process::Command::new(program)
@@ -173,4 +245,66 @@ pub fn run(input: &[u8], out: &Path) -> Result<(), Error> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::{Digest as _, Sha256};
+
+    fn crate_file(dir: &Path, top: &str) -> (PathBuf, String) {
+        let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
+            Vec::new(),
+            flate2::Compression::default(),
+        ));
+        let data = b"[package]\nname = \"x\"\n";
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, format!("{top}/Cargo.toml"), &data[..])
+            .unwrap();
+        let bytes = b.into_inner().unwrap().finish().unwrap();
+        let file = dir.join(format!("{top}.crate"));
+        std::fs::write(&file, &bytes).unwrap();
+        (file, hex::encode(Sha256::digest(&bytes)))
+    }
+
+    #[test]
+    fn crates_are_checked_and_unpacked_as_cargo_vendors_them() {
+        let tmp = crate::oci::tests::scratch("chroot-vendor");
+        let (file, checksum) = crate_file(&tmp, "x-1.0.0");
+        let good = VendorCrate {
+            name: "x".into(),
+            version: "1.0.0".into(),
+            checksum: checksum.clone(),
+            file: file.clone(),
+        };
+        let vendor_dir = tmp.join("vendor");
+        vendor(std::slice::from_ref(&good), &vendor_dir).unwrap();
+        assert!(vendor_dir.join("x-1.0.0/Cargo.toml").is_file());
+        let sum = std::fs::read_to_string(vendor_dir.join("x-1.0.0/.cargo-checksum.json")).unwrap();
+        assert!(sum.contains(&checksum));
+
+        let tampered = VendorCrate {
+            checksum: "0".repeat(64),
+            ..good.clone()
+        };
+        let e = vendor(&[tampered], &tmp.join("v2"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("crate x 1.0.0") && e.contains("the lock pins"),
+            "{e}"
+        );
+
+        let (other, other_sum) = crate_file(&tmp, "y-2.0.0");
+        let wrong = VendorCrate {
+            file: other,
+            checksum: other_sum,
+            ..good
+        };
+        let e = vendor(&[wrong], &tmp.join("v3")).unwrap_err().to_string();
+        assert!(e.contains("outside x-1.0.0/"), "{e}");
+    }
 }

@@ -367,7 +367,6 @@ fn build_into(input: &Input, out: &Path) -> Result<Summary, Error> {
 
     // An application: the base as built so far (never written), then its
     // own layer, config and annotations.
-    let mut sbom_generated = generated.files.clone();
     let (spec, config, annotations, app_layer) = match &input.app {
         None => (spec, config, annotations, None),
         Some(app_input) => {
@@ -458,7 +457,6 @@ fn build_into(input: &Input, out: &Path) -> Result<Summary, Error> {
                 &layer.blob.digest,
                 layer.blob.size(),
             ));
-            sbom_generated.extend(layer.files.clone());
             (app_spec, app_config, app_annotations, Some(layer))
         }
     };
@@ -510,7 +508,8 @@ fn build_into(input: &Input, out: &Path) -> Result<Summary, Error> {
         manifest: manifest_digest,
         licenses: &licenses,
         packages,
-        generated: &sbom_generated,
+        generated: &generated.files,
+        applications: app_layer.as_ref().map_or(&[][..], |l| &l.applications),
     };
     writer.write_file(
         SPDX_FILE,

@@ -22,6 +22,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 pub mod attached;
+pub mod base;
 pub mod checks;
 pub mod layout;
 pub mod names;
@@ -80,9 +81,15 @@ pub struct Options {
     pub json: bool,
     /// How to reach a registry (plain HTTP, credentials, retries).
     pub client: crate::regclient::ClientOptions,
+    /// An application's base image (default: beside it in its registry).
+    pub base: Option<String>,
+    /// Keys the base is signed with (default: `keys`).
+    pub base_keys: Vec<PathBuf>,
+    /// Set while verifying a base: a base may not have a base itself.
+    pub verifying_base: bool,
 }
 
-pub const USAGE: &str = "usage: verify <reference> --key cosign.pub [--key FILE]... [--tag NAME] [--builder-id ID] [--source CHECKOUT] [--max-age DURATION] [--rebuild] [--json] [--insecure] [--retries N]
+pub const USAGE: &str = "usage: verify <reference> --key cosign.pub [--key FILE]... [--tag NAME] [--builder-id ID] [--source CHECKOUT] [--max-age DURATION] [--rebuild] [--base REF] [--base-key FILE]... [--json] [--insecure] [--retries N]
 
 <reference> is written as skopeo writes it: an OCI layout (oci:DIR[:NAME],
 or DIR[:NAME]) or a registry image (docker://HOST/REPO[:TAG|@DIGEST], or
@@ -102,6 +109,11 @@ the provenance (isolation, builder id, age, .debs against the lock in
 --source) and the SBOMs against the packages in the image. --rebuild
 checks out the recorded source revision and rebuilds it in the Nix sandbox.
 --max-age (e.g. 30d, 12h) fails a provenance whose build finished longer ago.
+An application image (one with org.opencontainers.image.base.* annotations)
+also needs its base: --base REF (default: the repository named by
+base.name beside it in the same registry), verified with --base-key (default:
+the same keys); its index and manifests must name that base's digests and
+each platform must start with exactly the base's layers.
 Exit status: 0 verified, 1 a check failed, 2 could not verify (a usage
 error, a key file that cannot be read, no such layout, an unreachable
 registry).";
@@ -127,6 +139,8 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
             "--tag" => o.tag = Some(value("--tag")?),
             "--builder-id" => o.builder_id = Some(value("--builder-id")?),
             "--source" => o.source = Some(PathBuf::from(value("--source")?)),
+            "--base" => o.base = Some(value("--base")?),
+            "--base-key" => o.base_keys.push(PathBuf::from(value("--base-key")?)),
             "--max-age" => {
                 let v = value("--max-age")?;
                 o.max_age = Some(provenance::parse_duration(&v).ok_or_else(|| {
@@ -181,12 +195,17 @@ fn now() -> i64 {
 
 /// Verifies `opts.reference` with already loaded `keys`.
 pub fn verify(opts: &Options, keys: &[PublicKey]) -> Report {
+    verify_image(opts, keys).0
+}
+
+/// [`verify`], also returning what was read of the image.
+pub fn verify_image(opts: &Options, keys: &[PublicKey]) -> (Report, Option<walk::Image>) {
     let mut report = Report::new(opts.reference.clone());
     let source = match open_source(&opts.reference, opts.tag.as_deref(), &opts.client) {
         Ok(s) => s,
         Err(e) => {
             report.error = Some(layout::chain(&e));
-            return report;
+            return (report, None);
         }
     };
     report.target = source.describe();
@@ -195,7 +214,7 @@ pub fn verify(opts: &Options, keys: &[PublicKey]) -> Report {
         Ok(i) => i,
         Err(e) => {
             report.fail("blobs", layout::chain(&e));
-            return report;
+            return (report, None);
         }
     };
     report.digest = Some(image.root_digest.to_string());
@@ -312,7 +331,25 @@ pub fn verify(opts: &Options, keys: &[PublicKey]) -> Report {
             None => report.fail("rebuild", "no verified kiln provenance to rebuild from"),
         }
     }
-    report
+
+    // An application: its base, verified and chained to it.
+    if image.annotations.contains_key(crate::image::app::BASE_NAME)
+        || image
+            .platforms
+            .iter()
+            .any(|p| p.annotations.contains_key(crate::image::app::BASE_DIGEST))
+    {
+        let base_keys = if opts.base_keys.is_empty() {
+            Ok(keys.to_vec())
+        } else {
+            load_keys(&opts.base_keys)
+        };
+        match base_keys {
+            Ok(k) => base::check(&mut report, &image, opts, &k),
+            Err(e) => report.fail("base", e),
+        }
+    }
+    (report, Some(image))
 }
 
 /// Parses, verifies, prints; the exit status says whether every check passed.

@@ -40,6 +40,9 @@ pub struct Platform {
     pub digest: Digest,
     /// The installed packages, when every layer could be read.
     pub packages: Option<Vec<DebPackage>>,
+    /// The manifest's annotations and layer descriptors, when it could be read.
+    pub annotations: BTreeMap<String, String>,
+    pub layers: Vec<Descriptor>,
 }
 
 impl Platform {
@@ -55,6 +58,8 @@ pub struct Image {
     pub root_digest: Digest,
     /// True when the root is an image index (a multi-platform image).
     pub is_index: bool,
+    /// The root document's annotations.
+    pub annotations: BTreeMap<String, String>,
     pub platforms: Vec<Platform>,
     /// Blobs fetched and found to match their digests.
     pub blobs_verified: usize,
@@ -100,6 +105,7 @@ pub fn walk(source: &dyn Source) -> Result<Image, SourceError> {
         root: tree.root,
         root_digest: tree.root_digest,
         is_index: tree.is_index,
+        annotations: tree.annotations,
         platforms: Vec::new(),
         blobs_verified: tree.blobs_read,
         problems: tree.problems,
@@ -111,6 +117,17 @@ pub fn walk(source: &dyn Source) -> Result<Image, SourceError> {
             descriptor: node.descriptor,
             digest: node.digest,
             packages: None,
+            annotations: node
+                .manifest
+                .as_ref()
+                .and_then(|m| m.annotations().clone())
+                .map(|a| a.into_iter().collect())
+                .unwrap_or_default(),
+            layers: node
+                .manifest
+                .as_ref()
+                .map(|m| m.layers().clone())
+                .unwrap_or_default(),
         };
         if let (Some(manifest), Some(config)) = (&node.manifest, &node.config) {
             p.packages = read_layers(source, &node.label, manifest, config, &mut img);

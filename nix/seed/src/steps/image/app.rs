@@ -10,7 +10,7 @@
 use super::Error;
 use crate::appspec::Build;
 use crate::digest::Digest;
-use crate::rootfs::GeneratedFile;
+use crate::sbom::{Application, File};
 use crate::spec::{Definition, ImageSpec};
 use crate::tarwrite::{self, Entry, LayerBlob};
 use serde::Deserialize;
@@ -42,7 +42,7 @@ pub struct AppInput {
 /// The application's layer and what the SBOMs list of it.
 pub struct AppLayer {
     pub blob: LayerBlob,
-    pub files: Vec<GeneratedFile>,
+    pub applications: Vec<Application>,
 }
 
 impl AppInput {
@@ -110,11 +110,13 @@ pub fn layer(
             dirs.insert(p.to_string_lossy().into_owned());
             parent = p.parent();
         }
-        listed.push(GeneratedFile {
-            path: install.to.0.clone(),
-            size: data.len() as u64,
-            sha1: hex::encode(Sha1::digest(&data)),
-            sha256: hex::encode(Sha256::digest(&data)),
+        listed.push(Application {
+            file: File {
+                path: install.to.0.clone(),
+                sha1: hex::encode(Sha1::digest(&data)),
+                sha256: hex::encode(Sha256::digest(&data)),
+            },
+            go: crate::gobuildinfo::read(&data),
         });
         entries.push(Entry::file(
             rel,
@@ -129,10 +131,10 @@ pub fn layer(
         entries.push(Entry::directory(d, 0o755, 0, 0, created));
     }
     let blob = tarwrite::write_layer(entries).map_err(Error::Tar)?;
-    listed.sort_by(|a, b| a.path.cmp(&b.path));
+    listed.sort_by(|a, b| a.file.path.cmp(&b.file.path));
     Ok(AppLayer {
         blob,
-        files: listed,
+        applications: listed,
     })
 }
 

@@ -152,3 +152,26 @@ fn a_missing_program_names_the_file_and_leaves_nothing() {
         "{chain}"
     );
 }
+
+#[test]
+fn a_go_program_lists_its_modules_in_both_sboms() {
+    let root = scratch("image-app-go-modules");
+    let program = crate::gobuildinfo::tests::binary(
+        "go1.23.5",
+        "path\texample.org/hello\nmod\texample.org/hello\t(devel)\t\ndep\tgolang.org/x/text\tv0.14.0\th1:abc=\n",
+    );
+    let out = root.join("out");
+    build(&app_input(&root, Arch::Amd64, &program), &out).unwrap();
+    let spdx = fs::read_to_string(out.join(SPDX_FILE)).unwrap();
+    let cdx = fs::read_to_string(out.join(CYCLONEDX_FILE)).unwrap();
+    for purl in [
+        "pkg:golang/example.org/hello@(devel)",
+        "pkg:golang/stdlib@1.23.5",
+        "pkg:golang/golang.org/x/text@v0.14.0",
+        "pkg:deb/debian/ca-certificates",
+    ] {
+        assert!(spdx.contains(purl), "SPDX lacks {purl}");
+        assert!(cdx.contains(purl), "CycloneDX lacks {purl}");
+    }
+    assert!(spdx.contains("\"primaryPackagePurpose\": \"APPLICATION\""));
+}
