@@ -137,12 +137,13 @@ let
 
   # One program run inside a toolchain root by the seed's `chroot` step
   # (user and mount namespaces, chroot; the environment is exactly `env`).
-  inRoot = { name, root, argv, env ? { }, cwd ? null, crates ? [ ] }: step {
+  inRoot = { name, root, argv, env ? { }, cwd ? null, crates ? [ ], src ? null }: step {
     inherit name;
     stepName = "chroot";
     input = { inherit root argv env; }
       // (if cwd == null then { } else { inherit cwd; })
-      // (if crates == [ ] then { } else { inherit crates; });
+      // (if crates == [ ] then { } else { inherit crates; })
+      // (if src == null then { } else { inherit src; });
   };
 
   # ---- Compiling in the sandbox -------------------------------------------
@@ -488,9 +489,24 @@ let
       };
     };
 
+  # The generic builder: the declared program of the toolchain, in a
+  # writable copy of the source, once per target arch.
+  commandBuild = { def, arch }: inRoot {
+    name = "kiln-build-${def.name}-${arch}";
+    root = rootOf def.build.toolchain;
+    argv = def.build.command.argv;
+    env = (def.build.command.env or { }) // {
+      KILN_ARCH = arch;
+      HOME = "/build/home";
+      TMPDIR = "/build";
+    } // (if (def.build.command.env or { }) ? PATH then { } else { PATH = "/usr/bin:/bin"; });
+    src = appSources def;
+  };
+
   appBuild = { def, arch }:
     if def.build ? go then goBuild { inherit def arch; }
     else if def.build ? rust then rustBuild { inherit def arch; }
+    else if def.build ? command then commandBuild { inherit def arch; }
     else throw "kiln: images/${def.name}/image.toml: [build] names no builder";
 
   appImage = { def, arch }:

@@ -242,15 +242,7 @@ fn the_sboms_list_the_base_packages_and_the_go_modules_as_syft_finds_them() {
             "{}",
             layout.display()
         );
-        let out = Command::new(project().join(".kiln/venv/bin/syft"))
-            .arg("scan")
-            .arg(format!("oci-dir:{}", layout.display()))
-            .args(["-o", "json", "-q"])
-            .env("SYFT_CHECK_FOR_APP_UPDATE", "false")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "syft: {}", stderr(&out));
-        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let report = syft_json(layout);
         let mut syft: Vec<String> = report["artifacts"]
             .as_array()
             .unwrap()
@@ -477,4 +469,107 @@ fn verify_chains_an_application_to_its_signed_base_and_names_a_wrong_one() {
     assert!(!ok);
     let fail = check_with(&report, "base", "fail");
     assert!(fail.iter().any(|m| m.contains("--base")), "{report:#}");
+}
+
+/// A project copy with an application `tool` on scratch-plus, built by
+/// [build.command] in the busybox toolchain with `script`, locked.
+fn command_app(name: &str, script: &str) -> std::path::PathBuf {
+    let dir = project_copy(name);
+    std::fs::create_dir_all(dir.join("apps/tool")).unwrap();
+    std::fs::write(dir.join("apps/tool/note.txt"), "from the source\n").unwrap();
+    let toml = format!(
+        r#"name = "tool"
+description = "a file made by a command"
+base = "scratch-plus"
+archs = ["amd64"]
+
+[build]
+toolchain = "busybox"
+source = "apps/tool"
+
+[build.command]
+argv = ["/bin/sh", "-ec", {script:?}]
+
+[[build.install]]
+from = "greeting"
+to = "/etc/greeting"
+mode = "0644"
+
+[annotations]
+"org.opencontainers.image.source" = "https://example.org/tool"
+"#
+    );
+    let def_path = dir.join("images/tool/image.toml");
+    std::fs::create_dir_all(def_path.parent().unwrap()).unwrap();
+    std::fs::write(&def_path, &toml).unwrap();
+    let spec = kiln::definition::parse(&def_path, &toml, Some("tool"))
+        .unwrap()
+        .image(None)
+        .unwrap();
+    let lock_path = dir.join("kiln.lock");
+    let mut lock = read_json(&lock_path);
+    lock["images"]["tool"] = serde_json::json!({
+        "archs": {"amd64": {"packages": [], "layers": []}},
+        "created": lock["images"]["scratch-plus"]["created"],
+        "inputs": spec.lock_inputs().to_string(),
+    });
+    std::fs::write(&lock_path, kiln::json::pretty(&lock)).unwrap();
+    dir
+}
+
+#[test]
+fn a_command_build_runs_in_a_writable_copy_of_its_source_and_installs_what_it_names() {
+    require_setup();
+    let dir = command_app(
+        "apps-command",
+        "echo scratch > left-in-the-source; printf 'built for %s, ' \"$KILN_ARCH\" > \"$out/greeting\"; cat note.txt >> \"$out/greeting\"",
+    );
+    let out = kiln_in(&dir, &["build", "--json", "tool"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let layout = Path::new(v[0]["out"].as_str().unwrap()).to_path_buf();
+    let (_, manifest) = manifest_of(&layout, "amd64");
+    let last = manifest["layers"].as_array().unwrap().last().unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let entries = kiln_seed::tarlist::list(&std::fs::read(blob(&layout, &last)).unwrap()).unwrap();
+    let greeting = entries.iter().find(|e| e.path == "etc/greeting").unwrap();
+    assert_eq!(greeting.data, b"built for amd64, from the source\n");
+    assert_eq!(greeting.mode, 0o644);
+}
+
+#[test]
+fn a_build_has_no_network_and_cannot_write_outside_its_output() {
+    require_setup();
+    for (name, script, expected) in [
+        (
+            "apps-network",
+            // busybox's wget crashes where there is no network at all
+            // (on any host); its nc reports it.
+            "nc -w 5 1.1.1.1 80 </dev/null > \"$out/greeting\"",
+            "unreachable",
+        ),
+        (
+            "apps-escape-store",
+            "echo x > /nix/store/kiln-escaped; echo x > \"$out/greeting\"",
+            "/nix/store/kiln-escaped",
+        ),
+        (
+            "apps-escape-root",
+            "echo x >> /bin/busybox; echo x > \"$out/greeting\"",
+            "/bin/busybox",
+        ),
+    ] {
+        let dir = command_app(name, script);
+        let out = kiln_in(&dir, &["build", "tool"]);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{name}: the build succeeded:\n{err}");
+        assert!(err.contains(expected), "{name}: {err}");
+        assert!(
+            err.contains("/bin/sh -ec"),
+            "{name}: the failed command is named: {err}"
+        );
+    }
+    assert!(!Path::new("/nix/store/kiln-escaped").exists());
 }

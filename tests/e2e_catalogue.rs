@@ -554,19 +554,7 @@ fn sboms_validate_and_syft_finds_exactly_their_packages() {
             "{full} {arch}: SPDX and CycloneDX list different packages"
         );
 
-        let out = Command::new(venv_bin("syft"))
-            .arg("scan")
-            .arg(format!("oci-dir:{}", layout.display()))
-            .args(["-o", "json", "-q"])
-            .env("SYFT_CHECK_FOR_APP_UPDATE", "false")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "syft on {full} {arch}: {}",
-            stderr(&out)
-        );
-        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let report = syft_json(layout);
         let artifacts = report["artifacts"].as_array().unwrap();
         let syft: BTreeSet<Deb> = artifacts
             .iter()

@@ -265,3 +265,22 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// `syft scan oci-dir:<layout> -o json` (syft from scripts/tools' venv):
+/// what an independent scanner finds in an image.
+pub fn syft_json(layout: &Path) -> serde_json::Value {
+    let out = Command::new(project().join(".kiln/venv/bin/syft"))
+        .arg("scan")
+        .arg(format!("oci-dir:{}", layout.display()))
+        .args(["-o", "json", "-q"])
+        .env("SYFT_CHECK_FOR_APP_UPDATE", "false")
+        .output()
+        .expect("running syft (scripts/tools installs it)");
+    assert!(
+        out.status.success(),
+        "syft on {}: {}",
+        layout.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("syft's JSON")
+}

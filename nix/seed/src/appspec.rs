@@ -23,6 +23,9 @@ pub struct Build {
     /// The Rust builder (`[build.rust]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rust: Option<RustBuild>,
+    /// The generic builder (`[build.command]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<CommandBuild>,
     /// Files of the build output to put in the image. Default for a
     /// builder that makes one program: that program as `/usr/bin/<name>`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -63,6 +66,19 @@ pub struct RustBuild {
     pub features: Vec<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_default_features: bool,
+}
+
+/// `[build.command]`: one program of the toolchain, run in its root for
+/// each arch of the image, in a writable copy of the source directory,
+/// with `out` (where it must write), `KILN_ARCH` (the Debian arch it
+/// builds for), `HOME`, `TMPDIR` and `PATH` set, plus `env`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandBuild {
+    /// The program (absolute path in the toolchain root) and arguments.
+    pub argv: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub env: std::collections::BTreeMap<String, String>,
 }
 
 /// One file of the build output placed in the image.
@@ -107,10 +123,11 @@ fn is_inner_path(s: &str) -> bool {
 impl Build {
     /// The builder's name, for messages and the image history.
     pub fn builder(&self) -> &'static str {
-        match (&self.go, &self.rust) {
-            (Some(_), _) => "go",
-            (None, Some(_)) => "rust",
-            (None, None) => "none",
+        match (&self.go, &self.rust, &self.command) {
+            (Some(_), _, _) => "go",
+            (None, Some(_), _) => "rust",
+            (None, None, Some(_)) => "command",
+            (None, None, None) => "none",
         }
     }
 
@@ -162,19 +179,50 @@ impl Build {
                 ),
             ));
         }
+        let builders = [
+            self.go.is_some(),
+            self.rust.is_some(),
+            self.command.is_some(),
+        ];
+        if builders.iter().filter(|b| **b).count() > 1 {
+            return Err(problem(
+                "command",
+                "one builder only: [build.go], [build.rust] or [build.command]",
+            ));
+        }
+        if let Some(c) = &self.command {
+            if !c.argv.first().is_some_and(|p| p.starts_with('/')) {
+                return Err(problem(
+                    "command.argv",
+                    "the first element must be the program's absolute path in the toolchain root",
+                ));
+            }
+            if let Some(k) = c.env.keys().find(|k| {
+                k.is_empty()
+                    || k.contains('=')
+                    || ["out", "KILN_ARCH", "HOME", "TMPDIR"].contains(&k.as_str())
+            }) {
+                return Err(problem(
+                    &format!("command.env.{k}"),
+                    "kiln sets out, KILN_ARCH, HOME and TMPDIR; a name has no =",
+                ));
+            }
+            if self.install.is_empty() {
+                return Err(problem(
+                    "install",
+                    "a command build names the files it installs ([[build.install]] from = \"...\", to = \"/...\")",
+                ));
+            }
+        }
         match (&self.go, &self.rust) {
+            (None, None) if self.command.is_some() => {}
             (None, None) => {
                 return Err(problem(
                     "go",
-                    "a builder is required: [build.go] or [build.rust]",
+                    "a builder is required: [build.go], [build.rust] or [build.command]",
                 ))
             }
-            (Some(_), Some(_)) => {
-                return Err(problem(
-                    "rust",
-                    "one builder only: [build.go] or [build.rust]",
-                ))
-            }
+            (Some(_), Some(_)) => unreachable!("counted above"),
             (Some(go), None) => {
                 if go.main != "." && !is_inner_path(go.main.trim_start_matches("./")) {
                     return Err(problem(
@@ -271,7 +319,18 @@ mod tests {
         assert_eq!(b.installs("hello")[0].to.0, "/usr/bin/srv");
         let both: Build =
             from_value(json!({"toolchain": "go", "source": "a", "go": {}, "rust": {}})).unwrap();
-        assert_eq!(both.validate().unwrap_err().key, "build.rust");
+        assert_eq!(both.validate().unwrap_err().key, "build.command");
+        let cmd: Build = from_value(json!({"toolchain": "busybox", "source": "a",
+            "command": {"argv": ["/bin/sh", "-c", "cp x $out/x"]},
+            "install": [{"from": "x", "to": "/usr/bin/x"}]}))
+        .unwrap();
+        cmd.validate().unwrap();
+        assert_eq!(cmd.builder(), "command");
+        assert_eq!(cmd.installs("a").len(), 1);
+        let no_install: Build = from_value(json!({"toolchain": "busybox", "source": "a",
+            "command": {"argv": ["/bin/sh"]}}))
+        .unwrap();
+        assert_eq!(no_install.validate().unwrap_err().key, "build.install");
     }
 
     #[test]

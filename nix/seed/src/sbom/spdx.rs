@@ -183,6 +183,45 @@ fn checksums(sha1: &str, sha256: &str) -> Vec<Checksum> {
     ]
 }
 
+impl Package {
+    /// A package kiln asserts nothing about but its name, what it is for
+    /// and a comment (no supplier, license or copyright): the generated
+    /// files, an application and its modules.
+    fn unasserted(spdx_id: String, name: String, purpose: &str, comment: String) -> Package {
+        Package {
+            spdx_id,
+            name,
+            version_info: None,
+            package_file_name: None,
+            supplier: None,
+            download_location: NOASSERTION.into(),
+            files_analyzed: false,
+            package_verification_code: None,
+            checksums: vec![],
+            homepage: None,
+            source_info: None,
+            license_concluded: NOASSERTION.into(),
+            license_declared: NOASSERTION.into(),
+            license_comments: None,
+            copyright_text: NOASSERTION.into(),
+            summary: None,
+            comment: Some(comment),
+            external_refs: vec![],
+            primary_package_purpose: Some(purpose.into()),
+            built_date: None,
+        }
+    }
+
+    /// With `files` (their sha1s) analyzed.
+    fn with_files<'a>(mut self, sha1s: impl IntoIterator<Item = &'a str>) -> Package {
+        self.files_analyzed = true;
+        self.package_verification_code = Some(VerificationCode {
+            package_verification_code_value: verification_code(sha1s),
+        });
+        self
+    }
+}
+
 fn rel(a: &str, kind: &str, b: &str) -> Relationship {
     Relationship {
         spdx_element_id: a.into(),
@@ -308,32 +347,17 @@ pub fn document(img: &Image) -> Result<Document, Error> {
             })
             .collect();
         let file_ids = add_files(&mut files, "SPDXRef-File-kiln", &gen_files);
-        packages.push(Package {
-            spdx_id: GENERATED_ID.into(),
-            name: "kiln-generated-files".into(),
-            version_info: None,
-            package_file_name: None,
-            supplier: None,
-            download_location: NOASSERTION.into(),
-            files_analyzed: true,
-            package_verification_code: Some(VerificationCode {
-                package_verification_code_value: verification_code(gen_files.iter().map(|f| f.sha1.as_str())),
-            }),
-            checksums: vec![],
-            homepage: None,
-            source_info: None,
-            license_concluded: NOASSERTION.into(),
-            license_declared: NOASSERTION.into(),
-            license_comments: None,
-            copyright_text: NOASSERTION.into(),
-            summary: None,
-            comment: Some(format!(
-                "Files {TOOL_NAME} generated in place of maintainer scripts: accounts, CA bundle, nsswitch.conf, declared paths"
-            )),
-            external_refs: vec![],
-            primary_package_purpose: Some("OTHER".into()),
-            built_date: None,
-        });
+        packages.push(
+            Package::unasserted(
+                GENERATED_ID.into(),
+                "kiln-generated-files".into(),
+                "OTHER",
+                format!(
+                    "Files {TOOL_NAME} generated in place of maintainer scripts: accounts, CA bundle, nsswitch.conf, declared paths"
+                ),
+            )
+            .with_files(gen_files.iter().map(|f| f.sha1.as_str())),
+        );
         contained.push(rel(IMAGE_ID, "CONTAINS", GENERATED_ID));
         for f in file_ids {
             contained.push(rel(GENERATED_ID, "CONTAINS", &f));
@@ -352,41 +376,24 @@ pub fn document(img: &Image) -> Result<Document, Error> {
             } else {
                 format!("{app_id}-{j}")
             };
-            packages.push(Package {
-                spdx_id: id.clone(),
-                name: c.name.clone(),
-                version_info: Some(c.version.clone()).filter(|v| !v.is_empty()),
-                package_file_name: None,
-                supplier: None,
-                download_location: NOASSERTION.into(),
-                files_analyzed: c.main,
-                package_verification_code: c.main.then(|| VerificationCode {
-                    package_verification_code_value: verification_code([app.file.sha1.as_str()]),
-                }),
-                checksums: vec![],
-                homepage: None,
-                source_info: None,
-                license_concluded: NOASSERTION.into(),
-                license_declared: NOASSERTION.into(),
-                license_comments: None,
-                copyright_text: NOASSERTION.into(),
-                summary: None,
-                comment: Some(if c.main {
-                    format!(
-                        "{} built in the sandbox by {TOOL_NAME} for this image",
-                        app.file.path
-                    )
-                } else if let Some(sum) = &c.sum {
-                    format!("a module {} was built from (go.sum {sum})", app.file.path)
-                } else {
-                    format!("a module {} was built from", app.file.path)
-                }),
-                external_refs: c.purl.clone().map(purl_ref).into_iter().collect(),
-                primary_package_purpose: Some(
-                    if c.main { "APPLICATION" } else { "LIBRARY" }.into(),
-                ),
-                built_date: None,
-            });
+            let comment = if c.main {
+                format!(
+                    "{} built in the sandbox by {TOOL_NAME} for this image",
+                    app.file.path
+                )
+            } else if let Some(sum) = &c.sum {
+                format!("a module {} was built from (go.sum {sum})", app.file.path)
+            } else {
+                format!("a module {} was built from", app.file.path)
+            };
+            let purpose = if c.main { "APPLICATION" } else { "LIBRARY" };
+            let mut package = Package::unasserted(id.clone(), c.name.clone(), purpose, comment);
+            package.version_info = Some(c.version.clone()).filter(|v| !v.is_empty());
+            package.external_refs = c.purl.clone().map(purl_ref).into_iter().collect();
+            if c.main {
+                package = package.with_files([app.file.sha1.as_str()]);
+            }
+            packages.push(package);
             if c.main {
                 contained.push(rel(IMAGE_ID, "CONTAINS", &id));
                 for f in &file_ids {

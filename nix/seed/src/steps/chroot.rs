@@ -46,6 +46,42 @@ pub struct Input {
     /// source expects them (a Rust build).
     #[serde(default)]
     pub crates: Vec<VendorCrate>,
+    /// A source tree (a store path) to copy to `/build/src`, writable, for
+    /// programs that build in their source directory; it is then the
+    /// default working directory.
+    #[serde(default)]
+    pub src: Option<PathBuf>,
+}
+
+/// Where [`Input::src`] is copied.
+pub const SRC_DIR: &str = "/build/src";
+
+/// Copies a tree (directories, files, links), making it writable by the
+/// build user: store paths are read-only.
+pub fn copy_tree(from: &Path, to: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(to).map_err(sys(format!("creating {}", to.display())))?;
+    let entries = std::fs::read_dir(from).map_err(sys(format!("reading {}", from.display())))?;
+    for e in entries {
+        let e = e.map_err(sys(format!("reading {}", from.display())))?;
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        let ty = e.file_type().map_err(sys("reading an entry's type"))?;
+        if ty.is_dir() {
+            copy_tree(&src, &dst)?;
+        } else if ty.is_symlink() {
+            let target = std::fs::read_link(&src).map_err(sys("reading a link"))?;
+            std::os::unix::fs::symlink(target, &dst).map_err(sys("copying a link"))?;
+        } else {
+            std::fs::copy(&src, &dst).map_err(sys(format!("copying {}", src.display())))?;
+            let mode = std::fs::metadata(&dst)
+                .map_err(sys("reading a mode"))?
+                .permissions()
+                .mode();
+            std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(mode | 0o200))
+                .map_err(sys(format!("making {} writable", dst.display())))?;
+        }
+    }
+    Ok(())
 }
 
 /// One `.crate` of a Cargo.lock, with the lock's checksum.
@@ -149,8 +185,10 @@ fn bind(from: &Path, to: &Path) -> Result<(), Error> {
 
 /// Enters a new user and mount namespace (uid and gid 0 inside, mapped to
 /// the build user) and chroots into a tree made of `root`'s top-level
-/// entries and the sandbox's own /proc, /dev, /nix, /build and /tmp.
-fn enter(root: &Path, at: &Path) -> Result<(), Error> {
+/// entries and the sandbox's own /proc, /dev, /nix, /build and /tmp. /nix
+/// is read-only there but for `out`: the program writes its output, its
+/// scratch in /build and /tmp, and nothing else.
+fn enter(root: &Path, at: &Path, out: &Path) -> Result<(), Error> {
     // SAFETY: plain system calls with constant arguments.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
     check(
@@ -211,7 +249,60 @@ fn enter(root: &Path, at: &Path) -> Result<(), Error> {
         std::fs::create_dir(&target).map_err(sys("creating a mount point"))?;
         bind(&Path::new("/").join(d), &target)?;
     }
+    // The sandbox lets the build user create entries in its /nix/store
+    // (that is how an output comes to be); here only the output may be
+    // written.
+    read_only_below(&at.join("nix"))?;
+    let out_in_root = at.join(out.strip_prefix("/").unwrap_or(out));
+    bind(out, &out_in_root)?;
     std::os::unix::fs::chroot(at).map_err(sys(format!("chroot {}", at.display())))?;
+    Ok(())
+}
+
+/// Remounts every mount at or below `top` read-only. The sandbox's
+/// /nix/store and each input in it are mounts of their own, so the one
+/// at `top` is not enough. A mount's own flags (nosuid, nodev, atime...)
+/// are kept: a user namespace may not clear what its parent locked.
+fn read_only_below(top: &Path) -> Result<(), Error> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(sys("reading /proc/self/mountinfo"))?;
+    let top_text = top.to_string_lossy().into_owned();
+    for line in info.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let (Some(point), Some(options)) = (fields.get(4), fields.get(5)) else {
+            continue;
+        };
+        // mountinfo escapes spaces and the like as octal; store paths have none.
+        if *point != top_text && !point.starts_with(&format!("{top_text}/")) {
+            continue;
+        }
+        let mut flags = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY;
+        for o in options.split(',') {
+            flags |= match o {
+                "nosuid" => libc::MS_NOSUID,
+                "nodev" => libc::MS_NODEV,
+                "noexec" => libc::MS_NOEXEC,
+                "noatime" => libc::MS_NOATIME,
+                "nodiratime" => libc::MS_NODIRATIME,
+                "relatime" => libc::MS_RELATIME,
+                _ => 0,
+            };
+        }
+        let path = Path::new(point);
+        // SAFETY: a valid path; a remount takes no source, type or data.
+        check(
+            unsafe {
+                libc::mount(
+                    std::ptr::null(),
+                    cstr(path).as_ptr(),
+                    std::ptr::null(),
+                    flags,
+                    std::ptr::null(),
+                )
+            },
+            &format!("making {point} read-only"),
+        )?;
+    }
     Ok(())
 }
 
@@ -228,8 +319,16 @@ pub fn run(input: &[u8], out: &Path) -> Result<(), Error> {
     if !input.crates.is_empty() {
         vendor(&input.crates, Path::new(VENDOR_DIR))?;
     }
-    enter(&input.root, Path::new("/build/.kiln-root"))?;
-    let cwd = input.cwd.clone().unwrap_or_else(|| "/build".into());
+    if let Some(src) = &input.src {
+        copy_tree(src, Path::new(SRC_DIR))?;
+    }
+    enter(&input.root, Path::new("/build/.kiln-root"), out)?;
+    let default_cwd = if input.src.is_some() {
+        SRC_DIR
+    } else {
+        "/build"
+    };
+    let cwd = input.cwd.clone().unwrap_or_else(|| default_cwd.into());
     let status = std::process::Command::new(program)
         .args(args)
         .env_clear()
@@ -268,6 +367,28 @@ mod tests {
         let file = dir.join(format!("{top}.crate"));
         std::fs::write(&file, &bytes).unwrap();
         (file, hex::encode(Sha256::digest(&bytes)))
+    }
+
+    #[test]
+    fn a_read_only_tree_is_copied_writable() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = crate::oci::tests::scratch("chroot-copy");
+        let from = tmp.join("from");
+        std::fs::create_dir_all(from.join("sub")).unwrap();
+        std::fs::write(from.join("sub/f"), "x").unwrap();
+        std::fs::set_permissions(from.join("sub/f"), std::fs::Permissions::from_mode(0o444))
+            .unwrap();
+        std::os::unix::fs::symlink("sub/f", from.join("l")).unwrap();
+        copy_tree(&from, &tmp.join("to")).unwrap();
+        let mode = std::fs::metadata(tmp.join("to/sub/f"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o644);
+        assert_eq!(
+            std::fs::read_link(tmp.join("to/l")).unwrap(),
+            Path::new("sub/f")
+        );
     }
 
     #[test]

@@ -180,10 +180,17 @@ struct Layer {
     ca_pem: Option<Vec<u8>>,
 }
 
-fn build_into(input: &Input, out: &Path) -> Result<Summary, Error> {
-    input.definition.validate(None)?;
-    let spec = input.definition.image(input.variant.as_deref())?;
-    if let Some(locked) = input.inputs {
+/// The definition with `variant` applied, validated, and checked against
+/// the lock's `inputs` digest: a lock resolved for another definition is
+/// refused.
+pub(crate) fn checked_spec(
+    definition: &Definition,
+    variant: Option<&str>,
+    inputs: Option<Digest>,
+) -> Result<ImageSpec, Error> {
+    definition.validate(None)?;
+    let spec = definition.image(variant)?;
+    if let Some(locked) = inputs {
         let current = spec.lock_inputs();
         if locked != current {
             return Err(Error::StaleLock {
@@ -194,6 +201,11 @@ fn build_into(input: &Input, out: &Path) -> Result<Summary, Error> {
             });
         }
     }
+    Ok(spec)
+}
+
+fn build_into(input: &Input, out: &Path) -> Result<Summary, Error> {
+    let spec = checked_spec(&input.definition, input.variant.as_deref(), input.inputs)?;
     let arch = input.arch;
     if !spec.archs.contains(&arch) {
         let archs: Vec<&str> = spec.archs.iter().map(|a| a.debian()).collect();

@@ -48,19 +48,7 @@ pub struct AppLayer {
 impl AppInput {
     /// The application's spec, checked against the lock.
     pub fn spec(&self) -> Result<(ImageSpec, Build), Error> {
-        self.definition.validate(None)?;
-        let spec = self.definition.image(None)?;
-        if let Some(locked) = self.inputs {
-            let current = spec.lock_inputs();
-            if locked != current {
-                return Err(Error::StaleLock {
-                    image: spec.full_name(),
-                    name: spec.name.clone(),
-                    locked,
-                    current,
-                });
-            }
-        }
+        let spec = super::checked_spec(&self.definition, None, self.inputs)?;
         let build = spec
             .build
             .clone()
