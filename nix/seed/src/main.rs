@@ -61,7 +61,15 @@ fn build_step(step: &str) -> Result<(), Box<dyn std::error::Error>> {
     // `kiln repro`'s perturbations (none in a normal build).
     let input = perturb::input(step, input)?;
     let final_out = out;
-    let out = perturb::output_dir(&final_out);
+    // The chroot step's files are written by the program it runs, at the
+    // output path its argv names (and only there: the rest of /nix is
+    // read-only to it), so the file-order perturbation, which reorders
+    // what the seed itself writes, does not apply to it.
+    let out = if step == "chroot" {
+        final_out.clone()
+    } else {
+        perturb::output_dir(&final_out)
+    };
     match step {
         "layer" => kiln_seed::layer::run(&input, &out)?,
         "image" => kiln_seed::image::run(&input, &out)?,
