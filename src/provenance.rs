@@ -287,9 +287,8 @@ fn byproducts(built: &Built, seed: &str) -> Result<Vec<ResourceDescriptor>, Prov
     Ok(out)
 }
 
-/// What the seed was compiled from in the sandbox: the toolchain's .debs,
-/// the crates of nix/seed/Cargo.lock and the digest of its sources (the
-/// tree cargo read), each marked `"role": "seed"`.
+/// The `role` annotation of a dependency that is not one of the image's
+/// own .debs (`seed`, `base`, `toolchain`, `source`).
 fn role(role: &str) -> (String, Value) {
     ("role".to_string(), Value::String(role.into()))
 }
@@ -329,6 +328,9 @@ fn toolchain_inputs(
         .collect()
 }
 
+/// What the seed was compiled from in the sandbox: the toolchain's .debs,
+/// the crates of nix/seed/Cargo.lock and the digest of its sources (the
+/// tree cargo read), each marked `"role": "seed"`.
 fn seed_inputs(project: &Path, lock: &Lock) -> Result<Vec<ResourceDescriptor>, ProvenanceError> {
     let seed_role = || role(kiln_seed::verify::provenance::SEED_ROLE);
     let mut out = toolchain_inputs(

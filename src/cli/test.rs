@@ -84,13 +84,10 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<super::Outcome> {
         // An application runs as its base does, with the base's packages.
         let (spec, packages_of) = match &spec.base {
             Some(base) => {
-                let b = all
-                    .iter()
-                    .find(|s| &s.full_name() == base)
-                    .with_context(|| {
-                        format!("{}: base {base} is not an image", spec.full_name())
-                    })?;
-                (&spec.on_base(b), base.clone())
+                let b = kiln::policy::base_of(spec, &all).with_context(|| {
+                    format!("{}: base {base} is not an image", spec.full_name())
+                })?;
+                (&spec.on_base(b), b.full_name())
             }
             None => (spec, spec.full_name()),
         };
