@@ -503,8 +503,25 @@ let
     src = appSources def;
   };
 
+  # The Python builder compiles nothing: the image step installs the
+  # wheels pinned in kiln.lock (each a fixed-output path of its SHA-256,
+  # put into the store by `kiln fetch`) and copies the source directory.
+  pythonWheels = { def, arch }:
+    let
+      py = (lockedImage def null).python or (throw "kiln: kiln.lock has no wheels for ${def.name}; run `kiln lock`");
+      reqFile = root + "/${def.build.source}/${def.build.python.requirements or "requirements.txt"}";
+      wheels = py.wheels.${arch} or (throw "kiln: kiln.lock has no ${arch} wheels for ${def.name}; run `kiln lock`");
+    in
+    if !(pathExists reqFile) then throw "kiln: images/${def.name}/image.toml: ${def.build.source}/${def.build.python.requirements or "requirements.txt"} does not exist"
+    else if "sha256:${builtins.hashFile "sha256" reqFile}" != py.requirements then throw "kiln: ${def.build.source}/${def.build.python.requirements or "requirements.txt"} changed since its wheels were locked; run `kiln lock ${def.name}`"
+    else map (w: {
+      inherit (w) file sha256;
+      path = pinnedPath { name = w.file; mode = "flat"; hash = w.sha256; hint = "wheel-is-not-in-the-nix-store/run-kiln-fetch/${w.file}"; };
+    }) wheels;
+
   appBuild = { def, arch }:
-    if def.build ? go then goBuild { inherit def arch; }
+    if def.build ? python then appSources def
+    else if def.build ? go then goBuild { inherit def arch; }
     else if def.build ? rust then rustBuild { inherit def arch; }
     else if def.build ? command then commandBuild { inherit def arch; }
     else throw "kiln: images/${def.name}/image.toml: [build] names no builder";
@@ -524,7 +541,7 @@ let
           definition = def;
           inherit (locked) created inputs;
           files = appBuild { inherit def arch; };
-        };
+        } // (if def.build ? python then { wheels = pythonWheels { inherit def arch; }; } else { });
       };
     };
 

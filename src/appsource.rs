@@ -90,15 +90,16 @@ pub fn check(project: &Path, loaded: &[crate::definition::Loaded]) -> Result<(),
                 arch: arch.debian().into(),
             });
         }
-        if !project
-            .join("toolchains")
-            .join(&build.toolchain)
-            .join("toolchain.toml")
-            .is_file()
-        {
+        if let Some(toolchain) = build.toolchain.as_ref().filter(|t| {
+            !project
+                .join("toolchains")
+                .join(t)
+                .join("toolchain.toml")
+                .is_file()
+        }) {
             return Err(AppError::UnknownToolchain {
                 definition,
-                toolchain: build.toolchain.clone(),
+                toolchain: toolchain.clone(),
             });
         }
         if !project.join(&build.source).is_dir() {

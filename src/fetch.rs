@@ -168,6 +168,8 @@ pub struct Report {
     /// Crates of the project's Cargo.lock files (whole-lock fetches only).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub crates: BTreeMap<String, crate::crates::Added>,
+    /// Python applications' wheels.
+    pub wheels: crate::wheels::Fetched,
     /// The bootstrap busybox's store path, when the lock has one and it was
     /// asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -305,6 +307,7 @@ pub async fn fetch(
             seconds: start.elapsed().as_secs_f64(),
             packages,
             crates: BTreeMap::new(),
+            wheels: Default::default(),
             bootstrap: None,
         });
     }
@@ -391,6 +394,7 @@ pub async fn fetch(
         seconds: start.elapsed().as_secs_f64(),
         packages,
         crates: BTreeMap::new(),
+        wheels: Default::default(),
         bootstrap: None,
     })
 }

@@ -31,3 +31,4 @@ pub mod sign;
 pub mod signstore;
 pub mod tool;
 pub mod toolchain;
+pub mod wheels;

@@ -355,7 +355,8 @@ fn seed_inputs(project: &Path, lock: &Lock) -> Result<Vec<ResourceDescriptor>, P
 /// What an application image was built from besides its own definition:
 /// the base image (index and platform digests, read from the
 /// application's own manifests), the base's .debs, the toolchain's .debs
-/// and the source directory's digest ([`crate::appsource::digest`]).
+/// or a Python application's wheels, and the source directory's digest
+/// ([`crate::appsource::digest`]).
 fn application_inputs(
     project: &Path,
     out: &Path,
@@ -413,7 +414,31 @@ fn application_inputs(
             }
         }
     }
-    deps.extend(toolchain_inputs(lock, &build.toolchain, "toolchain")?);
+    if let Some(toolchain) = &build.toolchain {
+        deps.extend(toolchain_inputs(lock, toolchain, "toolchain")?);
+    }
+    // A Python application's wheels, as pinned for each of its archs.
+    let wheels = lock
+        .images
+        .get(&spec.full_name())
+        .and_then(|i| i.python.as_ref());
+    for (arch, list) in wheels.iter().flat_map(|p| &p.wheels) {
+        if !archs.iter().any(|a| a == arch.debian()) {
+            continue;
+        }
+        for w in list {
+            deps.push(ResourceDescriptor {
+                uri: format!("pkg:pypi/{}@{}", w.name, w.version),
+                name: w.file.clone(),
+                digest: BTreeMap::from([("sha256".to_string(), w.sha256.clone())]),
+                annotations: BTreeMap::from([
+                    role("wheel"),
+                    ("arch".to_string(), Value::String(arch.debian().into())),
+                ]),
+                ..Default::default()
+            });
+        }
+    }
     let source = crate::appsource::digest(&project.join(&build.source))
         .map_err(|e| ProvenanceError::Inputs(e.to_string()))?;
     deps.push(ResourceDescriptor {

@@ -116,6 +116,7 @@ fn setup(debs: &[Deb]) -> World {
             inputs: Digest::of(b"inputs"),
             created: 1783764997,
             archs,
+            python: None,
         },
     );
     lock.write(&Lock::path_in(&project)).unwrap();

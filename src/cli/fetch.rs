@@ -76,6 +76,7 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     let mut report = rt.block_on(fetch::fetch(&http, &mirrors, items, &opts))?;
+    report.wheels = kiln::wheels::fetch(&lock, images, archs, &opts.tmp_dir)?;
     // The bootstrap comes with a whole-lock fetch (it unpacks toolchains,
     // which belong to no image).
     if images.is_none() && archs.is_none_or(|a| a.contains(&kiln::toolchain::BOOTSTRAP_ARCH)) {
@@ -103,6 +104,12 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
                 c.added, c.present
             );
         }
+        if report.wheels.added + report.wheels.present > 0 {
+            println!(
+                "wheels: added {}, present {}",
+                report.wheels.added, report.wheels.present
+            );
+        }
         if let Some(b) = &report.bootstrap {
             println!("bootstrap: {b}");
         }
@@ -112,7 +119,7 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
 
 /// `<project>/.kiln/tmp` when it can be created (same file system as the
 /// project, cleaned up per run), else the system temporary directory.
-fn tmp_dir(project: &Path) -> PathBuf {
+pub(super) fn tmp_dir(project: &Path) -> PathBuf {
     let p = project.join(".kiln").join("tmp");
     if std::fs::create_dir_all(&p).is_ok() {
         p

@@ -185,7 +185,7 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<super::Outcome> {
             .map_err(|e| e.to_string())?;
         Ok(kiln::toolchain::busybox_nar_hash(&busybox))
     };
-    let (new, summary) = lock::build(
+    let (mut new, summary) = lock::build(
         &specs,
         &toolchains,
         &indexes,
@@ -193,6 +193,7 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<super::Outcome> {
         only.as_ref(),
         &mut busybox_nar,
     )?;
+    lock_wheels(project, &specs, &mut new)?;
     let unchanged = previous
         .as_ref()
         .is_some_and(|p| p.to_bytes() == new.to_bytes());
@@ -222,6 +223,59 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<super::Outcome> {
         );
     }
     Ok(super::Outcome::Ok)
+}
+
+/// Pins the wheels of every Python application whose entry does not fit
+/// its requirements file, Python version, archs and base glibc any more
+/// (pip talks to the index; see `kiln::wheels`).
+fn lock_wheels(project: &Path, specs: &[ImageSpec], new: &mut Lock) -> anyhow::Result<()> {
+    for spec in specs {
+        let Some(read) = kiln::wheels::requirements_of(project, spec) else {
+            continue;
+        };
+        let (_, _, digest) = read?;
+        let name = spec.full_name();
+        let base = spec.base.as_deref().unwrap_or_default();
+        let mut libc = BTreeMap::new();
+        for arch in &spec.archs {
+            let version = new
+                .images
+                .get(base)
+                .and_then(|b| b.archs.get(arch))
+                .filter(|a| a.packages.iter().any(|p| p == "libc6"))
+                .and_then(|_| new.packages.get(arch)?.get("libc6"))
+                .map(|p| p.version.clone());
+            if let Some(v) = version {
+                libc.insert(*arch, v);
+            }
+        }
+        let py = spec.build.as_ref().and_then(|b| b.python.as_ref());
+        let current = new
+            .images
+            .get(&name)
+            .and_then(|i| i.python.as_ref())
+            .is_some_and(|p| {
+                p.requirements == digest
+                    && py.is_some_and(|py| py.version == p.python)
+                    && spec.archs.iter().all(|a| {
+                        let newest = libc
+                            .get(a)
+                            .and_then(|v| kiln::wheels::glibc_minor(v))
+                            .map(|m| kiln::wheels::platforms(*a, m)[0].clone());
+                        p.wheels.contains_key(a) && newest.as_ref() == p.platforms.get(a)
+                    })
+                    && p.wheels.len() == spec.archs.len()
+            });
+        if current {
+            continue;
+        }
+        eprintln!("{name}: locking wheels with pip");
+        let locked = kiln::wheels::resolve(project, spec, &libc, &super::fetch::tmp_dir(project))?;
+        if let Some(image) = new.images.get_mut(&name) {
+            image.python = locked;
+        }
+    }
+    Ok(())
 }
 
 fn load_specs(project: &Path) -> anyhow::Result<Vec<ImageSpec>> {

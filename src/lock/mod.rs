@@ -148,6 +148,47 @@ pub struct Image {
     pub inputs: Digest,
     pub created: i64,
     pub archs: BTreeMap<Arch, ImageArch>,
+    /// A Python application's wheels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python: Option<LockedPython>,
+}
+
+/// The wheels of a Python application, per architecture, pinned for one
+/// state of its requirements file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedPython {
+    /// SHA-256 of the requirements file they were resolved from.
+    pub requirements: Digest,
+    /// The CPython version (`3.11`) they are for.
+    pub python: String,
+    /// The newest manylinux platform tag accepted, per arch (from the
+    /// base's glibc).
+    pub platforms: BTreeMap<Arch, String>,
+    pub wheels: BTreeMap<Arch, Vec<LockedWheel>>,
+}
+
+/// One pinned wheel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedWheel {
+    /// Normalized project name.
+    pub name: String,
+    pub version: String,
+    /// The wheel's file name (its tags say where it runs).
+    pub file: String,
+    /// SHA-256 (hex) of the file, one the requirements file pins.
+    pub sha256: String,
+}
+
+impl LockedWheel {
+    /// The store path `kiln fetch` adds and the flake's FOD produces.
+    pub fn store_path(&self) -> String {
+        let sha = Digest::from_hex(&self.sha256)
+            .map(|d| d.0)
+            .unwrap_or_default();
+        nixstore::flat_fixed_path(&self.file, &sha)
+    }
 }
 
 /// One toolchain: the packages its root unpacks, per (build machine) arch.
@@ -341,6 +382,30 @@ impl Lock {
                 }
             }
         }
+        for (image, entry) in &self.images {
+            for (arch, wheels) in entry.python.iter().flat_map(|p| &p.wheels) {
+                for w in wheels {
+                    let what = format!("images.{image}.python.wheels.{arch}.{}", w.name);
+                    if Digest::from_hex(&w.sha256).is_none() {
+                        return Err(format!(
+                            "{what}: sha256 {:?} is not 64 lowercase hex digits",
+                            w.sha256
+                        ));
+                    }
+                    if !w.file.ends_with(".whl")
+                        || !w
+                            .file
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b))
+                    {
+                        return Err(format!(
+                            "{what}: file {:?} is not a wheel's file name",
+                            w.file
+                        ));
+                    }
+                }
+            }
+        }
         for (name, t) in &self.toolchains {
             for (arch, names) in &t.archs {
                 let known = self.packages.get(arch);
@@ -412,6 +477,7 @@ impl Lock {
                 ));
             }
         }
+        problems.extend(self.python_problems(specs, path));
         if !toolchains.is_empty() && self.bootstrap.is_none() {
             problems.push("bootstrap: no entry (toolchains need busybox)".to_string());
         }
@@ -426,7 +492,43 @@ impl Lock {
         complete: bool,
         path: &Path,
     ) -> Result<(), LockError> {
-        stale(path, self.image_problems(specs, complete))
+        let mut problems = self.image_problems(specs, complete);
+        problems.extend(self.python_problems(specs, path));
+        stale(path, problems)
+    }
+
+    /// A Python application's wheels must be locked for its archs and for
+    /// its requirements file as it is now (read next to the lock).
+    fn python_problems(&self, specs: &[ImageSpec], path: &Path) -> Vec<String> {
+        let project = path.parent().unwrap_or(Path::new("."));
+        let mut problems = Vec::new();
+        for spec in specs {
+            let name = spec.full_name();
+            let Some(read) = crate::wheels::requirements_of(project, spec) else {
+                continue;
+            };
+            let Some(entry) = self.images.get(&name) else {
+                continue;
+            };
+            let Some(py) = &entry.python else {
+                problems.push(format!("image {name}: its wheels are not locked"));
+                continue;
+            };
+            match read {
+                Err(e) => problems.push(format!("image {name}: {e}")),
+                Ok((file, _, digest)) if digest != py.requirements => problems.push(format!(
+                    "image {name}: {} changed since its wheels were locked",
+                    file.display()
+                )),
+                Ok(_) => {}
+            }
+            for arch in &spec.archs {
+                if !py.wheels.contains_key(arch) {
+                    problems.push(format!("image {name}: no {arch} wheels"));
+                }
+            }
+        }
+        problems
     }
 
     /// What makes the lock stale for `specs` (see [`Lock::check_images`]).

@@ -185,6 +185,9 @@ pub fn build(
                 inputs: spec.lock_inputs(),
                 created,
                 archs,
+                // Wheels are pinned by the caller (`wheels::resolve`, which
+                // needs pip); it keeps these while they still fit.
+                python: prev.images.get(&image).and_then(|i| i.python.clone()),
             },
         );
         summary.images.insert(image, changes);

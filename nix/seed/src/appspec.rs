@@ -13,7 +13,10 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct Build {
     /// A toolchain of the project (`toolchains/<name>/toolchain.toml`).
-    pub toolchain: String,
+    /// Every builder but Python's compiles with one; Python's installs
+    /// wheels and copies sources, so it runs no toolchain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub toolchain: Option<String>,
     /// The source directory, relative to the project root (`apps/hello`).
     /// Only this directory enters the build.
     pub source: String,
@@ -26,6 +29,9 @@ pub struct Build {
     /// The generic builder (`[build.command]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<CommandBuild>,
+    /// The Python builder (`[build.python]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python: Option<PythonBuild>,
     /// Files of the build output to put in the image. Default for a
     /// builder that makes one program: that program as `/usr/bin/<name>`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -81,6 +87,60 @@ pub struct CommandBuild {
     pub env: std::collections::BTreeMap<String, String>,
 }
 
+fn requirements_txt() -> String {
+    "requirements.txt".into()
+}
+
+fn python_311() -> String {
+    "3.11".into()
+}
+
+fn app_dir() -> AbsPath {
+    AbsPath("/app".into())
+}
+
+/// `[build.python]`: no compiler runs. The wheels pinned in kiln.lock from
+/// the hashes of `requirements` are installed into the base's interpreter
+/// (its `/usr/local` site directory, as pip installs as root on Debian),
+/// without bytecode, and the source directory is copied to `app_dir`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PythonBuild {
+    /// The script the image runs, relative to the source directory: the
+    /// default entrypoint is `python<version> <app_dir>/<main>`.
+    pub main: String,
+    /// The requirements file, relative to the source directory: every
+    /// line `name==version` with `--hash=sha256:...` (pip's hash-checking
+    /// mode).
+    #[serde(default = "requirements_txt")]
+    pub requirements: String,
+    /// The base's Python (`major.minor`): the wheels' tags and the site
+    /// directory follow it.
+    #[serde(default = "python_311")]
+    pub version: String,
+    /// Where the source directory goes in the image.
+    #[serde(default = "app_dir")]
+    pub app_dir: AbsPath,
+}
+
+impl PythonBuild {
+    /// The interpreter in the base image.
+    pub fn interpreter(&self) -> String {
+        format!("/usr/bin/python{}", self.version)
+    }
+
+    /// Where wheels are installed: the site directory Debian's Python
+    /// reads first (`/usr/local/lib/python<v>/dist-packages`).
+    pub fn site_packages(&self) -> String {
+        format!("/usr/local/lib/python{}/dist-packages", self.version)
+    }
+
+    /// The CPython tag of the wheels (`cp311`).
+    pub fn cpython_tag(&self) -> String {
+        format!("cp{}", self.version.replace('.', ""))
+    }
+}
+
 /// One file of the build output placed in the image.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -123,11 +183,12 @@ fn is_inner_path(s: &str) -> bool {
 impl Build {
     /// The builder's name, for messages and the image history.
     pub fn builder(&self) -> &'static str {
-        match (&self.go, &self.rust, &self.command) {
-            (Some(_), _, _) => "go",
-            (None, Some(_), _) => "rust",
-            (None, None, Some(_)) => "command",
-            (None, None, None) => "none",
+        match (&self.go, &self.rust, &self.command, &self.python) {
+            (Some(_), _, _, _) => "go",
+            (None, Some(_), _, _) => "rust",
+            (None, None, Some(_), _) => "command",
+            (None, None, None, Some(_)) => "python",
+            (None, None, None, None) => "none",
         }
     }
 
@@ -155,20 +216,45 @@ impl Build {
         }]
     }
 
+    /// The entrypoint when the image declares none: the one program the
+    /// build installs, or for Python the interpreter running `main`.
+    pub fn default_entrypoint(&self, image: &str) -> Option<Vec<String>> {
+        if let Some(py) = &self.python {
+            return Some(vec![
+                py.interpreter(),
+                format!("{}/{}", py.app_dir.0.trim_end_matches('/'), py.main),
+            ]);
+        }
+        let installs = self.installs(image);
+        (self.install.is_empty() && installs.len() == 1).then(|| vec![installs[0].to.0.clone()])
+    }
+
     pub fn validate(&self) -> Result<(), BuildProblem> {
-        if self.toolchain.is_empty()
-            || !self
-                .toolchain
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        {
-            return Err(problem(
-                "toolchain",
-                format!(
-                    "{:?} is not a toolchain name (lowercase letters, digits and -)",
-                    self.toolchain
-                ),
-            ));
+        match (&self.toolchain, &self.python) {
+            (Some(_), Some(_)) => {
+                return Err(problem(
+                    "toolchain",
+                    "the python builder compiles nothing and takes no toolchain: its wheels come from the requirements file",
+                ))
+            }
+            (None, None) => {
+                return Err(problem(
+                    "toolchain",
+                    "a toolchain is required (toolchains/<name>/toolchain.toml)",
+                ))
+            }
+            (Some(t), None)
+                if t.is_empty()
+                    || !t
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') =>
+            {
+                return Err(problem(
+                    "toolchain",
+                    format!("{t:?} is not a toolchain name (lowercase letters, digits and -)"),
+                ));
+            }
+            _ => {}
         }
         if !is_inner_path(self.source.trim_end_matches('/')) {
             return Err(problem(
@@ -183,12 +269,48 @@ impl Build {
             self.go.is_some(),
             self.rust.is_some(),
             self.command.is_some(),
+            self.python.is_some(),
         ];
         if builders.iter().filter(|b| **b).count() > 1 {
             return Err(problem(
                 "command",
-                "one builder only: [build.go], [build.rust] or [build.command]",
+                "one builder only: [build.go], [build.rust], [build.python] or [build.command]",
             ));
+        }
+        if let Some(py) = &self.python {
+            for (key, value) in [("main", &py.main), ("requirements", &py.requirements)] {
+                if !is_inner_path(value) {
+                    return Err(problem(
+                        &format!("python.{key}"),
+                        format!("{value:?} must be a file inside the source directory"),
+                    ));
+                }
+            }
+            let mut parts = py.version.split('.');
+            let valid = parts.next() == Some("3")
+                && parts
+                    .next()
+                    .is_some_and(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()))
+                && parts.next().is_none();
+            if !valid {
+                return Err(problem(
+                    "python.version",
+                    format!(
+                        "{:?} is not a Python 3 version as major.minor (\"3.11\")",
+                        py.version
+                    ),
+                ));
+            }
+            if py.app_dir.0 == "/" {
+                return Err(problem("python.app_dir", "the source cannot replace /"));
+            }
+            if !self.install.is_empty() {
+                return Err(problem(
+                    "install",
+                    "the python builder installs the source directory and the wheels; it takes no [[build.install]]",
+                ));
+            }
+            return Ok(());
         }
         if let Some(c) = &self.command {
             if !c.argv.first().is_some_and(|p| p.starts_with('/')) {
@@ -219,7 +341,7 @@ impl Build {
             (None, None) => {
                 return Err(problem(
                     "go",
-                    "a builder is required: [build.go], [build.rust] or [build.command]",
+                    "a builder is required: [build.go], [build.rust], [build.python] or [build.command]",
                 ))
             }
             (Some(_), Some(_)) => unreachable!("counted above"),
@@ -331,6 +453,44 @@ mod tests {
             "command": {"argv": ["/bin/sh"]}}))
         .unwrap();
         assert_eq!(no_install.validate().unwrap_err().key, "build.install");
+    }
+
+    #[test]
+    fn python_takes_no_toolchain_and_no_install() {
+        let b: Build =
+            from_value(json!({"source": "apps/py", "python": {"main": "app.py"}})).unwrap();
+        b.validate().unwrap();
+        assert_eq!(b.builder(), "python");
+        let py = b.python.as_ref().unwrap();
+        assert_eq!(py.requirements, "requirements.txt");
+        assert_eq!(
+            py.site_packages(),
+            "/usr/local/lib/python3.11/dist-packages"
+        );
+        assert_eq!(py.cpython_tag(), "cp311");
+        assert!(b.installs("py").is_empty());
+        for (value, key) in [
+            (
+                json!({"toolchain": "go", "source": "a", "python": {"main": "a.py"}}),
+                "build.toolchain",
+            ),
+            (json!({"source": "a", "go": {}}), "build.toolchain"),
+            (
+                json!({"source": "a", "python": {"main": "../a.py"}}),
+                "build.python.main",
+            ),
+            (
+                json!({"source": "a", "python": {"main": "a.py", "version": "3"}}),
+                "build.python.version",
+            ),
+            (
+                json!({"source": "a", "python": {"main": "a.py"}, "install": [{"from": "x", "to": "/x"}]}),
+                "build.install",
+            ),
+        ] {
+            let b: Build = from_value(value.clone()).unwrap();
+            assert_eq!(b.validate().unwrap_err().key, key, "{value}");
+        }
     }
 
     #[test]

@@ -42,6 +42,7 @@ pub mod steps {
     pub mod rootfs;
     pub mod tarsafe;
     pub mod tarwrite;
+    pub mod wheel;
 }
 
 pub mod host {
@@ -51,4 +52,6 @@ pub mod host {
 }
 
 pub use host::{regclient, verify};
-pub use steps::{copyright, deb, image, index, layer, link, probe, rootfs, tarsafe, tarwrite};
+pub use steps::{
+    copyright, deb, image, index, layer, link, probe, rootfs, tarsafe, tarwrite, wheel,
+};

@@ -515,7 +515,17 @@ impl ImageSpec {
             value["base"] = serde_json::json!(base);
         }
         if let Some(build) = &self.build {
-            value["toolchain"] = serde_json::json!(build.toolchain);
+            if let Some(toolchain) = &build.toolchain {
+                value["toolchain"] = serde_json::json!(toolchain);
+            }
+            // The wheels are locked for this requirements file, Python and
+            // platform; the file's bytes are checked where it is read.
+            if let Some(py) = &build.python {
+                value["python"] = serde_json::json!({
+                    "requirements": py.requirements,
+                    "version": py.version,
+                });
+            }
         }
         crate::digest::Digest::of(&crate::json::canonical(&value))
     }

@@ -66,6 +66,19 @@ pub struct Image<'a> {
 pub struct Application {
     pub file: File,
     pub go: Option<crate::gobuildinfo::BuildInfo>,
+    /// The wheels installed for a Python application.
+    pub python: Vec<PythonDist>,
+}
+
+/// A wheel installed into an application image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PythonDist {
+    /// `Name:` and `Version:` of its METADATA.
+    pub name: String,
+    pub version: String,
+    /// The wheel's file name and SHA-256 (hex), as pinned in kiln.lock.
+    pub wheel: String,
+    pub sha256: String,
 }
 
 /// One component of an application, as both SBOMs list it.
@@ -78,6 +91,8 @@ pub struct AppComponent {
     pub main: bool,
     /// The go.sum hash of a dependency module.
     pub sum: Option<String>,
+    /// The wheel a Python package was installed from (file name, SHA-256).
+    pub wheel: Option<(String, String)>,
 }
 
 impl Application {
@@ -87,13 +102,28 @@ impl Application {
     pub fn components(&self) -> Vec<AppComponent> {
         use crate::gobuildinfo::purl;
         let Some(go) = &self.go else {
-            return vec![AppComponent {
+            let mut out = vec![AppComponent {
                 name: self.file.path.clone(),
                 version: String::new(),
                 purl: None,
                 main: true,
                 sum: None,
+                wheel: None,
             }];
+            // Named as syft names what it reads from the installed METADATA.
+            out.extend(self.python.iter().map(|d| AppComponent {
+                name: crate::wheel::normalize(&d.name),
+                version: d.version.clone(),
+                purl: Some(format!(
+                    "pkg:pypi/{}@{}",
+                    crate::wheel::normalize(&d.name),
+                    d.version
+                )),
+                main: false,
+                sum: None,
+                wheel: Some((d.wheel.clone(), d.sha256.clone())),
+            }));
+            return out;
         };
         let (name, version) = go
             .main
@@ -107,6 +137,7 @@ impl Application {
             version,
             main: true,
             sum: None,
+            wheel: None,
         }];
         out.push(AppComponent {
             name: "stdlib".into(),
@@ -114,6 +145,7 @@ impl Application {
             purl: Some(purl("stdlib", go.go_version.trim_start_matches("go"))),
             main: false,
             sum: None,
+            wheel: None,
         });
         for d in &go.deps {
             out.push(AppComponent {
@@ -122,6 +154,7 @@ impl Application {
                 purl: Some(purl(&d.path, &d.version)),
                 main: false,
                 sum: d.sum.clone(),
+                wheel: None,
             });
         }
         out

@@ -387,7 +387,13 @@ fn build_into(input: &Input, out: &Path) -> Result<Summary, Error> {
             let base_config = oci::descriptor_of(CONFIG_MEDIA_TYPE, &config_bytes);
             let base_manifest = oci::new_manifest(base_config, layer_descs.clone(), &annotations);
             let base_digest = Digest::of(&oci::document_bytes(&base_manifest));
-            let layer = app::layer(&app_spec, &build, &app_input.files, app_input.created)?;
+            let layer = app::layer(
+                &app_spec,
+                &build,
+                &app_input.files,
+                &app_input.wheels,
+                app_input.created,
+            )?;
             writer.put_blob(&layer.blob.gz)?;
             let app_created = oci::rfc3339(app_input.created);
             let mut app_annotations = app_spec.annotations.clone();
@@ -419,11 +425,11 @@ fn build_into(input: &Input, out: &Path) -> Result<Summary, Error> {
                 .collect();
             env.extend(app_spec.config.env.clone());
             runtime.set_env(Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()));
-            let entrypoint = app_spec.config.entrypoint.clone().or_else(|| {
-                let installs = build.installs(&app_spec.name);
-                (build.install.is_empty() && installs.len() == 1)
-                    .then(|| vec![installs[0].to.0.clone()])
-            });
+            let entrypoint = app_spec
+                .config
+                .entrypoint
+                .clone()
+                .or_else(|| build.default_entrypoint(&app_spec.name));
             if entrypoint.is_some() {
                 runtime.set_entrypoint(entrypoint);
                 // A new entrypoint does not take the base's arguments.
@@ -454,12 +460,19 @@ fn build_into(input: &Input, out: &Path) -> Result<Summary, Error> {
             history.push(
                 HistoryBuilder::default()
                     .created(app_created)
-                    .created_by(format!(
-                        "kiln: {} build of {} with toolchain {}",
-                        build.builder(),
-                        build.source,
-                        build.toolchain
-                    ))
+                    .created_by(match &build.toolchain {
+                        Some(toolchain) => format!(
+                            "kiln: {} build of {} with toolchain {toolchain}",
+                            build.builder(),
+                            build.source,
+                        ),
+                        None => format!(
+                            "kiln: {} build of {} with {} wheels",
+                            build.builder(),
+                            build.source,
+                            app_input.wheels.len()
+                        ),
+                    })
                     .build()
                     .expect("history"),
             );
