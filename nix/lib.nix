@@ -137,10 +137,11 @@ let
 
   # One program run inside a toolchain root by the seed's `chroot` step
   # (user and mount namespaces, chroot; the environment is exactly `env`).
-  inRoot = { name, root, argv, env ? { }, cwd ? null, crates ? [ ], src ? null }: step {
+  inRoot = { name, root, argv, env ? { }, cwd ? null, crates ? [ ], src ? null, goVendor ? false }: step {
     inherit name;
     stepName = "chroot";
     input = { inherit root argv env; }
+      // (if goVendor then { inherit goVendor; } else { })
       // (if cwd == null then { } else { inherit cwd; })
       // (if crates == [ ] then { } else { inherit crates; })
       // (if src == null then { } else { inherit src; });
@@ -445,6 +446,7 @@ let
         PATH = "/usr/bin:/bin";
       };
       cwd = appSources def;
+      goVendor = true;
     };
 
   # `cargo install` of one binary, static, for one target arch, with the

@@ -41,6 +41,12 @@ pub enum AppError {
         definition: PathBuf,
         toolchain: String,
     },
+    #[error("{definition}: {source_dir}: {error}")]
+    GoModules {
+        definition: PathBuf,
+        source_dir: String,
+        error: kiln_seed::gomod::GoModError,
+    },
     #[error("{definition}: build.source {dir:?} is not a directory of the project")]
     NoSource { definition: PathBuf, dir: String },
     #[error("reading {}: {error}", path.display())]
@@ -107,6 +113,16 @@ pub fn check(project: &Path, loaded: &[crate::definition::Loaded]) -> Result<(),
                 definition,
                 dir: build.source.clone(),
             });
+        }
+        // The sandbox checks this too; here it fails before anything builds.
+        if build.go.is_some() {
+            kiln_seed::gomod::vendored_modules(&project.join(&build.source)).map_err(|error| {
+                AppError::GoModules {
+                    definition,
+                    source_dir: build.source.clone(),
+                    error,
+                }
+            })?;
         }
     }
     Ok(())

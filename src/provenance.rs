@@ -417,6 +417,30 @@ fn application_inputs(
     if let Some(toolchain) = &build.toolchain {
         deps.extend(toolchain_inputs(lock, toolchain, "toolchain")?);
     }
+    // A Go application's vendored modules, with the hash go.sum gives the
+    // module (in-toto's dirHash: go.sum's h1 in hex).
+    if build.go.is_some() {
+        let modules = kiln_seed::gomod::vendored_modules(&project.join(&build.source))
+            .map_err(|e| ProvenanceError::Inputs(format!("{}: {e}", build.source)))?;
+        for m in modules {
+            let mut digest = BTreeMap::new();
+            if let Some(h) = m.dir_hash() {
+                digest.insert("dirHash".to_string(), h);
+            }
+            deps.push(ResourceDescriptor {
+                uri: format!("pkg:golang/{}@{}", m.path, m.version),
+                digest,
+                annotations: BTreeMap::from([
+                    role("module"),
+                    (
+                        "go.sum".to_string(),
+                        Value::String(m.sum.unwrap_or_else(|| "(a local replacement)".into())),
+                    ),
+                ]),
+                ..Default::default()
+            });
+        }
+    }
     // A Python application's wheels, as pinned for each of its archs.
     let wheels = lock
         .images

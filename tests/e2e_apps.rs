@@ -185,6 +185,42 @@ fn a_missing_base_toolchain_or_source_is_named_before_anything_builds() {
 }
 
 #[test]
+fn a_vendored_module_that_go_sum_does_not_pin_builds_nothing() {
+    require_setup();
+    let dir = app_project("apps-go-sum");
+    let modules = dir.join("apps/hello-go/vendor/modules.txt");
+    let original = std::fs::read_to_string(&modules).unwrap();
+    std::fs::write(&modules, original.replace("uuid v1.3.0", "uuid v1.3.1")).unwrap();
+    let expected =
+        "vendored module github.com/google/uuid v1.3.1 does not match go.sum: go.sum pins v1.3.0";
+    // kiln build checks before anything builds ...
+    let out = kiln_in(&dir, &["build", "hello-go"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(expected) && stderr(&out).contains("images/hello-go/image.toml"),
+        "{}",
+        stderr(&out)
+    );
+    // ... and a plain nix build is stopped by the sandbox, before go runs.
+    let out = Command::new("nix")
+        .args(["build", "--no-link", "-L"])
+        .arg(format!("path:{}#hello-go-amd64", dir.display()))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains(expected), "{}", stderr(&out));
+    // Modules required but not vendored: named, with the fix.
+    std::fs::remove_dir_all(dir.join("apps/hello-go/vendor")).unwrap();
+    let out = kiln_in(&dir, &["build", "hello-go"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("go.mod requires modules (github.com/google/uuid...) but there is no vendor/modules.txt"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn editing_another_file_does_not_rebuild_the_app() {
     require_setup();
     let dir = app_project("apps-source-filter");
@@ -237,6 +273,7 @@ fn the_sboms_list_the_base_packages_and_the_go_modules_as_syft_finds_them() {
             kiln,
             [
                 "pkg:golang/example.org/hello-go@(devel)",
+                "pkg:golang/github.com/google/uuid@v1.3.0",
                 "pkg:golang/stdlib@1.23.5"
             ],
             "{}",
@@ -572,4 +609,28 @@ fn a_build_has_no_network_and_cannot_write_outside_its_output() {
         );
     }
     assert!(!Path::new("/nix/store/kiln-escaped").exists());
+}
+
+#[test]
+fn the_provenance_lists_each_vendored_module_with_its_go_sum_hash() {
+    build(&["hello-go"]);
+    let statement = read_json(&project().join(".kiln/provenance/hello-go.intoto.json"));
+    let deps = statement["predicate"]["buildDefinition"]["resolvedDependencies"]
+        .as_array()
+        .unwrap();
+    let modules: Vec<&Value> = deps
+        .iter()
+        .filter(|d| d["annotations"]["role"] == "module")
+        .collect();
+    assert_eq!(modules.len(), 1, "{modules:?}");
+    assert_eq!(
+        modules[0]["uri"],
+        "pkg:golang/github.com/google/uuid@v1.3.0"
+    );
+    // go.sum's h1 (base64) as in-toto's dirHash (hex).
+    assert_eq!(
+        modules[0]["digest"]["dirHash"],
+        "b7a2625e09b05cc8c4b3c56eb172099360571ec9fec31f0165d4daa19e5fbbb2"
+    );
+    assert!(deps.iter().any(|d| d["annotations"]["role"] == "toolchain"));
 }

@@ -266,3 +266,48 @@ fn a_wheel_that_is_not_pinned_for_an_arch_or_does_not_match_the_lock_is_named() 
         stderr(&out)
     );
 }
+
+#[test]
+fn the_provenance_lists_the_base_every_wheel_per_arch_and_the_source() {
+    build(&["hello-python"]);
+    let statement = read_json(&project().join(".kiln/provenance/hello-python.intoto.json"));
+    let deps = statement["predicate"]["buildDefinition"]["resolvedDependencies"]
+        .as_array()
+        .unwrap();
+    let role = |r: &str| -> Vec<&Value> {
+        deps.iter()
+            .filter(|d| d["annotations"]["role"] == r)
+            .collect()
+    };
+    let lock = read_json(&project().join("kiln.lock"));
+    for arch in ["amd64", "arm64"] {
+        let pinned = lock["images"]["hello-python"]["python"]["wheels"][arch]
+            .as_array()
+            .unwrap();
+        let listed: Vec<&Value> = role("wheel")
+            .into_iter()
+            .filter(|d| d["annotations"]["arch"] == arch)
+            .collect();
+        assert_eq!(listed.len(), pinned.len(), "{arch}");
+        for w in pinned {
+            assert!(
+                listed.iter().any(|d| d["name"] == w["file"]
+                    && d["digest"]["sha256"] == w["sha256"]
+                    && d["uri"]
+                        == format!(
+                            "pkg:pypi/{}@{}",
+                            w["name"].as_str().unwrap(),
+                            w["version"].as_str().unwrap()
+                        )
+                        .as_str()),
+                "{arch}: {w} not in the provenance"
+            );
+        }
+    }
+    assert_eq!(role("source").len(), 1);
+    assert!(role("base").iter().any(|d| d["name"] == "python:latest"));
+    assert!(
+        role("toolchain").is_empty(),
+        "the python builder runs no toolchain"
+    );
+}

@@ -15,11 +15,16 @@ import (
 	"os"
 	"runtime"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 func handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		// A vendored module, so that the template shows how dependencies
+		// enter a sandboxed build (vendor/, checked against go.sum).
+		w.Header().Set("X-Request-Id", uuid.NewString())
 		fmt.Fprintf(w, "hello from kiln (%s/%s, uid %d)\n", runtime.GOOS, runtime.GOARCH, os.Getuid())
 	})
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -49,6 +54,12 @@ func selfCheck() error {
 		}
 		if resp.StatusCode != http.StatusOK {
 			return fmt.Errorf("%s: status %d", path, resp.StatusCode)
+		}
+		if id := resp.Header.Get("X-Request-Id"); id != "" {
+			if _, err := uuid.Parse(id); err != nil {
+				return fmt.Errorf("%s: X-Request-Id %q: %v", path, id, err)
+			}
+			fmt.Printf("%s: request %s\n", path, id)
 		}
 		fmt.Printf("%s: %s", path, body)
 	}

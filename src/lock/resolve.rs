@@ -494,9 +494,46 @@ fn resolve_toolchains(
                 exclude: exclude.clone(),
                 pins,
             };
-            let resolved = resolve(&universe, &req).map_err(|e| LockError::ResolveToolchain {
-                toolchain: name.clone(),
-                error: Box::new(e),
+            let resolved = resolve(&universe, &req).map_err(|e| {
+                // Say when only the build machine's arch lacks it (a
+                // package the suites build for other archs only).
+                let e = match e {
+                    ResolveError::UnknownPackage {
+                        name: pkg,
+                        arch,
+                        suites: searched,
+                        ..
+                    } => {
+                        let found: Vec<String> = [Arch::Amd64, Arch::Arm64]
+                            .into_iter()
+                            .filter(|other| *other != arch)
+                            .filter(|other| {
+                                suites_universe(suites, indexes, *other, &what)
+                                    .is_ok_and(|u| u.knows(&pkg))
+                            })
+                            .map(|a| a.to_string())
+                            .collect();
+                        let hint = if found.is_empty() {
+                            String::new()
+                        } else {
+                            format!(
+                                " (it exists for {}: only {arch} lacks it)",
+                                found.join(", ")
+                            )
+                        };
+                        ResolveError::UnknownPackage {
+                            name: pkg,
+                            arch,
+                            suites: searched,
+                            hint,
+                        }
+                    }
+                    e => e,
+                };
+                LockError::ResolveToolchain {
+                    toolchain: name.clone(),
+                    error: Box::new(e),
+                }
             })?;
             for (pkg_name, cand) in &resolved.packages {
                 pin(&mut lock.packages, owner, arch, pkg_name, cand, &what)?;

@@ -442,3 +442,25 @@ fn lock_images(
 ) -> Result<(Lock, Summary), LockError> {
     build(specs, &[], indexes, previous, only, &mut no_bootstrap)
 }
+
+#[test]
+fn a_toolchain_package_missing_for_the_build_machine_is_named() {
+    let mut idx = indexes("3.0.11-1");
+    idx.get_mut("bookworm")
+        .unwrap()
+        .packages
+        .get_mut(&Arch::Amd64)
+        .unwrap()
+        .retain(|p| p.name != "tzdata");
+    let e = build(
+        &specs(),
+        &[toolchain(&["tzdata"])],
+        &idx,
+        None,
+        None,
+        &mut |_| Ok("ab".repeat(32)),
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(e, "toolchain tc: unknown package tzdata for amd64 (searched bookworm, bookworm-security) (it exists for arm64: only amd64 lacks it)");
+}

@@ -19,6 +19,7 @@ pub mod attest;
 pub mod date;
 pub mod digest;
 pub mod gobuildinfo;
+pub mod gomod;
 pub mod imageref;
 pub mod json;
 pub mod layerinfo;

@@ -25,6 +25,11 @@ pub enum Error {
     Failed { command: String, status: String },
     #[error("crate {krate}: {message}")]
     Crate { krate: String, message: String },
+    #[error("{}: {error}", dir.display())]
+    GoModules {
+        dir: PathBuf,
+        error: crate::gomod::GoModError,
+    },
 }
 
 /// Input of the `chroot` step (docs/internals.md).
@@ -51,6 +56,10 @@ pub struct Input {
     /// default working directory.
     #[serde(default)]
     pub src: Option<PathBuf>,
+    /// A Go build: before it runs, check the source's (`cwd`) vendored
+    /// modules against its go.sum ([`crate::gomod`]).
+    #[serde(default, rename = "goVendor")]
+    pub go_vendor: bool,
 }
 
 /// Where [`Input::src`] is copied.
@@ -316,6 +325,10 @@ pub fn run(input: &[u8], out: &Path) -> Result<(), Error> {
         });
     };
     std::fs::create_dir_all(out).map_err(sys(format!("creating {}", out.display())))?;
+    if input.go_vendor {
+        let dir = PathBuf::from(input.cwd.as_deref().unwrap_or("/build"));
+        crate::gomod::vendored_modules(&dir).map_err(|error| Error::GoModules { dir, error })?;
+    }
     if !input.crates.is_empty() {
         vendor(&input.crates, Path::new(VENDOR_DIR))?;
     }
