@@ -124,13 +124,16 @@ let
   # `root` step (docs/internals.md), with the links the alternatives system
   # would have made. Built once per (toolchain, arch) and shared by every
   # build that runs the toolchain.
-  toolchainRoot = { name, arch, names, links ? { } }: step {
+  # `foreign`: packages of other archs (arch -> names), unpacked as they
+  # are (a cross compiler's target libraries).
+  toolchainRoot = { name, arch, names, links ? { }, foreign ? { } }: step {
     name = sanitize "kiln-root-${name}-${arch}";
     stepName = "root";
     input = {
-      packages = map
-        (n: let p = lockedPackage arch n; in { name = "${n} ${p.version} (${p.architecture})"; deb = deb p; })
-        names;
+      packages =
+        let rootPackage = a: n: let p = lockedPackage a n; in { name = "${n} ${p.version} (${p.architecture})"; deb = deb p; };
+        in map (rootPackage arch) names
+          ++ concatMap (a: map (rootPackage a) foreign.${a}) (attrNames foreign);
       inherit links;
     };
   };
@@ -401,6 +404,7 @@ let
     inherit name;
     arch = "amd64";
     names = (lockedToolchain name).archs.amd64 or (throw "kiln: kiln.lock has no amd64 packages for toolchain ${name}; run `kiln lock`");
+    foreign = (lockedToolchain name).foreign or { };
     links = (toolchainDef name).links or { };
   };
 
@@ -452,15 +456,30 @@ let
   # `cargo install` of one binary, static, for one target arch, with the
   # crates of the source's Cargo.lock vendored by the seed before cargo
   # runs (each checked against the lock's checksum). Paths that could leak
-  # into the binary are remapped. Debian's cross toolchain for arm64 is not
-  # part of the rust toolchain (yet): other archs are refused by name.
-  rustTargets = { amd64 = "x86_64-unknown-linux-gnu"; };
+  # into the binary are remapped. arm64 is cross-compiled with GCC's
+  # aarch64 cross toolchain and Rust's arm64 standard library, which the
+  # toolchain must carry (toolchains/rust-cross: `foreign.arm64`).
+  rustTargets = {
+    amd64 = { triple = "x86_64-unknown-linux-gnu"; env = { }; };
+    arm64 = {
+      triple = "aarch64-unknown-linux-gnu";
+      env = {
+        CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER = "aarch64-linux-gnu-gcc";
+        CC_aarch64_unknown_linux_gnu = "aarch64-linux-gnu-gcc";
+        AR_aarch64_unknown_linux_gnu = "aarch64-linux-gnu-ar";
+      };
+    };
+  };
   rustBuild = { def, arch }:
     let
       rust = def.build.rust;
       src = appSources def;
       lockFile = root + "/${def.build.source}/Cargo.lock";
-      target = rustTargets.${arch} or (throw "kiln: images/${def.name}/image.toml: the rust builder cross-compiles to no ${arch} yet (archs = [\"amd64\"])");
+      crossReady = arch == "amd64" || elem "libstd-rust-web-dev" (((lockedToolchain def.build.toolchain).foreign or { }).${arch} or [ ]);
+      target =
+        if !crossReady then throw "kiln: images/${def.name}/image.toml: toolchain ${def.build.toolchain} cannot cross-compile Rust to ${arch}: it needs Rust's ${arch} standard library (foreign.${arch} = [\"libstd-rust-web-dev\"], as toolchains/rust-cross has)"
+        else (rustTargets.${arch} or (throw "kiln: images/${def.name}/image.toml: the rust builder has no target for ${arch}")).triple;
+      targetEnv = rustTargets.${arch}.env;
       bin = rust.bin or def.name;
     in
     if !(pathExists lockFile) then throw "kiln: images/${def.name}/image.toml: ${def.build.source}/Cargo.lock is missing; run `cargo generate-lockfile` there and commit it"
@@ -488,7 +507,7 @@ let
         ];
         CFLAGS = "-ffile-prefix-map=/build/vendor=/cargo -ffile-prefix-map=${src}=/app";
         TMPDIR = "/build";
-      };
+      } // targetEnv;
     };
 
   # The generic builder: the declared program of the toolchain, in a

@@ -89,6 +89,13 @@ pub struct Toolchain {
     /// absolute path in the root -> link target.
     #[serde(default)]
     pub links: BTreeMap<String, String>,
+    /// Packages of another architecture unpacked into the root as they
+    /// are, without their dependencies: a cross compiler's target
+    /// libraries (Rust's standard library for arm64), which live under
+    /// the target's own directories. Each must come from the same source
+    /// version as the build machine's packages of that source, if any.
+    #[serde(default)]
+    pub foreign: BTreeMap<Arch, Vec<PackageName>>,
 }
 
 impl Toolchain {
@@ -113,6 +120,9 @@ impl Toolchain {
         if !self.versions.is_empty() {
             value["versions"] = serde_json::json!(self.versions);
         }
+        if !self.foreign.is_empty() {
+            value["foreign"] = serde_json::json!(self.foreign);
+        }
         Digest::of(&crate::json::canonical(&value))
     }
 
@@ -136,6 +146,12 @@ impl Toolchain {
         }
         if self.suites.is_empty() {
             return Err(invalid("suites", "at least one suite is required".into()));
+        }
+        if let Some(arch) = self.foreign.keys().find(|a| self.archs.contains(a)) {
+            return Err(invalid(
+                "foreign",
+                format!("{arch} is an arch the toolchain runs on; list its packages in packages"),
+            ));
         }
         for (link, target) in &self.links {
             let ok = link.starts_with('/')

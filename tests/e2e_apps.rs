@@ -307,45 +307,63 @@ fn the_sboms_list_the_base_packages_and_the_go_modules_as_syft_finds_them() {
 fn hello_rust_is_built_with_its_crates_and_runs_on_distroless_static() {
     let outs = build(&["distroless-static", "hello-rust"]);
     let (base, app) = (&outs[0], &outs[1]);
-    let (base_digest, base_manifest) = manifest_of(base, "amd64");
-    let (_, app_manifest) = manifest_of(app, "amd64");
-    let base_layers = base_manifest["layers"].as_array().unwrap();
-    let app_layers = app_manifest["layers"].as_array().unwrap();
-    assert_eq!(&app_layers[..base_layers.len()], &base_layers[..]);
-    assert_eq!(app_layers.len(), base_layers.len() + 1);
-    assert_eq!(
-        annotation(&app_manifest, "org.opencontainers.image.base.digest"),
-        base_digest
-    );
-    let dir = scratch("hello-rust");
-    let rootfs = unpack(app, "latest-amd64", &dir);
-    let program = rootfs.join("usr/bin/hello-rust");
-    let file = run(Command::new("file").arg(&program));
-    assert!(file.contains("x86-64") && file.contains("static"), "{file}");
-    // No path of the build machine leaks into the binary.
-    let bytes = std::fs::read(&program).unwrap();
-    for leak in [&b"/build/"[..], b"/nix/store/", b"/root/"] {
-        assert!(
-            !bytes.windows(leak.len()).any(|w| w == leak),
-            "{} appears in the binary",
-            String::from_utf8_lossy(leak)
+    // arm64 is cross-compiled on the amd64 build machine.
+    for (arch, machine) in [("amd64", "x86-64"), ("arm64", "ARM aarch64")] {
+        let (base_digest, base_manifest) = manifest_of(base, arch);
+        let (_, app_manifest) = manifest_of(app, arch);
+        let base_layers = base_manifest["layers"].as_array().unwrap();
+        let app_layers = app_manifest["layers"].as_array().unwrap();
+        assert_eq!(&app_layers[..base_layers.len()], &base_layers[..]);
+        assert_eq!(app_layers.len(), base_layers.len() + 1);
+        assert_eq!(
+            annotation(&app_manifest, "org.opencontainers.image.base.digest"),
+            base_digest
         );
+        let dir = scratch(&format!("hello-rust-{arch}"));
+        let rootfs = unpack(app, &format!("latest-{arch}"), &dir);
+        let program = rootfs.join("usr/bin/hello-rust");
+        let file = run(Command::new("file").arg(&program));
+        // amd64 comes out static-pie, arm64 plain static.
+        assert!(
+            file.contains(machine) && file.contains("static"),
+            "{arch}: {file}"
+        );
+        // No path of the build machine leaks into the binary.
+        let bytes = std::fs::read(&program).unwrap();
+        for leak in [&b"/build/"[..], b"/nix/store/", b"/root/"] {
+            assert!(
+                !bytes.windows(leak.len()).any(|w| w == leak),
+                "{arch}: {} appears in the binary",
+                String::from_utf8_lossy(leak)
+            );
+        }
     }
     let out = kiln(&["test", "hello-rust", "--json"]);
     let report: Value = serde_json::from_str(&stdout(&out)).unwrap_or(Value::Null);
     assert!(out.status.success(), "{}\n{report}", stderr(&out));
-    let test = report[0]["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "test")
-        .unwrap()
-        .clone();
-    assert_eq!(test["ok"], true, "{test}");
-    assert!(
-        test["detail"].as_str().unwrap().contains("CA certificates"),
-        "{test}"
-    );
+    let results = report.as_array().unwrap();
+    assert_eq!(results.len(), 2, "both platforms run");
+    for r in results {
+        let test = r["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "test")
+            .unwrap()
+            .clone();
+        assert_eq!(test["ok"], true, "{test}");
+        let rust_arch = if r["arch"] == "amd64" {
+            "x86_64"
+        } else {
+            "aarch64"
+        };
+        let detail = test["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(&format!("(rust, {rust_arch}, uid 65532)"))
+                && detail.contains("CA certificates"),
+            "{test}"
+        );
+    }
 }
 
 #[test]

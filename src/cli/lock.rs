@@ -132,6 +132,7 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<super::Outcome> {
         for suite in &t.suites {
             let archs = needed.entry(suite.clone()).or_default();
             archs.extend(t.archs.iter().copied());
+            archs.extend(t.foreign.keys().copied());
             archs.insert(kiln::toolchain::BOOTSTRAP_ARCH);
         }
     }

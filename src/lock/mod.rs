@@ -197,6 +197,10 @@ impl LockedWheel {
 pub struct LockedToolchain {
     pub inputs: Digest,
     pub archs: BTreeMap<Arch, Vec<String>>,
+    /// Packages of other archs unpacked into the root as they are (their
+    /// entries are in `packages.<arch>`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub foreign: BTreeMap<Arch, Vec<String>>,
 }
 
 /// The bootstrap: busybox unpacked from a pinned package of
@@ -407,7 +411,7 @@ impl Lock {
             }
         }
         for (name, t) in &self.toolchains {
-            for (arch, names) in &t.archs {
+            for (arch, names) in t.archs.iter().chain(&t.foreign) {
                 let known = self.packages.get(arch);
                 for n in names {
                     if !known.is_some_and(|k| k.contains_key(n)) {

@@ -453,6 +453,7 @@ fn resolve_toolchains(
         exclude: Vec::new(),
         versions: BTreeMap::new(),
         links: BTreeMap::new(),
+        foreign: BTreeMap::new(),
     });
     let wanted = toolchains
         .iter()
@@ -570,6 +571,46 @@ fn resolve_toolchains(
             );
             locked_archs.insert(arch, packages);
         }
+        let mut foreign = BTreeMap::new();
+        for (farch, names) in &t.foreign {
+            let universe = suites_universe(suites, indexes, *farch, &what)?;
+            // The build machine's source versions: a target library must
+            // be the very build of the compiler it goes with.
+            let sources: BTreeMap<String, String> = locked_archs
+                .iter()
+                .flat_map(|(a, pkgs)| pkgs.iter().map(move |p| (*a, p)))
+                .filter_map(|(a, p)| lock.packages.get(&a)?.get(p))
+                .map(|p| (p.source.clone(), p.source_version.clone()))
+                .collect();
+            let mut pinned = Vec::new();
+            for n in names {
+                let versions = universe.versions(&n.0);
+                let cand = versions
+                    .iter()
+                    .find(|c| {
+                        sources
+                            .get(&c.pkg.source)
+                            .is_none_or(|v| *v == c.pkg.source_version)
+                    })
+                    .ok_or_else(|| LockError::ResolveToolchain {
+                        toolchain: name.clone(),
+                        error: Box::new(ResolveError::UnknownPackage {
+                            name: n.0.clone(),
+                            arch: *farch,
+                            suites: suites.join(", "),
+                            hint: if versions.is_empty() {
+                                String::new()
+                            } else {
+                                " (foreign: no version is built from the same source version as the toolchain's own packages)".into()
+                            },
+                        }),
+                    })?;
+                pin(&mut lock.packages, owner, *farch, &n.0, cand, &what)?;
+                pinned.push(n.0.clone());
+            }
+            pinned.sort();
+            foreign.insert(*farch, pinned);
+        }
         if is_toolchain {
             let def = toolchains
                 .iter()
@@ -580,6 +621,7 @@ fn resolve_toolchains(
                 LockedToolchain {
                     inputs: def.lock_inputs(),
                     archs: locked_archs,
+                    foreign,
                 },
             );
             summary.toolchains.insert(name, changes);

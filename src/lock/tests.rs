@@ -464,3 +464,49 @@ fn a_toolchain_package_missing_for_the_build_machine_is_named() {
     .to_string();
     assert_eq!(e, "toolchain tc: unknown package tzdata for amd64 (searched bookworm, bookworm-security) (it exists for arm64: only amd64 lacks it)");
 }
+
+#[test]
+fn foreign_packages_are_pinned_from_the_same_source_version_without_dependencies() {
+    let mut tc = toolchain(&["openssl"]);
+    tc.foreign.insert(
+        Arch::Arm64,
+        vec![crate::spec::PackageName("libssl3".into())],
+    );
+    let (lock, _) = build(
+        &specs(),
+        std::slice::from_ref(&tc),
+        &indexes("3.0.11-1"),
+        None,
+        None,
+        &mut |_| Ok("ab".repeat(32)),
+    )
+    .unwrap();
+    let t = &lock.toolchains["tc"];
+    assert_eq!(t.foreign[&Arch::Arm64], ["libssl3"]);
+    let arm = &lock.packages[&Arch::Arm64]["libssl3"];
+    assert_eq!(
+        (arm.version.as_str(), arm.architecture.as_str()),
+        ("3.0.11-1", "arm64")
+    );
+    // Its dependency (libc6) is not unpacked for arm64 on its behalf.
+    assert!(!t.foreign[&Arch::Arm64].contains(&"libc6".to_string()));
+
+    // arm64 offers only an older build than the toolchain's own: refused.
+    let mut idx = indexes("3.0.11-1");
+    idx.get_mut("bookworm-security")
+        .unwrap()
+        .packages
+        .get_mut(&Arch::Arm64)
+        .unwrap()
+        .retain(|p| p.name != "libssl3");
+    let e = build(&specs(), &[tc], &idx, None, None, &mut |_| {
+        Ok("ab".repeat(32))
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("toolchain tc: unknown package libssl3 for arm64")
+            && e.contains("same source version"),
+        "{e}"
+    );
+}
