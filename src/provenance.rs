@@ -355,7 +355,8 @@ fn seed_inputs(project: &Path, lock: &Lock) -> Result<Vec<ResourceDescriptor>, P
 /// What an application image was built from besides its own definition:
 /// the base image (index and platform digests, read from the
 /// application's own manifests), the base's .debs, the toolchain's .debs
-/// or a Python application's wheels, and the source directory's digest
+/// a Go application's vendored modules, a Rust application's crates or a
+/// Python application's wheels, and the source directory's digest
 /// ([`crate::appsource::digest`]).
 fn application_inputs(
     project: &Path,
@@ -437,6 +438,20 @@ fn application_inputs(
                         Value::String(m.sum.unwrap_or_else(|| "(a local replacement)".into())),
                     ),
                 ]),
+                ..Default::default()
+            });
+        }
+    }
+    // A Rust application's crates, as its Cargo.lock pins them.
+    if build.rust.is_some() {
+        let lock_file = project.join(&build.source).join("Cargo.lock");
+        let crates = crate::crates::from_cargo_lock(&lock_file)
+            .map_err(|e| ProvenanceError::Inputs(e.to_string()))?;
+        for c in crates {
+            deps.push(ResourceDescriptor {
+                uri: format!("pkg:cargo/{}@{}", c.name, c.version),
+                digest: BTreeMap::from([("sha256".to_string(), c.checksum.clone())]),
+                annotations: BTreeMap::from([role("crate")]),
                 ..Default::default()
             });
         }

@@ -338,6 +338,20 @@ fn hello_rust_is_built_with_its_crates_and_runs_on_distroless_static() {
             );
         }
     }
+    // The provenance lists the application's own crates (anyhow has a
+    // build script), apart from the seed's.
+    let statement = read_json(&project().join(".kiln/provenance/hello-rust.intoto.json"));
+    let crates: Vec<&str> = statement["predicate"]["buildDefinition"]["resolvedDependencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["annotations"]["role"] == "crate")
+        .map(|d| d["uri"].as_str().unwrap())
+        .collect();
+    assert!(
+        crates.len() == 1 && crates[0].starts_with("pkg:cargo/anyhow@"),
+        "{crates:?}"
+    );
     let out = kiln(&["test", "hello-rust", "--json"]);
     let report: Value = serde_json::from_str(&stdout(&out)).unwrap_or(Value::Null);
     assert!(out.status.success(), "{}\n{report}", stderr(&out));
