@@ -159,6 +159,71 @@ pub fn check_replaceable(dest: &Path) -> Result<(), ReplaceError> {
     Ok(())
 }
 
+/// A directory being filled beside its destination (`.<name>.partial-<pid>`
+/// in the same parent, so that it can be renamed into place): removed when
+/// dropped unless [`Partial::keep`] is called, and on Ctrl-C
+/// ([`crate::interrupt`]). Creating one first removes the partial
+/// directories for the same name that dead kiln processes left (killed
+/// with SIGKILL, or a power cut), and never another process's live one.
+pub struct Partial {
+    path: PathBuf,
+    kept: bool,
+}
+
+impl Partial {
+    /// Reserves the path (nothing is there: the caller creates it, as a
+    /// layout writer wants to).
+    pub fn reserve(parent: &Path, name: &str) -> Partial {
+        sweep_partials(parent, name);
+        let path = parent.join(format!(".{name}.partial-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        crate::interrupt::register(&path);
+        Partial { path, kept: false }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The directory is complete: it stays, and is the caller's to move.
+    pub fn keep(mut self) -> PathBuf {
+        self.kept = true;
+        crate::interrupt::forget(&self.path);
+        self.path.clone()
+    }
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = std::fs::remove_dir_all(&self.path);
+            crate::interrupt::forget(&self.path);
+        }
+    }
+}
+
+/// Removes `.<name>.partial-<pid>` directories in `parent` whose process
+/// is gone.
+fn sweep_partials(parent: &Path, name: &str) {
+    let prefix = format!(".{name}.partial-");
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let file = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = file
+            .strip_prefix(&prefix)
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let alive = pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
+        if !alive && e.file_type().is_ok_and(|t| t.is_dir()) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 /// Puts the complete directory `staged` at `dest` (same file system),
 /// replacing what is there only once the new one is in place, and only if
 /// [`check_replaceable`] allows it: the old one is moved aside, the new one

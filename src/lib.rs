@@ -16,6 +16,7 @@ pub mod diff;
 pub mod digests;
 pub mod fetch;
 pub mod fsutil;
+pub mod interrupt;
 pub mod lock;
 pub mod nixcmd;
 pub mod nixstore;

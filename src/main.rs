@@ -28,6 +28,9 @@ fn main() -> ExitCode {
     }
     nix_config.push_str("warn-dirty = false");
     std::env::set_var("NIX_CONFIG", nix_config);
+    // Ctrl-C removes what kiln was writing before it exits (130); after
+    // set_var, which must not race another thread.
+    kiln::interrupt::install();
     let args = cli::Cli::parse();
     match cli::run(args) {
         Ok(cli::Outcome::Ok) => ExitCode::SUCCESS,

@@ -523,15 +523,10 @@ pub fn write(s: &SignedImage, out: &Path) -> Result<Written, SignStoreError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "signed".into());
-    let tmp = parent.join(format!(".{base}.partial-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    let written = fill(s, &tmp, out);
-    if written.is_err() {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return written;
-    }
-    crate::fsutil::replace_dir(&tmp, out)?;
-    written
+    let tmp = crate::fsutil::Partial::reserve(parent, &base);
+    let written = fill(s, tmp.path(), out)?;
+    crate::fsutil::replace_dir(&tmp.keep(), out)?;
+    Ok(written)
 }
 
 fn fill(s: &SignedImage, tmp: &Path, out: &Path) -> Result<Written, SignStoreError> {

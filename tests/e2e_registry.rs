@@ -11,6 +11,7 @@ use common::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
 const PASSWORD_ENV: (&str, &str) = ("COSIGN_PASSWORD", "kiln-e2e-registry");
 
@@ -377,6 +378,118 @@ fn transient_registry_errors_are_retried() {
         "{err}"
     );
     assert_eq!(reg.tag_digest("kiln/down", "latest"), None);
+}
+
+#[test]
+fn ctrl_c_during_a_pull_leaves_nothing_and_a_killed_pulls_leftover_is_swept() {
+    let out = scratch_plus();
+    let reg = Registry::start();
+    let target_path = "kiln/interrupted";
+    push(&out, &format!("{}/{target_path}:latest", reg.host()), &[]);
+    // The registry hangs on the first blob: the pull is mid-transfer.
+    let proxy = FaultProxy::start(
+        reg.addr,
+        Fault::StallAt(format!("GET /v2/{target_path}/blobs/")),
+    );
+    let work = scratch("e2e-registry-pull-interrupted");
+    let dest = work.join("pulled");
+    let source = format!("{}/{target_path}:latest", proxy.host());
+    let child = kiln_cmd(&project(), &["pull", &source, dest.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let partial = || -> Vec<String> {
+        std::fs::read_dir(&work)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    while partial().is_empty()
+        || !proxy
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.contains("/blobs/"))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the pull never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        partial()[0].starts_with(".pulled.partial-"),
+        "{:?}",
+        partial()
+    );
+    // SAFETY: a plain kill(2) of our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("interrupted; removed 1 unfinished"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(partial().is_empty(), "left behind: {:?}", partial());
+
+    // What a killed pull (SIGKILL: no chance to clean up) leaves is swept
+    // by the next pull to the same place, which then succeeds.
+    let stale = work.join(".pulled.partial-4194303");
+    std::fs::create_dir_all(stale.join("blobs")).unwrap();
+    let o = kiln(&[
+        "pull",
+        &format!("{}/{target_path}:latest", reg.host()),
+        dest.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(partial(), ["pulled"]);
+}
+
+/// `kiln args...` on a pseudo-terminal (util-linux `script`): what a
+/// person at a terminal sees on standard error and standard output.
+fn on_a_terminal(args: &[&str]) -> String {
+    let mut line = format!("{} --project {}", kiln_bin().display(), project().display());
+    for a in args {
+        line.push(' ');
+        line.push_str(a);
+    }
+    let o = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{line}: {}", stdout(&o));
+    stdout(&o)
+}
+
+#[test]
+fn push_and_pull_show_progress_on_a_terminal_only() {
+    scratch_plus();
+    let reg = Registry::start();
+    let target = format!("{}/kiln/progress:latest", reg.host());
+    let shown = on_a_terminal(&["push", "scratch-plus", &target]);
+    assert!(
+        shown.contains("pushing") && shown.contains("KiB"),
+        "{shown}"
+    );
+    let work = scratch("e2e-registry-progress");
+    let dest = work.join("pulled");
+    let shown = on_a_terminal(&["pull", &target, dest.to_str().unwrap()]);
+    assert!(
+        shown.contains("pulling") && shown.contains(" B/s"),
+        "{shown}"
+    );
+    // --quiet, --json and a pipe show none.
+    let again = work.join("again");
+    let quiet = on_a_terminal(&["pull", "-q", &target, again.to_str().unwrap()]);
+    assert!(!quiet.contains(" B/s"), "{quiet}");
+    let o = kiln(&["push", "scratch-plus", &target]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains(" B/s"), "{}", stderr(&o));
 }
 
 #[test]

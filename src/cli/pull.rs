@@ -39,6 +39,10 @@ pub struct Args {
     /// Print the pull report as JSON.
     #[arg(long)]
     pub json: bool,
+
+    /// No progress bar (shown on a terminal only, never with --json).
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 pub fn run(_project: &Path, args: Args) -> anyhow::Result<()> {
@@ -47,7 +51,9 @@ pub fn run(_project: &Path, args: Args) -> anyhow::Result<()> {
             .strip_prefix("docker://")
             .unwrap_or(&args.source),
     )?;
-    let opts = args.registry.options(Vec::new())?;
+    let opts = args
+        .registry
+        .options_with_progress(Vec::new(), !args.json && !args.quiet)?;
     let report = registry::pull(
         &source,
         &args.dest,

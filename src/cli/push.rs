@@ -57,6 +57,10 @@ pub struct Args {
     /// Print the push report as JSON.
     #[arg(long)]
     pub json: bool,
+
+    /// No progress bar (shown on a terminal only, never with --json).
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
@@ -88,7 +92,9 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
         layout_ref,
         attachments: (!args.no_signatures && has_attachments).then(|| layout.clone()),
     };
-    let opts = args.registry.options(args.mount_from.clone())?;
+    let opts = args
+        .registry
+        .options_with_progress(args.mount_from.clone(), !args.json && !args.quiet)?;
     let started = Instant::now();
     let report = registry::push(&source, &target, &opts)
         .with_context(|| format!("pushing {} to {target}", layout.display()))?;

@@ -33,7 +33,21 @@ impl RegistryArgs {
             },
             concurrency: 0,
             mount_from,
+            progress: false,
         })
+    }
+
+    /// The client options with a progress bar when standard error is a
+    /// terminal and the output is for people (not `--json`, not `--quiet`).
+    pub fn options_with_progress(
+        &self,
+        mount_from: Vec<String>,
+        for_people: bool,
+    ) -> anyhow::Result<Options> {
+        use std::io::IsTerminal;
+        let mut o = self.options(mount_from)?;
+        o.progress = for_people && std::io::stderr().is_terminal();
+        Ok(o)
     }
 
     /// The same, for the verifier's registry client (the seed's).

@@ -137,6 +137,27 @@ pub struct Options {
     /// Repositories of the same registry to mount missing blobs from
     /// before uploading them (cross-repository blob mount).
     pub mount_from: Vec<String>,
+    /// A progress bar of blob bytes on standard error (for a terminal).
+    pub progress: bool,
+}
+
+/// The bytes of blobs moved so far, as one bar on standard error (hidden
+/// unless asked for): each blob counts when it is complete and checked.
+fn progress_bar(enabled: bool, verb: &str) -> indicatif::ProgressBar {
+    if !enabled {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{{spinner}} {verb} {{msg}} [{{bar:30}}] {{bytes}}/{{total_bytes}} {{bytes_per_sec}}"
+        ))
+        .map(|s| s.progress_chars("=> "))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar.tick();
+    bar
 }
 
 /// One blob as reported.

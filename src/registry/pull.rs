@@ -27,15 +27,13 @@ pub fn pull(
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(io_err("creating", parent))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(
-            ".{}.partial-",
-            dest.file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("layout")
-        ))
-        .tempdir_in(parent)
-        .map_err(io_err("creating a temporary directory in", parent))?;
+    let tmp = crate::fsutil::Partial::reserve(
+        parent,
+        dest.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("layout"),
+    );
+    std::fs::create_dir(tmp.path()).map_err(io_err("creating a temporary directory in", parent))?;
     let name = ref_name
         .map(String::from)
         .or_else(|| source.tag.clone())
@@ -66,7 +64,7 @@ pub(super) async fn pull_async(
     with_attachments: bool,
     opts: &Options,
 ) -> Result<PullReport, RegistryError> {
-    let session = Session::connect(source, opts).await?;
+    let session = Session::connect(source, opts, "pulling").await?;
     let blobs_dir = out.join("blobs/sha256");
     std::fs::create_dir_all(&blobs_dir).map_err(io_err("creating", &blobs_dir))?;
     let mut st = PullState {
@@ -271,11 +269,15 @@ pub(super) async fn pull_doc(
         .cloned()
         .collect();
     let blobs_dir = st.blobs_dir.clone();
+    session
+        .progress
+        .inc_length(wanted.iter().map(|b| b.size).sum());
     let sizes: Vec<(Digest, u64)> = stream::iter(wanted.clone())
         .map(|b| {
             let blobs_dir = blobs_dir.clone();
             async move {
                 fetch_blob(session, &blobs_dir, &b).await?;
+                session.progress.inc(b.size);
                 Ok::<_, RegistryError>((b.digest, b.size))
             }
         })

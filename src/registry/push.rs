@@ -99,7 +99,7 @@ pub(super) async fn push_async(
     let verification = tokio::task::spawn_blocking(move || verify_layout_blobs(&to_verify));
 
     let tag = target.tag.clone().unwrap_or_else(|| "latest".into());
-    let session = Session::connect(target, opts).await?;
+    let session = Session::connect(target, opts, "pushing").await?;
     let mut report = PushReport {
         reference: format!("{}:{tag}@{}", target.name(), root.digest),
         digest: Some(root.digest),
@@ -207,6 +207,14 @@ pub(super) async fn push_graph(
         Mounted,
         Uploaded,
     }
+    session.progress.inc_length(
+        graph
+            .blobs
+            .values()
+            .filter(|d| !present.contains(&d.digest))
+            .map(|d| d.size)
+            .sum(),
+    );
     let results: Vec<(BlobStat, Outcome)> = stream::iter(graph.blobs.values().cloned())
         .map(|desc| async move {
             let stat = BlobStat {
@@ -220,6 +228,7 @@ pub(super) async fn push_graph(
                 if session.mount_blob(&desc.digest, from).await
                     && session.blob_exists(&desc.digest).await?
                 {
+                    session.progress.inc(desc.size);
                     return Ok((stat, Outcome::Mounted));
                 }
             }
@@ -230,6 +239,7 @@ pub(super) async fn push_graph(
             let what = format!("layout {}: blob {}", layout.root().display(), desc.digest);
             check_blob(&bytes, &desc, what)?;
             session.upload_blob(&desc.digest, bytes).await?;
+            session.progress.inc(desc.size);
             Ok::<_, RegistryError>((stat, Outcome::Uploaded))
         })
         .buffered(session.concurrency)

@@ -12,6 +12,16 @@ pub(super) struct Session {
     pub(super) retries: AtomicU32,
     pub(super) concurrency: usize,
     pub(super) mount_from: Vec<String>,
+    /// Blob bytes moved ([`super::Options::progress`]).
+    pub(super) progress: indicatif::ProgressBar,
+}
+
+impl Drop for Session {
+    /// The bar goes away when the transfer is over, however it ended, so
+    /// that the report or the error stands alone.
+    fn drop(&mut self) {
+        self.progress.finish_and_clear();
+    }
 }
 
 pub(super) fn reference(r: &RegistryRef, what: &str) -> Reference {
@@ -97,9 +107,11 @@ pub(super) fn describe(e: &OciDistributionError) -> String {
 }
 
 impl Session {
+    /// `verb` (`pushing`, `pulling`) labels the progress bar.
     pub(super) async fn connect(
         target: &RegistryRef,
         opts: &Options,
+        verb: &str,
     ) -> Result<Session, RegistryError> {
         let plain = opts.insecure || target.is_loopback();
         let config = ClientConfig {
@@ -132,6 +144,7 @@ impl Session {
             retry: opts.retry.clone(),
             retries: AtomicU32::new(0),
             mount_from: opts.mount_from.clone(),
+            progress: super::progress_bar(opts.progress, verb),
             concurrency: if opts.concurrency == 0 {
                 4
             } else {

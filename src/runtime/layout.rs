@@ -57,12 +57,11 @@ pub fn write_test_layout(
     let tag = format!("test-{arch}");
     let parent = dest.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
-    let tmp = parent.join(format!(
-        ".{}.partial-{}",
-        dest.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&tmp);
+    let partial = crate::fsutil::Partial::reserve(
+        parent,
+        &dest.file_name().unwrap_or_default().to_string_lossy(),
+    );
+    let tmp = partial.path().to_path_buf();
     let result = (|| -> Result<(), RuntimeError> {
         let werr = |source| RuntimeError::Layout {
             image: image.to_string(),
@@ -123,10 +122,7 @@ pub fn write_test_layout(
         w.write_index(vec![desc]).map_err(werr)?;
         Ok(())
     })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e);
-    }
-    crate::fsutil::replace_dir(&tmp, dest)?;
+    result?;
+    crate::fsutil::replace_dir(&partial.keep(), dest)?;
     Ok(tag)
 }

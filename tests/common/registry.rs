@@ -373,6 +373,10 @@ pub enum Fault {
     /// Answer the first `n` connections with `503 Service Unavailable`, then
     /// forward.
     Unavailable(usize),
+    /// Forward everything until a request line starts with this text; that
+    /// request is never forwarded and its connection stays open, silent (a
+    /// registry that hangs mid-transfer).
+    StallAt(String),
 }
 
 /// A TCP proxy in front of a real registry that injects [`Fault`]s.
@@ -432,11 +436,12 @@ impl FaultProxy {
                 let Ok(server) = TcpStream::connect(upstream) else {
                     continue;
                 };
-                let die_at = match &fault {
-                    Fault::DieAt(p) => Some(p.clone()),
-                    _ => None,
+                let (die_at, stall_at) = match &fault {
+                    Fault::DieAt(p) => (Some(p.clone()), None),
+                    Fault::StallAt(p) => (None, Some(p.clone())),
+                    _ => (None, None),
                 };
-                pipe(client, server, die_at, d.clone(), r.clone());
+                pipe(client, server, die_at, stall_at, d.clone(), r.clone());
             }
         });
         FaultProxy {
@@ -469,6 +474,7 @@ fn pipe(
     client: TcpStream,
     server: TcpStream,
     die_at: Option<String>,
+    stall_at: Option<String>,
     dead: Arc<AtomicBool>,
     requests: Arc<Mutex<Vec<String>>>,
 ) {
@@ -519,6 +525,11 @@ fn pipe(
                     requests.lock().unwrap().push(line.clone());
                     if die_at.as_deref().is_some_and(|p| line.starts_with(p)) {
                         dead.store(true, Ordering::SeqCst);
+                        cut = true;
+                    }
+                    if stall_at.as_deref().is_some_and(|p| line.starts_with(p)) {
+                        // Hold both ends open and say nothing.
+                        std::thread::sleep(Duration::from_secs(300));
                         cut = true;
                     }
                 }
