@@ -297,10 +297,16 @@ pub fn sign(
         a.signatures.push(layer);
         a.referrers.push(referrer);
     }
+    // The provenance names the index and every platform manifest as its
+    // subjects; it is attached to each of them, so that a consumer who
+    // resolved one platform (as runtimes and admission controllers do)
+    // finds it under that digest too.
     let (layer, referrer) = attest(signer, provenance)?;
-    let a = s.attached.entry(root).or_default();
-    a.attestations.push(layer);
-    a.referrers.push(referrer);
+    for d in &digests {
+        let a = s.attached.entry(*d).or_default();
+        a.attestations.push(layer.clone());
+        a.referrers.push(referrer.clone());
+    }
     let manifests = s.image.manifests.clone();
     for (arch, digest) in &manifests {
         let name = format!("{}:{}-{arch}", s.image.name, s.image.tag);

@@ -94,68 +94,20 @@ fn hello_python_is_the_python_base_plus_its_wheels_and_sources() {
 
 #[test]
 fn hello_python_imports_everything_and_answers_on_both_platforms() {
-    require_setup();
-    let out = kiln(&["test", "hello-python", "--json"]);
-    let report: Value = serde_json::from_str(&stdout(&out)).unwrap_or(Value::Null);
-    assert!(out.status.success(), "{}\n{report}", stderr(&out));
-    let results = report.as_array().unwrap();
-    assert_eq!(results.len(), 2);
-    for r in results {
-        let test = r["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["name"] == "test")
-            .unwrap_or_else(|| panic!("no self-check in {r}"));
-        assert_eq!(test["ok"], true, "{r}");
-        let detail = test["detail"].as_str().unwrap();
+    for (arch, detail) in kiln_test_details("hello-python", 2) {
         assert!(detail.contains("uid 65532"), "{detail}");
-        let machine = if r["arch"] == "amd64" {
-            "x86_64"
-        } else {
-            "aarch64"
-        };
+        let machine = if arch == "amd64" { "x86_64" } else { "aarch64" };
         assert!(detail.contains(&format!("linux/{machine}")), "{detail}");
-        println!(
-            "figure: kiln test hello-python ({}): {} s",
-            r["arch"], r["elapsed"]
-        );
     }
 }
 
 #[test]
 fn the_sboms_list_every_wheel_as_syft_finds_it() {
     let outs = build(&["hello-python-amd64", "hello-python-arm64"]);
-    let validator = project().join(".kiln/venv/bin/python");
     for layout in &outs {
-        let files = [layout.join("sbom.spdx.json"), layout.join("sbom.cdx.json")];
-        let out = std::process::Command::new(&validator)
-            .arg(project().join("tests/validate_sbom.py"))
-            .args(&files)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
-        let spdx = read_json(&layout.join("sbom.spdx.json"));
-        let mut kiln: Vec<String> = spdx["packages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|p| p["externalRefs"].as_array().cloned().unwrap_or_default())
-            .filter_map(|r| r["referenceLocator"].as_str().map(String::from))
-            .filter(|p| p.starts_with("pkg:pypi/"))
-            .collect();
-        kiln.sort();
+        let (kiln, syft) = sbom_and_syft_purls(layout, "pkg:pypi/", "python");
         assert_eq!(kiln.len(), 7, "{kiln:?}");
         assert!(kiln.contains(&"pkg:pypi/markupsafe@3.0.2".to_string()));
-        let report = syft_json(layout);
-        let mut syft: Vec<String> = report["artifacts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|a| a["type"] == "python")
-            .map(|a| a["purl"].as_str().unwrap().to_string())
-            .collect();
-        syft.sort();
         assert_eq!(syft, kiln, "syft and kiln's SBOM disagree on the wheels");
     }
 }
@@ -270,10 +222,7 @@ fn a_wheel_that_is_not_pinned_for_an_arch_or_does_not_match_the_lock_is_named() 
 #[test]
 fn the_provenance_lists_the_base_every_wheel_per_arch_and_the_source() {
     build(&["hello-python"]);
-    let statement = read_json(&project().join(".kiln/provenance/hello-python.intoto.json"));
-    let deps = statement["predicate"]["buildDefinition"]["resolvedDependencies"]
-        .as_array()
-        .unwrap();
+    let deps = resolved_dependencies("hello-python");
     let role = |r: &str| -> Vec<&Value> {
         deps.iter()
             .filter(|d| d["annotations"]["role"] == r)

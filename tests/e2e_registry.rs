@@ -781,6 +781,21 @@ fn signatures_travel_both_ways_and_verify_against_the_registry() {
         );
     }
 
+    // A platform manifest, as runtimes and admission controllers resolve
+    // it, verifies on its own: its signature, its SBOMs and the
+    // provenance, which is attached under every digest it names.
+    for (arch, manifest) in platforms(&signed) {
+        let by_digest = format!("{}/{repo}@{manifest}", reg.host());
+        let v = nix_verify(&by_digest, &public, &[]);
+        let text = stdout(&v) + &stderr(&v);
+        assert!(v.status.success(), "{arch}: {text}");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with('✓') && l.contains("provenance")),
+            "{arch}: {text}"
+        );
+    }
+
     // The tag was resolved once, and the report pins what was verified,
     // in the text and in --json (what a deploy should use).
     let pinned = format!("{}/{repo}@{index}", reg.host());

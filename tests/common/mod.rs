@@ -284,3 +284,81 @@ pub fn syft_json(layout: &Path) -> serde_json::Value {
     );
     serde_json::from_slice(&out.stdout).expect("syft's JSON")
 }
+
+/// `kiln test <image> --json` on every platform of the image: asserts it
+/// passed on `archs` platforms and returns each platform's arch and the
+/// detail of its `test` check (the image's own `[test]` command).
+pub fn kiln_test_details(image: &str, archs: usize) -> Vec<(String, String)> {
+    require_setup();
+    let out = kiln(&["test", image, "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap_or_default();
+    assert!(out.status.success(), "{}\n{report}", stderr(&out));
+    let results = report.as_array().expect("kiln test --json: a list");
+    assert_eq!(results.len(), archs, "{report}");
+    results
+        .iter()
+        .map(|r| {
+            let test = r["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["name"] == "test")
+                .unwrap_or_else(|| panic!("no [test] check in {r}"));
+            assert_eq!(test["ok"], true, "{r}");
+            let arch = r["arch"].as_str().unwrap().to_string();
+            println!("figure: kiln test {image} ({arch}): {} s", r["elapsed"]);
+            (arch, test["detail"].as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
+/// The `resolvedDependencies` of the provenance `kiln build` last wrote
+/// for `image`.
+pub fn resolved_dependencies(image: &str) -> Vec<serde_json::Value> {
+    let statement = read_json(
+        &project()
+            .join(".kiln/provenance")
+            .join(format!("{image}.intoto.json")),
+    );
+    statement["predicate"]["buildDefinition"]["resolvedDependencies"]
+        .as_array()
+        .expect("resolvedDependencies")
+        .clone()
+}
+
+/// An image's SBOMs checked by the reference validators, then the purls
+/// starting with `prefix` that kiln's SPDX lists and those syft finds in
+/// the layout for artifacts of `syft_type` (both sorted): what the two
+/// must agree on.
+pub fn sbom_and_syft_purls(
+    layout: &Path,
+    prefix: &str,
+    syft_type: &str,
+) -> (Vec<String>, Vec<String>) {
+    let files = [layout.join("sbom.spdx.json"), layout.join("sbom.cdx.json")];
+    let out = Command::new(project().join(".kiln/venv/bin/python"))
+        .arg(project().join("tests/validate_sbom.py"))
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let spdx = read_json(&layout.join("sbom.spdx.json"));
+    let mut kiln: Vec<String> = spdx["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["externalRefs"].as_array().cloned().unwrap_or_default())
+        .filter_map(|r| r["referenceLocator"].as_str().map(String::from))
+        .filter(|p| p.starts_with(prefix))
+        .collect();
+    kiln.sort();
+    let mut syft: Vec<String> = syft_json(layout)["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["type"] == syft_type)
+        .map(|a| a["purl"].as_str().unwrap().to_string())
+        .collect();
+    syft.sort();
+    (kiln, syft)
+}

@@ -325,6 +325,26 @@ impl Statement {
     }
 }
 
+impl Statement {
+    /// The statement names `digest` among its subjects (a statement about
+    /// a whole build applies to each artifact it names).
+    pub fn names_subject(&self, name: &str, digest: &Digest) -> Result<(), StatementError> {
+        self.validate()?;
+        if self
+            .subject
+            .iter()
+            .any(|s| s.sha256().as_ref() == Some(digest))
+        {
+            Ok(())
+        } else {
+            Err(StatementError::SubjectMissing {
+                name: name.to_string(),
+                digest: *digest,
+            })
+        }
+    }
+}
+
 fn subjects_of(subjects: &[(&str, Digest)]) -> Vec<ResourceDescriptor> {
     subjects
         .iter()
@@ -630,5 +650,24 @@ mod tests {
         ] {
             assert!(!is_rfc3339(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_statement_names_each_of_its_subjects() {
+        let a = Digest::of(b"a");
+        let b = Digest::of(b"b");
+        let st = Statement::new(
+            vec![
+                ResourceDescriptor::subject("index", &a),
+                ResourceDescriptor::subject("amd64", &b),
+            ],
+            "https://example.invalid/p",
+            serde_json::json!({}),
+        );
+        st.names_subject("amd64", &b).unwrap();
+        let e = st.names_subject("other", &Digest::of(b"c")).unwrap_err();
+        assert!(matches!(e, StatementError::SubjectMissing { .. }), "{e}");
+        // Exactly matching still refuses the extra subject.
+        assert!(st.subjects_match(&[("amd64", b)]).is_err());
     }
 }

@@ -288,6 +288,24 @@ pub fn require<'a>(
     found
 }
 
+/// A platform manifest verified on its own: the statement (the whole
+/// build's provenance) must name it; its other subjects are the image
+/// index and the other platforms of the same build, which are not what is
+/// verified here.
+pub fn subject_included(report: &mut Report, v: &VerifiedStatement, what: &str, digest: &Digest) {
+    let name = predicate_name(&v.statement.predicate_type);
+    match v.statement.names_subject(what, digest) {
+        Ok(()) => report.pass(
+            "subjects",
+            format!(
+                "{name} on {what} names it among its {} subjects (the others, the rest of the same build, are not verified here)",
+                v.statement.subject.len()
+            ),
+        ),
+        Err(e) => report.fail("subjects", format!("{name} on {what}: {e}")),
+    }
+}
+
 /// The statement's subjects must be exactly `expected`.
 pub fn subjects(
     report: &mut Report,

@@ -284,8 +284,10 @@ pub fn verify_image(opts: &Options, keys: &[PublicKey]) -> (Report, Option<walk:
                 "subjects",
                 format!("the subjects of the SLSA provenance on {root_label} cannot be checked: the image index could not be read"),
             );
-        } else {
+        } else if image.is_index {
             checks::subjects(&mut report, v, &root_label, &expected);
+        } else {
+            checks::subject_included(&mut report, v, &root_label, &image.root_digest);
         }
         provenance::check(
             &mut report,

@@ -392,6 +392,17 @@ pub fn check(report: &mut Report, v: &VerifiedStatement, image: &Image, exp: &Ex
             "provenance",
             format!("built {} for {}", ext.flake_attribute, archs.join(", ")),
         );
+    } else if !image.is_index && archs.len() == 1 && recorded_archs.contains(&archs[0]) {
+        // One platform manifest of a multi-arch build, verified on its own.
+        report.pass(
+            "provenance",
+            format!(
+                "built {} for {}; this is its {} manifest",
+                ext.flake_attribute,
+                recorded_archs.join(", "),
+                archs[0]
+            ),
+        );
     } else {
         report.fail(
             "provenance",
