@@ -449,7 +449,9 @@ fn the_signed_layout_verifies_with_kiln_verify_and_nix_run_verify() {
             .count()
     };
     assert_eq!(passed_checks("signature"), 3, "{report:#}");
-    assert_eq!(passed_checks("attestation"), 5, "{report:#}");
+    // The provenance on the index and on each platform, and each
+    // platform's two SBOMs.
+    assert_eq!(passed_checks("attestation"), 7, "{report:#}");
     assert_eq!(passed_checks("subjects"), 5, "{report:#}");
     assert_eq!(passed_checks("sbom"), 8, "{report:#}");
     assert_eq!(passed_checks("lock"), 1, "{report:#}");
@@ -520,7 +522,9 @@ fn the_signed_layout_is_cosigns_format_and_keeps_the_image_digest() {
         built_index
     );
 
-    for (d, n_att) in [(fx.index, 1), (fx.amd64, 2), (fx.arm64, 2)] {
+    // The provenance is attached under every digest it names; each
+    // platform also carries its two SBOMs.
+    for (d, n_att) in [(fx.index, 1), (fx.amd64, 3), (fx.arm64, 3)] {
         let sig = by_ref(&format!("sha256-{}.sig", d.hex()));
         let m = read_json(&blob_of(
             &fx.signed,
@@ -654,7 +658,7 @@ for path in sys.argv[3:]:
             files.push(f);
         }
     }
-    assert_eq!(files.len(), 5);
+    assert_eq!(files.len(), 7);
     let key_id = signer().public_key().key_id();
     let out = Command::new(&python)
         .arg("-c")
