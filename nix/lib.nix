@@ -562,7 +562,8 @@ let
           definition = def;
           inherit (locked) created inputs;
           files = appBuild { inherit def arch; };
-        } // (if def.build ? python then { wheels = pythonWheels { inherit def arch; }; } else { });
+        } // (if def.build ? python then { wheels = pythonWheels { inherit def arch; }; } else { })
+          // (if def.build ? rust then { crates = map (c: { inherit (c) name version checksum; }) (cratesOf (root + "/${def.build.source}/Cargo.lock")); } else { });
       };
     };
 

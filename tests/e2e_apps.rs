@@ -305,6 +305,18 @@ fn hello_rust_is_built_with_its_crates_and_runs_on_distroless_static() {
         crates.len() == 1 && crates[0].starts_with("pkg:cargo/anyhow@"),
         "{crates:?}"
     );
+    // The SBOMs list the crates the program was compiled from, with the
+    // purls syft gives crates; syft itself finds none in the binary: Debian's
+    // cargo does not embed cargo-auditable data.
+    let layouts = build(&["hello-rust-amd64", "hello-rust-arm64"]);
+    for layout in &layouts {
+        let (kiln, syft) = sbom_and_syft_purls(layout, "pkg:cargo/", "rust-crate");
+        assert!(
+            kiln.len() == 1 && kiln[0].starts_with("pkg:cargo/anyhow@"),
+            "{kiln:?}"
+        );
+        assert!(syft.is_empty(), "{syft:?}");
+    }
     for (arch, detail) in kiln_test_details("hello-rust", 2) {
         let rust_arch = if arch == "amd64" { "x86_64" } else { "aarch64" };
         assert!(

@@ -9,7 +9,7 @@ cyclonedx-python-lib's JsonStrictValidator against the official 1.6 schema);
 the format is read from the document itself. On top of the validators it
 checks what kiln promises and the validators do not: the declared versions,
 a CONTAINER package / container component for the image, and that every
-Debian package carries a pkg:deb purl (a Go module a pkg:golang one, a wheel a pkg:pypi one).
+Debian package carries a pkg:deb purl (a Go module a pkg:golang one, a wheel a pkg:pypi one, a crate a pkg:cargo one).
 
 Prints every problem and exits 1 if there is one, 2 if the validators are not
 installed (pip install spdx-tools 'cyclonedx-python-lib[json-validation]').
@@ -73,8 +73,8 @@ def validate_cdx(path, doc, text):
     # Debian packages and the modules an application was built from are
     # libraries; each carries the purl of its ecosystem.
     for c in doc.get("components", []):
-        if c.get("type") == "library" and not str(c.get("purl", "")).startswith(("pkg:deb/debian/", "pkg:golang/", "pkg:pypi/")):
-            problems.append(f"component {c.get('name')} has no pkg:deb, pkg:golang or pkg:pypi purl")
+        if c.get("type") == "library" and not str(c.get("purl", "")).startswith(("pkg:deb/debian/", "pkg:golang/", "pkg:pypi/", "pkg:cargo/")):
+            problems.append(f"component {c.get('name')} has no pkg:deb, pkg:golang, pkg:pypi or pkg:cargo purl")
     return problems
 
 

@@ -267,15 +267,15 @@ pub fn bom(img: &Image) -> Bom {
                         "{} built in the sandbox by {TOOL_NAME} for this image",
                         app.file.path
                     )
-                } else if let Some((wheel, _)) = &c.wheel {
-                    format!("installed for {} from the wheel {wheel}", app.file.path)
+                } else if let Some(dist) = &c.dist {
+                    dist.describe(&app.file.path)
                 } else {
                     format!("a module {} was built from", app.file.path)
                 }),
-                hashes: if let Some((_, sha256)) = c.wheel.as_ref().filter(|_| !c.main) {
+                hashes: if let Some(dist) = c.dist.as_ref().filter(|_| !c.main) {
                     vec![Hash {
                         alg: "SHA-256".into(),
-                        content: sha256.clone(),
+                        content: dist.sha256.clone(),
                     }]
                 } else if c.main {
                     vec![

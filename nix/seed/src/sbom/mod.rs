@@ -68,6 +68,37 @@ pub struct Application {
     pub go: Option<crate::gobuildinfo::BuildInfo>,
     /// The wheels installed for a Python application.
     pub python: Vec<PythonDist>,
+    /// The crates a Rust program was compiled from (its Cargo.lock's
+    /// registry packages).
+    pub cargo: Vec<CrateDist>,
+}
+
+/// A crate of a Rust application's Cargo.lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrateDist {
+    pub name: String,
+    pub version: String,
+    /// Cargo.lock's checksum: the SHA-256 of the `.crate` file.
+    pub checksum: String,
+}
+
+/// The file a component came from, for the SBOMs' comments and hashes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dist {
+    /// `wheel` (installed into the image) or `crate` (compiled in).
+    pub kind: &'static str,
+    pub file: String,
+    pub sha256: String,
+}
+
+impl Dist {
+    /// What the component is to the program at `path`.
+    pub fn describe(&self, path: &str) -> String {
+        match self.kind {
+            "crate" => format!("compiled into {path} from the crate {}", self.file),
+            _ => format!("installed for {path} from the wheel {}", self.file),
+        }
+    }
 }
 
 /// A wheel installed into an application image.
@@ -91,8 +122,8 @@ pub struct AppComponent {
     pub main: bool,
     /// The go.sum hash of a dependency module.
     pub sum: Option<String>,
-    /// The wheel a Python package was installed from (file name, SHA-256).
-    pub wheel: Option<(String, String)>,
+    /// The wheel or crate the component came from.
+    pub dist: Option<Dist>,
 }
 
 impl Application {
@@ -108,7 +139,7 @@ impl Application {
                 purl: None,
                 main: true,
                 sum: None,
-                wheel: None,
+                dist: None,
             }];
             // Named as syft names what it reads from the installed METADATA.
             out.extend(self.python.iter().map(|d| AppComponent {
@@ -121,7 +152,25 @@ impl Application {
                 )),
                 main: false,
                 sum: None,
-                wheel: Some((d.wheel.clone(), d.sha256.clone())),
+                dist: Some(Dist {
+                    kind: "wheel",
+                    file: d.wheel.clone(),
+                    sha256: d.sha256.clone(),
+                }),
+            }));
+            // As cargo names them (syft's purls for crates, when a binary
+            // carries cargo-auditable data).
+            out.extend(self.cargo.iter().map(|c| AppComponent {
+                name: c.name.clone(),
+                version: c.version.clone(),
+                purl: Some(format!("pkg:cargo/{}@{}", c.name, c.version)),
+                main: false,
+                sum: None,
+                dist: Some(Dist {
+                    kind: "crate",
+                    file: format!("{}-{}.crate", c.name, c.version),
+                    sha256: c.checksum.clone(),
+                }),
             }));
             return out;
         };
@@ -137,7 +186,7 @@ impl Application {
             version,
             main: true,
             sum: None,
-            wheel: None,
+            dist: None,
         }];
         out.push(AppComponent {
             name: "stdlib".into(),
@@ -145,7 +194,7 @@ impl Application {
             purl: Some(purl("stdlib", go.go_version.trim_start_matches("go"))),
             main: false,
             sum: None,
-            wheel: None,
+            dist: None,
         });
         for d in &go.deps {
             out.push(AppComponent {
@@ -154,7 +203,7 @@ impl Application {
                 purl: Some(purl(&d.path, &d.version)),
                 main: false,
                 sum: d.sum.clone(),
-                wheel: None,
+                dist: None,
             });
         }
         out

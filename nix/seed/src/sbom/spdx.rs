@@ -381,11 +381,8 @@ pub fn document(img: &Image) -> Result<Document, Error> {
                     "{} built in the sandbox by {TOOL_NAME} for this image",
                     app.file.path
                 )
-            } else if let Some((wheel, sha256)) = &c.wheel {
-                format!(
-                    "installed for {} from the wheel {wheel} (sha256 {sha256})",
-                    app.file.path
-                )
+            } else if let Some(dist) = &c.dist {
+                format!("{} (sha256 {})", dist.describe(&app.file.path), dist.sha256)
             } else if let Some(sum) = &c.sum {
                 format!("a module {} was built from (go.sum {sum})", app.file.path)
             } else {

@@ -392,6 +392,7 @@ fn build_into(input: &Input, out: &Path) -> Result<Summary, Error> {
                 &build,
                 &app_input.files,
                 &app_input.wheels,
+                &app_input.crates,
                 app_input.created,
             )?;
             writer.put_blob(&layer.blob.gz)?;

@@ -10,7 +10,7 @@
 use super::Error;
 use crate::appspec::{Build, PythonBuild};
 use crate::digest::Digest;
-use crate::sbom::{Application, File, PythonDist};
+use crate::sbom::{Application, CrateDist, File, PythonDist};
 use crate::spec::{Definition, ImageSpec};
 use crate::tarwrite::{self, Entry, LayerBlob};
 use crate::wheel;
@@ -43,6 +43,18 @@ pub struct AppInput {
     /// kiln.lock.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub wheels: Vec<WheelInput>,
+    /// The Rust builder's crates (the source's Cargo.lock), for the SBOMs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub crates: Vec<CrateInput>,
+}
+
+/// One crate of a Rust application's Cargo.lock.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrateInput {
+    pub name: String,
+    pub version: String,
+    pub checksum: String,
 }
 
 /// One pinned wheel: its file name (which carries its tags) and its store
@@ -88,11 +100,18 @@ pub fn layer(
     build: &Build,
     files: &Path,
     wheels: &[WheelInput],
+    crates: &[CrateInput],
     created: u64,
 ) -> Result<AppLayer, Error> {
     if let Some(py) = &build.python {
         return python_layer(py, files, wheels, created);
     }
+    // The crates went into the program the Rust builder made.
+    let program = build
+        .rust
+        .as_ref()
+        .and(build.program(&spec.name))
+        .map(|p| format!("bin/{p}"));
     let mut entries = Vec::new();
     let mut dirs = BTreeSet::new();
     let mut listed = Vec::new();
@@ -126,6 +145,18 @@ pub fn layer(
             },
             go: crate::gobuildinfo::read(&data),
             python: Vec::new(),
+            cargo: if program.as_deref() == Some(install.from.as_str()) {
+                crates
+                    .iter()
+                    .map(|c| CrateDist {
+                        name: c.name.clone(),
+                        version: c.version.clone(),
+                        checksum: c.checksum.clone(),
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
         });
         entries.push(Entry::file(
             rel,
@@ -280,6 +311,7 @@ fn python_layer(
             file: main_file,
             go: None,
             python: dists,
+            cargo: Vec::new(),
         }],
     })
 }
