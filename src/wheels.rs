@@ -427,9 +427,11 @@ pub fn resolve(
     let mut wheels = BTreeMap::new();
     let mut platform = BTreeMap::new();
     for arch in &spec.archs {
-        let minor = base_libc
+        let tags = base_libc
             .get(arch)
             .and_then(|v| glibc_minor(v))
+            .map(|minor| platforms(*arch, minor))
+            .filter(|tags| !tags.is_empty())
             .ok_or_else(|| WheelError::NoGlibc {
                 image: image.clone(),
                 arch: *arch,
@@ -438,7 +440,7 @@ pub fn resolve(
             image: &image,
             arch: *arch,
             python: &py.version,
-            platforms: platforms(*arch, minor),
+            platforms: tags,
         };
         let dir = temp_in(tmp)?;
         let files = target.download(&path, dir.path())?;

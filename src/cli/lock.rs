@@ -262,7 +262,7 @@ fn lock_wheels(project: &Path, specs: &[ImageSpec], new: &mut Lock) -> anyhow::R
                         let newest = libc
                             .get(a)
                             .and_then(|v| kiln::wheels::glibc_minor(v))
-                            .map(|m| kiln::wheels::platforms(*a, m)[0].clone());
+                            .and_then(|m| kiln::wheels::platforms(*a, m).first().cloned());
                         p.wheels.contains_key(a) && newest.as_ref() == p.platforms.get(a)
                     })
                     && p.wheels.len() == spec.archs.len()
