@@ -470,6 +470,9 @@ let
       };
     };
   };
+  # The crates of a Rust application's Cargo.lock: vendored into its build
+  # and listed in its SBOMs.
+  appCrates = def: cratesOf (root + "/${def.build.source}/Cargo.lock");
   rustBuild = { def, arch }:
     let
       rust = def.build.rust;
@@ -486,7 +489,7 @@ let
     else inRoot {
       name = "kiln-build-${def.name}-${arch}";
       root = rootOf def.build.toolchain;
-      crates = map (c: { inherit (c) name version checksum file; }) (cratesOf lockFile);
+      crates = map (c: { inherit (c) name version checksum file; }) (appCrates def);
       argv = [ "/usr/bin/cargo" "install" "--locked" "--offline" "--no-track" "--quiet"
         "--path" "${src}" "--root" (builtins.placeholder "out") "--bin" bin "--target" target
         "--config" "source.crates-io.replace-with=\"vendored\""
@@ -563,7 +566,7 @@ let
           inherit (locked) created inputs;
           files = appBuild { inherit def arch; };
         } // (if def.build ? python then { wheels = pythonWheels { inherit def arch; }; } else { })
-          // (if def.build ? rust then { crates = map (c: { inherit (c) name version checksum; }) (cratesOf (root + "/${def.build.source}/Cargo.lock")); } else { });
+          // (if def.build ? rust then { crates = map (c: { inherit (c) name version checksum; }) (appCrates def); } else { });
       };
     };
 

@@ -13,6 +13,7 @@
 use crate::digest::Digest;
 use crate::lock::{LockedPython, LockedWheel};
 use crate::spec::{Arch, ImageSpec};
+use kiln_seed::wheel::{normalize, parse_file_name};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -95,11 +96,6 @@ pub struct Requirement {
     /// SHA-256 digests (hex) of the files it may be installed from.
     pub hashes: BTreeSet<String>,
     pub line: usize,
-}
-
-/// The project name as package indexes compare it.
-pub fn normalize(name: &str) -> String {
-    kiln_seed::wheel::normalize(name)
 }
 
 /// Parses a requirements file in pip's hash-checking form: every
@@ -235,17 +231,6 @@ pub fn glibc_minor(debian_version: &str) -> Option<u32> {
     let mut parts = upstream.split('.');
     (parts.next()? == "2").then_some(())?;
     parts.next()?.parse().ok()
-}
-
-/// Name and version from a wheel's file name
-/// (`{name}-{version}(-{build})?-{python}-{abi}-{platform}.whl`).
-pub fn wheel_name_version(file: &str) -> Option<(String, String)> {
-    let stem = file.strip_suffix(".whl")?;
-    let parts: Vec<&str> = stem.split('-').collect();
-    if parts.len() != 5 && parts.len() != 6 {
-        return None;
-    }
-    Some((normalize(parts[0]), parts[1].to_string()))
 }
 
 /// How kiln runs pip: `KILN_PIP` (a command line) or `python3 -m pip`.
@@ -408,21 +393,17 @@ pub fn requirements_of(
 
 /// Pins one wheel per requirement and architecture of a Python
 /// application, for the glibc of its base (`libc6` per arch).
+/// `read` is what [`requirements_of`] gave for `spec`.
 pub fn resolve(
-    project: &Path,
     spec: &ImageSpec,
+    read: ReadRequirements,
     base_libc: &BTreeMap<Arch, String>,
     tmp: &Path,
 ) -> Result<Option<LockedPython>, WheelError> {
-    let Some(read) = requirements_of(project, spec) else {
+    let Some(py) = spec.build.as_ref().and_then(|b| b.python.as_ref()) else {
         return Ok(None);
     };
-    let (path, reqs, digest) = read?;
-    let py = spec
-        .build
-        .as_ref()
-        .and_then(|b| b.python.as_ref())
-        .expect("requirements_of found [build.python]");
+    let (path, reqs, digest) = read;
     let image = spec.full_name();
     let mut wheels = BTreeMap::new();
     let mut platform = BTreeMap::new();
@@ -456,8 +437,9 @@ pub fn resolve(
                 file: name.clone(),
                 problem,
             };
-            let (project_name, version) = wheel_name_version(&name)
-                .ok_or_else(|| unexpected("which is not a wheel".into()))?;
+            let parsed = parse_file_name(&name)
+                .map_err(|e| unexpected(format!("which is not a wheel ({e})")))?;
+            let (project_name, version) = (normalize(&parsed.distribution), parsed.version);
             let req = reqs
                 .iter()
                 .find(|r| r.name == project_name && r.version == version)
@@ -669,13 +651,15 @@ mod tests {
 
     #[test]
     fn wheel_file_names() {
+        let w = parse_file_name(
+            "MarkupSafe-3.0.2-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+        )
+        .unwrap();
         assert_eq!(
-            wheel_name_version(
-                "MarkupSafe-3.0.2-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
-            ),
-            Some(("markupsafe".into(), "3.0.2".into()))
+            (normalize(&w.distribution), w.version),
+            ("markupsafe".to_string(), "3.0.2".to_string())
         );
-        assert_eq!(wheel_name_version("flask-3.1.0.tar.gz"), None);
+        assert!(parse_file_name("flask-3.1.0.tar.gz").is_err());
         let w = LockedWheel {
             name: "markupsafe".into(),
             version: "3.0.2".into(),

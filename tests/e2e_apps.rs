@@ -116,11 +116,7 @@ fn hello_go_answers_in_a_hardened_container_on_both_platforms() {
 
 /// A project copy with hello-go and its sources, to break on purpose.
 fn app_project(name: &str) -> std::path::PathBuf {
-    let dir = project_copy(name);
-    for d in ["images/hello-go", "apps/hello-go"] {
-        copy_dir(&project().join(d), &dir.join(d));
-    }
-    dir
+    project_copy_with(name, &["images/hello-go", "apps/hello-go"])
 }
 
 #[test]

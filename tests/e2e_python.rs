@@ -114,11 +114,10 @@ fn the_sboms_list_every_wheel_as_syft_finds_it() {
 
 /// A project copy with the python base, hello-python and its sources.
 fn python_project(name: &str) -> PathBuf {
-    let dir = project_copy(name);
-    for d in ["images/python", "images/hello-python", "apps/hello-python"] {
-        copy_dir(&project().join(d), &dir.join(d));
-    }
-    dir
+    project_copy_with(
+        name,
+        &["images/python", "images/hello-python", "apps/hello-python"],
+    )
 }
 
 #[test]

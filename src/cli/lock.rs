@@ -234,7 +234,8 @@ fn lock_wheels(project: &Path, specs: &[ImageSpec], new: &mut Lock) -> anyhow::R
         let Some(read) = kiln::wheels::requirements_of(project, spec) else {
             continue;
         };
-        let (_, _, digest) = read?;
+        let read = read?;
+        let digest = read.2;
         let name = spec.full_name();
         let base = spec.base.as_deref().unwrap_or_default();
         let mut libc = BTreeMap::new();
@@ -271,7 +272,7 @@ fn lock_wheels(project: &Path, specs: &[ImageSpec], new: &mut Lock) -> anyhow::R
             continue;
         }
         eprintln!("{name}: locking wheels with pip");
-        let locked = kiln::wheels::resolve(project, spec, &libc, &super::fetch::tmp_dir(project))?;
+        let locked = kiln::wheels::resolve(spec, read, &libc, &super::fetch::tmp_dir(project))?;
         if let Some(image) = new.images.get_mut(&name) {
             image.python = locked;
         }

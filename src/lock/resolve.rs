@@ -285,20 +285,42 @@ pub(super) fn other_arch_hint(
     name: &str,
     image: &str,
 ) -> Result<String, LockError> {
-    let mut found = Vec::new();
-    for other in &spec.archs {
-        if *other != arch && universe(spec, indexes, *other, image)?.knows(name) {
-            found.push(other.to_string());
-        }
-    }
-    Ok(if found.is_empty() {
+    Ok(known_elsewhere(
+        &spec.suites,
+        &spec.archs,
+        indexes,
+        arch,
+        name,
+        image,
+    ))
+}
+
+/// " (it exists for arm64: only amd64 lacks it)" when `name` is in
+/// `suites` for another of `archs` (whose indexes are loaded), else "".
+fn known_elsewhere(
+    suites: &[String],
+    archs: &[Arch],
+    indexes: &BTreeMap<String, SuiteIndex>,
+    arch: Arch,
+    name: &str,
+    owner: &str,
+) -> String {
+    let found: Vec<String> = archs
+        .iter()
+        .filter(|other| **other != arch)
+        .filter(|other| {
+            suites_universe(suites, indexes, **other, owner).is_ok_and(|u| u.knows(name))
+        })
+        .map(|a| a.to_string())
+        .collect();
+    if found.is_empty() {
         String::new()
     } else {
         format!(
             " (it exists for {}: only {arch} lacks it)",
             found.join(", ")
         )
-    })
+    }
 }
 
 /// Whether `image` resolves to exactly the .debs (and layer plan) it had in
@@ -505,23 +527,14 @@ fn resolve_toolchains(
                         suites: searched,
                         ..
                     } => {
-                        let found: Vec<String> = [Arch::Amd64, Arch::Arm64]
-                            .into_iter()
-                            .filter(|other| *other != arch)
-                            .filter(|other| {
-                                suites_universe(suites, indexes, *other, &what)
-                                    .is_ok_and(|u| u.knows(&pkg))
-                            })
-                            .map(|a| a.to_string())
-                            .collect();
-                        let hint = if found.is_empty() {
-                            String::new()
-                        } else {
-                            format!(
-                                " (it exists for {}: only {arch} lacks it)",
-                                found.join(", ")
-                            )
-                        };
+                        let hint = known_elsewhere(
+                            suites,
+                            &[Arch::Amd64, Arch::Arm64],
+                            indexes,
+                            arch,
+                            &pkg,
+                            &what,
+                        );
                         ResolveError::UnknownPackage {
                             name: pkg,
                             arch,

@@ -250,6 +250,16 @@ pub fn project_copy(name: &str) -> PathBuf {
     dir
 }
 
+/// [`project_copy`] plus these directories of the project (images and
+/// their sources), to break on purpose.
+pub fn project_copy_with(name: &str, dirs: &[&str]) -> PathBuf {
+    let dir = project_copy(name);
+    for d in dirs {
+        copy_dir(&project().join(d), &dir.join(d));
+    }
+    dir
+}
+
 /// Copies a tree, leaving out build output (`target/`).
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
