@@ -94,12 +94,26 @@ fn scratch_plus() -> PathBuf {
 }
 
 fn nix_verify(reference: &str, key: &Path, env: &[(&str, &str)]) -> Output {
+    nix_verify_signed_for(reference, key, env, None)
+}
+
+/// [`nix_verify`] of an image read under another name than the repository
+/// its signatures name (`--signed-repository`).
+fn nix_verify_signed_for(
+    reference: &str,
+    key: &Path,
+    env: &[(&str, &str)],
+    signed_repository: Option<&str>,
+) -> Output {
     let mut cmd = Command::new("nix");
     cmd.current_dir(project())
         .args(["run", ".#verify", "--"])
         .arg(reference)
         .arg("--key")
         .arg(key);
+    if let Some(r) = signed_repository {
+        cmd.args(["--signed-repository", r]);
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -662,8 +676,9 @@ fn retag(reg: &Registry, repo: &str, tag: &str, manifest: &[u8]) {
     assert_eq!(r.status, 201, "{}", r.text());
 }
 
-/// Signs `attr` (keygen, `kiln build` for the provenance, `kiln sign`) into `dir`.
-fn signed_layout(attr: &str, key_prefix: &Path, dir: &Path) -> PathBuf {
+/// Signs `attr` for the repository `repo` (keygen, `kiln build` for the
+/// provenance, `kiln sign --reference`) into a layout under `dir`.
+fn signed_layout(attr: &str, key_prefix: &Path, dir: &Path, repo: &str) -> PathBuf {
     if !key_prefix.with_extension("key").exists() {
         let o = kiln_with(
             &[
@@ -677,7 +692,7 @@ fn signed_layout(attr: &str, key_prefix: &Path, dir: &Path) -> PathBuf {
         assert!(o.status.success(), "{}", stderr(&o));
     }
     build(&[attr]);
-    let out = dir.join(attr);
+    let out = dir.join(format!("{attr}-for-{}", repo.replace(['/', ':'], "_")));
     let o = kiln_with(
         &[
             "sign",
@@ -686,6 +701,8 @@ fn signed_layout(attr: &str, key_prefix: &Path, dir: &Path) -> PathBuf {
             key_prefix.with_extension("key").to_str().unwrap(),
             "--out",
             out.to_str().unwrap(),
+            "--reference",
+            repo,
         ],
         &[PASSWORD_ENV],
         None,
@@ -698,17 +715,44 @@ fn signed_layout(attr: &str, key_prefix: &Path, dir: &Path) -> PathBuf {
 fn signatures_travel_both_ways_and_verify_against_the_registry() {
     let work = scratch("e2e-registry-signed");
     let key = work.join("cosign");
-    let signed = signed_layout("scratch-plus", &key, &work);
-    let other = signed_layout("scratch-plus-debug", &key, &work);
-    let public = key.with_extension("pub");
     let reg = Registry::start();
     let repo = "kiln/signed";
+    let signed = signed_layout(
+        "scratch-plus",
+        &key,
+        &work,
+        &format!("{}/{repo}", reg.host()),
+    );
+    let other = signed_layout(
+        "scratch-plus-debug",
+        &key,
+        &work,
+        &format!("{}/kiln/other", reg.host()),
+    );
+    let public = key.with_extension("pub");
     let report = push(
         &signed,
         &format!("{}/{repo}:v1", reg.host()),
         &["--signatures"],
     );
     push(&other, &format!("{}/kiln/other:v1", reg.host()), &[]);
+
+    // Signatures name the repository they were made for: pushed anywhere
+    // else, a containers policy would reject them, so the push is refused
+    // (exit 2) before anything is sent, with the sign command that fixes it.
+    let elsewhere = format!("{}/kiln/elsewhere", reg.host());
+    let o = kiln(&["push", signed.to_str().unwrap(), &format!("{elsewhere}:v1")]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("name {}/{repo} as", reg.host()))
+            && err.contains(&format!("--reference {elsewhere}`"))
+            && err.contains("--no-signatures"),
+        "{err}"
+    );
+    assert!(reg.tags("kiln/elsewhere").is_empty());
+    // Unsigned on purpose, it goes.
+    push(&signed, &format!("{elsewhere}:v1"), &["--no-signatures"]);
 
     let index = index_digest(&signed);
     let mut digests = vec![index.clone()];
@@ -815,9 +859,28 @@ fn signatures_travel_both_ways_and_verify_against_the_registry() {
     assert_eq!(report["pinned"], pinned.as_str(), "{report:#}");
 
     // The verifier rides out a registry that answers 503 for a while.
+    // Reached under another name than it was signed for, the image's
+    // signatures name the wrong repository...
     let flaky = FaultProxy::start(reg.addr, Fault::Unavailable(2));
-    let v = nix_verify(&format!("{}/{repo}:v1", flaky.host()), &public, &[]);
+    let through_proxy = format!("{}/{repo}:v1", flaky.host());
+    let v = nix_verify(&through_proxy, &public, &[]);
+    let text = stdout(&v);
+    assert_eq!(v.status.code(), Some(1), "{text}{}", stderr(&v));
+    assert!(
+        text.lines().any(|l| l.starts_with('✗')
+            && l.contains("identity")
+            && l.contains(&format!("kiln sign --reference {}/{repo}", flaky.host()))),
+        "{text}"
+    );
+    // ...unless the verifier is told which one they name.
+    let signed_for = format!("{}/{repo}", reg.host());
+    let v = nix_verify_signed_for(&through_proxy, &public, &[], Some(&signed_for));
     assert!(v.status.success(), "{}{}", stdout(&v), stderr(&v));
+    assert!(
+        stdout(&v).contains(&format!("its signatures name {signed_for}, where it is")),
+        "{}",
+        stdout(&v)
+    );
     assert!(flaky.connections.load(std::sync::atomic::Ordering::SeqCst) > 2);
 
     // A pulled copy verifies offline, the same way.
@@ -901,10 +964,11 @@ fn a_second_signer_adds_to_the_signatures_and_removes_none() {
     let (alice, bob) = (work.join("alice"), work.join("bob"));
     std::fs::create_dir_all(&alice).unwrap();
     std::fs::create_dir_all(&bob).unwrap();
-    let by_alice = signed_layout("scratch-plus", &alice.join("cosign"), &alice);
-    let by_bob = signed_layout("scratch-plus", &bob.join("cosign"), &bob);
     let reg = Registry::start();
-    let target = format!("{}/kiln/cosigned:v1", reg.host());
+    let repo = format!("{}/kiln/cosigned", reg.host());
+    let by_alice = signed_layout("scratch-plus", &alice.join("cosign"), &alice, &repo);
+    let by_bob = signed_layout("scratch-plus", &bob.join("cosign"), &bob, &repo);
+    let target = format!("{repo}:v1");
     push(&by_alice, &target, &["--signatures"]);
     let second = push(&by_bob, &target, &["--signatures"]);
 
@@ -1035,12 +1099,17 @@ fn bad_references_and_sources_are_clear_errors() {
 fn the_bearer_token_flow_serves_push_pull_and_the_verifier() {
     let work = scratch("e2e-registry-bearer");
     let key = work.join("cosign");
-    let signed = signed_layout("scratch-plus", &key, &work);
     let reg = Registry::start();
 
     // Tokens for pushing only to a user with a password (basic auth at the
     // token service, as on Docker Hub or GHCR).
     let gate = TokenGate::start(reg.addr, true);
+    let signed = signed_layout(
+        "scratch-plus",
+        &key,
+        &work,
+        &format!("{}/kiln/gated", gate.host()),
+    );
     let target = format!("{}/kiln/gated:v1", gate.host());
     let err = push_fails(&signed, &target, &["--retries", "1"]);
     assert!(err.contains("401"), "{err}");
@@ -1079,7 +1148,12 @@ fn the_bearer_token_flow_serves_push_pull_and_the_verifier() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(index_digest(&dest), index_digest(&signed));
     let before = open.token_requests.lock().unwrap().len();
-    let v = nix_verify(&reference, &key.with_extension("pub"), &[]);
+    let v = nix_verify_signed_for(
+        &reference,
+        &key.with_extension("pub"),
+        &[],
+        Some(&format!("{}/kiln/gated", gate.host())),
+    );
     assert!(v.status.success(), "{}{}", stdout(&v), stderr(&v));
     assert!(open.token_requests.lock().unwrap().len() > before);
 }
@@ -1196,10 +1270,8 @@ fn add_garbage_layer(reg: &Registry, repo: &str, tag: &str, media_type: &str, an
 fn garbage_in_a_registrys_signature_or_attestation_tag_fails_verification() {
     let work = scratch("e2e-registry-garbage");
     let key = work.join("cosign");
-    let signed = signed_layout("scratch-plus", &key, &work);
     let public = key.with_extension("pub");
     let reg = Registry::start();
-    let index = index_digest(&signed);
     for (repo, suffix, media_type, annotations, want) in [
         (
             "kiln/garbage-sig",
@@ -1216,6 +1288,13 @@ fn garbage_in_a_registrys_signature_or_attestation_tag_fails_verification() {
             "malformed SLSA provenance artifact",
         ),
     ] {
+        let signed = signed_layout(
+            "scratch-plus",
+            &key,
+            &work,
+            &format!("{}/{repo}", reg.host()),
+        );
+        let index = index_digest(&signed);
         let target = format!("{}/{repo}:v1", reg.host());
         push(&signed, &target, &["--signatures"]);
         // The honest push verifies...

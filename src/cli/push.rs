@@ -23,6 +23,11 @@ use std::time::{Duration, Instant};
 /// `sha256-<hex>.sig`/`.att` tags and OCI 1.1 referrers, with the
 /// `sha256-<hex>` tag fallback on registries without the referrers API),
 /// and the tag last: a push that fails leaves the tag where it was.
+///
+/// Signatures name the repository they sign for (`kiln sign
+/// --reference`), and a containers policy that checks the signed identity
+/// (podman, CRI-O, skopeo: `sigstoreSigned` with `matchRepository`)
+/// accepts them only there: a push to another repository is refused.
 /// Transient failures (5xx, 429, dropped connections) are retried with
 /// exponential backoff.
 ///
@@ -96,8 +101,15 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
         .registry
         .options_with_progress(args.mount_from.clone(), !args.json && !args.quiet)?;
     let started = Instant::now();
-    let report = registry::push(&source, &target, &opts)
-        .with_context(|| format!("pushing {} to {target}", layout.display()))?;
+    let pushed = registry::push(&source, &target, &opts);
+    if let Err(e @ registry::RegistryError::IdentityMismatch { .. }) = &pushed {
+        bail!(
+            "{e}. Sign it for that repository (`kiln sign {} --key cosign.key --reference {}`) and push again, or pass --no-signatures to push it unsigned",
+            args.source,
+            target.name()
+        )
+    }
+    let report = pushed.with_context(|| format!("pushing {} to {target}", layout.display()))?;
     if args.json {
         super::output::json(&report);
     } else {

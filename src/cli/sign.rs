@@ -45,13 +45,31 @@ pub struct Args {
     /// the project).
     #[arg(long, value_name = "DIR", default_value = signstore::DEFAULT_DIR)]
     pub signed_dir: PathBuf,
-    /// The repository the signatures name (simple signing's
-    /// `docker-reference`); default: the image name.
-    #[arg(long, value_name = "REPO")]
+    /// The repository the image will be pushed to, as
+    /// REGISTRY/REPOSITORY (e.g. 127.0.0.1:5000/kiln/scratch-plus): the
+    /// signatures name it, as cosign's do (simple signing's
+    /// `docker-reference`). A containers policy that checks the signed
+    /// identity accepts them only there, and `kiln push` refuses another
+    /// destination. Default: the image name, for a layout kept offline. Only
+    /// with a single image.
+    #[arg(long, value_name = "REPO", value_parser = parse_repository)]
     pub reference: Option<String>,
     /// Print what was written as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `--reference`: a registry repository, without tag or digest (a
+/// signature signs a digest; cosign's name the repository alone).
+fn parse_repository(s: &str) -> Result<String, String> {
+    let r = kiln::registry::RegistryRef::parse(s).map_err(|e| e.to_string())?;
+    if r.tag.is_some() || r.digest.is_some() {
+        return Err(format!(
+            "{s}: name the repository alone ({}), as cosign's signatures do; the signature covers the digest, not a tag",
+            r.name()
+        ));
+    }
+    Ok(r.name())
 }
 
 /// The image layout and the provenance that describes it.
@@ -141,8 +159,10 @@ struct SignReport {
 }
 
 pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
-    if args.images.len() > 1 && (args.out.is_some() || args.provenance.is_some()) {
-        bail!("--out and --provenance name one image's files; sign one image at a time with them");
+    if args.images.len() > 1
+        && (args.out.is_some() || args.provenance.is_some() || args.reference.is_some())
+    {
+        bail!("--out, --provenance and --reference name one image's files and repository; sign one image at a time with them");
     }
     // What is to be signed is found first: a wrong name or a stale build is
     // said before a password is asked for.

@@ -48,6 +48,13 @@ pub struct Args {
     /// Public keys the base is signed with (repeatable). Default: --key.
     #[arg(long, value_name = "FILE")]
     pub base_key: Vec<PathBuf>,
+    /// The repository a registry image's signatures must name
+    /// (REGISTRY/REPOSITORY), when it is read under another name than it
+    /// was signed for (a mirror, a proxy). Default: the repository it is
+    /// read from, as podman, CRI-O and skopeo check it (signedIdentity
+    /// matchRepository).
+    #[arg(long, value_name = "REPO")]
+    pub signed_repository: Option<String>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -81,6 +88,7 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<super::Outcome> {
         base: args.base,
         base_keys: args.base_key,
         verifying_base: false,
+        signed_repository: args.signed_repository,
     };
     let (report, _) = verify::run(&opts);
     if args.json {

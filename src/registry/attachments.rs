@@ -127,6 +127,39 @@ pub(super) fn find_attachments(
     Ok(a)
 }
 
+/// The repositories the simple-signing payloads under the `.sig` tags name
+/// (their `docker-reference`), normalized as a containers policy reads
+/// them.
+pub(super) fn signed_identities(
+    layout: &Layout,
+    att: &Attachments,
+) -> Result<BTreeSet<String>, RegistryError> {
+    let mut out = BTreeSet::new();
+    for (name, digest) in &att.tagged {
+        if !name.ends_with(".sig") {
+            continue;
+        }
+        for blob in &att.graph.doc(digest).blobs {
+            if blob.media_type != kiln_seed::attest::SIMPLE_SIGNING_MEDIA_TYPE {
+                continue;
+            }
+            let bad = |message: String| RegistryError::LayoutContent {
+                path: layout.root().to_path_buf(),
+                message: format!("{name}: simple-signing payload {}: {message}", blob.digest),
+            };
+            let bytes = layout
+                .read_blob(&oci::descriptor(&blob.media_type, &blob.digest, blob.size))
+                .map_err(|e| bad(e.to_string()))?;
+            let doc = kiln_seed::attest::simplesigning::SimpleSigning::from_json(&bytes)
+                .map_err(|e| bad(e.to_string()))?;
+            out.insert(normalized_repository(
+                &doc.critical.identity.docker_reference,
+            ));
+        }
+    }
+    Ok(out)
+}
+
 /// Points a cosign `.sig`/`.att` tag at `digest`, unless the tag already
 /// holds a manifest with other layers (another signer's, an earlier
 /// build's attestation): then kiln's layers are appended to those, as

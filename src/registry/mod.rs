@@ -21,7 +21,7 @@ use kiln_seed::digest::Digest;
 use kiln_seed::oci::{
     self, Layout, INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, MAX_DOCUMENT_SIZE, REF_NAME,
 };
-pub use kiln_seed::regclient::{digest_tag, Credentials, RegistryRef};
+pub use kiln_seed::regclient::{digest_tag, normalized_repository, Credentials, RegistryRef};
 use kiln_seed::regclient::{parse_challenge, Challenge};
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
@@ -83,6 +83,15 @@ pub enum RegistryError {
     AuthRequired { registry: String },
     #[error("starting the async runtime: {0}")]
     Runtime(std::io::Error),
+    /// The signatures name another repository than the push's destination:
+    /// a consumer's policy that matches the signed identity (containers'
+    /// `sigstoreSigned` with `matchRepository`) would reject them there.
+    #[error("{}: its signatures name {} as the image's repository, but it is pushed to {target}; podman, CRI-O and skopeo (a sigstoreSigned policy, signedIdentity matchRepository) would reject them there", layout.display(), signed.join(" and "))]
+    IdentityMismatch {
+        layout: PathBuf,
+        signed: Vec<String>,
+        target: String,
+    },
 }
 
 fn retried(attempts: u32) -> String {

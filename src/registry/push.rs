@@ -81,6 +81,20 @@ pub(super) async fn push_async(
         }
     }
 
+    // The signatures must name the repository they are pushed to, or a
+    // consumer's policy that checks the signed identity rejects them.
+    if let Some((att, al)) = &attachments {
+        let want = normalized_repository(&target.name());
+        let signed = signed_identities(al, att)?;
+        if signed.iter().any(|s| *s != want) {
+            return Err(RegistryError::IdentityMismatch {
+                layout: al.root().to_path_buf(),
+                signed: signed.into_iter().collect(),
+                target: target.name(),
+            });
+        }
+    }
+
     // Every blob is checked before the first write: a damaged layout
     // writes nothing, even when the registry already has the damaged blob
     // (which would otherwise go unnoticed). The check runs on its own

@@ -249,6 +249,36 @@ fn check_tag(t: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A repository in Docker's normalized form, as a containers policy
+/// compares it: no registry means `docker.io`, a single component there
+/// is under `library/`; a tag or digest is dropped (cosign's signatures
+/// name the repository alone).
+pub fn normalized_repository(name: &str) -> String {
+    let name = name.split_once('@').map_or(name, |(n, _)| n);
+    let name = match name.rfind(':') {
+        Some(i) if !name[i..].contains('/') => &name[..i],
+        _ => name,
+    };
+    let (domain, path) = match name.split_once('/') {
+        Some((d, p))
+            if d.contains('.') || d.contains(':') || d == "localhost" || d.starts_with('[') =>
+        {
+            (d, p.to_string())
+        }
+        _ => ("docker.io", name.to_string()),
+    };
+    let domain = if domain == "index.docker.io" {
+        "docker.io"
+    } else {
+        domain
+    };
+    if domain == "docker.io" && !path.contains('/') {
+        format!("{domain}/library/{path}")
+    } else {
+        format!("{domain}/{path}")
+    }
+}
+
 /// The tag cosign stores a signature (`sig`), attestation (`att`) or SBOM
 /// under for `digest`: `sha256-<hex>.<suffix>`; with an empty suffix, the
 /// referrers tag schema's fallback tag `sha256-<hex>`.
@@ -911,5 +941,21 @@ mod tests {
         let d = Digest([0xab; 32]);
         assert_eq!(digest_tag(&d, "sig"), format!("sha256-{}.sig", d.hex()));
         assert_eq!(digest_tag(&d, ""), format!("sha256-{}", d.hex()));
+    }
+
+    #[test]
+    fn repositories_are_compared_as_a_containers_policy_reads_them() {
+        for (name, want) in [
+            ("scratch-plus", "docker.io/library/scratch-plus"),
+            ("kiln/scratch-plus", "docker.io/kiln/scratch-plus"),
+            ("index.docker.io/library/x:1", "docker.io/library/x"),
+            ("docker.io/x", "docker.io/library/x"),
+            ("127.0.0.1:5000/kiln/x", "127.0.0.1:5000/kiln/x"),
+            ("127.0.0.1:5000/kiln/x:v1", "127.0.0.1:5000/kiln/x"),
+            ("localhost/x@sha256:00", "localhost/x"),
+            ("ghcr.io/a/b:latest@sha256:00", "ghcr.io/a/b"),
+        ] {
+            assert_eq!(normalized_repository(name), want, "{name}");
+        }
     }
 }

@@ -71,6 +71,12 @@ pub trait Source {
         None
     }
 
+    /// The repository the image was read from (`registry/repository`),
+    /// which its signatures must name; `None` for a layout.
+    fn repository(&self) -> Option<String> {
+        None
+    }
+
     /// The reference pinned to the digest that was verified
     /// (`registry/repository@sha256:...`), where there is one.
     fn pinned(&self) -> Option<String> {

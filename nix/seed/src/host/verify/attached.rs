@@ -102,6 +102,12 @@ pub struct Attached {
 }
 
 impl Attached {
+    /// Nothing at all is attached: no signature, attestation or broken
+    /// artifact.
+    pub fn is_empty(&self) -> bool {
+        self.signatures.is_empty() && self.attestations.is_empty() && self.problems.is_empty()
+    }
+
     fn broken(&mut self, kind: Kind, message: String) {
         self.problems.push(Broken { kind, message });
     }

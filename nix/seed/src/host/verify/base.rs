@@ -78,6 +78,7 @@ pub fn check(report: &mut Report, image: &Image, opts: &Options, keys: &[PublicK
         rebuild: false,
         base: None,
         verifying_base: true,
+        signed_repository: None,
         ..opts.clone()
     };
     let (sub, base_image) = super::verify_image(&base_opts, keys);

@@ -7,6 +7,7 @@ use crate::attest::{
     SLSA_PROVENANCE_V1, SPDX_DOCUMENT,
 };
 use crate::digest::Digest;
+use crate::regclient::normalized_repository;
 
 /// A statement whose DSSE signature verified with a trusted key.
 #[derive(Clone, Debug)]
@@ -38,19 +39,31 @@ fn locations(ls: &[Location]) -> String {
         .join(", ")
 }
 
-/// One signature candidate: Ok(key id) when it is a valid signature over
-/// `digest` by one of `keys`.
+/// A signature that verified: the key's id, and for a simple-signing
+/// payload the repository it names (`docker-reference`).
+struct GoodSignature {
+    key_id: String,
+    identity: Option<String>,
+}
+
+/// One signature candidate: Ok when it is a valid signature over `digest`
+/// by one of `keys`.
 fn verify_signature(
     sig: &FoundSignature,
     digest: &Digest,
     keys: &[PublicKey],
-) -> Result<String, String> {
+) -> Result<GoodSignature, String> {
     match &sig.form {
         SignatureForm::Simple { payload, signature } => {
-            if let Some(k) = keys.iter().find(|k| {
-                simplesigning::verify(payload, signature, digest, std::slice::from_ref(k)).is_ok()
-            }) {
-                return Ok(k.key_id());
+            for k in keys {
+                if let Ok(doc) =
+                    simplesigning::verify(payload, signature, digest, std::slice::from_ref(k))
+                {
+                    return Ok(GoodSignature {
+                        key_id: k.key_id(),
+                        identity: Some(doc.critical.identity.docker_reference),
+                    });
+                }
             }
             // Report why: a bad signature first, then a payload for another image.
             Err(simplesigning::verify(payload, signature, digest, keys)
@@ -68,7 +81,10 @@ fn verify_signature(
                 .map_err(|e| e.to_string())?;
             st.subjects_match(&[("the signed image", *digest)])
                 .map_err(|e| format!("signature statement is for another image: {e}"))?;
-            Ok(verified.key_id)
+            Ok(GoodSignature {
+                key_id: verified.key_id,
+                identity: None,
+            })
         }
     }
 }
@@ -94,6 +110,7 @@ pub fn signatures(
     digest: &Digest,
     what: &str,
     keys: &[PublicKey],
+    repository: Option<&str>,
 ) {
     let mut good = Vec::new();
     let mut bad = Vec::new();
@@ -126,16 +143,19 @@ pub fn signatures(
         );
     }
     let malformed = attached.problems.iter().any(|p| p.kind == Kind::Signature);
-    if let Some((_, key)) = good.first() {
+    if let Some((_, first)) = good.first() {
         let where_: Vec<Location> = good.iter().map(|(l, _)| l.clone()).collect();
         report.pass(
             "signature",
             format!(
                 "{what} is signed by key {} ({})",
-                short_key(key),
+                short_key(&first.key_id),
                 locations(&where_)
             ),
         );
+        if let Some(repo) = repository {
+            identity(report, what, repo, good.iter().map(|(_, g)| g));
+        }
         for b in bad {
             report.warn(
                 "signature",
@@ -156,6 +176,40 @@ pub fn signatures(
         report.fail(
             "signature",
             format!("no valid signature over {what}: {}", bad.join("; ")),
+        );
+    }
+}
+
+/// The repository the image is read from must be the one its verified
+/// simple-signing signatures name: podman, CRI-O and skopeo (a
+/// `sigstoreSigned` policy with `signedIdentity: matchRepository`) read
+/// that name, normalized as Docker does, and accept the signatures
+/// nowhere else. Bundles carry no repository.
+fn identity<'a>(
+    report: &mut Report,
+    what: &str,
+    repository: &str,
+    good: impl Iterator<Item = &'a GoodSignature>,
+) {
+    let want = normalized_repository(repository);
+    let named: std::collections::BTreeSet<String> =
+        good.filter_map(|g| g.identity.clone()).collect();
+    if named.is_empty() {
+        return;
+    }
+    if named.iter().any(|n| normalized_repository(n) == want) {
+        report.pass(
+            "identity",
+            format!("{what}: its signatures name {repository}, where it is"),
+        );
+    } else {
+        let names: Vec<&str> = named.iter().map(String::as_str).collect();
+        report.fail(
+            "identity",
+            format!(
+                "{what}: its signatures name {}, not {repository}, where it is: a containers policy (podman, CRI-O, skopeo: sigstoreSigned, matchRepository) rejects them here; sign it for this repository (kiln sign --reference {repository})",
+                names.join(" and ")
+            ),
         );
     }
 }
@@ -328,5 +382,47 @@ pub fn subjects(
             ),
         ),
         Err(e) => report.fail("subjects", format!("{name} on {what}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signed_for(names: &[Option<&str>]) -> Vec<GoodSignature> {
+        names
+            .iter()
+            .map(|n| GoodSignature {
+                key_id: "k".into(),
+                identity: n.map(String::from),
+            })
+            .collect()
+    }
+
+    fn judged(repository: &str, names: &[Option<&str>]) -> Report {
+        let mut r = Report::new("x".into());
+        identity(&mut r, "the index", repository, signed_for(names).iter());
+        r
+    }
+
+    #[test]
+    fn signatures_must_name_the_repository_the_image_is_read_from() {
+        let here = "127.0.0.1:5000/kiln/scratch-plus";
+        assert!(judged(here, &[Some(here)]).passed());
+        // Another signer's signature for elsewhere does not matter when
+        // one names this repository.
+        assert!(judged(here, &[Some("ghcr.io/x/y"), Some(here)]).passed());
+        // Docker's normalization: a bare name is docker.io/library/...
+        assert!(judged("docker.io/library/x", &[Some("x")]).passed());
+        let elsewhere = judged(here, &[Some("scratch-plus")]);
+        assert!(!elsewhere.passed());
+        let m = &elsewhere.checks[0].message;
+        assert!(
+            m.contains("name scratch-plus, not 127.0.0.1:5000/kiln/scratch-plus")
+                && m.contains("kiln sign --reference 127.0.0.1:5000/kiln/scratch-plus"),
+            "{m}"
+        );
+        // Bundles alone name no repository: nothing to judge.
+        assert!(judged(here, &[None]).checks.is_empty());
     }
 }

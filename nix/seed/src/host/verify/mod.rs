@@ -87,9 +87,13 @@ pub struct Options {
     pub base_keys: Vec<PathBuf>,
     /// Set while verifying a base: a base may not have a base itself.
     pub verifying_base: bool,
+    /// The repository a registry image's signatures must name, when it is
+    /// read under another name than it was signed for (a mirror, a
+    /// proxy); default: the repository it is read from.
+    pub signed_repository: Option<String>,
 }
 
-pub const USAGE: &str = "usage: verify <reference> --key cosign.pub [--key FILE]... [--tag NAME] [--builder-id ID] [--source CHECKOUT] [--max-age DURATION] [--rebuild] [--base REF] [--base-key FILE]... [--json] [--insecure] [--retries N]
+pub const USAGE: &str = "usage: verify <reference> --key cosign.pub [--key FILE]... [--tag NAME] [--builder-id ID] [--source CHECKOUT] [--max-age DURATION] [--rebuild] [--base REF] [--base-key FILE]... [--signed-repository REPO] [--json] [--insecure] [--retries N]
 
 <reference> is written as skopeo writes it: an OCI layout (oci:DIR[:NAME],
 or DIR[:NAME]) or a registry image (docker://HOST/REPO[:TAG|@DIGEST], or
@@ -114,6 +118,10 @@ also needs its base: --base REF (default: the repository named by
 base.name beside it in the same registry), verified with --base-key (default:
 the same keys); its index and manifests must name that base's digests and
 each platform must start with exactly the base's layers.
+A registry image's cosign signatures must name the repository it is read
+from (their docker-reference, as podman, CRI-O and skopeo check it with
+signedIdentity matchRepository); --signed-repository REPO names another
+(an image read through a mirror or a proxy).
 Exit status: 0 verified, 1 a check failed, 2 could not verify (a usage
 error, a key file that cannot be read, no such layout, an unreachable
 registry).";
@@ -141,6 +149,7 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
             "--source" => o.source = Some(PathBuf::from(value("--source")?)),
             "--base" => o.base = Some(value("--base")?),
             "--base-key" => o.base_keys.push(PathBuf::from(value("--base-key")?)),
+            "--signed-repository" => o.signed_repository = Some(value("--signed-repository")?),
             "--max-age" => {
                 let v = value("--max-age")?;
                 o.max_age = Some(provenance::parse_duration(&v).ok_or_else(|| {
@@ -234,20 +243,47 @@ pub fn verify_image(opts: &Options, keys: &[PublicKey]) -> (Report, Option<walk:
 
     let root_label = image.root_label();
     let root_attached = attached::collect(source.as_ref(), &image.root_digest);
+    let per_platform: Vec<attached::Attached> = if image.is_index {
+        image
+            .platforms
+            .iter()
+            .map(|p| attached::collect(source.as_ref(), &p.digest))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    // Nothing attached at all is an image that was never signed: the
+    // user verified the wrong thing (a build output, a push without
+    // signatures), which is said plainly rather than as failed checks.
+    if root_attached.is_empty() && per_platform.iter().all(attached::Attached::is_empty) {
+        report.error = Some(format!(
+            "{} ({}) is not signed: no signature or attestation is attached to it or its platform manifests (no cosign .sig/.att tag, no referrer). Sign it (`kiln sign`) and verify the signed layout, or push the signed layout and verify it in the registry",
+            source.describe(),
+            image.root_digest
+        ));
+        return (report, Some(image));
+    }
+    let repository = opts
+        .signed_repository
+        .clone()
+        .or_else(|| source.repository());
     checks::signatures(
         &mut report,
         &root_attached,
         &image.root_digest,
         &root_label,
         keys,
+        repository.as_deref(),
     );
-    let mut per_platform = Vec::new();
-    if image.is_index {
-        for p in &image.platforms {
-            let a = attached::collect(source.as_ref(), &p.digest);
-            checks::signatures(&mut report, &a, &p.digest, &p.label(), keys);
-            per_platform.push(a);
-        }
+    for (p, a) in image.platforms.iter().zip(&per_platform) {
+        checks::signatures(
+            &mut report,
+            a,
+            &p.digest,
+            &p.label(),
+            keys,
+            repository.as_deref(),
+        );
     }
 
     // A layout is used by name: every name must lead to what is verified

@@ -147,6 +147,10 @@ impl Source for RegistrySource {
         Ok(self.root.clone())
     }
 
+    fn repository(&self) -> Option<String> {
+        Some(self.reference.name())
+    }
+
     fn pinned(&self) -> Option<String> {
         Some(format!("{}@{}", self.reference.name(), self.root.digest()))
     }
