@@ -14,7 +14,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// File name of the expected digests, next to `image.toml`.
 pub const FILE_NAME: &str = "digests.json";
@@ -444,7 +443,7 @@ pub fn build_at(
         .canonicalize()
         .unwrap_or_else(|_| project.to_path_buf());
     let flake = format!("git+file://{}?rev={rev}", abs.display());
-    let mut cmd = Command::new("nix");
+    let mut cmd = crate::nixcmd::nix();
     cmd.args(["build", "--no-link", "--json"]);
     for a in attrs {
         cmd.arg(format!("{flake}#{a}"));

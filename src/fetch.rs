@@ -20,7 +20,6 @@ use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 use tokio::io::AsyncWriteExt;
 
@@ -213,7 +212,7 @@ pub fn invalid_paths(paths: &[String]) -> Result<Vec<String>, FetchError> {
     // Stay well below the kernel's argument-length limit.
     for chunk in paths.chunks(500) {
         let text = crate::tool::checked(
-            Command::new("nix-store")
+            crate::nixcmd::command("nix-store")
                 .args(["--check-validity", "--print-invalid"])
                 .args(chunk),
         )

@@ -13,8 +13,9 @@ pub enum NixError {
     Tool(#[from] ToolError),
     #[error("could not read `nix show-config --json`: {0}")]
     Config(String),
-    #[error("the Nix sandbox is off ({0}); kiln refuses to build without isolation. Run scripts/setup (it sets `sandbox = true` and `sandbox-fallback = false` in /etc/nix/nix.conf), or pass --allow-unsandboxed to build without isolation on purpose")]
-    SandboxOff(String),
+    /// Builds would not be isolated: the reasons, and what fixes them.
+    #[error("Nix builds would not be isolated: {0}; kiln refuses to build without isolation. {1}, or pass --allow-unsandboxed to build without isolation on purpose")]
+    NotIsolated(String, String),
     #[error("unexpected output of `{command}`: {message}")]
     Output { command: String, message: String },
 }
@@ -30,31 +31,115 @@ pub struct NixSettings {
     pub sandbox_paths: Vec<String>,
     pub substituters: Vec<String>,
     pub build_users_group: String,
+    /// Settings kiln gave its own `nix` commands over the configured ones
+    /// (`sandbox-paths =` where Nix's default exposes a shell), each with
+    /// what it replaced. Empty when kiln changed nothing.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kiln_overrides: Vec<String>,
+}
+
+/// The host path a sandbox path entry exposes as `/bin/sh` (`/bin/sh=<path>`
+/// or `/bin/sh` itself), when that is all it exposes: the one shell
+/// current Nix releases put into every sandbox by default (Debian's
+/// bash-static, upstream's busybox). One program file shows builds no
+/// host directory and no secret; anything else (a directory, another
+/// path) does.
+fn exposed_shell(entry: &str) -> Option<&str> {
+    let entry = entry.trim_end_matches('?');
+    let host = match entry.split_once('=') {
+        Some(("/bin/sh", host)) => host,
+        None if entry == "/bin/sh" => entry,
+        _ => return None,
+    };
+    std::fs::metadata(host)
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|_| host)
 }
 
 impl NixSettings {
-    /// Whether builds run in the sandbox, and no host path is mounted into it.
+    /// Whether builds run in the sandbox with no host path mounted into it
+    /// but, at most, the static shell current Nix exposes as `/bin/sh`
+    /// (recorded by [`NixSettings::isolation`], never hidden).
     pub fn check_isolated(&self) -> Result<(), NixError> {
         let mut problems = Vec::new();
+        let mut fixes = Vec::new();
         if self.sandbox != "true" {
-            problems.push(format!("sandbox = {}", self.sandbox));
+            problems.push(format!("the sandbox is off (sandbox = {})", self.sandbox));
         }
         if self.sandbox_fallback {
-            problems
-                .push("sandbox-fallback = true (Nix would silently build unsandboxed)".to_string());
+            problems.push(
+                "sandbox-fallback = true (where the sandbox cannot start, Nix silently builds without it)"
+                    .to_string(),
+            );
         }
-        if !self.sandbox_paths.is_empty() {
+        if !problems.is_empty() {
+            fixes.push("Run scripts/setup (it sets `sandbox = true` and `sandbox-fallback = false` in /etc/nix/nix.conf)".to_string());
+        }
+        let host: Vec<&str> = self
+            .sandbox_paths
+            .iter()
+            .map(String::as_str)
+            .filter(|e| exposed_shell(e).is_none())
+            .collect();
+        if !host.is_empty() {
             problems.push(format!(
-                "sandbox-paths = {} (host paths visible to builds)",
-                self.sandbox_paths.join(" ")
+                "sandbox-paths = {} exposes host paths to every build",
+                host.join(" ")
+            ));
+            fixes.push(format!(
+                "Remove {} from sandbox-paths in /etc/nix/nix.conf",
+                host.join(" ")
             ));
         }
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(NixError::SandboxOff(problems.join("; ")))
+            Err(NixError::NotIsolated(problems.join("; "), fixes.join("; ")))
         }
     }
+
+    /// What the provenance says of the isolation these settings give.
+    pub fn isolation(&self) -> String {
+        let mut s = "Nix sandbox: sandbox = true, sandbox-fallback = false, ".to_string();
+        if self.sandbox_paths.is_empty() {
+            s.push_str("no sandbox-paths");
+        } else {
+            s.push_str(&format!(
+                "sandbox-paths = {} (a static shell as /bin/sh, which kiln could not remove: its nix commands are not trusted to change sandbox-paths)",
+                self.sandbox_paths.join(" ")
+            ));
+        }
+        for o in &self.kiln_overrides {
+            s.push_str(&format!("; kiln set {o}"));
+        }
+        s.push_str("; every step ran the pinned seed without network or host files");
+        s
+    }
+}
+
+/// Settings kiln adds to the configured ones for every `nix` command it
+/// runs (through `NIX_CONFIG`), once [`settings`] decided them.
+static OVERRIDES: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// `program` (`nix`, `nix-store`) with kiln's overrides of the configured
+/// settings, if any: every Nix command kiln runs is made here.
+pub fn command(program: &str) -> Command {
+    let mut cmd = Command::new(program);
+    if let Some(extra) = OVERRIDES.get() {
+        let mut config = std::env::var("NIX_CONFIG").unwrap_or_default();
+        if !config.is_empty() {
+            config.push('\n');
+        }
+        config.push_str(extra);
+        cmd.env("NIX_CONFIG", config);
+    }
+    cmd
+}
+
+/// `nix`, as [`command`] makes it.
+pub fn nix() -> Command {
+    command("nix")
 }
 
 fn output(cmd: &mut Command) -> Result<String, NixError> {
@@ -62,20 +147,60 @@ fn output(cmd: &mut Command) -> Result<String, NixError> {
 }
 
 /// Reads the effective settings with `nix show-config --json`.
+///
+/// Current Nix releases expose a static shell as `/bin/sh` in every
+/// sandbox by default. kiln's builds never use it, so where kiln may
+/// change `sandbox-paths` (it owns the store, or the daemon trusts it) it
+/// empties it for all its own `nix` commands and records that it did;
+/// where it may not, the shell stays and the provenance says so.
 pub fn settings() -> Result<NixSettings, NixError> {
-    settings_with(&crate::tool::Host)
+    let configured = settings_with(&crate::tool::Host)?;
+    if configured.sandbox_paths.is_empty()
+        || !configured
+            .sandbox_paths
+            .iter()
+            .all(|e| exposed_shell(e).is_some())
+        || !may_set_restricted_settings(&crate::tool::Host)?
+    {
+        return Ok(configured);
+    }
+    let _ = OVERRIDES.set("sandbox-paths =".to_string());
+    let mut s = settings_with(&crate::tool::Host)?;
+    if s.sandbox_paths.is_empty() {
+        s.kiln_overrides.push(format!(
+            "sandbox-paths = (empty; configured: {})",
+            configured.sandbox_paths.join(" ")
+        ));
+    }
+    Ok(s)
+}
+
+/// Whether the store honours restricted settings (such as
+/// `sandbox-paths`) from kiln's commands: a store kiln opens itself
+/// (`Store URL: local`), or a daemon that trusts it (`Trusted: 1`, Nix
+/// 2.15 and later). An untrusted daemon client's settings are ignored.
+fn may_set_restricted_settings(runner: &dyn Runner) -> Result<bool, NixError> {
+    // Nix 2.8 prints the answer on stderr, later versions on stdout.
+    let ran = runner.run(nix().args(["store", "ping"]))?.checked()?;
+    let text = format!("{}\n{}", ran.stderr, ran.text());
+    Ok(text.lines().any(|l| {
+        let l = l.trim();
+        l == "Trusted: 1"
+            || l.strip_prefix("Store URL:")
+                .is_some_and(|u| u.trim().starts_with("local"))
+    }))
 }
 
 /// [`settings`] through `runner`.
 pub fn settings_with(runner: &dyn Runner) -> Result<NixSettings, NixError> {
     let version = runner
-        .run(Command::new("nix").arg("--version"))?
+        .run(nix().arg("--version"))?
         .checked()?
         .text()
         .trim()
         .to_string();
     let text = runner
-        .run(Command::new("nix").args(["show-config", "--json"]))?
+        .run(nix().args(["show-config", "--json"]))?
         .checked()?
         .text();
     let v: serde_json::Value =
@@ -106,6 +231,7 @@ pub fn settings_with(runner: &dyn Runner) -> Result<NixSettings, NixError> {
         sandbox_paths: as_list(value("sandbox-paths")),
         substituters: as_list(value("substituters")),
         build_users_group: as_string(value("build-users-group")),
+        kiln_overrides: Vec::new(),
     })
 }
 
@@ -145,7 +271,7 @@ pub struct BuildOptions {
 
 /// The names of the flake's `packages.<system>`.
 pub fn package_names(flake: &Path) -> Result<Vec<String>, NixError> {
-    let mut cmd = Command::new("nix");
+    let mut cmd = nix();
     cmd.args(["eval", "--json"])
         .arg(format!("{}#packages.{SYSTEM}", flake.display()))
         .args(["--apply", "builtins.attrNames"]);
@@ -162,7 +288,7 @@ pub fn package_names(flake: &Path) -> Result<Vec<String>, NixError> {
 /// `opts` carries the impurities the build had (`--allow-unsandboxed`
 /// derivations are other derivations).
 pub fn out_path(flake: &Path, attr: &str, opts: &BuildOptions) -> Result<String, NixError> {
-    let mut cmd = Command::new("nix");
+    let mut cmd = nix();
     cmd.args(["eval", "--raw"]).arg(format!(
         "{}#packages.{SYSTEM}.\"{attr}\".outPath",
         flake.display()
@@ -176,7 +302,7 @@ pub fn out_path(flake: &Path, attr: &str, opts: &BuildOptions) -> Result<String,
 /// since Nix lists its results in its own order (by derivation path).
 fn drv_paths(flake: &Path, attrs: &[String], opts: &BuildOptions) -> Result<Vec<String>, NixError> {
     let names = serde_json::to_string(attrs).expect("strings serialize");
-    let mut cmd = Command::new("nix");
+    let mut cmd = nix();
     cmd.args(["eval", "--json"])
         .arg(format!("{}#packages.{SYSTEM}", flake.display()))
         .arg("--apply")
@@ -220,12 +346,7 @@ fn impurity(cmd: &mut Command, opts: &BuildOptions) {
 /// Points `link` at the built store path `out`, with a GC root, as
 /// `nix build --out-link` does (the path is already valid: nothing builds).
 pub fn link_output(out: &str, link: &Path) -> Result<(), NixError> {
-    output(
-        Command::new("nix")
-            .args(["build", "--out-link"])
-            .arg(link)
-            .arg(out),
-    )?;
+    output(nix().args(["build", "--out-link"]).arg(link).arg(out))?;
     Ok(())
 }
 
@@ -234,7 +355,7 @@ pub fn link_output(out: &str, link: &Path) -> Result<(), NixError> {
 pub fn build(flake: &Path, attrs: &[String], opts: &BuildOptions) -> Result<Vec<Built>, NixError> {
     let flake = flake.canonicalize().unwrap_or_else(|_| flake.to_path_buf());
     let drvs = drv_paths(&flake, attrs, opts)?;
-    let mut cmd = Command::new("nix");
+    let mut cmd = nix();
     cmd.arg("build").arg("--json").arg("--print-build-logs");
     match &opts.out_link {
         Some(link) => {
@@ -346,11 +467,7 @@ pub fn kiln_steps_with(
     seed: &str,
 ) -> Result<BTreeMap<String, StepDrv>, NixError> {
     let r = runner
-        .run(
-            Command::new("nix")
-                .args(["show-derivation", "-r"])
-                .args(roots),
-        )?
+        .run(nix().args(["show-derivation", "-r"]).args(roots))?
         .checked()?;
     let v: serde_json::Value = serde_json::from_slice(&r.stdout).map_err(|e| NixError::Output {
         command: r.command.clone(),
@@ -400,6 +517,7 @@ mod tests {
             sandbox_paths: vec![],
             substituters: vec![],
             build_users_group: "nixbld".into(),
+            kiln_overrides: vec![],
         }
     }
 
@@ -425,12 +543,61 @@ mod tests {
             .to_string()
             .contains("sandbox-fallback"));
         let mut s = strict();
-        s.sandbox_paths = vec!["/bin/sh".into()];
-        assert!(s
-            .check_isolated()
-            .unwrap_err()
-            .to_string()
-            .contains("sandbox-paths"));
+        s.sandbox_paths = vec!["/etc".into(), "/bin/sh".into()];
+        let e = s.check_isolated().unwrap_err().to_string();
+        assert!(
+            e.contains("sandbox-paths = /etc exposes host paths")
+                && e.contains("Remove /etc from sandbox-paths")
+                && !e.contains("off")
+                && !e.contains("scripts/setup"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_shell_as_bin_sh_is_isolated_and_recorded() {
+        let shell = std::env::current_exe().unwrap();
+        let mut s = strict();
+        s.sandbox_paths = vec![format!("/bin/sh={}", shell.display())];
+        s.check_isolated().unwrap();
+        assert!(
+            s.isolation()
+                .contains(&format!("sandbox-paths = /bin/sh={}", shell.display())),
+            "{}",
+            s.isolation()
+        );
+        // A host path that is no file, or a shell elsewhere than /bin/sh,
+        // is a host path.
+        for entry in [
+            "/bin/sh=/nonexistent/sh",
+            "/bin/sh=/etc",
+            "/usr/bin/sh=/bin/sh",
+        ] {
+            s.sandbox_paths = vec![entry.into()];
+            assert!(s.check_isolated().is_err(), "{entry}");
+        }
+        // What kiln removed is said.
+        let mut s = strict();
+        s.kiln_overrides = vec!["sandbox-paths = (empty; configured: /bin/sh=/x)".into()];
+        assert!(s.isolation().contains(
+            "no sandbox-paths; kiln set sandbox-paths = (empty; configured: /bin/sh=/x)"
+        ));
+        assert!(strict()
+            .isolation()
+            .contains("no sandbox-paths; every step"));
+    }
+
+    #[test]
+    fn restricted_settings_are_set_only_where_the_store_honours_them() {
+        for (ping, may) in [
+            ("Store URL: local\nVersion: 2.8.0\n", true),
+            ("Store URL: daemon\nVersion: 2.26.3\nTrusted: 1\n", true),
+            ("Store URL: daemon\nVersion: 2.26.3\nTrusted: 0\n", false),
+            ("Store URL: daemon\nVersion: 2.8.0\n", false),
+        ] {
+            let fake = crate::tool::Fake::default().answer("ping", ping);
+            assert_eq!(may_set_restricted_settings(&fake).unwrap(), may, "{ping}");
+        }
     }
 
     #[test]
@@ -447,12 +614,6 @@ mod tests {
         let s = settings_with(&fake).unwrap();
         assert_eq!(s.version, "nix (Nix) 2.26.3");
         assert_eq!(s.sandbox_paths, vec!["/bin/sh=/usr/bin/bash-static"]);
-        // Current Nix's default /bin/sh is a host path: not isolated.
-        assert!(s
-            .check_isolated()
-            .unwrap_err()
-            .to_string()
-            .contains("bash-static"));
         // A Nix that is not there is named.
         let e = settings_with(&crate::tool::Fake::default()).unwrap_err();
         assert!(e.to_string().contains("nix --version"), "{e}");

@@ -191,7 +191,7 @@ fn run(cmd: &mut Command) -> Result<String, StoreError> {
 /// path Nix reports is `expected`.
 pub fn add_fixed_flat(file: &Path, expected: &str) -> Result<PathBuf, StoreError> {
     add(
-        Command::new("nix-store")
+        crate::nixcmd::command("nix-store")
             .args(["--add-fixed", "sha256"])
             .arg(file),
         expected,
@@ -201,7 +201,7 @@ pub fn add_fixed_flat(file: &Path, expected: &str) -> Result<PathBuf, StoreError
 /// Adds `file` with `nix-store --add-fixed --recursive sha256` and checks the path.
 pub fn add_fixed_recursive(file: &Path, expected: &str) -> Result<PathBuf, StoreError> {
     add(
-        Command::new("nix-store")
+        crate::nixcmd::command("nix-store")
             .args(["--add-fixed", "--recursive", "sha256"])
             .arg(file),
         expected,
@@ -223,7 +223,7 @@ fn add(cmd: &mut Command, expected: &str) -> Result<PathBuf, StoreError> {
 
 /// Whether `path` is a valid (registered, complete) store path.
 pub fn is_valid(path: &str) -> bool {
-    Command::new("nix-store")
+    crate::nixcmd::command("nix-store")
         .args(["--check-validity", path])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

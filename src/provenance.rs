@@ -30,7 +30,6 @@ use kiln_seed::verify::provenance::{
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::SystemTime;
 
 /// Where `kiln build` writes provenance by default (relative to the project).
@@ -273,7 +272,7 @@ fn byproducts(built: &Built, seed: &str) -> Result<Vec<ResourceDescriptor>, Prov
         });
     }
     let info =
-        crate::tool::checked(Command::new("nix").args(["path-info", "--json", built.out()]))?;
+        crate::tool::checked(crate::nixcmd::nix().args(["path-info", "--json", built.out()]))?;
     let nar_hash = serde_json::from_str::<Value>(&info)
         .ok()
         .and_then(|v| v[0]["narHash"].as_str().map(String::from))
@@ -660,10 +659,7 @@ pub fn generate(rec: &BuildRecord) -> Result<Statement, ProvenanceError> {
         }),
     };
     let (isolated, isolation) = match rec.settings.check_isolated() {
-        Ok(()) => (
-            true,
-            "Nix sandbox: sandbox = true, sandbox-fallback = false, no sandbox-paths; every step ran the pinned seed without network or host files".to_string(),
-        ),
+        Ok(()) => (true, rec.settings.isolation()),
         Err(e) => (
             false,
             format!("NONE: built with --allow-unsandboxed while {e}; the build was not isolated and must not be published"),

@@ -243,7 +243,7 @@ fn tail(s: &str, lines: usize) -> String {
 /// A `nix` command with the environment kiln controls: the caller's
 /// `KILN_PERTURB` (`base`) merged with `attrs`, nothing unsandboxed.
 fn nix(base: &BTreeMap<String, String>, attrs: &[(&str, String)]) -> Command {
-    let mut cmd = Command::new("nix");
+    let mut cmd = crate::nixcmd::nix();
     cmd.env_remove("KILN_ALLOW_UNSANDBOXED");
     let mut all = base.clone();
     for (k, v) in attrs {
@@ -265,7 +265,7 @@ fn nix(base: &BTreeMap<String, String>, attrs: &[(&str, String)]) -> Command {
 
 /// The effective `cores` setting (what the builder sees as NIX_BUILD_CORES).
 pub fn current_cores() -> u32 {
-    let configured = Command::new("nix")
+    let configured = crate::nixcmd::nix()
         .args(["show-config", "--json"])
         .output()
         .ok()
@@ -373,7 +373,7 @@ fn pair(
 fn nar_hashes(paths: &[String]) -> Result<BTreeMap<String, String>, ReproError> {
     let mut out = BTreeMap::new();
     for chunk in paths.chunks(200) {
-        let mut cmd = Command::new("nix");
+        let mut cmd = crate::nixcmd::nix();
         cmd.args(["path-info", "--json"]).args(chunk);
         let r = checked(run_cmd(&mut cmd)?)?;
         let v: Value = serde_json::from_slice(&r.stdout).map_err(|e| ReproError::Output {
@@ -525,7 +525,7 @@ fn check_each(
     ordered.sort_by_key(|d| (step_rank(&d.step), d.name.clone()));
     let mut differences = Vec::new();
     for d in ordered {
-        let mut cmd = Command::new("nix");
+        let mut cmd = crate::nixcmd::nix();
         cmd.env_remove("KILN_PERTURB");
         cmd.args(["build", "--rebuild", "--keep-failed", "--no-link"]);
         if let Some(c) = cores {
@@ -686,7 +686,7 @@ fn compare_builds(
 
 /// The flake's source as Nix sees it (tracked files, with uncommitted changes).
 fn flake_source(project: &Path) -> Result<PathBuf, ReproError> {
-    let mut cmd = Command::new("nix");
+    let mut cmd = crate::nixcmd::nix();
     cmd.args(["flake", "metadata", "--json"]).arg(project);
     let r = checked(run_cmd(&mut cmd)?)?;
     let v: Value = serde_json::from_slice(&r.stdout).map_err(|e| ReproError::Output {

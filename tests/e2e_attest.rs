@@ -1557,6 +1557,63 @@ fn an_unsandboxed_build_is_recorded_as_not_isolated_and_fails_verification() {
     );
 }
 
+/// Current Nix releases expose a static shell as `/bin/sh` in every
+/// sandbox by default (Debian 13's Nix: `/bin/sh=/usr/bin/bash-static`).
+/// That is no reason to call the sandbox off: where kiln owns the store
+/// it empties `sandbox-paths` for its own builds and says so in the
+/// provenance; any other host path is refused, naming the fix.
+#[test]
+fn current_nixs_default_shell_is_removed_and_recorded_and_host_paths_are_refused() {
+    let fx = fixture();
+    let dir = fx.dir.join("nix-default-shell");
+    // This machine's Nix 2.8 has no default sandbox path; give it current
+    // Nix's (any single program file stands for the static shell).
+    let shell = std::fs::canonicalize("/bin/sh").unwrap();
+    let configured = format!("/bin/sh={}", shell.display());
+    let out = kiln_cmd(&project(), &["build", "--json", "--provenance-dir"])
+        .arg(&dir)
+        .arg("scratch-plus-amd64")
+        .env("NIX_CONFIG", format!("sandbox-paths = {configured}"))
+        .output()
+        .unwrap();
+    let built: Value =
+        serde_json::from_str(&ok(out, "kiln build under a default /bin/sh")).unwrap();
+    assert_eq!(built[0]["digest"], fx.amd64.to_string());
+    let st = kiln::provenance::read(&dir.join("scratch-plus-amd64.intoto.json")).unwrap();
+    let int = &st.predicate["buildDefinition"]["internalParameters"];
+    assert_eq!(int["isolated"], true, "{int}");
+    assert_eq!(int["nix"]["sandboxPaths"], serde_json::json!([]), "{int}");
+    let overridden = format!("sandbox-paths = (empty; configured: {configured})");
+    assert_eq!(
+        int["nix"]["kilnOverrides"],
+        serde_json::json!([overridden]),
+        "{int}"
+    );
+    assert!(
+        int["isolation"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("kiln set {overridden}")),
+        "{int}"
+    );
+
+    // A path that shows builds the host's files is refused, and the
+    // sandbox, which is on, is not called off.
+    let out = kiln_cmd(&project(), &["build", "scratch-plus-amd64"])
+        .env("NIX_CONFIG", "sandbox-paths = /etc")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("sandbox-paths = /etc exposes host paths")
+            && err.contains("Remove /etc from sandbox-paths in /etc/nix/nix.conf")
+            && err.contains("--allow-unsandboxed")
+            && !err.contains(" off"),
+        "{err}"
+    );
+}
+
 // --- every name leads to what was verified ---------------------------------
 
 /// Writes `bytes` as a blob of `layout`; its descriptor fields.

@@ -6,8 +6,12 @@ use std::path::{Path, PathBuf};
 
 /// Build images hermetically in the Nix sandbox (`nix build .#<image>`).
 ///
-/// Refuses to run when the Nix sandbox is off (or would silently fall back),
-/// unless --allow-unsandboxed is given; then the build log says so loudly.
+/// Refuses to run when builds would not be isolated (the Nix sandbox off,
+/// a silent fallback to building without it, or host paths in
+/// sandbox-paths), unless --allow-unsandboxed is given; then the build log
+/// says so loudly. The static shell current Nix exposes as /bin/sh by
+/// default is removed for kiln's builds where kiln may change
+/// sandbox-paths, and recorded in the provenance where it may not.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Images to build: flake attributes such as `scratch-plus`,
@@ -20,7 +24,8 @@ pub struct Args {
     /// Build again and fail if the output differs (`nix build --rebuild`).
     #[arg(long)]
     pub rebuild: bool,
-    /// Build even though the Nix sandbox is off. The result is not hermetic.
+    /// Build even though builds would not be isolated. The result is not
+    /// hermetic, and its provenance says so.
     #[arg(long)]
     pub allow_unsandboxed: bool,
     /// Print the result as JSON.
