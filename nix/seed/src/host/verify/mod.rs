@@ -213,7 +213,7 @@ pub fn verify_image(opts: &Options, keys: &[PublicKey]) -> (Report, Option<walk:
     let source = match open_source(&opts.reference, opts.tag.as_deref(), &opts.client) {
         Ok(s) => s,
         Err(e) => {
-            report.error = Some(layout::chain(&e));
+            report.cannot_verify(layout::chain(&e));
             return (report, None);
         }
     };
@@ -256,7 +256,7 @@ pub fn verify_image(opts: &Options, keys: &[PublicKey]) -> (Report, Option<walk:
     // user verified the wrong thing (a build output, a push without
     // signatures), which is said plainly rather than as failed checks.
     if root_attached.is_empty() && per_platform.iter().all(attached::Attached::is_empty) {
-        report.error = Some(format!(
+        report.cannot_verify(format!(
             "{} ({}) is not signed: no signature or attestation is attached to it or its platform manifests (no cosign .sig/.att tag, no referrer). Sign it (`kiln sign`) and verify the signed layout, or push the signed layout and verify it in the registry",
             source.describe(),
             image.root_digest
@@ -396,7 +396,7 @@ pub fn run(opts: &Options) -> (Report, ExitCode) {
         Ok(k) => k,
         Err(e) => {
             let mut r = Report::new(opts.reference.clone());
-            r.error = Some(e);
+            r.cannot_verify(e);
             return (r, ExitCode::from(2));
         }
     };

@@ -93,9 +93,18 @@ impl Report {
         }
     }
 
-    /// True when at least one check ran and none failed.
+    /// The image could not be verified at all (`error`): not a failed
+    /// check, and never a pass.
+    pub fn cannot_verify(&mut self, message: String) {
+        self.error = Some(message);
+        self.ok = false;
+    }
+
+    /// True when the image could be verified, at least one check ran and
+    /// none failed.
     pub fn passed(&self) -> bool {
-        self.checks.iter().any(|c| c.status == Status::Pass)
+        self.error.is_none()
+            && self.checks.iter().any(|c| c.status == Status::Pass)
             && !self.checks.iter().any(|c| c.status == Status::Fail)
     }
 
