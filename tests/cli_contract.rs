@@ -114,15 +114,8 @@ fn usage_and_input_errors_are_2_and_differences_are_1() {
 #[test]
 fn a_closed_pipe_ends_the_output_quietly() {
     use std::os::unix::process::ExitStatusExt as _;
-    use std::process::Stdio;
     // `kiln lock --check | head -0`: the reader is gone before kiln writes.
-    let mut child = kiln_cmd(&project(), &["lock", "--check"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    drop(child.stdout.take());
-    let out = child.wait_with_output().unwrap();
+    let out = with_stdout_closed(&mut kiln_cmd(&project(), &["lock", "--check"]));
     let err = stderr(&out);
     assert!(!err.contains("panicked"), "{err}");
     assert!(

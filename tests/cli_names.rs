@@ -87,14 +87,7 @@ fn kiln_finds_its_project_from_a_subdirectory_as_git_does() {
 fn a_definition_git_does_not_track_is_named_with_the_git_add_to_run() {
     let dir = project_copy("cli-untracked-definition");
     git_commit_all(&dir, "the project");
-    let new = dir.join("images/scratch-plus-too");
-    std::fs::create_dir_all(&new).unwrap();
-    let text = std::fs::read_to_string(dir.join("images/scratch-plus/image.toml")).unwrap();
-    std::fs::write(
-        new.join("image.toml"),
-        text.replacen("name = \"scratch-plus\"", "name = \"scratch-plus-too\"", 1),
-    )
-    .unwrap();
+    let new = copy_definition(&dir, "scratch-plus", "scratch-plus-too");
     let out = kiln_in(&dir, &["build", "scratch-plus-too"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);

@@ -13,7 +13,7 @@ mod common;
 use common::registry::Registry;
 use common::*;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 const PASSWORD: &str = "first-hour";
 
@@ -50,6 +50,13 @@ fn answers(out: &Output, code: i32, says: &[&str], never: &[&str]) -> String {
         assert!(!text.contains(s), "says {s:?}:\n{text}");
     }
     text
+}
+
+/// `kiln sign scratch-plus --key cosign.key extra...`, as the user runs it.
+fn sign_scratch_plus(dir: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["sign", "scratch-plus", "--key", "cosign.key"];
+    args.extend_from_slice(extra);
+    user(dir, &args)
 }
 
 fn nix_run_verify(dir: &Path, args: &[&str]) -> Output {
@@ -105,7 +112,7 @@ fn the_first_hour() {
     let (key, public) = (dir.join("cosign.key"), dir.join("cosign.pub"));
     assert!(key.is_file() && public.is_file());
     answers(
-        &user(&dir, &["sign", "scratch-plus", "--key", "cosign.key"]),
+        &sign_scratch_plus(&dir, &[]),
         0,
         &[".kiln/signed/scratch-plus"],
         &[],
@@ -124,17 +131,7 @@ fn the_first_hour() {
 
     // Signed for the repository it goes to, pushed, pulled, verified there.
     answers(
-        &user(
-            &dir,
-            &[
-                "sign",
-                "scratch-plus",
-                "--key",
-                "cosign.key",
-                "--reference",
-                &repo,
-            ],
-        ),
+        &sign_scratch_plus(&dir, &["--reference", &repo]),
         0,
         &[],
         &[],
@@ -171,17 +168,7 @@ fn the_first_hour() {
     std::fs::write(precious.join(".git/HEAD"), "ref: refs/heads/main\n").unwrap();
     let before = files(&precious);
     answers(
-        &user(
-            &dir,
-            &[
-                "sign",
-                "scratch-plus",
-                "--key",
-                "cosign.key",
-                "-o",
-                "precious",
-            ],
-        ),
+        &sign_scratch_plus(&dir, &["-o", "precious"]),
         2,
         &["precious"],
         &[],
@@ -248,14 +235,7 @@ fn the_first_hour() {
     );
 
     // A new image git does not track: the git add to run.
-    let new = dir.join("images/scratch-plus-too");
-    std::fs::create_dir_all(&new).unwrap();
-    let text = std::fs::read_to_string(dir.join("images/scratch-plus/image.toml")).unwrap();
-    std::fs::write(
-        new.join("image.toml"),
-        text.replacen("name = \"scratch-plus\"", "name = \"scratch-plus-too\"", 1),
-    )
-    .unwrap();
+    let new = copy_definition(&dir, "scratch-plus", "scratch-plus-too");
     answers(
         &user(&dir, &["build", "scratch-plus-too"]),
         2,
@@ -266,6 +246,7 @@ fn the_first_hour() {
 
     // A misspelt key: the file, the line and the key.
     let toml = dir.join("images/scratch-plus/image.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
     std::fs::write(&toml, text.replacen("\n[", "\nfrobnicate = 1\n\n[", 1)).unwrap();
     answers(
         &user(&dir, &["build", "scratch-plus"]),
@@ -311,15 +292,12 @@ fn the_first_hour() {
         answers(&user(&dir, &all), 2, &[says], &["✗", "https://oci"]);
     }
     // A closed pipe ends the output quietly.
-    let mut child = Command::new(kiln_bin())
-        .current_dir(&dir)
-        .args(["verify", ".kiln/signed/scratch-plus", "--key", "cosign.pub"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    drop(child.stdout.take());
-    let out = child.wait_with_output().unwrap();
+    let out = with_stdout_closed(Command::new(kiln_bin()).current_dir(&dir).args([
+        "verify",
+        ".kiln/signed/scratch-plus",
+        "--key",
+        "cosign.pub",
+    ]));
     assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
     assert_ne!(out.status.code(), Some(101));
 

@@ -372,3 +372,35 @@ pub fn sbom_and_syft_purls(
     syft.sort();
     (kiln, syft)
 }
+
+/// Adds `images/<to>/image.toml` to the project in `dir`: the definition of
+/// `from` under the name `to` (a new image, e.g. one git does not track
+/// yet). Returns its directory.
+pub fn copy_definition(dir: &Path, from: &str, to: &str) -> PathBuf {
+    let new = dir.join("images").join(to);
+    std::fs::create_dir_all(&new).unwrap();
+    let text = std::fs::read_to_string(dir.join("images").join(from).join("image.toml")).unwrap();
+    std::fs::write(
+        new.join("image.toml"),
+        text.replacen(
+            &format!("name = \"{from}\""),
+            &format!("name = \"{to}\""),
+            1,
+        ),
+    )
+    .unwrap();
+    new
+}
+
+/// Runs `cmd` with its standard output closed before it writes (`cmd |
+/// head -0`), as a pipeline whose reader has gone does.
+pub fn with_stdout_closed(cmd: &mut Command) -> Output {
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    child.wait_with_output().unwrap()
+}
