@@ -325,6 +325,47 @@ fn drv_paths(flake: &Path, attrs: &[String], opts: &BuildOptions) -> Result<Vec<
     Ok(paths)
 }
 
+/// How `nix build` is told to build a derivation's outputs: Nix before
+/// 2.14 builds the outputs of a `.drv` path given as is; from 2.14 on a
+/// `.drv` path means the derivation file itself, and `drv^*` its outputs
+/// (a syntax 2.8 does not parse).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DrvInstallable {
+    Plain,
+    AllOutputs,
+}
+
+impl DrvInstallable {
+    /// For `nix --version` output such as `nix (Nix) 2.26.3`.
+    fn for_version(version: &str) -> DrvInstallable {
+        let number = version.rsplit(' ').next().unwrap_or_default();
+        let mut parts = number.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+        let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+        if (major, minor) >= (2, 14) {
+            DrvInstallable::AllOutputs
+        } else {
+            DrvInstallable::Plain
+        }
+    }
+
+    fn installable(self, drv: &str) -> String {
+        match self {
+            DrvInstallable::Plain => drv.to_string(),
+            DrvInstallable::AllOutputs => format!("{drv}^*"),
+        }
+    }
+}
+
+/// `nix --version`, asked once per run.
+fn version() -> Result<String, NixError> {
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    if let Some(v) = VERSION.get() {
+        return Ok(v.clone());
+    }
+    let v = output(nix().arg("--version"))?.trim().to_string();
+    Ok(VERSION.get_or_init(|| v).clone())
+}
+
 /// The system kiln builds on (all kiln derivations are x86_64-linux).
 pub const SYSTEM: &str = "x86_64-linux";
 
@@ -370,8 +411,13 @@ pub fn build(flake: &Path, attrs: &[String], opts: &BuildOptions) -> Result<Vec<
     }
     impurity(&mut cmd, opts);
     cmd.args(&opts.extra_args);
-    for a in attrs {
-        cmd.arg(format!("{}#{a}", flake.display()));
+    // The derivations, not `flake#attr`s: given attributes, Nix (2.8 at
+    // least) locks and evaluates the flake once per attribute, which made a
+    // build of hundreds of attributes quadratic before anything started.
+    // The one evaluation above already named every derivation.
+    let drv_syntax = DrvInstallable::for_version(&version()?);
+    for d in &drvs {
+        cmd.arg(drv_syntax.installable(d));
     }
     let command = crate::tool::display(&cmd);
     // Build logs go straight to the terminal; stdout carries the JSON.
@@ -585,6 +631,23 @@ mod tests {
         assert!(strict()
             .isolation()
             .contains("no sandbox-paths; every step"));
+    }
+
+    #[test]
+    fn derivations_are_named_as_the_nix_version_reads_them() {
+        let drv = "/nix/store/x-kiln-scratch-plus.drv";
+        for (version, want) in [
+            ("nix (Nix) 2.8.0", drv.to_string()),
+            ("nix (Nix) 2.13.6", drv.to_string()),
+            ("nix (Nix) 2.14.0", format!("{drv}^*")),
+            ("nix (Nix) 2.26.3", format!("{drv}^*")),
+        ] {
+            assert_eq!(
+                DrvInstallable::for_version(version).installable(drv),
+                want,
+                "{version}"
+            );
+        }
     }
 
     #[test]
