@@ -16,6 +16,10 @@ pub enum NixError {
     /// Builds would not be isolated: the reasons, and what fixes them.
     #[error("Nix builds would not be isolated: {0}; kiln refuses to build without isolation. {1}, or pass --allow-unsandboxed to build without isolation on purpose")]
     NotIsolated(String, String),
+    #[error("{0} is too old: kiln's projects are flakes, which need Nix 2.4 or later (Debian 12's nix-bin is 2.8); install a newer Nix (scripts/setup installs Debian's)")]
+    TooOld(String),
+    #[error("Nix's experimental features `nix-command` and `flakes`, which kiln needs, are not both enabled ({0}); add `experimental-features = nix-command flakes` to /etc/nix/nix.conf (scripts/setup does)")]
+    FeaturesOff(String),
     #[error("unexpected output of `{command}`: {message}")]
     Output { command: String, message: String },
 }
@@ -199,12 +203,39 @@ pub fn settings_with(runner: &dyn Runner) -> Result<NixSettings, NixError> {
         .text()
         .trim()
         .to_string();
-    let text = runner
-        .run(nix().args(["show-config", "--json"]))?
-        .checked()?
-        .text();
+    if version_number(&version) < (2, 4) {
+        return Err(NixError::TooOld(version));
+    }
+    let config = runner.run(nix().args(["show-config", "--json"]))?;
+    // Nix's own advice (a command-line flag) would fix one command, not
+    // kiln's many: only what it found is kept.
+    if let Some(line) = config
+        .stderr
+        .lines()
+        .find(|l| !config.ok && l.contains("experimental Nix feature"))
+    {
+        let found = line.split(';').next().unwrap_or(line);
+        return Err(NixError::FeaturesOff(
+            found.trim().trim_start_matches("error: ").to_string(),
+        ));
+    }
+    let text = config.checked()?.text();
     let v: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| NixError::Config(e.to_string()))?;
+    // Nix before 2.13 or so lists the features as numbers, later ones by
+    // name: only names can be checked here (a flake command without
+    // `flakes` then says so itself).
+    if let Some(features) = v["experimental-features"]["value"].as_array() {
+        let names: Vec<&str> = features.iter().filter_map(|f| f.as_str()).collect();
+        if names.len() == features.len()
+            && !(names.contains(&"flakes") && names.contains(&"nix-command"))
+        {
+            return Err(NixError::FeaturesOff(format!(
+                "experimental-features = {}",
+                names.join(" ")
+            )));
+        }
+    }
     let value = |k: &str| {
         v.get(k)
             .and_then(|s| s.get("value"))
@@ -335,13 +366,17 @@ enum DrvInstallable {
     AllOutputs,
 }
 
+/// (major, minor) of `nix --version` output such as `nix (Nix) 2.26.3`.
+fn version_number(version: &str) -> (u32, u32) {
+    let number = version.rsplit(' ').next().unwrap_or_default();
+    let mut parts = number.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}
+
 impl DrvInstallable {
     /// For `nix --version` output such as `nix (Nix) 2.26.3`.
     fn for_version(version: &str) -> DrvInstallable {
-        let number = version.rsplit(' ').next().unwrap_or_default();
-        let mut parts = number.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-        let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-        if (major, minor) >= (2, 14) {
+        if version_number(version) >= (2, 14) {
             DrvInstallable::AllOutputs
         } else {
             DrvInstallable::Plain
@@ -631,6 +666,41 @@ mod tests {
         assert!(strict()
             .isolation()
             .contains("no sandbox-paths; every step"));
+    }
+
+    #[test]
+    fn a_nix_without_flakes_is_named_with_the_fix() {
+        let too_old = crate::tool::Fake::default().answer("--version", "nix (Nix) 2.3.16\n");
+        let e = settings_with(&too_old).unwrap_err().to_string();
+        assert!(
+            e.contains("nix (Nix) 2.3.16 is too old") && e.contains("2.4"),
+            "{e}"
+        );
+        let off = crate::tool::Fake::default()
+            .answer("--version", "nix (Nix) 2.26.3\n")
+            .answer(
+                "show-config",
+                r#"{"experimental-features":{"value":["nix-command"]}}"#,
+            );
+        let e = settings_with(&off).unwrap_err().to_string();
+        assert!(
+            e.contains("experimental-features = nix-command)")
+                && e.contains(
+                    "add `experimental-features = nix-command flakes` to /etc/nix/nix.conf"
+                ),
+            "{e}"
+        );
+        let disabled = crate::tool::Fake::default()
+            .answer("--version", "nix (Nix) 2.8.0\n")
+            .fail(
+                "show-config",
+                "error: experimental Nix feature 'nix-command' is disabled",
+            );
+        let e = settings_with(&disabled).unwrap_err().to_string();
+        assert!(
+            e.contains("'nix-command' is disabled") && e.contains("nix.conf"),
+            "{e}"
+        );
     }
 
     #[test]

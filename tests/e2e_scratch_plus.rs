@@ -255,6 +255,22 @@ fn kiln_refuses_to_build_when_the_sandbox_is_off() {
     );
 }
 
+#[test]
+fn a_nix_without_the_features_kiln_needs_is_named_with_the_fix() {
+    require_setup();
+    let out = kiln_cmd(&project(), &["build", "scratch-plus"])
+        .env("NIX_CONFIG", "experimental-features =")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("add `experimental-features = nix-command flakes` to /etc/nix/nix.conf")
+            && !err.contains("--extra-experimental-features"),
+        "{err}"
+    );
+}
+
 /// Even a plain `nix build` (bypassing kiln) with the sandbox off fails:
 /// the seed sees host directories and refuses, unless explicitly allowed.
 #[test]
