@@ -20,6 +20,8 @@ events_logger = \"file\"
 #[derive(Debug, Clone)]
 pub struct Podman {
     pub(super) dir: PathBuf,
+    /// The user's podman storage for kiln ([`state_dir`]).
+    state: PathBuf,
     pub(super) env: Vec<(&'static str, OsString)>,
 }
 
@@ -83,6 +85,7 @@ impl Podman {
                 ),
             ],
             dir,
+            state,
         })
     }
 
@@ -99,6 +102,7 @@ impl Podman {
     /// valid reference under `.kiln/`; the pid keeps concurrent runs apart.
     pub fn pull(&self, layout: &Path, tag: &str, image: &str) -> Result<String, RuntimeError> {
         let name = format!("localhost/kiln-test/{image}:{tag}-{}", std::process::id());
+        let _storage = self.lock_storage()?;
         let mut cmd = Command::new(which("skopeo")?);
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)))
             .args(["copy", "--quiet", "--policy"])
@@ -110,7 +114,26 @@ impl Podman {
     }
 
     pub fn remove(&self, id: &str) {
+        let _storage = self.lock_storage();
         let _ = self.command().args(["rmi", "--force", id]).output();
+    }
+
+    /// Adding an image to the shared storage and removing one take turns,
+    /// across processes: a removal deletes the layers no committed image
+    /// uses, including one that a concurrent copy has just found present
+    /// and is about to use ("writing blob: adding layer ...: layer not
+    /// known"). The lock is released when the returned file is dropped.
+    fn lock_storage(&self) -> Result<std::fs::File, RuntimeError> {
+        let path = self.state.join("storage.lock");
+        std::fs::create_dir_all(&self.state).map_err(io("creating", &self.state))?;
+        let file = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io("opening", &path))?;
+        file.lock().map_err(io("locking", &path))?;
+        Ok(file)
     }
 }
 
