@@ -159,6 +159,7 @@ fn output(cmd: &mut Command) -> Result<String, NixError> {
 /// where it may not, the shell stays and the provenance says so.
 pub fn settings() -> Result<NixSettings, NixError> {
     let configured = settings_with(&crate::tool::Host)?;
+    let _ = VERSION.set(configured.version.clone());
     if configured.sandbox_paths.is_empty()
         || !configured
             .sandbox_paths
@@ -391,14 +392,19 @@ impl DrvInstallable {
     }
 }
 
-/// `nix --version`, asked once per run.
+/// `nix --version` of this machine's Nix, once known ([`settings`] reads
+/// it first, before any build).
+static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// `nix --version`, asked at most once per run.
 fn version() -> Result<String, NixError> {
-    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    if let Some(v) = VERSION.get() {
-        return Ok(v.clone());
+    match VERSION.get() {
+        Some(v) => Ok(v.clone()),
+        None => {
+            let v = output(nix().arg("--version"))?.trim().to_string();
+            Ok(VERSION.get_or_init(|| v).clone())
+        }
     }
-    let v = output(nix().arg("--version"))?.trim().to_string();
-    Ok(VERSION.get_or_init(|| v).clone())
 }
 
 /// The system kiln builds on (all kiln derivations are x86_64-linux).
