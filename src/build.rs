@@ -112,6 +112,9 @@ pub struct Report {
     /// The attributes built and judged, in order, up to a denial.
     pub built: Vec<BuiltAttr>,
     pub denied: Option<Denied>,
+    /// The checkout the images were built from, as the provenance records
+    /// it (read once per build).
+    pub source: Option<kiln_seed::verify::provenance::SourceParameter>,
 }
 
 /// Fails naming the images (and the closest one) when one of `attrs` is
@@ -205,6 +208,8 @@ pub fn build(project: &Path, opts: &Options) -> Result<Report, BuildError> {
     )?;
     let finished = std::time::SystemTime::now();
     let invocation_id = provenance::invocation_id(&|k| std::env::var(k).ok());
+    let source = provenance::source_of(project);
+    report.source = Some(source.clone());
     for b in &built {
         let out = Path::new(b.out());
         if !out.join("image.json").is_file() {
@@ -260,6 +265,7 @@ pub fn build(project: &Path, opts: &Options) -> Result<Report, BuildError> {
             finished,
             invocation_id: &invocation_id,
             policy: Some(&policy),
+            source: &source,
         })
         .map_err(provenance_err)?;
         let prov_path = provenance::path_for(&opts.provenance_dir, &b.attr);

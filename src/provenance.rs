@@ -506,6 +506,9 @@ pub struct BuildRecord<'a> {
     pub invocation_id: &'a str,
     /// What the build's policy gate decided (None: not evaluated).
     pub policy: Option<&'a PolicyRecord>,
+    /// The checkout ([`source_of`]), the same for every attribute of one
+    /// build: read once, not once per image.
+    pub source: &'a SourceParameter,
 }
 
 /// The policy gate of a build: the user's choices and the outcome.
@@ -529,7 +532,7 @@ pub fn generate(rec: &BuildRecord) -> Result<Statement, ProvenanceError> {
         Lock::read_with_digest(&lock_path).map_err(|e| ProvenanceError::Lock(Box::new(e)))?;
     let def_rel = format!("images/{}/image.toml", image.name);
     let def_digest = sha256_file(&rec.project.join(&def_rel))?;
-    let source = source_of(rec.project);
+    let source = rec.source.clone();
 
     let mut deps: Vec<ResourceDescriptor> = Vec::new();
     let locked = lock

@@ -57,8 +57,11 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<super::Outcome> {
             skip_policy: args.skip_policy,
         },
     )?;
-    let source = kiln::provenance::source_of(project);
-    if source.dirty && source.revision.is_some() {
+    if report
+        .source
+        .as_ref()
+        .is_some_and(|s| s.dirty && s.revision.is_some())
+    {
         eprintln!("kiln: note: the checkout has uncommitted changes; they are built, and the provenance records the source as dirty");
     }
     if let Some(why) = &report.unsandboxed {
