@@ -20,8 +20,35 @@ pub struct Args {
     /// the reference pinned to the verified digest.
     pub image: String,
     /// Trusted public key (cosign.pub); repeat to trust several.
-    #[arg(long, value_name = "FILE", required = true)]
+    #[arg(long, value_name = "FILE", required_unless_present_any = ["certificate_identity", "certificate_identity_regexp"])]
     pub key: Vec<PathBuf>,
+    /// Keyless: the identity the signing certificate must name (its SAN: a
+    /// CI workflow URI or an e-mail address).
+    #[arg(
+        long,
+        value_name = "ID",
+        conflicts_with = "certificate_identity_regexp"
+    )]
+    pub certificate_identity: Option<String>,
+    /// Keyless: a regular expression the whole identity must match.
+    #[arg(long, value_name = "REGEX")]
+    pub certificate_identity_regexp: Option<String>,
+    /// Keyless: the OIDC issuer that verified the identity (e.g.
+    /// https://token.actions.githubusercontent.com).
+    #[arg(
+        long,
+        value_name = "URL",
+        conflicts_with = "certificate_oidc_issuer_regexp"
+    )]
+    pub certificate_oidc_issuer: Option<String>,
+    /// Keyless: a regular expression the whole issuer must match.
+    #[arg(long, value_name = "REGEX")]
+    pub certificate_oidc_issuer_regexp: Option<String>,
+    /// Keyless: the Sigstore trusted root (trusted_root.json) to check
+    /// certificates, SCTs and Rekor entries against. Default: the
+    /// public-good instance's, compiled in.
+    #[arg(long, value_name = "FILE")]
+    pub trusted_root: Option<PathBuf>,
     /// Verify what this name of a layout leads to (its ref name; it must
     /// name exactly one entry), and nothing else.
     #[arg(long)]
@@ -79,6 +106,13 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<super::Outcome> {
         reference,
         tag: args.tag,
         keys: args.key,
+        keyless: verify::KeylessFlags {
+            identity: args.certificate_identity,
+            identity_regexp: args.certificate_identity_regexp,
+            issuer: args.certificate_oidc_issuer,
+            issuer_regexp: args.certificate_oidc_issuer_regexp,
+            trusted_root: args.trusted_root,
+        },
         builder_id: args.builder_id,
         source: args.source,
         max_age,

@@ -50,6 +50,31 @@ pub fn human(epoch: i64) -> String {
     format!("{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02} UTC")
 }
 
+/// Parses an RFC 3339 UTC timestamp (`2021-01-12T11:53:27Z`, with an
+/// optional fraction, which is dropped) into a Unix time. Only `Z` is
+/// accepted: the formats kiln reads (trusted roots, statements) write UTC.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let s = s.strip_suffix('Z').or_else(|| s.strip_suffix('z'))?;
+    let (date, time) = s.split_once(['T', 't'])?;
+    let time = time.split_once('.').map_or(time, |(t, _)| t);
+    let num = |t: &str, len: usize| -> Option<i64> {
+        (t.len() == len && t.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| t.parse().ok())
+            .flatten()
+    };
+    let mut d = date.split('-');
+    let (y, m, day) = (num(d.next()?, 4)?, num(d.next()?, 2)?, num(d.next()?, 2)?);
+    let mut t = time.split(':');
+    let (h, mi, sec) = (num(t.next()?, 2)?, num(t.next()?, 2)?, num(t.next()?, 2)?);
+    if d.next().is_some() || t.next().is_some() {
+        return None;
+    }
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    Some(days_from_civil(y, m, day) * 86_400 + h * 3600 + mi * 60 + sec)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,6 +86,13 @@ mod tests {
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(-1), "1969-12-31T23:59:59Z");
         assert_eq!(human(1_783_764_997), "2026-07-11 10:16:37 UTC");
+        assert_eq!(parse_rfc3339("2026-07-11T10:16:37Z"), Some(1_783_764_997));
+        assert_eq!(
+            parse_rfc3339("2022-10-31T23:59:59.999Z"),
+            Some(1_667_260_799)
+        );
+        assert_eq!(parse_rfc3339("2026-07-11T10:16:37+02:00"), None);
+        assert_eq!(parse_rfc3339("2026-7-11T10:16:37Z"), None);
         for days in [-800_000, -1, 0, 59, 60, 11_016, 20_000, 2_932_896] {
             let (y, m, d) = civil_from_days(days);
             assert_eq!(days_from_civil(y, m, d), days, "{y}-{m}-{d}");

@@ -9,13 +9,15 @@
 //! `tlogEntries`. The content is either a `messageSignature` (signature
 //! over an artifact's bytes) or a `dsseEnvelope`.
 //!
-//! Verification here is by trusted key only. A bundle made with a
-//! certificate (keyless: Fulcio + Rekor) is reported as such rather than
-//! half-verified, and transparency-log entries are not checked (that needs
-//! Rekor's public key and, for inclusion proofs, the log) — the signature
-//! check against the pinned key is what establishes authenticity.
+//! A key-signed bundle is verified with the trusted keys alone (its
+//! transparency-log entries, if any, are not needed: the pinned key is what
+//! establishes authenticity). A bundle signed with a certificate (keyless:
+//! Fulcio + Rekor) is verified against an identity policy and a trusted
+//! root ([`super::keyless`]), log entry included; without a policy it is
+//! refused, never half-verified.
 
 use super::dsse::{self, DsseError, Envelope, VerifiedPayload};
+use super::keyless::{self, Entry, KeylessError, Leaf, Logged, Policy, Signer};
 use super::pubkey::PublicKey;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -44,8 +46,6 @@ pub enum BundleError {
         expected: &'static str,
         found: &'static str,
     },
-    #[error("sigstore bundle is signed with a certificate (keyless, Fulcio/Rekor); kiln verifies key-signed bundles against a trusted public key (--key)")]
-    KeylessNotSupported,
     #[error("sigstore bundle has no publicKey verification material")]
     NoPublicKey,
     #[error("sigstore bundle: {field} is not valid base64: {reason}")]
@@ -63,6 +63,18 @@ pub enum BundleError {
     // Printed inline, not also chained as a `source` (said twice by `{:#}`).
     #[error("sigstore bundle: {0}")]
     Dsse(DsseError),
+    #[error("sigstore bundle (keyless): {0}")]
+    Keyless(KeylessError),
+    #[error("sigstore bundle is signed with a certificate (keyless): verifying it needs --certificate-identity[-regexp] and --certificate-oidc-issuer[-regexp]")]
+    KeylessPolicyMissing,
+    #[error("sigstore bundle is signed with a key, not a certificate: verifying it needs --key")]
+    NotKeyless,
+}
+
+impl From<KeylessError> for BundleError {
+    fn from(e: KeylessError) -> Self {
+        BundleError::Keyless(e)
+    }
 }
 
 impl From<DsseError> for BundleError {
@@ -242,8 +254,8 @@ impl Bundle {
 
     fn require_key_material(&self) -> Result<(), BundleError> {
         let m = &self.verification_material;
-        if m.certificate.is_some() || m.x509_certificate_chain.is_some() {
-            return Err(BundleError::KeylessNotSupported);
+        if self.is_keyless() {
+            return Err(BundleError::KeylessPolicyMissing);
         }
         if m.public_key.is_none() {
             return Err(BundleError::NoPublicKey);
@@ -309,6 +321,126 @@ impl Bundle {
                     .collect::<Vec<_>>()
                     .join(", "),
             })
+    }
+
+    /// Whether the bundle is signed with a certificate (keyless).
+    pub fn is_keyless(&self) -> bool {
+        let m = &self.verification_material;
+        m.certificate.is_some() || m.x509_certificate_chain.is_some()
+    }
+
+    /// The signing (leaf) certificate, DER.
+    pub fn certificate_der(&self) -> Result<Vec<u8>, BundleError> {
+        let m = &self.verification_material;
+        let raw = m
+            .certificate
+            .as_ref()
+            .or_else(|| m.x509_certificate_chain.as_ref()?.certificates.first())
+            .ok_or(BundleError::NotKeyless)?;
+        STANDARD
+            .decode(&raw.raw_bytes)
+            .map_err(|e| BundleError::BadBase64 {
+                field: "verificationMaterial.certificate.rawBytes",
+                reason: e.to_string(),
+            })
+    }
+
+    /// The transparency-log entries, parsed.
+    pub fn tlog_entries(&self) -> Result<Vec<Entry>, BundleError> {
+        self.verification_material
+            .tlog_entries
+            .iter()
+            .map(|v| {
+                serde_json::from_value(v.clone()).map_err(|e| {
+                    BundleError::Keyless(KeylessError::Tlog(format!(
+                        "a tlogEntries item does not parse: {e}"
+                    )))
+                })
+            })
+            .collect()
+    }
+
+    /// The leaf certificate, its key, and the log entries of a keyless
+    /// bundle.
+    fn keyless_material(&self) -> Result<(Leaf, PublicKey, Vec<Entry>), BundleError> {
+        let leaf = Leaf::parse(&self.certificate_der()?)?;
+        let key = leaf.public_key()?;
+        Ok((leaf, key, self.tlog_entries()?))
+    }
+
+    /// Verifies a keyless message-signature bundle over `artifact`: the
+    /// signature with the certificate's key, then everything that makes
+    /// the key `policy`'s signer.
+    pub fn verify_message_signature_keyless(
+        &self,
+        artifact: &[u8],
+        policy: &Policy,
+    ) -> Result<Signer, BundleError> {
+        self.validate()?;
+        if !self.is_keyless() {
+            return Err(BundleError::NotKeyless);
+        }
+        let (leaf, key, entries) = self.keyless_material()?;
+        let ms = self
+            .message_signature
+            .as_ref()
+            .ok_or(BundleError::WrongContent {
+                expected: "message signature",
+                found: "DSSE envelope",
+            })?;
+        let digest: [u8; 32] = Sha256::digest(artifact).into();
+        if let Some(md) = &ms.message_digest {
+            let found = STANDARD.decode(&md.digest).unwrap_or_default();
+            if md.algorithm != HASH_SHA2_256 || found != digest {
+                return Err(BundleError::DigestMismatch {
+                    found: hex::encode(found),
+                    actual: hex::encode(digest),
+                });
+            }
+        }
+        let sig = STANDARD
+            .decode(&ms.signature)
+            .map_err(|e| BundleError::BadBase64 {
+                field: "messageSignature.signature",
+                reason: e.to_string(),
+            })?;
+        key.verify(artifact, &sig)
+            .map_err(|_| BundleError::NoValidSignature {
+                artifact: hex::encode(digest),
+                keys: "the signing certificate's".into(),
+            })?;
+        Ok(keyless::verify(
+            policy,
+            &leaf,
+            &entries,
+            Logged::Artifact {
+                sha256: &digest,
+                signature: &sig,
+            },
+        )?)
+    }
+
+    /// Verifies a keyless DSSE bundle: the envelope with the certificate's
+    /// key, then the certificate, its identity and the log entry.
+    pub fn verify_dsse_keyless(
+        &self,
+        policy: &Policy,
+    ) -> Result<(VerifiedPayload, Signer), BundleError> {
+        self.validate()?;
+        if !self.is_keyless() {
+            return Err(BundleError::NotKeyless);
+        }
+        let env = self
+            .dsse_envelope
+            .as_ref()
+            .ok_or(BundleError::WrongContent {
+                expected: "DSSE envelope",
+                found: "message signature",
+            })?;
+        let (leaf, key, entries) = self.keyless_material()?;
+        let verified = dsse::verify(env, std::slice::from_ref(&key))?;
+        let signer = keyless::verify_envelope(policy, &leaf, &key, env, &entries)?;
+        Ok((verified, signer))
     }
 
     /// Verifies a DSSE bundle's envelope with one of `keys`.
@@ -440,7 +572,7 @@ mod tests {
         assert!(b.has_tlog_entries());
         assert!(matches!(
             b.verify_dsse(&[test_public(1)]).unwrap_err(),
-            BundleError::KeylessNotSupported
+            BundleError::KeylessPolicyMissing
         ));
         // Unknown fields and round trip of the opaque parts.
         assert_eq!(Bundle::from_json(&b.to_json()).unwrap(), b);

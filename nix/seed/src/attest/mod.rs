@@ -8,6 +8,7 @@
 
 pub mod bundle;
 pub mod dsse;
+pub mod keyless;
 pub mod pubkey;
 pub mod simplesigning;
 pub mod statement;
@@ -31,6 +32,11 @@ pub const DSSE_ENVELOPE_MEDIA_TYPE: &str = "application/vnd.dsse.envelope.v1+jso
 pub const SIMPLE_SIGNING_MEDIA_TYPE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 /// Layer annotation holding the base64 signature of a simple-signing payload.
 pub const COSIGN_SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
+/// Layer annotations of a keyless signature or attestation in a cosign tag:
+/// the PEM signing certificate, and Rekor's entry (signed entry timestamp
+/// and body) as JSON.
+pub const COSIGN_CERTIFICATE_ANNOTATION: &str = "dev.sigstore.cosign/certificate";
+pub const COSIGN_REKOR_BUNDLE_ANNOTATION: &str = "dev.sigstore.cosign/bundle";
 /// Layer annotation on cosign `.att` layers naming the statement's predicate type.
 pub const COSIGN_PREDICATE_TYPE_ANNOTATION: &str = "predicateType";
 /// Referrer-manifest annotation: `message-signature` or `dsse-envelope`.

@@ -48,10 +48,34 @@ impl std::fmt::Display for Location {
     }
 }
 
+/// A keyless signature's material in a cosign tag's layer annotations.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TagCertificate {
+    /// The signing certificate, PEM.
+    pub certificate_pem: String,
+    /// Rekor's entry for the signature (`dev.sigstore.cosign/bundle`).
+    pub rekor_bundle: Option<String>,
+}
+
+impl TagCertificate {
+    fn of(layer: &Descriptor) -> Option<TagCertificate> {
+        Some(TagCertificate {
+            certificate_pem: annotation(layer, attest::COSIGN_CERTIFICATE_ANNOTATION)?.to_string(),
+            rekor_bundle: annotation(layer, attest::COSIGN_REKOR_BUNDLE_ANNOTATION)
+                .map(String::from),
+        })
+    }
+}
+
 #[derive(Clone, Debug)]
 pub enum SignatureForm {
-    /// A simple-signing payload and its base64 signature.
-    Simple { payload: Vec<u8>, signature: String },
+    /// A simple-signing payload and its base64 signature, with a
+    /// certificate when it was signed keyless.
+    Simple {
+        payload: Vec<u8>,
+        signature: String,
+        certificate: Option<TagCertificate>,
+    },
     /// A Sigstore bundle (a DSSE envelope around a cosign/sign/v1 statement).
     Bundle(Box<Bundle>),
 }
@@ -70,6 +94,8 @@ pub struct FoundAttestation {
     pub envelope: Envelope,
     /// Whether the envelope came in a bundle (key material checked there).
     pub bundle: Option<Box<Bundle>>,
+    /// A keyless attestation's certificate, from its tag layer.
+    pub certificate: Option<TagCertificate>,
 }
 
 /// What a broken artifact was meant to be, as far as can be told without
@@ -169,6 +195,7 @@ pub fn collect(source: &dyn Source, digest: &Digest) -> Attached {
                             form: SignatureForm::Simple {
                                 payload,
                                 signature: signature.to_string(),
+                                certificate: TagCertificate::of(layer),
                             },
                         }),
                         Err(e) => {
@@ -218,6 +245,7 @@ pub fn collect(source: &dyn Source, digest: &Digest) -> Attached {
                             claimed_type,
                             envelope,
                             bundle: None,
+                            certificate: TagCertificate::of(layer),
                         }),
                         Err(e) => {
                             out.broken(Kind::Attestation(claimed_type), format!("{location}: {e}"))
@@ -301,6 +329,7 @@ fn collect_referrer(source: &dyn Source, desc: &Descriptor, out: &mut Attached) 
                 claimed_type: claimed,
                 envelope: env.clone(),
                 bundle: Some(Box::new(bundle)),
+                certificate: None,
             })
         }
         _ => out.signatures.push(FoundSignature {

@@ -8,7 +8,6 @@
 
 use super::walk::Image;
 use super::{Options, Report};
-use crate::attest::PublicKey;
 use crate::image::app::{BASE_DIGEST, BASE_NAME};
 use crate::imageref::ImageRef;
 
@@ -36,7 +35,7 @@ pub fn locate(reference: &str, base_name: &str, digest: &str) -> Option<String> 
 
 /// Checks the base of `image`, if it names one. `keys` are the base's
 /// trusted keys (`--base-key`, else the application's).
-pub fn check(report: &mut Report, image: &Image, opts: &Options, keys: &[PublicKey]) {
+pub fn check(report: &mut Report, image: &Image, opts: &Options, trust: &super::Trust) {
     let named = image
         .annotations
         .get(BASE_NAME)
@@ -81,7 +80,7 @@ pub fn check(report: &mut Report, image: &Image, opts: &Options, keys: &[PublicK
         signed_repository: None,
         ..opts.clone()
     };
-    let (sub, base_image) = super::verify_image(&base_opts, keys);
+    let (sub, base_image) = super::verify_image(&base_opts, trust);
     if let Some(e) = &sub.error {
         report.fail(
             "base",

@@ -1,19 +1,26 @@
 //! Signature and attestation checks over what [`super::attached`] found.
 
-use super::attached::{Attached, FoundAttestation, FoundSignature, Kind, Location, SignatureForm};
+use super::attached::{
+    Attached, FoundAttestation, FoundSignature, Kind, Location, SignatureForm, TagCertificate,
+};
 use super::report::Report;
+use super::trust::Trust;
 use crate::attest::{
-    dsse, simplesigning, PublicKey, Statement, COSIGN_SIGN_V1, CYCLONEDX_BOM, IN_TOTO_PAYLOAD_TYPE,
-    SLSA_PROVENANCE_V1, SPDX_DOCUMENT,
+    dsse, keyless, simplesigning, Bundle, PublicKey, Statement, VerifiedPayload, COSIGN_SIGN_V1,
+    CYCLONEDX_BOM, IN_TOTO_PAYLOAD_TYPE, SLSA_PROVENANCE_V1, SPDX_DOCUMENT,
 };
 use crate::digest::Digest;
 use crate::regclient::normalized_repository;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use sha2::{Digest as _, Sha256};
 
 /// A statement whose DSSE signature verified with a trusted key.
 #[derive(Clone, Debug)]
 pub struct VerifiedStatement {
     pub statement: Statement,
-    pub key_id: String,
+    /// `key <id>`, or a keyless signer's identity, issuer and log entry.
+    pub signer: String,
     pub locations: Vec<Location>,
 }
 
@@ -39,53 +46,146 @@ fn locations(ls: &[Location]) -> String {
         .join(", ")
 }
 
-/// A signature that verified: the key's id, and for a simple-signing
-/// payload the repository it names (`docker-reference`).
+/// A signature that verified: who signed it (`key <id>`, or a keyless
+/// signer's identity), and for a simple-signing payload the repository it
+/// names (`docker-reference`).
 struct GoodSignature {
-    key_id: String,
+    signer: String,
     identity: Option<String>,
 }
 
+/// How a key-verified signer is named in the report.
+fn key_signer(key_id: &str) -> String {
+    format!("key {}", short_key(key_id))
+}
+
+/// The certificate and Rekor entry of a keyless signature in a cosign tag.
+fn tag_keyless<'t>(
+    cert: &TagCertificate,
+    trust: &'t Trust,
+) -> Result<
+    (
+        &'t keyless::Policy,
+        keyless::Leaf,
+        PublicKey,
+        Vec<keyless::Entry>,
+    ),
+    String,
+> {
+    let policy = trust
+        .keyless
+        .as_ref()
+        .ok_or_else(Trust::no_keyless_policy)?;
+    let der = keyless::tlog::pem_to_der(cert.certificate_pem.as_bytes())
+        .ok_or("its dev.sigstore.cosign/certificate annotation is not a PEM certificate")?;
+    let leaf = keyless::Leaf::parse(&der).map_err(|e| e.to_string())?;
+    let key = leaf.public_key().map_err(|e| e.to_string())?;
+    let entries = cert
+        .rekor_bundle
+        .as_deref()
+        .map(keyless::Entry::from_cosign_bundle)
+        .transpose()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .collect();
+    Ok((policy, leaf, key, entries))
+}
+
 /// One signature candidate: Ok when it is a valid signature over `digest`
-/// by one of `keys`.
+/// by a trusted key or a keyless signer the policy names.
 fn verify_signature(
     sig: &FoundSignature,
     digest: &Digest,
-    keys: &[PublicKey],
+    trust: &Trust,
 ) -> Result<GoodSignature, String> {
     match &sig.form {
-        SignatureForm::Simple { payload, signature } => {
-            for k in keys {
+        SignatureForm::Simple {
+            payload,
+            signature,
+            certificate: Some(cert),
+        } => {
+            let (policy, leaf, key, entries) = tag_keyless(cert, trust)?;
+            let doc = simplesigning::verify(payload, signature, digest, std::slice::from_ref(&key))
+                .map_err(|e| e.to_string())?;
+            let sig_bytes = STANDARD
+                .decode(signature.trim())
+                .map_err(|e| format!("its signature is not base64: {e}"))?;
+            let sha256: [u8; 32] = Sha256::digest(payload).into();
+            let signer = keyless::verify(
+                policy,
+                &leaf,
+                &entries,
+                keyless::Logged::Artifact {
+                    sha256: &sha256,
+                    signature: &sig_bytes,
+                },
+            )
+            .map_err(|e| e.to_string())?;
+            Ok(GoodSignature {
+                signer: signer.to_string(),
+                identity: Some(doc.critical.identity.docker_reference),
+            })
+        }
+        SignatureForm::Simple {
+            payload,
+            signature,
+            certificate: None,
+        } => {
+            if trust.keys.is_empty() {
+                return Err(Trust::no_keys());
+            }
+            for k in &trust.keys {
                 if let Ok(doc) =
                     simplesigning::verify(payload, signature, digest, std::slice::from_ref(k))
                 {
                     return Ok(GoodSignature {
-                        key_id: k.key_id(),
+                        signer: key_signer(&k.key_id()),
                         identity: Some(doc.critical.identity.docker_reference),
                     });
                 }
             }
             // Report why: a bad signature first, then a payload for another image.
-            Err(simplesigning::verify(payload, signature, digest, keys)
-                .err()
-                .map(|e| e.to_string())
-                .unwrap_or_else(|| "does not verify".into()))
+            Err(
+                simplesigning::verify(payload, signature, digest, &trust.keys)
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_else(|| "does not verify".into()),
+            )
         }
         SignatureForm::Bundle(b) => {
             if b.dsse_envelope.is_none() {
                 return Err("a message-signature bundle does not carry the payload it signs; kiln verifies image signatures in DSSE bundles (cosign/sign/v1) or legacy .sig tags".into());
             }
-            let verified = b.verify_dsse(keys).map_err(|e| e.to_string())?;
+            let (verified, signer) = verify_bundle(b, trust)?;
             let st = Statement::from_verified(&verified).map_err(|e| e.to_string())?;
             st.expect_predicate_type(COSIGN_SIGN_V1)
                 .map_err(|e| e.to_string())?;
             st.subjects_match(&[("the signed image", *digest)])
                 .map_err(|e| format!("signature statement is for another image: {e}"))?;
             Ok(GoodSignature {
-                key_id: verified.key_id,
+                signer,
                 identity: None,
             })
         }
+    }
+}
+
+/// A DSSE bundle, key-signed or keyless: its verified payload and signer.
+fn verify_bundle(b: &Bundle, trust: &Trust) -> Result<(VerifiedPayload, String), String> {
+    if b.is_keyless() {
+        let policy = trust
+            .keyless
+            .as_ref()
+            .ok_or_else(Trust::no_keyless_policy)?;
+        let (verified, signer) = b.verify_dsse_keyless(policy).map_err(|e| e.to_string())?;
+        Ok((verified, signer.to_string()))
+    } else {
+        if trust.keys.is_empty() {
+            return Err(Trust::no_keys());
+        }
+        let verified = b.verify_dsse(&trust.keys).map_err(|e| e.to_string())?;
+        let signer = key_signer(&verified.key_id);
+        Ok((verified, signer))
     }
 }
 
@@ -109,13 +209,16 @@ pub fn signatures(
     attached: &Attached,
     digest: &Digest,
     what: &str,
-    keys: &[PublicKey],
+    trust: &Trust,
     repository: Option<&str>,
 ) {
     let mut good = Vec::new();
     let mut bad = Vec::new();
     for s in &attached.signatures {
-        if let SignatureForm::Simple { payload, signature } = &s.form {
+        if let SignatureForm::Simple {
+            payload, signature, ..
+        } = &s.form
+        {
             if let Err(e) = simplesigning::well_formed(payload, signature, digest) {
                 report.fail(
                     "signature",
@@ -127,7 +230,7 @@ pub fn signatures(
                 continue;
             }
         }
-        match verify_signature(s, digest, keys) {
+        match verify_signature(s, digest, trust) {
             Ok(key) => good.push((s.location.clone(), key)),
             Err(e) => bad.push(format!("{}: {e}", s.location)),
         }
@@ -148,8 +251,8 @@ pub fn signatures(
         report.pass(
             "signature",
             format!(
-                "{what} is signed by key {} ({})",
-                short_key(&first.key_id),
+                "{what} is signed by {} ({})",
+                first.signer,
                 locations(&where_)
             ),
         );
@@ -214,14 +317,29 @@ fn identity<'a>(
     }
 }
 
-fn verify_attestation(
-    a: &FoundAttestation,
-    keys: &[PublicKey],
-) -> Result<(Statement, String), String> {
-    let verified = match &a.bundle {
-        Some(b) => b.verify_dsse(keys).map_err(|e| e.to_string())?,
-        None => {
-            dsse::verify_as(&a.envelope, IN_TOTO_PAYLOAD_TYPE, keys).map_err(|e| e.to_string())?
+fn verify_attestation(a: &FoundAttestation, trust: &Trust) -> Result<(Statement, String), String> {
+    let (verified, signer) = match (&a.bundle, &a.certificate) {
+        (Some(b), _) => verify_bundle(b, trust)?,
+        (None, Some(cert)) => {
+            let (policy, leaf, key, entries) = tag_keyless(cert, trust)?;
+            let verified = dsse::verify_as(
+                &a.envelope,
+                IN_TOTO_PAYLOAD_TYPE,
+                std::slice::from_ref(&key),
+            )
+            .map_err(|e| e.to_string())?;
+            let signer = keyless::verify_envelope(policy, &leaf, &key, &a.envelope, &entries)
+                .map_err(|e| e.to_string())?;
+            (verified, signer.to_string())
+        }
+        (None, None) => {
+            if trust.keys.is_empty() {
+                return Err(Trust::no_keys());
+            }
+            let verified = dsse::verify_as(&a.envelope, IN_TOTO_PAYLOAD_TYPE, &trust.keys)
+                .map_err(|e| e.to_string())?;
+            let signer = key_signer(&verified.key_id);
+            (verified, signer)
         }
     };
     let st = Statement::from_verified(&verified).map_err(|e| e.to_string())?;
@@ -233,7 +351,7 @@ fn verify_attestation(
             ));
         }
     }
-    Ok((st, verified.key_id))
+    Ok((st, signer))
 }
 
 /// Verifies the DSSE signature of every attestation attached to `what`;
@@ -243,14 +361,14 @@ pub fn attestations(
     report: &mut Report,
     attached: &Attached,
     what: &str,
-    keys: &[PublicKey],
+    trust: &Trust,
 ) -> Vec<VerifiedStatement> {
     let mut out: Vec<(Digest, VerifiedStatement)> = Vec::new();
     let mut invalid = Vec::new();
     for a in &attached.attestations {
-        match verify_attestation(a, keys) {
+        match verify_attestation(a, trust) {
             Err(e) => invalid.push((a, e)),
-            Ok((st, key_id)) => {
+            Ok((st, signer)) => {
                 let id = Digest::of(&st.to_json());
                 match out.iter_mut().find(|(d, _)| *d == id) {
                     Some((_, v)) => v.locations.push(a.location.clone()),
@@ -258,7 +376,7 @@ pub fn attestations(
                         id,
                         VerifiedStatement {
                             statement: st,
-                            key_id,
+                            signer,
                             locations: vec![a.location.clone()],
                         },
                     )),
@@ -307,9 +425,9 @@ pub fn attestations(
         report.pass(
             "attestation",
             format!(
-                "{} on {what}: DSSE signature by key {} ({})",
+                "{} on {what}: DSSE signature by {} ({})",
                 predicate_name(&v.statement.predicate_type),
-                short_key(&v.key_id),
+                v.signer,
                 locations(&v.locations)
             ),
         );
@@ -393,7 +511,7 @@ mod tests {
         names
             .iter()
             .map(|n| GoodSignature {
-                key_id: "k".into(),
+                signer: "key k".into(),
                 identity: n.map(String::from),
             })
             .collect()

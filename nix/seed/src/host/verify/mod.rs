@@ -32,10 +32,12 @@ pub mod registry;
 pub mod report;
 pub mod sbom;
 pub mod source;
+pub mod trust;
 pub mod walk;
 
 pub use report::{Report, Status};
 pub use source::{Source, SourceError};
+pub use trust::{KeylessFlags, Trust};
 
 /// Opens what `reference` names ([`ImageRef`]: an OCI layout, with an
 /// optional entry name, or a registry reference), with `tag` as the
@@ -71,6 +73,9 @@ pub struct Options {
     pub tag: Option<String>,
     /// Trusted public keys (PEM files, cosign.pub).
     pub keys: Vec<PathBuf>,
+    /// Keyless signatures: who the certificate must name, and the trusted
+    /// root (`--certificate-identity`, ...).
+    pub keyless: KeylessFlags,
     pub builder_id: Option<String>,
     /// A checkout whose kiln.lock the provenance's .debs must match (and
     /// the place `--rebuild` clones from).
@@ -93,7 +98,7 @@ pub struct Options {
     pub signed_repository: Option<String>,
 }
 
-pub const USAGE: &str = "usage: verify <reference> --key cosign.pub [--key FILE]... [--tag NAME] [--builder-id ID] [--source CHECKOUT] [--max-age DURATION] [--rebuild] [--base REF] [--base-key FILE]... [--signed-repository REPO] [--json] [--insecure] [--retries N]
+pub const USAGE: &str = "usage: verify <reference> (--key cosign.pub [--key FILE]... | --certificate-identity[-regexp] ID --certificate-oidc-issuer[-regexp] URL [--trusted-root FILE]) [--tag NAME] [--builder-id ID] [--source CHECKOUT] [--max-age DURATION] [--rebuild] [--base REF] [--base-key FILE]... [--signed-repository REPO] [--json] [--insecure] [--retries N]
 
 <reference> is written as skopeo writes it: an OCI layout (oci:DIR[:NAME],
 or DIR[:NAME]) or a registry image (docker://HOST/REPO[:TAG|@DIGEST], or
@@ -122,6 +127,15 @@ A registry image's cosign signatures must name the repository it is read
 from (their docker-reference, as podman, CRI-O and skopeo check it with
 signedIdentity matchRepository); --signed-repository REPO names another
 (an image read through a mirror or a proxy).
+Keyless signatures (cosign sign with Fulcio and Rekor): the certificate
+must chain to a certificate authority of the trusted root (--trusted-root
+FILE, a Sigstore trusted_root.json; default: the public-good instance's),
+carry a valid SCT, name --certificate-identity (its SAN: a URI or e-mail)
+and --certificate-oidc-issuer, and have been valid when Rekor logged the
+signature; the Rekor entry (signed entry timestamp or inclusion proof with
+its signed checkpoint) must verify and record that signature. The -regexp
+forms match the whole value (they are anchored). --key and the keyless
+flags may be given together: each signature is checked by its kind.
 Exit status: 0 verified, 1 a check failed, 2 could not verify (a usage
 error, a key file that cannot be read, no such layout, an unreachable
 registry).";
@@ -144,6 +158,19 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
         };
         match flag {
             "--key" => o.keys.push(PathBuf::from(value("--key")?)),
+            "--certificate-identity" => o.keyless.identity = Some(value("--certificate-identity")?),
+            "--certificate-identity-regexp" => {
+                o.keyless.identity_regexp = Some(value("--certificate-identity-regexp")?)
+            }
+            "--certificate-oidc-issuer" => {
+                o.keyless.issuer = Some(value("--certificate-oidc-issuer")?)
+            }
+            "--certificate-oidc-issuer-regexp" => {
+                o.keyless.issuer_regexp = Some(value("--certificate-oidc-issuer-regexp")?)
+            }
+            "--trusted-root" => {
+                o.keyless.trusted_root = Some(PathBuf::from(value("--trusted-root")?))
+            }
             "--tag" => o.tag = Some(value("--tag")?),
             "--builder-id" => o.builder_id = Some(value("--builder-id")?),
             "--source" => o.source = Some(PathBuf::from(value("--source")?)),
@@ -175,11 +202,12 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
     }
     o.reference =
         reference.ok_or("missing the layout directory or registry reference to verify")?;
-    if o.keys.is_empty() {
+    if o.keys.is_empty() && o.keyless.is_empty() {
         return Err(
-            "missing --key: the public key the image must be signed with (cosign.pub)".into(),
+            "missing --key (the public key the image must be signed with, cosign.pub), or for a keyless signature --certificate-identity and --certificate-oidc-issuer".into(),
         );
     }
+    o.keyless.policy()?;
     Ok(o)
 }
 
@@ -195,6 +223,14 @@ pub fn load_keys(paths: &[PathBuf]) -> Result<Vec<PublicKey>, String> {
         .collect()
 }
 
+/// Reads the trusted keys and the keyless policy.
+pub fn load_trust(keys: &[PathBuf], keyless: &KeylessFlags) -> Result<Trust, String> {
+    Ok(Trust {
+        keys: load_keys(keys)?,
+        keyless: keyless.policy()?,
+    })
+}
+
 fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -202,13 +238,13 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
-/// Verifies `opts.reference` with already loaded `keys`.
-pub fn verify(opts: &Options, keys: &[PublicKey]) -> Report {
-    verify_image(opts, keys).0
+/// Verifies `opts.reference` with already loaded `trust`.
+pub fn verify(opts: &Options, trust: &Trust) -> Report {
+    verify_image(opts, trust).0
 }
 
 /// [`verify`], also returning what was read of the image.
-pub fn verify_image(opts: &Options, keys: &[PublicKey]) -> (Report, Option<walk::Image>) {
+pub fn verify_image(opts: &Options, trust: &Trust) -> (Report, Option<walk::Image>) {
     let mut report = Report::new(opts.reference.clone());
     let source = match open_source(&opts.reference, opts.tag.as_deref(), &opts.client) {
         Ok(s) => s,
@@ -272,7 +308,7 @@ pub fn verify_image(opts: &Options, keys: &[PublicKey]) -> (Report, Option<walk:
         &root_attached,
         &image.root_digest,
         &root_label,
-        keys,
+        trust,
         repository.as_deref(),
     );
     for (p, a) in image.platforms.iter().zip(&per_platform) {
@@ -281,7 +317,7 @@ pub fn verify_image(opts: &Options, keys: &[PublicKey]) -> (Report, Option<walk:
             a,
             &p.digest,
             &p.label(),
-            keys,
+            trust,
             repository.as_deref(),
         );
     }
@@ -305,7 +341,7 @@ pub fn verify_image(opts: &Options, keys: &[PublicKey]) -> (Report, Option<walk:
     }
 
     // The provenance is attached to the root and names every digest.
-    let root_statements = checks::attestations(&mut report, &root_attached, &root_label, keys);
+    let root_statements = checks::attestations(&mut report, &root_attached, &root_label, trust);
     let expected = image.all_digests();
     let mut recorded = None;
     for v in checks::require(
@@ -350,7 +386,7 @@ pub fn verify_image(opts: &Options, keys: &[PublicKey]) -> (Report, Option<walk:
     for (i, p) in image.platforms.iter().enumerate() {
         let label = p.label();
         let statements = if image.is_index {
-            checks::attestations(&mut report, &per_platform[i], &label, keys)
+            checks::attestations(&mut report, &per_platform[i], &label, trust)
         } else {
             root_statements.clone()
         };
@@ -377,13 +413,16 @@ pub fn verify_image(opts: &Options, keys: &[PublicKey]) -> (Report, Option<walk:
             .iter()
             .any(|p| p.annotations.contains_key(crate::image::app::BASE_DIGEST))
     {
-        let base_keys = if opts.base_keys.is_empty() {
-            Ok(keys.to_vec())
+        let base_trust = if opts.base_keys.is_empty() {
+            Ok(trust.clone())
         } else {
-            load_keys(&opts.base_keys)
+            load_keys(&opts.base_keys).map(|keys| Trust {
+                keys,
+                keyless: trust.keyless.clone(),
+            })
         };
-        match base_keys {
-            Ok(k) => base::check(&mut report, &image, opts, &k),
+        match base_trust {
+            Ok(t) => base::check(&mut report, &image, opts, &t),
             Err(e) => report.fail("base", e),
         }
     }
@@ -392,15 +431,15 @@ pub fn verify_image(opts: &Options, keys: &[PublicKey]) -> (Report, Option<walk:
 
 /// Parses, verifies, prints; the exit status says whether every check passed.
 pub fn run(opts: &Options) -> (Report, ExitCode) {
-    let keys = match load_keys(&opts.keys) {
-        Ok(k) => k,
+    let trust = match load_trust(&opts.keys, &opts.keyless) {
+        Ok(t) => t,
         Err(e) => {
             let mut r = Report::new(opts.reference.clone());
             r.cannot_verify(e);
             return (r, ExitCode::from(2));
         }
     };
-    let report = verify(opts, &keys);
+    let report = verify(opts, &trust);
     let code = if report.error.is_some() {
         ExitCode::from(2)
     } else if report.passed() {
