@@ -30,6 +30,7 @@ pub mod seedbuild;
 pub mod keys;
 pub mod sign;
 pub mod signstore;
+pub mod sigstore;
 pub mod tool;
 pub mod toolchain;
 pub mod wheels;

@@ -8,6 +8,7 @@
 
 use crate::keys::{self, KeyError};
 use kiln_seed::attest::bundle::{Bundle, VerificationMaterial};
+use kiln_seed::attest::keyless::Entry;
 use kiln_seed::attest::simplesigning::SimpleSigning;
 use kiln_seed::attest::{Envelope, PublicKey, Statement, IN_TOTO_PAYLOAD_TYPE};
 use kiln_seed::digest::Digest;
@@ -17,19 +18,12 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// The public-good Sigstore instance, for the keyless seam.
-pub const SIGSTORE_FULCIO_URL: &str = "https://fulcio.sigstore.dev";
-pub const SIGSTORE_REKOR_URL: &str = "https://rekor.sigstore.dev";
-pub const SIGSTORE_OIDC_ISSUER: &str = "https://oauth2.sigstore.dev/auth";
-
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {
-    #[error("keyless signing needs a short-lived certificate from Fulcio ({fulcio}) for an OIDC identity ({issuer}) and a transparency-log entry in Rekor ({rekor}); none of them is reachable from this environment (no internet). Sign with a key instead: `kiln keygen`, then pass --key cosign.key")]
-    KeylessUnavailable {
-        fulcio: String,
-        rekor: String,
-        issuer: String,
-    },
+    #[error("keyless signing: {url}: {message}")]
+    Keyless { url: String, message: String },
+    #[error("keyless signing needs an OIDC identity token: set SIGSTORE_ID_TOKEN (or pass --identity-token), or run in GitHub Actions with `permissions: id-token: write`; to sign with a key instead: `kiln keygen`, then --key cosign.key")]
+    NoIdentityToken,
     #[error(transparent)]
     Key(#[from] KeyError),
     #[error("signing failed: {0}")]
@@ -89,6 +83,24 @@ pub trait Signer {
     /// The public key as PEM `PUBLIC KEY` (cosign.pub).
     fn public_key_pem(&self) -> Result<String, SignError>;
     fn identity(&self) -> Result<SignerIdentity, SignError>;
+    /// Keyless: the signing certificate (PEM), which cosign's tag layers
+    /// carry beside each signature. None for a key.
+    fn certificate_pem(&self) -> Option<String> {
+        None
+    }
+    /// Keyless: records a signature over `artifact` in the transparency
+    /// log and returns the entry. None for a key (nothing is logged).
+    fn log_signature(
+        &self,
+        _artifact: &[u8],
+        _signature: &[u8],
+    ) -> Result<Option<Entry>, SignError> {
+        Ok(None)
+    }
+    /// Keyless: records a signed DSSE envelope in the transparency log.
+    fn log_envelope(&self, _envelope: &Envelope) -> Result<Option<Entry>, SignError> {
+        Ok(None)
+    }
 }
 
 /// Signs with a private key from a cosign-format key file.
@@ -131,55 +143,6 @@ impl Signer for KeyFileSigner {
 
     fn identity(&self) -> Result<SignerIdentity, SignError> {
         Ok(SignerIdentity::Key(self.public.clone()))
-    }
-}
-
-/// Keyless signing (Sigstore: an ephemeral key, a Fulcio certificate for
-/// an OIDC identity token, a Rekor entry). This is the seam a hosted CI
-/// run would use: it would generate an ephemeral P-256 key, exchange
-/// `identity_token` at `fulcio_url` for a certificate chain, sign, upload
-/// to `rekor_url`, and report [`SignerIdentity::Certificate`]. Without
-/// the internet every operation fails with an explanation.
-pub struct Keyless {
-    pub fulcio_url: String,
-    pub rekor_url: String,
-    pub oidc_issuer: String,
-    /// The OIDC token proving the signer's identity (e.g. a CI job token).
-    pub identity_token: Option<String>,
-}
-
-impl Default for Keyless {
-    fn default() -> Self {
-        Keyless {
-            fulcio_url: SIGSTORE_FULCIO_URL.into(),
-            rekor_url: SIGSTORE_REKOR_URL.into(),
-            oidc_issuer: SIGSTORE_OIDC_ISSUER.into(),
-            identity_token: None,
-        }
-    }
-}
-
-impl Keyless {
-    fn unavailable(&self) -> SignError {
-        SignError::KeylessUnavailable {
-            fulcio: self.fulcio_url.clone(),
-            rekor: self.rekor_url.clone(),
-            issuer: self.oidc_issuer.clone(),
-        }
-    }
-}
-
-impl Signer for Keyless {
-    fn sign(&self, _bytes: &[u8]) -> Result<Vec<u8>, SignError> {
-        Err(self.unavailable())
-    }
-
-    fn public_key_pem(&self) -> Result<String, SignError> {
-        Err(self.unavailable())
-    }
-
-    fn identity(&self) -> Result<SignerIdentity, SignError> {
-        Err(self.unavailable())
     }
 }
 
@@ -247,12 +210,21 @@ fn message_signature_bundle(
     ))
 }
 
-/// A Sigstore bundle around a signed DSSE envelope (an attestation referrer).
-pub fn dsse_bundle(signer: &dyn Signer, envelope: Envelope) -> Result<Bundle, SignError> {
-    Ok(Bundle::dsse(
-        signer.identity()?.verification_material(),
-        envelope,
-    ))
+/// A Sigstore bundle around a signed DSSE envelope (an attestation
+/// referrer), with the envelope's transparency-log entry when the signer
+/// logs (keyless).
+pub fn dsse_bundle(
+    signer: &dyn Signer,
+    envelope: Envelope,
+    entry: Option<&Entry>,
+) -> Result<Bundle, SignError> {
+    let mut material = signer.identity()?.verification_material();
+    if let Some(e) = entry {
+        material
+            .tlog_entries
+            .push(serde_json::to_value(e).map_err(|e| SignError::Signature(e.to_string()))?);
+    }
+    Ok(Bundle::dsse(material, envelope))
 }
 
 /// The image signature the way cosign 3 stores it as a referrer: a
@@ -264,7 +236,8 @@ pub fn sign_image_bundle(
     manifest_digest: &Digest,
 ) -> Result<Bundle, SignError> {
     let env = sign_statement(signer, &Statement::cosign_sign(name, manifest_digest))?;
-    dsse_bundle(signer, env)
+    let entry = signer.log_envelope(&env)?;
+    dsse_bundle(signer, env, entry.as_ref())
 }
 
 #[cfg(test)]
@@ -323,7 +296,7 @@ mod tests {
         let v = dsse::verify_as(&env, IN_TOTO_PAYLOAD_TYPE, &[s.public_key().clone()]).unwrap();
         assert_eq!(Statement::from_verified(&v).unwrap(), st);
 
-        let b = Bundle::from_json(&dsse_bundle(&s, env).unwrap().to_json()).unwrap();
+        let b = Bundle::from_json(&dsse_bundle(&s, env, None).unwrap().to_json()).unwrap();
         b.verify_dsse(&[s.public_key().clone()]).unwrap();
         assert_eq!(
             b.verification_material.public_key.as_ref().unwrap().hint,
@@ -339,20 +312,6 @@ mod tests {
         let st =
             Statement::from_verified(&b.verify_dsse(&[s.public_key().clone()]).unwrap()).unwrap();
         st.subjects_match(&[("r", d(5))]).unwrap();
-    }
-
-    #[test]
-    fn keyless_is_a_clear_offline_error() {
-        let k = Keyless::default();
-        let err = sign_image(&k, "r", &d(1), None).unwrap_err();
-        let msg = err.to_string();
-        assert!(
-            msg.contains("Fulcio (https://fulcio.sigstore.dev)")
-                && msg.contains("Rekor (https://rekor.sigstore.dev)"),
-            "{msg}"
-        );
-        assert!(msg.contains("kiln keygen"), "{msg}");
-        assert!(k.public_key_pem().is_err());
     }
 
     #[test]

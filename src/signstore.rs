@@ -23,12 +23,14 @@
 
 use crate::provenance::BuiltImage;
 use crate::sign::{self, SignError, Signer};
+use kiln_seed::attest::keyless::Entry;
 use kiln_seed::attest::{
     Bundle, Envelope, ResourceDescriptor, Statement, BUNDLE_CONTENT_ANNOTATION,
     BUNDLE_MEDIA_TYPE_V03, BUNDLE_PREDICATE_TYPE_ANNOTATION, COSIGN_PREDICATE_TYPE_ANNOTATION,
     COSIGN_SIGNATURE_ANNOTATION, COSIGN_SIGN_V1, CYCLONEDX_BOM, DSSE_ENVELOPE_MEDIA_TYPE,
     SIMPLE_SIGNING_MEDIA_TYPE, SPDX_DOCUMENT,
 };
+use kiln_seed::attest::{COSIGN_CERTIFICATE_ANNOTATION, COSIGN_REKOR_BUNDLE_ANNOTATION};
 use kiln_seed::digest::Digest;
 use kiln_seed::oci::{
     self, Layout, LayoutWriter, CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, REF_NAME,
@@ -97,6 +99,8 @@ pub struct SignatureLayer {
     pub payload: Vec<u8>,
     /// Base64 of the DER signature.
     pub signature: String,
+    /// Keyless: the certificate and log entry, as cosign annotates them.
+    pub keyless: Option<KeylessAnnotations>,
 }
 
 /// A legacy `.att` layer.
@@ -104,6 +108,40 @@ pub struct SignatureLayer {
 pub struct AttestationLayer {
     pub predicate_type: String,
     pub envelope: Envelope,
+    pub keyless: Option<KeylessAnnotations>,
+}
+
+/// What cosign writes beside a keyless signature in a tag layer: the
+/// signing certificate (PEM) and Rekor's entry (`dev.sigstore.cosign/bundle`).
+#[derive(Clone, Debug)]
+pub struct KeylessAnnotations {
+    pub certificate_pem: String,
+    pub rekor_bundle: String,
+}
+
+impl KeylessAnnotations {
+    fn of(signer: &dyn Signer, entry: Option<Entry>) -> Result<Option<Self>, SignStoreError> {
+        let (Some(certificate_pem), Some(entry)) = (signer.certificate_pem(), entry) else {
+            return Ok(None);
+        };
+        let rekor_bundle = entry
+            .to_cosign_bundle()
+            .map_err(|e| SignError::Signature(e.to_string()))?;
+        Ok(Some(KeylessAnnotations {
+            certificate_pem,
+            rekor_bundle,
+        }))
+    }
+
+    fn annotations(this: &Option<Self>) -> Vec<(&'static str, String)> {
+        match this {
+            Some(k) => vec![
+                (COSIGN_CERTIFICATE_ANNOTATION, k.certificate_pem.clone()),
+                (COSIGN_REKOR_BUNDLE_ANNOTATION, k.rekor_bundle.clone()),
+            ],
+            None => Vec::new(),
+        }
+    }
 }
 
 /// An OCI 1.1 referrer holding a Sigstore bundle.
@@ -229,11 +267,14 @@ pub fn sign_digest(
     digest: &Digest,
 ) -> Result<(SignatureLayer, BundleReferrer), SignStoreError> {
     let sig = sign::sign_image(signer, reference, digest, None)?;
+    let entry = signer.log_signature(&sig.payload, &sig.signature)?;
+    let keyless = KeylessAnnotations::of(signer, entry)?;
     let bundle = sign::sign_image_bundle(signer, reference, digest)?;
     Ok((
         SignatureLayer {
             signature: sig.signature_base64(),
             payload: sig.payload,
+            keyless,
         },
         BundleReferrer {
             predicate_type: COSIGN_SIGN_V1.into(),
@@ -248,11 +289,14 @@ pub fn attest(
     statement: &Statement,
 ) -> Result<(AttestationLayer, BundleReferrer), SignStoreError> {
     let envelope = sign::sign_statement(signer, statement)?;
-    let bundle = sign::dsse_bundle(signer, envelope.clone())?;
+    // One log entry serves both forms: they hold the same envelope.
+    let entry = signer.log_envelope(&envelope)?;
+    let bundle = sign::dsse_bundle(signer, envelope.clone(), entry.as_ref())?;
     Ok((
         AttestationLayer {
             predicate_type: statement.predicate_type.clone(),
             envelope,
+            keyless: KeylessAnnotations::of(signer, entry)?,
         },
         BundleReferrer {
             predicate_type: statement.predicate_type.clone(),
@@ -578,11 +622,9 @@ fn fill(s: &SignedImage, tmp: &Path, out: &Path) -> Result<Written, SignStoreErr
                 .signatures
                 .iter()
                 .map(|l| {
-                    (
-                        l.payload.clone(),
-                        SIMPLE_SIGNING_MEDIA_TYPE,
-                        vec![(COSIGN_SIGNATURE_ANNOTATION, l.signature.clone())],
-                    )
+                    let mut ann = vec![(COSIGN_SIGNATURE_ANNOTATION, l.signature.clone())];
+                    ann.extend(KeylessAnnotations::annotations(&l.keyless));
+                    (l.payload.clone(), SIMPLE_SIGNING_MEDIA_TYPE, ann)
                 })
                 .collect();
             let d = cosign_manifest(&w, &layers)?;
@@ -605,10 +647,13 @@ fn fill(s: &SignedImage, tmp: &Path, out: &Path) -> Result<Written, SignStoreErr
                         // cosign's attestation layers carry an empty
                         // signature annotation: the signature is in the
                         // envelope.
-                        vec![
+                        [
                             (COSIGN_PREDICATE_TYPE_ANNOTATION, l.predicate_type.clone()),
                             (COSIGN_SIGNATURE_ANNOTATION, String::new()),
-                        ],
+                        ]
+                        .into_iter()
+                        .chain(KeylessAnnotations::annotations(&l.keyless))
+                        .collect(),
                     )
                 })
                 .collect();

@@ -26,10 +26,29 @@ pub struct Args {
     #[arg(required = true)]
     pub images: Vec<String>,
     /// The cosign private key (`ENCRYPTED SIGSTORE PRIVATE KEY`).
-    // Keyless signing (Fulcio + Rekor) is not offered until it signs and
-    // verifies for real; the library keeps the seam (kiln::sign::Keyless).
-    #[arg(long, value_name = "FILE")]
-    pub key: PathBuf,
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "keyless",
+        conflicts_with = "keyless"
+    )]
+    pub key: Option<PathBuf>,
+    /// Sign keyless, as `cosign sign` does without a key: an ephemeral key,
+    /// a Fulcio certificate for the OIDC identity in SIGSTORE_ID_TOKEN (or
+    /// GitHub Actions' token), and a Rekor entry for every signature.
+    /// Verify with --certificate-identity and --certificate-oidc-issuer.
+    #[arg(long)]
+    pub keyless: bool,
+    /// Keyless: the Fulcio instance that issues the certificate.
+    #[arg(long, value_name = "URL", env = "SIGSTORE_FULCIO_URL", default_value = kiln::sigstore::PUBLIC_GOOD_FULCIO)]
+    pub fulcio_url: String,
+    /// Keyless: the Rekor instance that logs the signatures.
+    #[arg(long, value_name = "URL", env = "SIGSTORE_REKOR_URL", default_value = kiln::sigstore::PUBLIC_GOOD_REKOR)]
+    pub rekor_url: String,
+    /// Keyless: the OIDC identity token (default: SIGSTORE_ID_TOKEN, else
+    /// GitHub Actions' token service).
+    #[arg(long, value_name = "JWT", requires = "keyless", hide_env_values = true)]
+    pub identity_token: Option<String>,
     /// The provenance to attest (default: `<provenance-dir>/<attr>.intoto.json`
     /// from `kiln build`). Only with a single image.
     #[arg(long, value_name = "FILE")]
@@ -171,12 +190,25 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
         .iter()
         .map(|image| resolve(project, image, &args))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let key = &args.key;
-    let password = kiln::keys::read_password(false)?;
-    let signer: Box<dyn Signer> = Box::new(
-        KeyFileSigner::from_file(key, password.as_bytes())
-            .with_context(|| format!("loading the signing key {}", key.display()))?,
-    );
+    let signer: Box<dyn Signer> = match &args.key {
+        Some(key) => {
+            let password = kiln::keys::read_password(false)?;
+            Box::new(
+                KeyFileSigner::from_file(key, password.as_bytes())
+                    .with_context(|| format!("loading the signing key {}", key.display()))?,
+            )
+        }
+        None => {
+            let signer = kiln::sigstore::KeylessSigner::new(&kiln::sigstore::KeylessOptions {
+                fulcio_url: args.fulcio_url.clone(),
+                rekor_url: args.rekor_url.clone(),
+                identity_token: args.identity_token.clone(),
+            })?;
+            let (identity, issuer) = signer.signer();
+            eprintln!("signing keyless as {identity} (issuer {issuer})");
+            Box::new(signer)
+        }
+    };
     let mut written = Vec::new();
     for (attr, layout, prov) in resolved {
         let t = Instant::now();

@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod registry;
+pub mod sigstore;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
