@@ -217,6 +217,7 @@ pub fn add(
         run_cargo_fetch(lock, workspace, cargo_home, cargo)?;
     }
     let mut missing = Vec::new();
+    let mut verified = Vec::new();
     for c in wanted {
         let Some(file) = find(c) else {
             missing.push(c.file_name());
@@ -236,12 +237,17 @@ pub fn add(
                 expected: c.checksum.clone(),
             });
         }
-        nixstore::add_fixed_flat(&file, &c.store_path()).map_err(|error| CrateError::Store {
-            krate: format!("{} {}", c.name, c.version),
-            error,
-        })?;
-        report.added += 1;
+        verified.push((c, file));
     }
+    let files: Vec<(PathBuf, String)> = verified
+        .iter()
+        .map(|(c, f)| (f.clone(), c.store_path()))
+        .collect();
+    nixstore::add_fixed_flat_all(&files).map_err(|(i, error)| CrateError::Store {
+        krate: format!("{} {}", verified[i].0.name, verified[i].0.version),
+        error,
+    })?;
+    report.added += verified.len();
     if !missing.is_empty() {
         return Err(CrateError::Missing {
             lock: lock.to_path_buf(),

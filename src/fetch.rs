@@ -357,13 +357,12 @@ pub async fn fetch(
     let mut vanished = Vec::new();
     let mut errors = Vec::new();
     let mut bytes = 0;
-    let mut fetched_n = 0;
+    let mut verified = Vec::new();
     for (item, r) in results {
         match r {
             Ok(n) => {
                 bytes += n;
-                fetched_n += 1;
-                packages.push(fetched(&item, "fetched"));
+                verified.push(item);
             }
             Err(FetchError::Download {
                 error: HttpError::NotFound { .. },
@@ -371,6 +370,29 @@ pub async fn fetch(
             }) => vanished.push(item.label()),
             Err(e) => errors.push(e),
         }
+    }
+    // What verified goes into the store even when something else failed:
+    // a retry fetches only the rest.
+    let files: Vec<(PathBuf, String)> = verified
+        .iter()
+        .map(|i| (dir.path().join(&i.store_name), i.store_path.clone()))
+        .collect();
+    let added = tokio::task::spawn_blocking(move || nixstore::add_fixed_flat_all(&files))
+        .await
+        .map_err(|e| FetchError::Validity(e.to_string()))?;
+    let failed_at = match added {
+        Ok(()) => verified.len(),
+        Err((i, error)) => {
+            errors.push(FetchError::Store {
+                package: verified[i].label(),
+                error,
+            });
+            i
+        }
+    };
+    let fetched_n = failed_at;
+    for item in &verified[..failed_at] {
+        packages.push(fetched(item, "fetched"));
     }
     drop(dir);
     vanished.sort();
@@ -408,8 +430,8 @@ fn fetched(item: &Item, status: &'static str) -> Fetched {
     }
 }
 
-/// Downloads one .deb (retrying transient failures), verifies it and adds
-/// it to the store. Returns the bytes downloaded.
+/// Downloads one .deb (retrying transient failures) into `dir` under its
+/// store name and verifies it. Returns the bytes downloaded.
 async fn download(
     http: &Http,
     item: &Item,
@@ -457,15 +479,7 @@ async fn download(
             actual: digest.hex(),
         });
     }
-    let (p, store_path) = (path.clone(), item.store_path.clone());
-    let added = tokio::task::spawn_blocking(move || nixstore::add_fixed_flat(&p, &store_path))
-        .await
-        .map_err(|e| FetchError::Validity(e.to_string()))?;
-    let _ = std::fs::remove_file(&path);
-    added.map_err(|error| FetchError::Store {
-        package: label,
-        error,
-    })?;
+    // Verified; added to the store with the others (one process per batch).
     Ok(size)
 }
 

@@ -198,6 +198,36 @@ pub fn add_fixed_flat(file: &Path, expected: &str) -> Result<PathBuf, StoreError
     )
 }
 
+/// How many files one `nix-store --add-fixed` is given: one process per
+/// file costs about 13 ms (hundreds of .debs and crates per fetch); the
+/// limit keeps the command line well under the kernel's.
+const ADD_BATCH: usize = 256;
+
+/// Adds every `(file, expected store path)` flat, a batch of files per
+/// `nix-store --add-fixed sha256` call, and checks each path Nix reports.
+/// When a batch fails, its files are added one by one so that the error
+/// names the one that failed: the index of that entry is returned with it.
+pub fn add_fixed_flat_all(files: &[(PathBuf, String)]) -> Result<(), (usize, StoreError)> {
+    for (chunk_no, chunk) in files.chunks(ADD_BATCH).enumerate() {
+        let base = chunk_no * ADD_BATCH;
+        let mut cmd = crate::nixcmd::command("nix-store");
+        cmd.args(["--add-fixed", "sha256"]);
+        cmd.args(chunk.iter().map(|(f, _)| f));
+        let printed =
+            run(&mut cmd).map(|out| out.lines().map(str::to_string).collect::<Vec<String>>());
+        let all_match = printed.as_ref().is_ok_and(|lines| {
+            lines.len() == chunk.len() && lines.iter().zip(chunk).all(|(l, (_, want))| l == want)
+        });
+        if all_match {
+            continue;
+        }
+        for (i, (file, expected)) in chunk.iter().enumerate() {
+            add_fixed_flat(file, expected).map_err(|e| (base + i, e))?;
+        }
+    }
+    Ok(())
+}
+
 /// Adds `file` with `nix-store --add-fixed --recursive sha256` and checks the path.
 pub fn add_fixed_recursive(file: &Path, expected: &str) -> Result<PathBuf, StoreError> {
     add(
