@@ -28,11 +28,14 @@ pub const DEFAULT_JOBS: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    #[error("kiln.lock is stale: these pinned .debs are gone from the mirror: {}; run `kiln lock --update`{}", .vanished.join(", "), render_others(.others))]
+    #[error("kiln.lock is stale: these pinned .debs are gone from the mirror{}: {}; run `kiln lock --update`{}{}", if *.snapshot_tried { " and from the snapshot archive" } else { "" }, .vanished.join(", "), if *.snapshot_tried { "" } else { ", or fetch them as they were from a snapshot archive: --snapshot URL (KILN_SNAPSHOT)" }, render_others(.others))]
     Stale {
         vanished: Vec<String>,
         others: Vec<FetchError>,
+        snapshot_tried: bool,
     },
+    #[error("fetching {package}: it is gone from the mirror, and kiln.lock records no time for suite {suite} (its `sources` entry), so no snapshot of the archive can be chosen; run `kiln lock --update`")]
+    NoSnapshotTime { package: String, suite: String },
     #[error("fetching {package}: sha256 mismatch: expected {expected}, got {actual} (from {url}; the file was deleted)")]
     Mismatch {
         package: String,
@@ -142,6 +145,66 @@ pub struct Options {
     pub tmp_dir: PathBuf,
     /// Show a progress bar (on a terminal).
     pub progress: bool,
+    /// Where a file the mirror no longer has is fetched from instead.
+    pub snapshot: Option<Snapshot>,
+}
+
+/// A snapshot archive of Debian, laid out as snapshot.debian.org is:
+/// `ROOT/archive/<debian|debian-security>/<YYYYMMDDTHHMMSSZ>/<pool path>`,
+/// where a time stands for the newest snapshot taken at or before it.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub root: String,
+    /// When each suite's signed index was made (kiln.lock's `sources`).
+    pub times: BTreeMap<String, i64>,
+}
+
+/// Snapshots are taken every six hours: the first one after the index was
+/// made holds everything the index listed (a file is only removed from the
+/// archive days after it is superseded).
+const SNAPSHOT_INTERVAL: i64 = 6 * 3600;
+
+impl Snapshot {
+    pub fn new(root: &str, lock: &Lock) -> Snapshot {
+        Snapshot {
+            root: root.trim_end_matches('/').to_string(),
+            times: lock
+                .sources
+                .iter()
+                .filter(|(_, s)| s.epoch > 0)
+                .map(|(suite, s)| (suite.clone(), s.epoch))
+                .collect(),
+        }
+    }
+
+    /// The URLs to try for `filename` of `suite`, the most likely first:
+    /// the first snapshot after the index, then the last one before it.
+    /// `None` when the lock records no time for the suite.
+    pub fn urls(&self, suite: &str, filename: &str) -> Option<Vec<String>> {
+        let epoch = *self.times.get(suite)?;
+        let archive = if suite.ends_with("-security") {
+            "debian-security"
+        } else {
+            "debian"
+        };
+        Some(
+            [epoch + SNAPSHOT_INTERVAL, epoch]
+                .iter()
+                .map(|t| {
+                    format!(
+                        "{}/archive/{archive}/{}/{filename}",
+                        self.root,
+                        snapshot_id(*t)
+                    )
+                })
+                .collect(),
+        )
+    }
+}
+
+/// `YYYYMMDDTHHMMSSZ`, the snapshot archive's name for a time.
+pub fn snapshot_id(epoch: i64) -> String {
+    kiln_seed::date::rfc3339(epoch).replace(['-', ':'], "")
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -338,11 +401,11 @@ pub async fn fetch(
     };
     let (count, mut done) = (todo.len(), 0usize);
     bar.set_message(format!("0/{count}"));
-    let results: Vec<(Item, Result<u64, FetchError>)> = futures_util::stream::iter(todo)
+    let results: Vec<(Item, Result<Downloaded, FetchError>)> = futures_util::stream::iter(todo)
         .map(|(item, url)| {
             let (bar, dir) = (bar.clone(), dir.path().to_path_buf());
             async move {
-                let r = download(http, &item, &url, &dir, &bar).await;
+                let r = download(http, &item, &url, &dir, &bar, opts.snapshot.as_ref()).await;
                 (item, r)
             }
         })
@@ -360,9 +423,9 @@ pub async fn fetch(
     let mut verified = Vec::new();
     for (item, r) in results {
         match r {
-            Ok(n) => {
-                bytes += n;
-                verified.push(item);
+            Ok(d) => {
+                bytes += d.bytes;
+                verified.push((item, d.from_snapshot));
             }
             Err(FetchError::Download {
                 error: HttpError::NotFound { .. },
@@ -375,7 +438,7 @@ pub async fn fetch(
     // a retry fetches only the rest.
     let files: Vec<(PathBuf, String)> = verified
         .iter()
-        .map(|i| (dir.path().join(&i.store_name), i.store_path.clone()))
+        .map(|(i, _)| (dir.path().join(&i.store_name), i.store_path.clone()))
         .collect();
     let added = tokio::task::spawn_blocking(move || nixstore::add_fixed_flat_all(&files))
         .await
@@ -384,21 +447,29 @@ pub async fn fetch(
         Ok(()) => verified.len(),
         Err((i, error)) => {
             errors.push(FetchError::Store {
-                package: verified[i].label(),
+                package: verified[i].0.label(),
                 error,
             });
             i
         }
     };
     let fetched_n = failed_at;
-    for item in &verified[..failed_at] {
-        packages.push(fetched(item, "fetched"));
+    for (item, from_snapshot) in &verified[..failed_at] {
+        packages.push(fetched(
+            item,
+            if *from_snapshot {
+                "snapshot"
+            } else {
+                "fetched"
+            },
+        ));
     }
     drop(dir);
     vanished.sort();
     if !vanished.is_empty() {
         return Err(FetchError::Stale {
             vanished,
+            snapshot_tried: opts.snapshot.is_some(),
             others: errors,
         });
     }
@@ -438,23 +509,41 @@ async fn download(
     url: &str,
     dir: &Path,
     bar: &indicatif::ProgressBar,
-) -> Result<u64, FetchError> {
+    snapshot: Option<&Snapshot>,
+) -> Result<Downloaded, FetchError> {
     let path = dir.join(&item.store_name);
     let label = item.label();
-    let mut attempt = 1;
-    let (digest, size) = loop {
-        match stream_to(http, url, &path, item.package.size, bar, &label).await {
-            Err(Attempt::Transient(_)) if attempt < ATTEMPTS => {
-                attempt += 1;
-                tokio::time::sleep(http.delay(attempt)).await;
+    let mut url = url.to_string();
+    let mut from_snapshot = false;
+    let (digest, size) = match get_with_retries(http, &url, &path, item, bar).await {
+        Err(FetchError::Download {
+            error: HttpError::NotFound { .. },
+            ..
+        }) if snapshot.is_some() => {
+            let snapshot = snapshot.expect("checked");
+            let urls = snapshot
+                .urls(&item.package.suite, &item.package.filename)
+                .ok_or_else(|| FetchError::NoSnapshotTime {
+                    package: label.clone(),
+                    suite: item.package.suite.clone(),
+                })?;
+            let mut last = None;
+            for u in urls {
+                match get_with_retries(http, &u, &path, item, bar).await {
+                    Ok(v) => {
+                        url = u;
+                        last = Some(Ok(v));
+                        break;
+                    }
+                    Err(e) => last = Some(Err(e)),
+                }
             }
-            Err(Attempt::Transient(e)) | Err(Attempt::Fatal(e)) => {
-                let _ = std::fs::remove_file(&path);
-                return Err(e);
-            }
-            Ok(v) => break v,
+            from_snapshot = true;
+            last.expect("two snapshot URLs")?
         }
+        other => other?,
     };
+    let url = url.as_str();
     let expected = item.package.size;
     if size != expected {
         let _ = std::fs::remove_file(&path);
@@ -480,7 +569,43 @@ async fn download(
         });
     }
     // Verified; added to the store with the others (one process per batch).
-    Ok(size)
+    Ok(Downloaded {
+        bytes: size,
+        from_snapshot,
+    })
+}
+
+/// A verified download, waiting to be added to the store.
+struct Downloaded {
+    bytes: u64,
+    /// From the snapshot archive, the mirror having moved on.
+    from_snapshot: bool,
+}
+
+/// GETs `url` into `path`, retrying transient failures; the file is
+/// removed when every attempt failed.
+async fn get_with_retries(
+    http: &Http,
+    url: &str,
+    path: &Path,
+    item: &Item,
+    bar: &indicatif::ProgressBar,
+) -> Result<(Digest, u64), FetchError> {
+    let label = item.label();
+    let mut attempt = 1;
+    loop {
+        match stream_to(http, url, path, item.package.size, bar, &label).await {
+            Err(Attempt::Transient(_)) if attempt < ATTEMPTS => {
+                attempt += 1;
+                tokio::time::sleep(http.delay(attempt)).await;
+            }
+            Err(Attempt::Transient(e)) | Err(Attempt::Fatal(e)) => {
+                let _ = std::fs::remove_file(path);
+                return Err(e);
+            }
+            Ok(v) => return Ok(v),
+        }
+    }
 }
 
 enum Attempt {
@@ -592,7 +717,36 @@ mod tests {
         let e = FetchError::Stale {
             vanished: vec!["a 1 (amd64)".into(), "b 2 (arm64)".into()],
             others: vec![],
+            snapshot_tried: false,
         };
-        assert_eq!(e.to_string(), "kiln.lock is stale: these pinned .debs are gone from the mirror: a 1 (amd64), b 2 (arm64); run `kiln lock --update`");
+        assert_eq!(e.to_string(), "kiln.lock is stale: these pinned .debs are gone from the mirror: a 1 (amd64), b 2 (arm64); run `kiln lock --update`, or fetch them as they were from a snapshot archive: --snapshot URL (KILN_SNAPSHOT)");
+        let e = FetchError::Stale {
+            vanished: vec!["a 1 (amd64)".into()],
+            others: vec![],
+            snapshot_tried: true,
+        };
+        assert_eq!(e.to_string(), "kiln.lock is stale: these pinned .debs are gone from the mirror and from the snapshot archive: a 1 (amd64); run `kiln lock --update`");
+    }
+
+    #[test]
+    fn snapshot_urls_name_the_archive_and_the_times_around_the_index() {
+        let snap = Snapshot {
+            root: "http://snap.test".into(),
+            times: BTreeMap::from([
+                ("bookworm".to_string(), 1_783_764_997),
+                ("bookworm-security".to_string(), 1_783_764_997),
+            ]),
+        };
+        assert_eq!(snapshot_id(1_783_764_997), "20260711T101637Z");
+        assert_eq!(
+            snap.urls("bookworm", "pool/main/t/tzdata/tzdata_1_all.deb").unwrap(),
+            [
+                "http://snap.test/archive/debian/20260711T161637Z/pool/main/t/tzdata/tzdata_1_all.deb",
+                "http://snap.test/archive/debian/20260711T101637Z/pool/main/t/tzdata/tzdata_1_all.deb"
+            ]
+        );
+        assert!(snap.urls("bookworm-security", "pool/x.deb").unwrap()[0]
+            .starts_with("http://snap.test/archive/debian-security/"));
+        assert!(snap.urls("bookworm-updates", "pool/x.deb").is_none());
     }
 }

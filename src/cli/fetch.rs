@@ -42,6 +42,13 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
 
+    /// A snapshot archive of Debian (snapshot.debian.org, or a mirror of
+    /// it laid out the same way: URL/archive/debian/<YYYYMMDDTHHMMSSZ>/...)
+    /// to fetch a pinned .deb from when the mirror no longer has it: the
+    /// archive as it was when kiln.lock's signed index was made.
+    #[arg(long, env = "KILN_SNAPSHOT", value_name = "URL")]
+    pub snapshot: Option<String>,
+
     #[command(flatten)]
     pub archive: super::mirror::MirrorArgs,
 }
@@ -70,6 +77,10 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
         jobs: args.jobs,
         tmp_dir: tmp_dir(project),
         progress: !args.json && std::io::stderr().is_terminal(),
+        snapshot: args
+            .snapshot
+            .as_deref()
+            .map(|root| fetch::Snapshot::new(root, &lock)),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -95,6 +95,9 @@ pub struct LockedSuite {
     pub codename: String,
     pub suite: String,
     pub date: String,
+    /// The index's Date as a Unix time: what a snapshot archive is asked
+    /// for when the mirror has moved on. 0 when a lock does not record it.
+    #[serde(default)]
     pub epoch: i64,
     pub in_release: Digest,
     pub signer: String,
