@@ -9,6 +9,7 @@ pub use kiln_seed::{digest, json, spec};
 
 pub mod appsource;
 pub mod build;
+pub mod cache;
 pub mod crates;
 pub mod debian;
 pub mod definition;

@@ -332,7 +332,11 @@ pub fn out_path(flake: &Path, attr: &str, opts: &BuildOptions) -> Result<String,
 /// The derivation paths of `attrs` (of `packages.<system>`), in order: how
 /// `nix build --json` results are matched with the attributes asked for,
 /// since Nix lists its results in its own order (by derivation path).
-fn drv_paths(flake: &Path, attrs: &[String], opts: &BuildOptions) -> Result<Vec<String>, NixError> {
+pub fn drv_paths(
+    flake: &Path,
+    attrs: &[String],
+    opts: &BuildOptions,
+) -> Result<Vec<String>, NixError> {
     let names = serde_json::to_string(attrs).expect("strings serialize");
     let mut cmd = nix();
     cmd.args(["eval", "--json"])

@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 mod build;
+mod cache;
 mod completions;
 mod diff;
 mod digests;
@@ -32,8 +33,8 @@ mod verify;
 /// `nix build .#<image>`.
 ///
 /// Exit status, for every command: 0 ok, 1 a check failed (verify, policy,
-/// test, diff, repro, digests --check, lock --check, seed --check, a build
-/// denied by policy), 2 could not run (bad input, a missing file, an
+/// test, diff, repro, digests --check, lock --check, seed --check, cache
+/// verify, a build denied by policy), 2 could not run (bad input, a missing file, an
 /// unreachable registry, a usage error).
 #[derive(Debug, Parser)]
 #[command(name = "kiln", version, about, long_about, propagate_version = true)]
@@ -62,6 +63,7 @@ pub enum Command {
     Repro(repro::Args),
     Diff(diff::Args),
     Digests(digests::Args),
+    Cache(cache::Args),
     Policy(policy::Args),
     Test(test::Args),
     Completions(completions::Args),
@@ -145,6 +147,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Repro(a) => repro::run(&cli.project, a),
         Command::Diff(a) => diff::run(&cli.project, a),
         Command::Digests(a) => digests::run(&cli.project, a),
+        Command::Cache(a) => cache::run(&cli.project, a),
         Command::Policy(a) => policy::run(&cli.project, a),
         Command::Test(a) => test::run(&cli.project, a),
         Command::Completions(a) => done(completions::run(&cli.project, a)),
