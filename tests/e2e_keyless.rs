@@ -27,6 +27,29 @@ struct Fixture {
     _sigstore: Sigstore,
 }
 
+/// `kiln sign scratch-plus --keyless` against the test instance at
+/// `sigstore_url`, as IDENTITY; `extra` flags follow.
+fn sign_keyless(sigstore_url: &str, dir: &Path, out: &Path, extra: &[&str]) -> Output {
+    kiln_cmd(
+        &project(),
+        &[
+            "sign",
+            "scratch-plus",
+            "--keyless",
+            "--provenance-dir",
+            dir.join("provenance").to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    )
+    .args(extra)
+    .env("SIGSTORE_FULCIO_URL", sigstore_url)
+    .env("SIGSTORE_REKOR_URL", sigstore_url)
+    .env("SIGSTORE_ID_TOKEN", identity_token(ISSUER, IDENTITY))
+    .output()
+    .unwrap()
+}
+
 fn fixture() -> &'static Fixture {
     static FIX: OnceLock<Fixture> = OnceLock::new();
     FIX.get_or_init(|| {
@@ -49,23 +72,7 @@ fn fixture() -> &'static Fixture {
         let root = dir.join("trusted_root.json");
         std::fs::write(&root, sigstore.trusted_root_json()).unwrap();
         let signed = dir.join("signed");
-        let out = kiln_cmd(
-            &project(),
-            &[
-                "sign",
-                "scratch-plus",
-                "--keyless",
-                "--provenance-dir",
-                prov.to_str().unwrap(),
-                "--out",
-                signed.to_str().unwrap(),
-            ],
-        )
-        .env("SIGSTORE_FULCIO_URL", sigstore.url())
-        .env("SIGSTORE_REKOR_URL", sigstore.url())
-        .env("SIGSTORE_ID_TOKEN", identity_token(ISSUER, IDENTITY))
-        .output()
-        .unwrap();
+        let out = sign_keyless(&sigstore.url(), &dir, &signed, &[]);
         assert!(
             out.status.success(),
             "kiln sign --keyless: {}",
@@ -198,6 +205,20 @@ fn client_trust_config(fx: &Fixture) -> PathBuf {
     path
 }
 
+/// `sigstore verify identity` (sigstore-python) of `bundle` over `subject`.
+fn sigstore_python(config: &Path, bundle: &Path, identity: &str, subject: &Path) -> Output {
+    Command::new(project().join(".kiln/venv/bin/sigstore"))
+        .arg("--trust-config")
+        .arg(config)
+        .args(["verify", "identity", "--bundle"])
+        .arg(bundle)
+        .args(["--cert-identity", identity, "--cert-oidc-issuer", ISSUER])
+        .arg(subject)
+        .env("COLUMNS", "200")
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn sigstore_python_verifies_every_keyless_bundle_kiln_wrote() {
     let fx = fixture();
@@ -218,16 +239,7 @@ fn sigstore_python_verifies_every_keyless_bundle_kiln_wrote() {
         // The artifact a DSSE bundle is about: the manifest it is attached
         // to, whose digest the statement names as its subject.
         let subject = blob(&fx.signed, manifest["subject"]["digest"].as_str().unwrap());
-        let out = Command::new(project().join(".kiln/venv/bin/sigstore"))
-            .arg("--trust-config")
-            .arg(&config)
-            .args(["verify", "identity", "--bundle"])
-            .arg(&bundle)
-            .args(["--cert-identity", IDENTITY, "--cert-oidc-issuer", ISSUER])
-            .arg(&subject)
-            .env("COLUMNS", "200")
-            .output()
-            .unwrap();
+        let out = sigstore_python(&config, &bundle, IDENTITY, &subject);
         assert!(
             out.status.success(),
             "sigstore verify identity {}: {}{}",
@@ -243,21 +255,7 @@ fn sigstore_python_verifies_every_keyless_bundle_kiln_wrote() {
     assert_eq!(checked, 2 + 2 * 4);
     // And it refuses another identity for the same bundle.
     let (bundle, subject) = first.unwrap();
-    let out = Command::new(project().join(".kiln/venv/bin/sigstore"))
-        .arg("--trust-config")
-        .arg(&config)
-        .args(["verify", "identity", "--bundle"])
-        .arg(&bundle)
-        .args([
-            "--cert-identity",
-            "attacker@kiln.test",
-            "--cert-oidc-issuer",
-            ISSUER,
-        ])
-        .arg(&subject)
-        .env("COLUMNS", "200")
-        .output()
-        .unwrap();
+    let out = sigstore_python(&config, &bundle, "attacker@kiln.test", &subject);
     assert!(!out.status.success(), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("attacker@kiln.test"),
@@ -328,25 +326,7 @@ fn a_keyless_image_pushed_to_a_registry_verifies_there() {
     let repo = format!("{}/kiln/scratch-plus", registry.host());
     // Signed for the repository it goes to.
     let signed = fx.dir.join("signed-for-registry");
-    let out = kiln_cmd(
-        &project(),
-        &[
-            "sign",
-            "scratch-plus",
-            "--keyless",
-            "--reference",
-            &repo,
-            "--provenance-dir",
-            fx.dir.join("provenance").to_str().unwrap(),
-            "--out",
-            signed.to_str().unwrap(),
-        ],
-    )
-    .env("SIGSTORE_FULCIO_URL", &fx.sigstore_url)
-    .env("SIGSTORE_REKOR_URL", &fx.sigstore_url)
-    .env("SIGSTORE_ID_TOKEN", identity_token(ISSUER, IDENTITY))
-    .output()
-    .unwrap();
+    let out = sign_keyless(&fx.sigstore_url, &fx.dir, &signed, &["--reference", &repo]);
     assert!(
         out.status.success(),
         "kiln sign --keyless --reference: {}",

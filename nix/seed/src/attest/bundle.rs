@@ -284,32 +284,7 @@ impl Bundle {
         if keys.is_empty() {
             return Err(BundleError::NoKeys);
         }
-        let actual = Sha256::digest(artifact);
-        if let Some(md) = &ms.message_digest {
-            if md.algorithm != HASH_SHA2_256 {
-                return Err(BundleError::UnsupportedHash {
-                    found: md.algorithm.clone(),
-                });
-            }
-            let found = STANDARD
-                .decode(&md.digest)
-                .map_err(|e| BundleError::BadBase64 {
-                    field: "messageSignature.messageDigest.digest",
-                    reason: e.to_string(),
-                })?;
-            if found != actual.as_slice() {
-                return Err(BundleError::DigestMismatch {
-                    found: hex::encode(found),
-                    actual: hex::encode(actual),
-                });
-            }
-        }
-        let sig = STANDARD
-            .decode(&ms.signature)
-            .map_err(|e| BundleError::BadBase64 {
-                field: "messageSignature.signature",
-                reason: e.to_string(),
-            })?;
+        let (actual, sig) = message_digest_and_signature(ms, artifact)?;
         keys.iter()
             .find(|k| k.verify(artifact, &sig).is_ok())
             .map(|k| k.key_id())
@@ -388,22 +363,7 @@ impl Bundle {
                 expected: "message signature",
                 found: "DSSE envelope",
             })?;
-        let digest: [u8; 32] = Sha256::digest(artifact).into();
-        if let Some(md) = &ms.message_digest {
-            let found = STANDARD.decode(&md.digest).unwrap_or_default();
-            if md.algorithm != HASH_SHA2_256 || found != digest {
-                return Err(BundleError::DigestMismatch {
-                    found: hex::encode(found),
-                    actual: hex::encode(digest),
-                });
-            }
-        }
-        let sig = STANDARD
-            .decode(&ms.signature)
-            .map_err(|e| BundleError::BadBase64 {
-                field: "messageSignature.signature",
-                reason: e.to_string(),
-            })?;
+        let (digest, sig) = message_digest_and_signature(ms, artifact)?;
         key.verify(artifact, &sig)
             .map_err(|_| BundleError::NoValidSignature {
                 artifact: hex::encode(digest),
@@ -456,6 +416,42 @@ impl Bundle {
         self.require_key_material()?;
         Ok(dsse::verify(env, keys)?)
     }
+}
+
+/// sha256(`artifact`), which the message signature's `messageDigest` must
+/// be when it is given (it identifies the artifact; it is never what the
+/// signature is checked against), and the decoded signature.
+fn message_digest_and_signature(
+    ms: &MessageSignature,
+    artifact: &[u8],
+) -> Result<([u8; 32], Vec<u8>), BundleError> {
+    let actual: [u8; 32] = Sha256::digest(artifact).into();
+    if let Some(md) = &ms.message_digest {
+        if md.algorithm != HASH_SHA2_256 {
+            return Err(BundleError::UnsupportedHash {
+                found: md.algorithm.clone(),
+            });
+        }
+        let found = STANDARD
+            .decode(&md.digest)
+            .map_err(|e| BundleError::BadBase64 {
+                field: "messageSignature.messageDigest.digest",
+                reason: e.to_string(),
+            })?;
+        if found != actual {
+            return Err(BundleError::DigestMismatch {
+                found: hex::encode(found),
+                actual: hex::encode(actual),
+            });
+        }
+    }
+    let sig = STANDARD
+        .decode(&ms.signature)
+        .map_err(|e| BundleError::BadBase64 {
+            field: "messageSignature.signature",
+            reason: e.to_string(),
+        })?;
+    Ok((actual, sig))
 }
 
 #[cfg(test)]
