@@ -109,9 +109,14 @@ fn a_cargo_lock_out_of_date_with_cargo_toml_fails_the_build_naming_it() {
     require_setup();
     let dir = project_copy("e2e-seed-stale-cargo-lock");
     let manifest = dir.join("nix/seed/Cargo.toml");
-    let mut text = std::fs::read_to_string(&manifest).unwrap();
+    let text = std::fs::read_to_string(&manifest).unwrap();
     // A dependency Cargo.lock does not have: the source changed, no relock.
-    text.push_str("kiln-e2e-unlocked = \"1\"\n");
+    assert!(text.contains("\n[dependencies]\n"), "{text}");
+    let text = text.replacen(
+        "\n[dependencies]\n",
+        "\n[dependencies]\nkiln-e2e-unlocked = \"1\"\n",
+        1,
+    );
     std::fs::write(&manifest, text).unwrap();
     let out = nix_build(&dir, "seed");
     assert!(!out.status.success());
