@@ -149,7 +149,7 @@ pub struct Options {
     pub snapshot: Option<Snapshot>,
 }
 
-/// A snapshot archive of Debian, laid out as snapshot.debian.org is:
+/// A snapshot archive of Debian, laid out as Debian's own snapshot archive is:
 /// `ROOT/archive/<debian|debian-security>/<YYYYMMDDTHHMMSSZ>/<pool path>`,
 /// where a time stands for the newest snapshot taken at or before it.
 #[derive(Debug, Clone)]

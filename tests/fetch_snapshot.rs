@@ -2,7 +2,7 @@
 //! snapshot archive as it was when the lock's signed index was made, and
 //! are verified like any download.
 //!
-//! snapshot.debian.org cannot be reached from here, so the snapshot archive
+//! Debian's snapshot archive cannot be reached from here, so the archive
 //! is a local HTTP server that lays out the .debs this machine already has
 //! as the snapshot archive does (`/archive/debian/<YYYYMMDDTHHMMSSZ>/<pool
 //! path>`), and the mirror is a local server that has nothing (every pool

@@ -42,7 +42,7 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
 
-    /// A snapshot archive of Debian (snapshot.debian.org, or a mirror of
+    /// A snapshot archive of Debian (Debian's own, or a mirror of
     /// it laid out the same way: URL/archive/debian/<YYYYMMDDTHHMMSSZ>/...)
     /// to fetch a pinned .deb from when the mirror no longer has it: the
     /// archive as it was when kiln.lock's signed index was made.
