@@ -210,6 +210,8 @@ pub fn build(project: &Path, opts: &Options) -> Result<Report, BuildError> {
     let invocation_id = provenance::invocation_id(&|k| std::env::var(k).ok());
     let source = provenance::source_of(project);
     report.source = Some(source.clone());
+    // Read with the first image that gets a provenance, then shared.
+    let mut inputs: Option<provenance::BuildInputs> = None;
     for b in &built {
         let out = Path::new(b.out());
         if !out.join("image.json").is_file() {
@@ -256,6 +258,9 @@ pub fn build(project: &Path, opts: &Options) -> Result<Report, BuildError> {
             attr: b.attr.clone(),
             error,
         };
+        if inputs.is_none() {
+            inputs = Some(provenance::BuildInputs::read(project, &pin).map_err(provenance_err)?);
+        }
         let statement = provenance::generate(&provenance::BuildRecord {
             project,
             built: b,
@@ -266,6 +271,7 @@ pub fn build(project: &Path, opts: &Options) -> Result<Report, BuildError> {
             invocation_id: &invocation_id,
             policy: Some(&policy),
             source: &source,
+            inputs: inputs.as_ref().expect("read above"),
         })
         .map_err(provenance_err)?;
         let prov_path = provenance::path_for(&opts.provenance_dir, &b.attr);

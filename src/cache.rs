@@ -18,6 +18,8 @@ pub enum CacheError {
     Nix(#[from] NixError),
     #[error(transparent)]
     Tool(#[from] crate::tool::ToolError),
+    #[error(transparent)]
+    Seed(#[from] crate::seedbuild::SeedError),
     #[error("{url} is not a binary cache URL: give file:///DIR, http(s)://HOST/PATH or s3://BUCKET (a local store would not carry signatures)")]
     NotACache { url: String },
     #[error("the signing key {}: {reason}", .path.display())]
@@ -28,7 +30,7 @@ pub enum CacheError {
         total: usize,
         missing: Vec<String>,
     },
-    #[error("`{command}` printed what kiln cannot read: {message}")]
+    #[error("`{command}` failed: {message}")]
     Output { command: String, message: String },
 }
 
@@ -56,28 +58,11 @@ pub fn is_cache_url(url: &str) -> bool {
 /// machine built them in (build them first).
 pub fn plan(project: &Path, attrs: &[String]) -> Result<Plan, CacheError> {
     let drvs = nixcmd::drv_paths(project, attrs, &BuildOptions::default())?;
-    let show = crate::tool::checked(nixcmd::nix().args(["show-derivation", "-r"]).args(&drvs))?;
-    let all: serde_json::Value = serde_json::from_str(&show).map_err(|e| CacheError::Output {
-        command: "nix show-derivation -r".into(),
-        message: e.to_string(),
-    })?;
-    // A kiln step's builder is the seed; the images' roots are steps.
-    let seed = drvs
-        .first()
-        .and_then(|d| all[d]["builder"].as_str())
-        .unwrap_or_default()
-        .to_string();
-    let image_parts: BTreeSet<String> = all
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter(|(_, d)| {
-            d["builder"].as_str() == Some(seed.as_str())
-                && d["args"][0]
-                    .as_str()
-                    .is_some_and(|s| IMAGE_STEPS.contains(&s))
-        })
-        .filter_map(|(_, d)| d["outputs"]["out"]["path"].as_str().map(String::from))
+    let seed = crate::seedbuild::Pin::read(project)?.store_path;
+    let image_parts: BTreeSet<String> = nixcmd::kiln_steps(&drvs, &seed)?
+        .into_values()
+        .filter(|s| IMAGE_STEPS.contains(&s.step.as_str()))
+        .map(|s| s.out)
         .collect();
     let closure = crate::tool::checked(
         nixcmd::command("nix-store")

@@ -182,7 +182,7 @@ impl Snapshot {
     /// `None` when the lock records no time for the suite.
     pub fn urls(&self, suite: &str, filename: &str) -> Option<Vec<String>> {
         let epoch = *self.times.get(suite)?;
-        let archive = if suite.ends_with("-security") {
+        let archive = if crate::debian::sources::is_security(suite) {
             "debian-security"
         } else {
             "debian"
@@ -453,7 +453,6 @@ pub async fn fetch(
             i
         }
     };
-    let fetched_n = failed_at;
     for (item, from_snapshot) in &verified[..failed_at] {
         packages.push(fetched(
             item,
@@ -480,7 +479,7 @@ pub async fn fetch(
     }
     packages.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
     Ok(Report {
-        fetched: fetched_n,
+        fetched: failed_at,
         present,
         bytes,
         seconds: start.elapsed().as_secs_f64(),
@@ -513,37 +512,22 @@ async fn download(
 ) -> Result<Downloaded, FetchError> {
     let path = dir.join(&item.store_name);
     let label = item.label();
-    let mut url = url.to_string();
-    let mut from_snapshot = false;
-    let (digest, size) = match get_with_retries(http, &url, &path, item, bar).await {
-        Err(FetchError::Download {
-            error: HttpError::NotFound { .. },
-            ..
-        }) if snapshot.is_some() => {
-            let snapshot = snapshot.expect("checked");
-            let urls = snapshot
-                .urls(&item.package.suite, &item.package.filename)
-                .ok_or_else(|| FetchError::NoSnapshotTime {
-                    package: label.clone(),
-                    suite: item.package.suite.clone(),
-                })?;
-            let mut last = None;
-            for u in urls {
-                match get_with_retries(http, &u, &path, item, bar).await {
-                    Ok(v) => {
-                        url = u;
-                        last = Some(Ok(v));
-                        break;
-                    }
-                    Err(e) => last = Some(Err(e)),
-                }
-            }
-            from_snapshot = true;
-            last.expect("two snapshot URLs")?
+    let (url, (digest, size), from_snapshot) = match (
+        get_with_retries(http, url, &path, item, bar).await,
+        snapshot,
+    ) {
+        (
+            Err(FetchError::Download {
+                error: HttpError::NotFound { .. },
+                ..
+            }),
+            Some(snapshot),
+        ) => {
+            let (u, got) = from_snapshot_archive(http, snapshot, item, &path, bar).await?;
+            (u, got, true)
         }
-        other => other?,
+        (got, _) => (url.to_string(), got?, false),
     };
-    let url = url.as_str();
     let expected = item.package.size;
     if size != expected {
         let _ = std::fs::remove_file(&path);
@@ -554,7 +538,7 @@ async fn download(
         };
         return Err(FetchError::SizeMismatch {
             package: label,
-            url: url.into(),
+            url,
             expected,
             actual,
         });
@@ -563,7 +547,7 @@ async fn download(
         let _ = std::fs::remove_file(&path);
         return Err(FetchError::Mismatch {
             package: label,
-            url: url.into(),
+            url,
             expected: item.package.sha256.clone(),
             actual: digest.hex(),
         });
@@ -573,6 +557,31 @@ async fn download(
         bytes: size,
         from_snapshot,
     })
+}
+
+/// GETs a file the mirror no longer has from the snapshot archive: the
+/// first of its URLs that answers, and what it got; else the last error.
+async fn from_snapshot_archive(
+    http: &Http,
+    snapshot: &Snapshot,
+    item: &Item,
+    path: &Path,
+    bar: &indicatif::ProgressBar,
+) -> Result<(String, (Digest, u64)), FetchError> {
+    let urls = snapshot
+        .urls(&item.package.suite, &item.package.filename)
+        .ok_or_else(|| FetchError::NoSnapshotTime {
+            package: item.label(),
+            suite: item.package.suite.clone(),
+        })?;
+    let mut last = None;
+    for u in urls {
+        match get_with_retries(http, &u, path, item, bar).await {
+            Ok(got) => return Ok((u, got)),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.expect("a snapshot has two URLs per file"))
 }
 
 /// A verified download, waiting to be added to the store.
@@ -731,7 +740,7 @@ mod tests {
     #[test]
     fn snapshot_urls_name_the_archive_and_the_times_around_the_index() {
         let snap = Snapshot {
-            root: "http://snap.test".into(),
+            root: "http://127.0.0.1:1".into(),
             times: BTreeMap::from([
                 ("bookworm".to_string(), 1_783_764_997),
                 ("bookworm-security".to_string(), 1_783_764_997),
@@ -741,12 +750,12 @@ mod tests {
         assert_eq!(
             snap.urls("bookworm", "pool/main/t/tzdata/tzdata_1_all.deb").unwrap(),
             [
-                "http://snap.test/archive/debian/20260711T161637Z/pool/main/t/tzdata/tzdata_1_all.deb",
-                "http://snap.test/archive/debian/20260711T101637Z/pool/main/t/tzdata/tzdata_1_all.deb"
+                "http://127.0.0.1:1/archive/debian/20260711T161637Z/pool/main/t/tzdata/tzdata_1_all.deb",
+                "http://127.0.0.1:1/archive/debian/20260711T101637Z/pool/main/t/tzdata/tzdata_1_all.deb"
             ]
         );
         assert!(snap.urls("bookworm-security", "pool/x.deb").unwrap()[0]
-            .starts_with("http://snap.test/archive/debian-security/"));
+            .starts_with("http://127.0.0.1:1/archive/debian-security/"));
         assert!(snap.urls("bookworm-updates", "pool/x.deb").is_none());
     }
 }

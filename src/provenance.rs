@@ -509,6 +509,29 @@ pub struct BuildRecord<'a> {
     /// The checkout ([`source_of`]), the same for every attribute of one
     /// build: read once, not once per image.
     pub source: &'a SourceParameter,
+    /// The lock and the seed, read and hashed once per build.
+    pub inputs: &'a BuildInputs,
+}
+
+/// What every attribute of one build shares: kiln.lock (parsed, and its
+/// digest) and the seed's sha256 (an 8.8 MB file, hashed once rather than
+/// once per image).
+pub struct BuildInputs {
+    pub lock: Lock,
+    pub lock_digest: Digest,
+    pub seed_sha: Digest,
+}
+
+impl BuildInputs {
+    pub fn read(project: &Path, pin: &Pin) -> Result<BuildInputs, ProvenanceError> {
+        let (lock, lock_digest) = Lock::read_with_digest(&Lock::path_in(project))
+            .map_err(|e| ProvenanceError::Lock(Box::new(e)))?;
+        Ok(BuildInputs {
+            lock,
+            lock_digest,
+            seed_sha: sha256_file(Path::new(&pin.store_path))?,
+        })
+    }
 }
 
 /// The policy gate of a build: the user's choices and the outcome.
@@ -527,9 +550,7 @@ pub fn generate(rec: &BuildRecord) -> Result<Statement, ProvenanceError> {
     let full = image.full_name();
     let archs: Vec<String> = image.manifests.keys().cloned().collect();
 
-    let lock_path = Lock::path_in(rec.project);
-    let (lock, lock_digest) =
-        Lock::read_with_digest(&lock_path).map_err(|e| ProvenanceError::Lock(Box::new(e)))?;
+    let (lock, lock_digest) = (&rec.inputs.lock, &rec.inputs.lock_digest);
     let def_rel = format!("images/{}/image.toml", image.name);
     let def_digest = sha256_file(&rec.project.join(&def_rel))?;
     let source = rec.source.clone();
@@ -591,7 +612,7 @@ pub fn generate(rec: &BuildRecord) -> Result<Statement, ProvenanceError> {
         }
     }
     deps.sort_by(|a, b| a.uri.cmp(&b.uri));
-    let seed_sha = sha256_file(Path::new(&rec.pin.store_path))?;
+    let seed_sha = &rec.inputs.seed_sha;
     deps.push(ResourceDescriptor {
         name: "kiln-seed".into(),
         uri: format!("file://{}", rec.pin.store_path),
@@ -609,11 +630,11 @@ pub fn generate(rec: &BuildRecord) -> Result<Statement, ProvenanceError> {
         ]),
         ..Default::default()
     });
-    deps.extend(seed_inputs(rec.project, &lock)?);
+    deps.extend(seed_inputs(rec.project, lock)?);
     let definition = crate::definition::load(&rec.project.join(&def_rel))
         .map_err(|e| ProvenanceError::Inputs(e.to_string()))?;
     if let Ok(spec) = definition.definition.image(image.variant.as_deref()) {
-        deps.extend(application_inputs(rec.project, out, &lock, &spec, &archs)?);
+        deps.extend(application_inputs(rec.project, out, lock, &spec, &archs)?);
     }
     deps.push(ResourceDescriptor {
         name: "kiln.lock".into(),

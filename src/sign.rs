@@ -83,11 +83,6 @@ pub trait Signer {
     /// The public key as PEM `PUBLIC KEY` (cosign.pub).
     fn public_key_pem(&self) -> Result<String, SignError>;
     fn identity(&self) -> Result<SignerIdentity, SignError>;
-    /// Keyless: the signing certificate (PEM), which cosign's tag layers
-    /// carry beside each signature. None for a key.
-    fn certificate_pem(&self) -> Option<String> {
-        None
-    }
     /// Keyless: records a signature over `artifact` in the transparency
     /// log and returns the entry. None for a key (nothing is logged).
     fn log_signature(

@@ -121,9 +121,17 @@ pub struct KeylessAnnotations {
 
 impl KeylessAnnotations {
     fn of(signer: &dyn Signer, entry: Option<Entry>) -> Result<Option<Self>, SignStoreError> {
-        let (Some(certificate_pem), Some(entry)) = (signer.certificate_pem(), entry) else {
+        // Only a keyless signer logs; its certificate is the chain's leaf.
+        let Some(entry) = entry else {
             return Ok(None);
         };
+        let sign::SignerIdentity::Certificate { chain_der, .. } = signer.identity()? else {
+            return Ok(None);
+        };
+        let Some(leaf) = chain_der.first() else {
+            return Ok(None);
+        };
+        let certificate_pem = kiln_seed::attest::keyless::tlog::der_to_pem(leaf);
         let rekor_bundle = entry
             .to_cosign_bundle()
             .map_err(|e| SignError::Signature(e.to_string()))?;

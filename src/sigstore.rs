@@ -221,13 +221,7 @@ impl KeylessSigner {
             url: url.clone(),
             message: format!("the certificate: {e}"),
         })?;
-        if leaf.public_key().ok().map(|k| k.spki_der().to_vec())
-            != key
-                .verifying_key()
-                .to_public_key_der()
-                .ok()
-                .map(|d| d.as_bytes().to_vec())
-        {
+        if leaf.public_key().ok().as_ref().map(|k| k.verifying_key()) != Some(key.verifying_key()) {
             return Err(SignError::Keyless {
                 url,
                 message: "the certificate is for another key than the one sent".into(),
@@ -295,10 +289,6 @@ impl Signer for KeylessSigner {
             issuer: self.issuer.clone(),
             tlog_entries: Vec::new(),
         })
-    }
-
-    fn certificate_pem(&self) -> Option<String> {
-        Some(der_to_pem(&self.chain_der[0]))
     }
 
     fn log_signature(&self, artifact: &[u8], signature: &[u8]) -> Result<Option<Entry>, SignError> {

@@ -79,16 +79,26 @@ fn attrs(project: &Path, images: &[String]) -> anyhow::Result<Vec<String>> {
     Ok(images.to_vec())
 }
 
+/// The attributes, what building them needs, and the paths to copy or
+/// look for (the inputs, and with `outputs` the image parts too).
+fn selection(
+    project: &Path,
+    images: &[String],
+    outputs: bool,
+) -> anyhow::Result<(Vec<String>, kiln::cache::Plan, Vec<String>)> {
+    let attrs = attrs(project, images)?;
+    let plan = kiln::cache::plan(project, &attrs).context("working out what the images need")?;
+    let mut paths = plan.inputs.clone();
+    if outputs {
+        paths.extend(plan.outputs.iter().cloned());
+    }
+    Ok((attrs, plan, paths))
+}
+
 pub fn run(project: &Path, args: Args) -> anyhow::Result<super::Outcome> {
     match args.command {
         CacheCommand::Push(a) => {
-            let attrs = attrs(project, &a.images)?;
-            let plan =
-                kiln::cache::plan(project, &attrs).context("working out what the images need")?;
-            let mut paths = plan.inputs.clone();
-            if a.outputs {
-                paths.extend(plan.outputs.iter().cloned());
-            }
+            let (attrs, plan, paths) = selection(project, &a.images, a.outputs)?;
             let missing: Vec<&String> = paths.iter().filter(|p| !Path::new(p).exists()).collect();
             if !missing.is_empty() {
                 anyhow::bail!(
@@ -122,9 +132,7 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<super::Outcome> {
             Ok(super::Outcome::Ok)
         }
         CacheCommand::Verify(a) => {
-            let attrs = attrs(project, &a.images)?;
-            let plan =
-                kiln::cache::plan(project, &attrs).context("working out what the images need")?;
+            let (_, _, paths) = selection(project, &a.images, a.outputs)?;
             let keys = a
                 .public_key
                 .iter()
@@ -134,10 +142,6 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<super::Outcome> {
                         .with_context(|| format!("reading the public key {}", p.display()))
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let mut paths = plan.inputs.clone();
-            if a.outputs {
-                paths.extend(plan.outputs.iter().cloned());
-            }
             match kiln::cache::verify(&a.cache, &keys, &paths) {
                 Ok(()) => {
                     println!("{}: all {} paths present and signed", a.cache, paths.len());

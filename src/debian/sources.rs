@@ -78,7 +78,8 @@ impl Overrides {
     }
 }
 
-fn is_security(suite: &str) -> bool {
+/// Whether `suite` is a security suite (served from the security archive).
+pub fn is_security(suite: &str) -> bool {
     suite.ends_with("-security")
 }
 
