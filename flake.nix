@@ -8,26 +8,36 @@
 
   outputs = { self }:
     let
+      # The flake outputs of a kiln project (a directory with images/ and
+      # kiln.lock), built with this kiln: its images as packages, their
+      # policies as checks, and the verifier as the default app. A
+      # project's flake.nix is `outputs = { self, kiln }: kiln.lib.project { root = ./.; };`.
+      project = { root }: (import ./nix/lib.nix { inherit root; kilnRoot = ./.; }).flakeOutputs;
+
       kiln = import ./nix/lib.nix { root = ./.; };
       inherit (kiln) system;
+      # The catalogue is a kiln project like any other.
+      catalogue = project { root = ./.; };
 
-      # `nix run .#verify`: the pinned seed's verifier, as bin/verify.
-      verify = kiln.step {
-        name = "kiln-verify";
-        stepName = "link";
-        input = { links = { "bin/verify" = "${kiln.seed}"; }; };
-      };
       # The kiln command, compiled like the seed: `nix run .#kiln -- ...`
       # (where the driver's sources are: kiln's own repository).
       driver = if kiln.driverFromSource == null then { } else { kiln = kiln.driverFromSource; };
     in
     {
-      packages.${system} = kiln.packages // {
+      lib = { inherit project; };
+
+      # `nix flake init -t <kiln>`: a new project (what `kiln init` writes).
+      templates.default = {
+        path = ./templates/default;
+        description = "a kiln project: one example image, built with kiln as a flake input";
+      };
+
+      packages.${system} = catalogue.packages.${system} // {
         default = kiln.packages.scratch-plus;
         # The seed, compiled here in the sandbox by Debian's rustc.
         seed = kiln.seed;
         toolchain-rust = kiln.rustRoot;
-        inherit verify;
+        inherit (kiln) verify;
         # The smallest toolchain root: busybox-static, with /bin/sh.
         root-busybox = kiln.toolchainRoot {
           name = "busybox";
@@ -45,12 +55,9 @@
       } // driver;
 
       # `nix flake check`: the policies of policy/ on every image.
-      checks.${system} = kiln.policyChecks;
+      checks = catalogue.checks;
 
-      apps.${system} = {
-        verify = { type = "app"; program = "${verify}/bin/verify"; };
-        default = self.apps.${system}.verify;
-      } // (if driver == { } then { } else {
+      apps.${system} = catalogue.apps.${system} // (if driver == { } then { } else {
         kiln = { type = "app"; program = "${driver.kiln}/bin/kiln"; };
       });
     };

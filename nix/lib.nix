@@ -6,7 +6,16 @@
 # seed pin from this repository and nothing from the host.
 #
 # The JSON each seed step receives is documented in docs/internals.md.
-{ root }:
+#
+# `root` is the project: images/, kiln.lock, and optionally policy/ and
+# toolchains/. `kilnRoot` is kiln's own source (the flake's input in a
+# project of its own; the same directory for kiln's catalogue). The seed
+# always comes from kiln's source and kiln's lock, so every project builds
+# with the very derivation kiln pins in nix/seed.json; without a policy/ of
+# its own, a project is judged by kiln's policies. Toolchains for
+# application images are the project's own (toolchains/, locked in its
+# kiln.lock).
+{ root, kilnRoot ? root }:
 let
   inherit (builtins)
     attrNames concatMap filter fromJSON fromTOML hasAttr head length listToAttrs
@@ -61,7 +70,12 @@ let
     hint = "kiln-host-seed-is-not-in-the-nix-store/run-kiln-digests-seed-host";
     extra = { executable = true; unpack = false; };
   };
-  seed = if hostSeedHash != "" then hostSeed else seedFromSource;
+  isKiln = root == kilnRoot;
+  kiln = import ./lib.nix { root = kilnRoot; };
+  seed =
+    if hostSeedHash != "" then hostSeed
+    else if isKiln then seedFromSource
+    else kiln.seed;
 
   # A path put into the store by kiln (`kiln fetch`, scripts/bootstrap),
   # declared as a fixed-output derivation with its pinned hash: the store
@@ -326,13 +340,13 @@ let
         rel = removePrefix (toString root + "/") (toString p);
         top = head (splitString "/" rel);
       in
-      (elem rel [ "Cargo.toml" "Cargo.lock" "src" "policy" "nix" "nix/seed" ])
-      || (elem top [ "src" "policy" ] && t != "symlink")
+      (elem rel [ "Cargo.toml" "Cargo.lock" "src" "policy" "templates" "nix" "nix/seed" ])
+      || (elem top [ "src" "policy" "templates" ] && t != "symlink")
       || (hasPrefix "nix/seed/" rel && !(hasPrefix "nix/seed/target" rel));
   };
   # Only kiln's own repository holds the driver's sources (a project that
   # only defines images does not).
-  driverFromSource = if !(pathExists (root + "/Cargo.lock") && pathExists (root + "/src/main.rs")) then null else cargoBuild {
+  driverFromSource = if !isKiln || !(pathExists (root + "/Cargo.lock") && pathExists (root + "/src/main.rs")) then null else cargoBuild {
     name = "kiln";
     src = driverSources;
     lockFile = root + "/Cargo.lock";
@@ -573,7 +587,9 @@ let
   imagesDir = root + "/images";
   definitions =
     let
-      entries = readDir imagesDir;
+      entries =
+        if pathExists imagesDir then readDir imagesDir
+        else throw "kiln: the project has no images/ directory; create one with `kiln init` (an example image) or add images/<name>/image.toml";
       dirs = filter (n: entries.${n} == "directory" && pathExists (imagesDir + "/${n}/image.toml")) (attrNames entries);
     in map (n: fromTOML (readFile (imagesDir + "/${n}/image.toml"))) dirs;
 
@@ -594,7 +610,9 @@ let
   # its *.json data) on the image's definition and on each platform. The
   # files enter as strings, so a check depends on their contents only, not
   # on the rest of the source tree. A denial fails the check.
-  policyDir = root + "/policy";
+  # The project's policy/, else kiln's (used, not copied: a project
+  # follows kiln's policies until it writes its own).
+  policyDir = if pathExists (root + "/policy") then root + "/policy" else kilnRoot + "/policy";
   hasSuffix = suffix: s:
     let n = stringLength s; k = stringLength suffix;
     in n >= k && substring (n - k) k s == suffix;
@@ -613,7 +631,7 @@ let
     let
       files =
         if pathExists policyDir then policyFiles policyDir "policy"
-        else throw "kiln: policy/ is missing (the project's Rego policies)";
+        else throw "kiln: policy/ is missing (the project's Rego policies, else kiln's)";
       isRego = f: hasSuffix ".rego" f.name && !(hasSuffix "_test.rego" f.name);
       source = f: { inherit (f) name; text = readFile f.path; };
     in
@@ -646,7 +664,27 @@ let
     (def: map (variant: { name = "${fullName def variant}-policy"; value = policyCheck { inherit def variant; }; }) (variantsOf def))
     definitions);
 
+  # `nix run .#verify`: the pinned seed's verifier, as bin/verify.
+  verify = step {
+    name = "kiln-verify";
+    stepName = "link";
+    input = { links = { "bin/verify" = "${seed}"; }; };
+  };
+
+  # What a project's flake outputs: its images, their policy checks and
+  # the verifier (flake.nix's `lib.project`).
+  flakeOutputs = {
+    # `default`: the first image (by directory name), unless one is
+    # called so.
+    packages.${system} = packages // (if packages ? default || definitions == [ ] then { } else
+      { default = packages.${(head definitions).name}; });
+    checks.${system} = policyChecks;
+    apps.${system} = {
+      verify = { type = "app"; program = "${verify}/bin/verify"; };
+      default = { type = "app"; program = "${verify}/bin/verify"; };
+    };
+  };
 in
 {
-  inherit system seed packages step policyChecks toolchainRoot inRoot busybox rustRoot seedFromSource driverFromSource;
+  inherit system seed packages step policyChecks verify flakeOutputs toolchainRoot inRoot busybox rustRoot seedFromSource driverFromSource;
 }

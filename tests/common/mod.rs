@@ -212,8 +212,9 @@ pub const PROJECT_FILES: [&str; 5] = [
 ];
 
 /// The directories the flake compiles the seed from: its sources (without
-/// build output) and the toolchain definitions.
-pub const SEED_DIRS: [&str; 2] = ["nix/seed", "toolchains"];
+/// build output) and the toolchain definitions; and the project template
+/// the flake exports.
+pub const SEED_DIRS: [&str; 3] = ["nix/seed", "toolchains", "templates"];
 
 /// Copies what the flake needs besides the definitions and the lock:
 /// [`PROJECT_FILES`] but kiln.lock, and [`SEED_DIRS`].
