@@ -58,7 +58,7 @@ pub fn is_cache_url(url: &str) -> bool {
 /// machine built them in (build them first).
 pub fn plan(project: &Path, attrs: &[String]) -> Result<Plan, CacheError> {
     let drvs = nixcmd::drv_paths(project, attrs, &BuildOptions::default())?;
-    let seed = crate::seedbuild::Pin::read(project)?.store_path;
+    let seed = crate::seedbuild::Pin::of_project(project)?.store_path;
     let image_parts: BTreeSet<String> = nixcmd::kiln_steps(&drvs, &seed)?
         .into_values()
         .filter(|s| IMAGE_STEPS.contains(&s.step.as_str()))

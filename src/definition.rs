@@ -9,6 +9,8 @@ pub const FILE_NAME: &str = "image.toml";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DefinitionError {
+    #[error("{0} does not exist: a kiln project defines its images in images/<name>/image.toml (`kiln init` creates a project with an example; --project names another directory)")]
+    NoImagesDir(PathBuf),
     #[error("reading {path}")]
     Read {
         path: PathBuf,
@@ -86,6 +88,9 @@ pub fn load(path: &Path) -> Result<Loaded, DefinitionError> {
 
 /// Loads every `images_dir/*/image.toml`, sorted by name.
 pub fn load_all(images_dir: &Path) -> Result<Vec<Loaded>, DefinitionError> {
+    if !images_dir.exists() {
+        return Err(DefinitionError::NoImagesDir(images_dir.to_path_buf()));
+    }
     let rd = std::fs::read_dir(images_dir).map_err(|source| DefinitionError::Read {
         path: images_dir.to_path_buf(),
         source,

@@ -236,6 +236,23 @@ pub struct Report {
     /// asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bootstrap: Option<String>,
+    /// kiln's seed, for a project whose kiln is its flake input (whole-lock
+    /// fetches only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<SeedInputs>,
+}
+
+/// What a project's fetch did for kiln's seed: nothing when the seed is in
+/// the store already, else what compiling it in the sandbox needs (kiln's
+/// bootstrap, its Rust toolchain's .debs and the seed's crates, from
+/// kiln's own lock).
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeedInputs {
+    pub store_path: String,
+    pub present: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<Box<Report>>,
 }
 
 impl Report {
@@ -371,6 +388,7 @@ pub async fn fetch(
             crates: BTreeMap::new(),
             wheels: Default::default(),
             bootstrap: None,
+            seed: None,
         });
     }
     std::fs::create_dir_all(&opts.tmp_dir).map_err(|error| FetchError::TempDir {
@@ -487,6 +505,7 @@ pub async fn fetch(
         crates: BTreeMap::new(),
         wheels: Default::default(),
         bootstrap: None,
+        seed: None,
     })
 }
 

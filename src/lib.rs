@@ -22,6 +22,7 @@ pub mod lock;
 pub mod nixcmd;
 pub mod nixstore;
 pub mod policy;
+pub mod project;
 pub mod provenance;
 pub mod registry;
 pub mod repro;

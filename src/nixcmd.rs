@@ -411,6 +411,15 @@ fn version() -> Result<String, NixError> {
     }
 }
 
+/// Fails unless this machine's Nix knows flakes (2.4 or later).
+pub fn require_flakes() -> Result<(), NixError> {
+    let v = version()?;
+    if version_number(&v) < (2, 4) {
+        return Err(NixError::TooOld(v));
+    }
+    Ok(())
+}
+
 /// The system kiln builds on (all kiln derivations are x86_64-linux).
 pub const SYSTEM: &str = "x86_64-linux";
 

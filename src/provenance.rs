@@ -330,14 +330,14 @@ fn toolchain_inputs(
 /// What the seed was compiled from in the sandbox: the toolchain's .debs,
 /// the crates of nix/seed/Cargo.lock and the digest of its sources (the
 /// tree cargo read), each marked `"role": "seed"`.
-fn seed_inputs(project: &Path, lock: &Lock) -> Result<Vec<ResourceDescriptor>, ProvenanceError> {
+fn seed_inputs(kiln_dir: &Path, lock: &Lock) -> Result<Vec<ResourceDescriptor>, ProvenanceError> {
     let seed_role = || role(kiln_seed::verify::provenance::SEED_ROLE);
     let mut out = toolchain_inputs(
         lock,
         crate::seedbuild::TOOLCHAIN,
         kiln_seed::verify::provenance::SEED_ROLE,
     )?;
-    let cargo_lock = project.join(crate::crates::CARGO_LOCKS[0].0);
+    let cargo_lock = kiln_dir.join(crate::crates::CARGO_LOCKS[0].0);
     let crates = crate::crates::from_cargo_lock(&cargo_lock)
         .map_err(|e| ProvenanceError::Inputs(e.to_string()))?;
     for c in crates {
@@ -520,16 +520,34 @@ pub struct BuildInputs {
     pub lock: Lock,
     pub lock_digest: Digest,
     pub seed_sha: Digest,
+    /// kiln's source, whose lock and seed Cargo.lock pin what the seed is
+    /// compiled from: the project itself in kiln's repository, else its
+    /// flake's `kiln` input.
+    pub kiln_dir: PathBuf,
+    /// kiln's lock when it is not the project's.
+    pub kiln_lock: Option<Lock>,
 }
 
 impl BuildInputs {
     pub fn read(project: &Path, pin: &Pin) -> Result<BuildInputs, ProvenanceError> {
         let (lock, lock_digest) = Lock::read_with_digest(&Lock::path_in(project))
             .map_err(|e| ProvenanceError::Lock(Box::new(e)))?;
+        let kiln_dir = crate::project::kiln_source(project)
+            .map_err(|e| ProvenanceError::Inputs(e.to_string()))?;
+        let kiln_lock = if kiln_dir == project {
+            None
+        } else {
+            Some(
+                Lock::read(&Lock::path_in(&kiln_dir))
+                    .map_err(|e| ProvenanceError::Lock(Box::new(e)))?,
+            )
+        };
         Ok(BuildInputs {
             lock,
             lock_digest,
             seed_sha: sha256_file(Path::new(&pin.store_path))?,
+            kiln_dir,
+            kiln_lock,
         })
     }
 }
@@ -630,7 +648,24 @@ pub fn generate(rec: &BuildRecord) -> Result<Statement, ProvenanceError> {
         ]),
         ..Default::default()
     });
-    deps.extend(seed_inputs(rec.project, lock)?);
+    let kiln_lock = rec.inputs.kiln_lock.as_ref().unwrap_or(lock);
+    deps.extend(seed_inputs(&rec.inputs.kiln_dir, kiln_lock)?);
+    // A project's kiln: the flake input, as flake.lock pins it.
+    if let Some((locked, nar_hash)) = rec
+        .inputs
+        .kiln_lock
+        .as_ref()
+        .and_then(|_| crate::project::locked_kiln(rec.project))
+    {
+        deps.push(ResourceDescriptor {
+            name: crate::project::KILN_INPUT.into(),
+            uri: format!("file://{}", rec.inputs.kiln_dir.display()),
+            // The SHA-256 of the source's NAR serialisation, not of a file.
+            digest: BTreeMap::from([("nixNarSha256".to_string(), nar_hash)]),
+            annotations: BTreeMap::from([role("kiln"), ("flakeLocked".to_string(), locked)]),
+            ..Default::default()
+        });
+    }
     let definition = crate::definition::load(&rec.project.join(&def_rel))
         .map_err(|e| ProvenanceError::Inputs(e.to_string()))?;
     if let Ok(spec) = definition.definition.image(image.variant.as_deref()) {

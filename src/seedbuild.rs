@@ -79,6 +79,8 @@ pub enum SeedError {
     Store(#[from] nixstore::StoreError),
     #[error("{0}")]
     Lock(String),
+    #[error(transparent)]
+    Project(#[from] crate::project::ProjectError),
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SeedError {
@@ -102,11 +104,19 @@ impl Pin {
         Ok(pin)
     }
 
-    /// The seed every build uses, built in the sandbox if it is not in the
-    /// store yet, checked against the pin; `store_path` is where it is.
+    /// The pin of the seed `project` builds with: kiln's (the project's
+    /// own in kiln's repository, else its `kiln` input's).
+    pub fn of_project(project: &Path) -> Result<Pin, SeedError> {
+        Pin::read(&crate::project::kiln_source(project)?)
+    }
+
+    /// The seed every build of `project` uses, built in the sandbox from
+    /// kiln's source if it is not in the store yet, checked against kiln's
+    /// pin; `store_path` is where it is.
     pub fn installed(project: &Path) -> Result<Pin, SeedError> {
-        let pin = Pin::read(project)?;
-        let built = sandbox_build(project, false)?;
+        let kiln = crate::project::kiln_source(project)?;
+        let pin = Pin::read(&kiln)?;
+        let built = sandbox_build(&kiln, false)?;
         if built.nar_hash != pin.nar_hash {
             return Err(SeedError::Drift {
                 pin_file: PIN_FILE.into(),

@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use kiln::debian::http::Http;
+use kiln::debian::sources::Mirrors;
 use kiln::fetch::{self, Options, DEFAULT_JOBS};
 use kiln::lock::Lock;
 use kiln::spec::Arch;
@@ -92,17 +93,12 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
     // which belong to no image).
     if images.is_none() && archs.is_none_or(|a| a.contains(&kiln::toolchain::BOOTSTRAP_ARCH)) {
         report.bootstrap = fetch::add_bootstrap(&lock, &opts.tmp_dir)?.map(|(path, _)| path);
-        let cargo: Vec<String> = match std::env::var("KILN_CARGO") {
-            Ok(c) if !c.trim().is_empty() => c.split_whitespace().map(String::from).collect(),
-            _ => vec!["cargo".to_string()],
-        };
-        for (rel, workspace) in kiln::crates::cargo_locks(project) {
-            let lock_file = project.join(&rel);
-            if lock_file.is_file() {
-                let home = kiln::crates::default_cargo_home();
-                let added = kiln::crates::add(&lock_file, workspace, &home, &cargo)?;
-                report.crates.insert(rel, added);
-            }
+        add_crates(project, kiln::crates::cargo_locks(project), &mut report)?;
+        // A project's own flake names its kiln (a lock alone builds
+        // nothing, so it needs no seed).
+        if !kiln::project::is_kiln_source(project) && project.join("flake.nix").is_file() {
+            let snapshot = args.snapshot.as_deref();
+            report.seed = Some(seed_inputs(project, &http, &mirrors, &opts, snapshot, &rt)?);
         }
     }
     if args.json {
@@ -124,8 +120,94 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<()> {
         if let Some(b) = &report.bootstrap {
             println!("bootstrap: {b}");
         }
+        match &report.seed {
+            Some(s) if s.present => println!("kiln's seed: in the store ({})", s.store_path),
+            Some(s) => {
+                if let Some(r) = &s.inputs {
+                    println!("kiln's seed inputs: {}", r.line());
+                    if let Some(b) = &r.bootstrap {
+                        println!("kiln's bootstrap: {b}");
+                    }
+                    for (lock_file, c) in &r.crates {
+                        println!(
+                            "kiln's {lock_file}: crates added {}, present {}",
+                            c.added, c.present
+                        );
+                    }
+                }
+            }
+            None => {}
+        }
     }
     Ok(())
+}
+
+/// The crates of the Cargo.lock files `locks` (relative to `dir`) that
+/// exist, into the store; what was added goes into `report`.
+fn add_crates(
+    dir: &Path,
+    locks: Vec<(String, kiln::crates::Workspace)>,
+    report: &mut fetch::Report,
+) -> anyhow::Result<()> {
+    let cargo: Vec<String> = match std::env::var("KILN_CARGO") {
+        Ok(c) if !c.trim().is_empty() => c.split_whitespace().map(String::from).collect(),
+        _ => vec!["cargo".to_string()],
+    };
+    for (rel, workspace) in locks {
+        let lock_file = dir.join(&rel);
+        if lock_file.is_file() {
+            let home = kiln::crates::default_cargo_home();
+            let added = kiln::crates::add(&lock_file, workspace, &home, &cargo)?;
+            report.crates.insert(rel, added);
+        }
+    }
+    Ok(())
+}
+
+/// For a project whose kiln is its flake input: what compiling kiln's
+/// seed in the sandbox needs, from kiln's own lock (its bootstrap, the
+/// .debs of its Rust toolchain, the seed's crates), unless the pinned seed
+/// is in the store already (built before, or substituted from a cache).
+fn seed_inputs(
+    project: &Path,
+    http: &Http,
+    mirrors: &Mirrors,
+    opts: &Options,
+    snapshot: Option<&str>,
+    rt: &tokio::runtime::Runtime,
+) -> anyhow::Result<fetch::SeedInputs> {
+    let kiln_dir = kiln::project::kiln_source(project)?;
+    let pin = kiln::seedbuild::Pin::read(&kiln_dir)?;
+    if kiln::nixstore::is_valid(&pin.store_path) {
+        return Ok(fetch::SeedInputs {
+            store_path: pin.store_path,
+            present: true,
+            inputs: None,
+        });
+    }
+    let lock_path = Lock::path_in(&kiln_dir);
+    let lock = Lock::read(&lock_path)?;
+    let items = fetch::items(lock.select_toolchain(kiln::seedbuild::TOOLCHAIN)?);
+    // Snapshot times come from the lock the packages were pinned in: kiln's.
+    let opts = Options {
+        jobs: opts.jobs,
+        tmp_dir: opts.tmp_dir.clone(),
+        progress: opts.progress,
+        snapshot: snapshot.map(|root| fetch::Snapshot::new(root, &lock)),
+    };
+    let mut report = rt.block_on(fetch::fetch(http, mirrors, items, &opts))?;
+    report.bootstrap = fetch::add_bootstrap(&lock, &opts.tmp_dir)?.map(|(path, _)| path);
+    let seed_lock = format!("{}/Cargo.lock", kiln::seedbuild::CRATE_DIR);
+    add_crates(
+        &kiln_dir,
+        vec![(seed_lock, kiln::crates::Workspace::Standalone)],
+        &mut report,
+    )?;
+    Ok(fetch::SeedInputs {
+        store_path: pin.store_path,
+        present: false,
+        inputs: Some(Box::new(report)),
+    })
 }
 
 /// `<project>/.kiln/tmp` when it can be created (same file system as the

@@ -581,6 +581,38 @@ impl Lock {
 
     /// Every (arch, name, package) of `images` (all images when `None`),
     /// restricted to `archs` when given; sorted and without duplicates.
+    /// The packages of toolchain `name` (every arch it has, foreign
+    /// packages included).
+    pub fn select_toolchain(&self, name: &str) -> Result<Vec<(Arch, String, &Package)>, LockError> {
+        let t = self
+            .toolchains
+            .get(name)
+            .ok_or_else(|| LockError::Invalid {
+                path: PathBuf::from(FILE_NAME),
+                message: format!("toolchain {name} has no entry"),
+            })?;
+        let wanted: BTreeSet<(Arch, String)> = t
+            .archs
+            .iter()
+            .chain(t.foreign.iter())
+            .flat_map(|(arch, names)| names.iter().map(|n| (*arch, n.clone())))
+            .collect();
+        wanted
+            .into_iter()
+            .map(|(arch, name)| {
+                let p = self
+                    .packages
+                    .get(&arch)
+                    .and_then(|m| m.get(&name))
+                    .ok_or_else(|| LockError::Invalid {
+                        path: PathBuf::from(FILE_NAME),
+                        message: format!("package {name} ({arch}) has no entry"),
+                    })?;
+                Ok((arch, name, p))
+            })
+            .collect()
+    }
+
     pub fn select(
         &self,
         images: Option<&[String]>,
