@@ -17,6 +17,7 @@ pub mod diff;
 pub mod digests;
 pub mod fetch;
 pub mod fsutil;
+pub mod init;
 pub mod interrupt;
 pub mod lock;
 pub mod nixcmd;

@@ -9,6 +9,7 @@ mod completions;
 mod diff;
 mod digests;
 mod fetch;
+mod init;
 mod keygen;
 mod lock;
 mod mirror;
@@ -27,10 +28,11 @@ mod verify;
 /// hermetically in the Nix sandbox, bit-for-bit reproducible, with SBOMs,
 /// SLSA provenance and cosign-compatible signatures.
 ///
-/// The usual flow: `kiln lock` (resolve and pin packages against Debian's
-/// signed index), `kiln fetch` (download the pinned .debs into the Nix
-/// store), `kiln seed` (build the sandbox-side builder), then
-/// `nix build .#<image>`.
+/// The usual flow: `kiln init` (a new project, once), `kiln lock`
+/// (resolve and pin packages against Debian's signed index), `kiln fetch`
+/// (download the pinned .debs into the Nix store), then `kiln build
+/// <image>` or `nix build .#<image>`. In kiln's own repository, `kiln seed`
+/// rebuilds the sandbox-side builder and its pin.
 ///
 /// Exit status, for every command: 0 ok, 1 a check failed (verify, policy,
 /// test, diff, repro, digests --check, lock --check, seed --check, cache
@@ -51,6 +53,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    Init(init::Args),
     Lock(lock::Args),
     Fetch(fetch::Args),
     Seed(seed::Args),
@@ -135,6 +138,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         command: cli.command,
     };
     match cli.command {
+        Command::Init(a) => done(init::run(&cli.project, a)),
         Command::Lock(a) => lock::run(&cli.project, a),
         Command::Fetch(a) => done(fetch::run(&cli.project, a)),
         Command::Seed(a) => seed::run(&cli.project, a),
