@@ -29,6 +29,51 @@ pub enum PublicKeyError {
     BadSignature { key_id: String },
 }
 
+/// Why a key that parses as SubjectPublicKeyInfo is not P-256: the key's
+/// own algorithm (and curve), not the one that was expected; else the
+/// parser's error.
+fn not_p256(der: Option<&[u8]>, error: impl fmt::Display) -> PublicKeyError {
+    let reason = der
+        .and_then(key_algorithm)
+        .map(|alg| format!("the key is {alg}"))
+        .unwrap_or_else(|| error.to_string());
+    PublicKeyError::NotP256 { reason }
+}
+
+/// "an RSA key (OID 1.2.840.113549.1.1.1)" and the like, from a DER
+/// SubjectPublicKeyInfo.
+fn key_algorithm(der: &[u8]) -> Option<String> {
+    use p256::pkcs8::der::asn1::ObjectIdentifier;
+    use p256::pkcs8::spki::SubjectPublicKeyInfoRef;
+    let spki = SubjectPublicKeyInfoRef::try_from(der).ok()?;
+    let oid = spki.algorithm.oid.to_string();
+    let named = match oid.as_str() {
+        "1.2.840.113549.1.1.1" => "an RSA key".to_string(),
+        "1.3.101.112" => "an Ed25519 key".to_string(),
+        "1.3.101.113" => "an Ed448 key".to_string(),
+        "1.2.840.10045.2.1" => {
+            let curve = spki
+                .algorithm
+                .parameters
+                .and_then(|p| p.decode_as::<ObjectIdentifier>().ok())
+                .map(|c| c.to_string());
+            let name = match curve.as_deref() {
+                Some("1.3.132.0.34") => "P-384",
+                Some("1.3.132.0.35") => "P-521",
+                Some("1.3.132.0.10") => "secp256k1",
+                Some("1.2.840.10045.3.1.7") => "P-256",
+                _ => "another curve",
+            };
+            return Some(format!(
+                "an elliptic-curve key on {name} (curve OID {})",
+                curve.unwrap_or_else(|| "missing".into())
+            ));
+        }
+        _ => "a key of another algorithm".to_string(),
+    };
+    Some(format!("{named} (OID {oid})"))
+}
+
 /// An ECDSA P-256 public key used to verify signatures (SHA-256 digests).
 #[derive(Clone, PartialEq, Eq)]
 pub struct PublicKey {
@@ -63,18 +108,16 @@ impl PublicKey {
             + begin
             + end_marker.len();
         let block = &normalized[begin..end];
-        let key =
-            VerifyingKey::from_public_key_pem(block).map_err(|e| PublicKeyError::NotP256 {
-                reason: e.to_string(),
-            })?;
+        let key = VerifyingKey::from_public_key_pem(block).map_err(|e| {
+            let der = p256::pkcs8::Document::from_pem(block).ok().map(|(_, d)| d);
+            not_p256(der.as_ref().map(|d| d.as_bytes()), e)
+        })?;
         PublicKey::from_verifying_key(key)
     }
 
     /// Parses a DER SubjectPublicKeyInfo.
     pub fn from_spki_der(der: &[u8]) -> Result<PublicKey, PublicKeyError> {
-        let key = VerifyingKey::from_public_key_der(der).map_err(|e| PublicKeyError::NotP256 {
-            reason: e.to_string(),
-        })?;
+        let key = VerifyingKey::from_public_key_der(der).map_err(|e| not_p256(Some(der), e))?;
         PublicKey::from_verifying_key(key)
     }
 
@@ -168,6 +211,17 @@ pub(crate) mod tests {
     use super::*;
     use p256::ecdsa::signature::Signer as _;
     use p256::ecdsa::SigningKey;
+
+    #[test]
+    fn a_key_of_another_algorithm_is_named_by_its_own_oid() {
+        const RSA: &str = "-----BEGIN PUBLIC KEY-----\nMIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQC+3Hu711NLGYm36qkcw5aIXc71\nhFR+cnHnhPfLwS2XgpicTU/kwIBktYzitelSrHJVbUGcKst+SByp9qQIwqKUiRV7\nrqdUZMq8vRCPsOIvSLhxeJZKxVO1M91c0L3zm4DfjFailoB3N2JgFQ9nzETsejL2\nBtBD18hAVP8hfXbHGQIDAQAB\n-----END PUBLIC KEY-----\n";
+        const P384: &str = "-----BEGIN PUBLIC KEY-----\nMHYwEAYHKoZIzj0CAQYFK4EEACIDYgAEc4xnFnwWwv3K+kLey04Hy3TFSEEg+iM3\nab1LUrW+rysFKbdT/TWsjYQVh6/2sKeEIIwNeNYK6IZea6dgFYEPlMyY0mQbGJu1\nqkHv2DVkCsiwAyHTVMmYwkViG7R68qVu\n-----END PUBLIC KEY-----\n";
+        let e = PublicKey::from_pem(RSA).unwrap_err().to_string();
+        assert!(e.contains("an RSA key (OID 1.2.840.113549.1.1.1)"), "{e}");
+        assert!(!e.contains("1.2.840.10045.2.1"), "{e}");
+        let e = PublicKey::from_pem(P384).unwrap_err().to_string();
+        assert!(e.contains("P-384 (curve OID 1.3.132.0.34)"), "{e}");
+    }
 
     /// A fixed test key (never used outside tests).
     pub(crate) fn test_key(n: u8) -> SigningKey {

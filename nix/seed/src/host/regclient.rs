@@ -28,6 +28,12 @@ pub const ACCEPT_MANIFESTS: &str = "application/vnd.oci.image.index.v1+json, app
 /// Tries per request (transient failures only).
 const SEND_ATTEMPTS: u32 = 3;
 
+/// How long the verifier waits for a registry's TCP connection.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long it waits for data (an answer, or its next bytes). A timeout
+/// is final, never retried: a registry silent that long is down or hung.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
 #[derive(Debug, thiserror::Error)]
 pub enum RegError {
     #[error("registry reference {reference:?}: {reason}")]
@@ -473,8 +479,8 @@ impl Client {
         };
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(15)))
-            .timeout_per_read(Some(Duration::from_secs(60)))
+            .timeout_connect(Some(CONNECT_TIMEOUT))
+            .timeout_per_read(Some(ANSWER_TIMEOUT))
             .user_agent(concat!("kiln-verify/", env!("CARGO_PKG_VERSION")))
             .build();
         Client {
@@ -519,13 +525,20 @@ impl Client {
             let result = req.call();
             let transient = match &result {
                 Ok(r) => r.status().is_server_error() || r.status().as_u16() == 429,
-                Err(_) => true,
+                Err(e) => !matches!(e, ureq::Error::Timeout(_)),
             };
             if !transient || attempt >= self.attempts {
                 return result.map_err(|e| RegError::Transport {
                     method,
                     url: url.to_string(),
-                    error: e.to_string(),
+                    error: match e {
+                        ureq::Error::Timeout(_) => format!(
+                            "no answer for {} s (or no connection within {} s): the registry is down or hung; the verifier gives up rather than wait",
+                            ANSWER_TIMEOUT.as_secs(),
+                            CONNECT_TIMEOUT.as_secs()
+                        ),
+                        e => e.to_string(),
+                    },
                 });
             }
             std::thread::sleep(Duration::from_millis(200 << (attempt - 1)));
