@@ -113,8 +113,16 @@ fn io_err<'a>(
     }
 }
 
+/// How long kiln waits for a registry's TCP connection.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long kiln waits for data from a registry (an answer, or the next
+/// bytes of one) before the request fails, without a retry.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a waiting request says that it still waits.
+const WAITING_NOTICE: Duration = Duration::from_secs(10);
+
 /// How transient failures (HTTP 5xx and 429, refused or reset
-/// connections, timeouts) are retried: `attempts` tries in all, waiting
+/// connections) are retried: `attempts` tries in all, waiting
 /// `base_delay`, then twice that, and so on.
 #[derive(Clone, Debug)]
 pub struct Retry {
@@ -444,7 +452,6 @@ mod session;
 
 use attachments::*;
 pub use pull::pull;
-use push::put_tag;
 pub use push::{push, PushSource};
 use session::*;
 

@@ -262,10 +262,13 @@ pub(super) async fn pull_doc(
             })?;
         Box::pin(pull_doc(session, st, child, depth + 1)).await?;
     }
+    // Each blob once, however often the manifest lists it (a layer may
+    // repeat; config and layer may be the same bytes).
+    let mut seen = BTreeSet::new();
     let wanted: Vec<Desc> = doc
         .blobs
         .iter()
-        .filter(|b| !st.have.contains(&b.digest))
+        .filter(|b| !st.have.contains(&b.digest) && seen.insert(b.digest))
         .cloned()
         .collect();
     let blobs_dir = st.blobs_dir.clone();
@@ -298,8 +301,10 @@ pub(super) fn write_blob(dir: &Path, digest: &Digest, bytes: &[u8]) -> Result<()
     std::fs::write(&path, bytes).map_err(io_err("writing", &path))
 }
 
-/// Downloads one blob into the layout, verifying size and digest; a
-/// mismatch leaves nothing at the blob's path.
+/// Downloads one blob into the layout, verifying size and digest as the
+/// bytes land (nothing is read back); a mismatch leaves nothing at the
+/// blob's path. A registry that sends more than the descriptor declares is
+/// cut off at that point, and not asked again.
 pub(super) async fn fetch_blob(
     session: &Session,
     dir: &Path,
@@ -310,20 +315,39 @@ pub(super) async fn fetch_blob(
     let r = reference(&session.target, &desc.digest.to_string());
     let d = desc.digest.to_string();
     let what = format!("fetching blob {} from {}", desc.digest, session.where_());
+    let landed = std::sync::Arc::new(std::sync::Mutex::new(Landed::default()));
     let result = session
-        .retrying(&what, || async {
+        .retrying_transfer(&what, || async {
+            *landed.lock().expect("not poisoned") = Landed::default();
             let file = tokio::fs::File::create(&tmp).await?;
-            session.client.pull_blob(&r, d.as_str(), file).await
+            let out = CheckedFile {
+                file,
+                landed: landed.clone(),
+                limit: desc.size,
+            };
+            session.client.pull_blob(&r, d.as_str(), out).await
         })
         .await;
     let check = async {
         result?;
-        // oci-client checked the digest while streaming; size and digest
-        // are checked again on what landed on disk.
-        let bytes = tokio::fs::read(&tmp)
-            .await
-            .map_err(io_err("reading", &tmp))?;
-        check_blob(&bytes, desc, what.clone())?;
+        let got = std::mem::take(&mut *landed.lock().expect("not poisoned"));
+        if got.written != desc.size {
+            return Err(RegistryError::Invalid {
+                what: what.clone(),
+                message: format!(
+                    "is {} bytes, its descriptor says {}",
+                    got.written, desc.size
+                ),
+            });
+        }
+        let actual = Digest(sha2::Digest::finalize(got.hasher).into());
+        if actual != desc.digest {
+            return Err(RegistryError::DigestMismatch {
+                what: what.clone(),
+                expected: desc.digest,
+                actual,
+            });
+        }
         tokio::fs::rename(&tmp, &dest)
             .await
             .map_err(io_err("renaming", &tmp))
@@ -333,4 +357,65 @@ pub(super) async fn fetch_blob(
         let _ = tokio::fs::remove_file(&tmp).await;
     }
     r
+}
+
+/// What has landed of a blob: its hash and length so far.
+#[derive(Default)]
+struct Landed {
+    hasher: sha2::Sha256,
+    written: u64,
+}
+
+/// A blob's file that hashes and counts what is written to it and refuses
+/// to grow past `limit` (the descriptor's size): an endless or oversized
+/// body ends there instead of filling the disk.
+struct CheckedFile {
+    file: tokio::fs::File,
+    landed: std::sync::Arc<std::sync::Mutex<Landed>>,
+    limit: u64,
+}
+
+/// The error a [`CheckedFile`] gives when the body outgrows the descriptor:
+/// not a network failure, so never retried ([`super::session::is_transient`]).
+pub(super) fn too_long(limit: u64) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!("the registry sends more than the {limit} bytes its descriptor declares"),
+    )
+}
+
+impl tokio::io::AsyncWrite for CheckedFile {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        use sha2::Digest as _;
+        let this = &mut *self;
+        let written = this.landed.lock().expect("not poisoned").written;
+        if written + buf.len() as u64 > this.limit {
+            return std::task::Poll::Ready(Err(too_long(this.limit)));
+        }
+        let polled = std::pin::Pin::new(&mut this.file).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = &polled {
+            let mut landed = this.landed.lock().expect("not poisoned");
+            landed.hasher.update(&buf[..*n]);
+            landed.written += *n as u64;
+        }
+        polled
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.file).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.file).poll_shutdown(cx)
+    }
 }

@@ -49,8 +49,38 @@ pub(super) fn is_refused(e: &OciDistributionError) -> bool {
     false
 }
 
+/// Whether `e` is a timeout: no connection within [`CONNECT_TIMEOUT`], or
+/// no data within [`ANSWER_TIMEOUT`].
+pub(super) fn is_timeout(e: &OciDistributionError) -> bool {
+    if let OciDistributionError::RequestError(r) = e {
+        if r.is_timeout() {
+            return true;
+        }
+    }
+    if let OciDistributionError::IoError(io) = e {
+        if io.kind() == std::io::ErrorKind::TimedOut {
+            return true;
+        }
+    }
+    let mut src = std::error::Error::source(e);
+    while let Some(x) = src {
+        if x.downcast_ref::<reqwest::Error>()
+            .is_some_and(|r| r.is_timeout())
+            || x.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        src = x.source();
+    }
+    false
+}
+
+/// Whether trying `e`'s request again may help. Timeouts are final: a
+/// registry that has sent nothing for [`ANSWER_TIMEOUT`] is down or hung,
+/// and asking again would only turn one bounded wait into several.
 pub(super) fn is_transient(e: &OciDistributionError) -> bool {
-    if is_refused(e) {
+    if is_refused(e) || is_timeout(e) {
         return false;
     }
     match e {
@@ -65,7 +95,19 @@ pub(super) fn is_transient(e: &OciDistributionError) -> bool {
             .errors
             .iter()
             .any(|e| matches!(e.code, OciErrorCode::Toomanyrequests)),
-        OciDistributionError::IoError(_) => true,
+        // The network failing is transient; the local disk failing (full,
+        // read-only, no permission) or a body that outgrows its descriptor
+        // is not, and trying again would only repeat it.
+        OciDistributionError::IoError(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::InvalidData
+                | std::io::ErrorKind::StorageFull
+                | std::io::ErrorKind::QuotaExceeded
+                | std::io::ErrorKind::ReadOnlyFilesystem
+                | std::io::ErrorKind::PermissionDenied
+                | std::io::ErrorKind::FileTooLarge
+                | std::io::ErrorKind::NotFound
+        ),
         _ => false,
     }
 }
@@ -92,6 +134,13 @@ pub(super) fn is_not_found(e: &OciDistributionError) -> bool {
 pub(super) fn describe(e: &OciDistributionError) -> String {
     if is_refused(e) {
         return "connection refused: nothing is listening there (is the registry running, and on that port?)".to_string();
+    }
+    if is_timeout(e) {
+        return format!(
+            "no answer for {} s (or no connection within {} s): the registry is down or hung; kiln gives up rather than wait",
+            ANSWER_TIMEOUT.as_secs(),
+            CONNECT_TIMEOUT.as_secs()
+        );
     }
     let mut s = e.to_string();
     let mut src = std::error::Error::source(e);
@@ -121,8 +170,8 @@ impl Session {
                 ClientProtocol::Https
             },
             use_monolithic_push: true,
-            connect_timeout: Some(Duration::from_secs(15)),
-            read_timeout: Some(Duration::from_secs(120)),
+            connect_timeout: Some(CONNECT_TIMEOUT),
+            read_timeout: Some(ANSWER_TIMEOUT),
             user_agent: concat!("kiln/", env!("CARGO_PKG_VERSION")),
             ..Default::default()
         };
@@ -179,7 +228,9 @@ impl Session {
             if plain { "http" } else { "https" },
             self.target.registry
         );
-        let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(15));
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(ANSWER_TIMEOUT);
         if plain {
             // No TLS on this connection: skip loading the system's roots.
             builder = builder.tls_certs_only(Vec::new());
@@ -224,14 +275,60 @@ impl Session {
         }
     }
 
-    pub(super) async fn retrying<T, F, Fut>(&self, what: &str, mut f: F) -> Result<T, RegistryError>
+    /// `f`, tried again on transient failures, saying every few seconds
+    /// that it still waits (a registry that never answers is never
+    /// silent).
+    pub(super) async fn retrying<T, F, Fut>(&self, what: &str, f: F) -> Result<T, RegistryError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, OciDistributionError>>,
+    {
+        self.retry_loop(what, f, true).await
+    }
+
+    /// [`Self::retrying`] for blob transfers, which move data while they
+    /// take time (the progress bar shows them; a stall still ends after
+    /// [`ANSWER_TIMEOUT`]).
+    pub(super) async fn retrying_transfer<T, F, Fut>(
+        &self,
+        what: &str,
+        f: F,
+    ) -> Result<T, RegistryError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, OciDistributionError>>,
+    {
+        self.retry_loop(what, f, false).await
+    }
+
+    async fn retry_loop<T, F, Fut>(
+        &self,
+        what: &str,
+        mut f: F,
+        notices: bool,
+    ) -> Result<T, RegistryError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, OciDistributionError>>,
     {
         let mut attempt = 1;
         loop {
-            match f().await {
+            // Never silent: while a request waits, say so every few seconds.
+            let request = f();
+            tokio::pin!(request);
+            let started = tokio::time::Instant::now();
+            let mut ticks = tokio::time::interval_at(started + WAITING_NOTICE, WAITING_NOTICE);
+            let outcome = loop {
+                tokio::select! {
+                    r = &mut request => break r,
+                    _ = ticks.tick(), if notices => eprintln!(
+                        "kiln: {what}: still waiting after {} s (gives up after {} s without data)",
+                        started.elapsed().as_secs(),
+                        ANSWER_TIMEOUT.as_secs()
+                    ),
+                }
+            };
+            match outcome {
                 Ok(v) => return Ok(v),
                 Err(e) if is_transient(&e) && attempt < self.retry.attempts => {
                     let delay = self.retry.base_delay * 2u32.pow(attempt - 1);
@@ -309,7 +406,7 @@ impl Session {
         let r = reference(&self.target, &digest.to_string());
         let d = digest.to_string();
         let data = bytes::Bytes::from(bytes);
-        self.retrying(
+        self.retrying_transfer(
             &format!("pushing blob {digest} to {}", self.where_()),
             || self.client.push_blob(&r, data.clone(), &d),
         )

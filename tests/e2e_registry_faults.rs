@@ -1,0 +1,183 @@
+//! Registries that misbehave, as users meet them: pull must end with a
+//! clear error or a correct layout, in bounded time, never with a partial
+//! file left behind. Images are put into a real registry on 127.0.0.1 by
+//! hand (no Nix build), so each fault is exactly the one named.
+
+mod common;
+
+use common::registry::{Fault, FaultProxy, Registry};
+use common::*;
+use sha2::Digest as _;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+const LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+
+fn sha(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+}
+
+/// Puts a one-platform image into `repo:tag` whose manifest lists `layers`
+/// (blob bytes, and the size its descriptor declares); returns the
+/// manifest's digest.
+fn put_image(reg: &Registry, repo: &str, tag: &str, layers: &[(&[u8], u64)]) -> String {
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let config_digest = reg.put_blob(repo, config);
+    let mut descs = Vec::new();
+    for (bytes, declared) in layers {
+        let d = reg.put_blob(repo, bytes);
+        descs.push(serde_json::json!({"mediaType": LAYER, "digest": d, "size": declared}));
+    }
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST,
+        "config": {"mediaType": CONFIG, "digest": config_digest, "size": config.len()},
+        "layers": descs,
+    });
+    let body = serde_json::to_vec(&manifest).unwrap();
+    let r = reg.put_manifest(repo, tag, MANIFEST, &body);
+    assert!(r.status == 201, "{}", r.text());
+    sha(&body)
+}
+
+/// The names in `dir`.
+fn names(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_same_layer_listed_twice_is_pulled_once() {
+    let reg = Registry::start();
+    let layer = vec![7u8; 300_000];
+    let digest = put_image(
+        &reg,
+        "faults/twice",
+        "latest",
+        &[(&layer, layer.len() as u64), (&layer, layer.len() as u64)],
+    );
+    for round in 0..3 {
+        let work = scratch(&format!("faults-twice-{round}"));
+        let dest = work.join("pulled");
+        let o = kiln(&[
+            "pull",
+            &format!("{}/faults/twice:latest", reg.host()),
+            dest.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "round {round}: {}", stderr(&o));
+        let index = read_json(&dest.join("index.json"));
+        assert_eq!(index["manifests"][0]["digest"], digest.as_str());
+        assert!(blob(&dest, &sha(&layer)).is_file());
+        assert_eq!(names(&work), vec!["pulled".to_string()]);
+    }
+}
+
+#[test]
+fn a_blob_longer_than_its_descriptor_is_cut_off_and_not_retried() {
+    let reg = Registry::start();
+    // 8 MiB served where the manifest declares 1,000 bytes.
+    let layer = vec![1u8; 8 << 20];
+    put_image(&reg, "faults/long", "latest", &[(&layer, 1000)]);
+    let work = scratch("faults-long-blob");
+    let dest = work.join("pulled");
+    let o = kiln(&[
+        "pull",
+        &format!("{}/faults/long:latest", reg.host()),
+        dest.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(&sha(&layer)) && err.contains("1000 bytes"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("retrying"),
+        "a body that is too long is not a network error: {err}"
+    );
+    assert!(names(&work).is_empty(), "left behind: {:?}", names(&work));
+}
+
+#[test]
+fn a_registry_that_never_answers_fails_pull_and_push_in_bounded_time() {
+    let reg = Registry::start();
+    let layer = vec![3u8; 1000];
+    put_image(&reg, "faults/silent", "latest", &[(&layer, 1000)]);
+    let silent = FaultProxy::start(reg.addr, Fault::StallAt("GET /v2/".into()));
+    let work = scratch("faults-silent");
+    let dest = work.join("pulled");
+    let started = Instant::now();
+    let o = kiln(&[
+        "pull",
+        &format!("{}/faults/silent:latest", silent.host()),
+        dest.to_str().unwrap(),
+    ]);
+    let took = started.elapsed();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        took < Duration::from_secs(75),
+        "pull gave up after {took:?}"
+    );
+    let err = stderr(&o);
+    assert!(err.contains("no answer") && err.contains("30 s"), "{err}");
+    assert!(
+        err.contains("still waiting after 10 s"),
+        "silent while waiting: {err}"
+    );
+    assert!(names(&work).is_empty(), "left behind: {:?}", names(&work));
+
+    // The verifier gives up as soon.
+    let key = work.join("cosign");
+    let o = kiln_cmd(
+        &project(),
+        &["keygen", "--output-key-prefix", key.to_str().unwrap()],
+    )
+    .env("COSIGN_PASSWORD", "faults")
+    .output()
+    .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let started = Instant::now();
+    let o = kiln(&[
+        "verify",
+        &format!("{}/faults/silent:latest", silent.host()),
+        "--key",
+        key.with_extension("pub").to_str().unwrap(),
+    ]);
+    let took = started.elapsed();
+    assert_ne!(o.status.code(), Some(0), "{}", stdout(&o));
+    let said = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(said.contains("no answer for 30 s"), "{said}");
+    assert!(
+        took < Duration::from_secs(75),
+        "verify gave up after {took:?}"
+    );
+    std::fs::remove_file(&key.with_extension("key")).unwrap();
+    std::fs::remove_file(&key.with_extension("pub")).unwrap();
+
+    // The same registry silent on push.
+    let src = format!("{}/faults/silent:latest", reg.host());
+    let pulled = work.join("source");
+    assert!(kiln(&["pull", &src, pulled.to_str().unwrap()])
+        .status
+        .success());
+    let started = Instant::now();
+    let o = kiln(&[
+        "push",
+        pulled.to_str().unwrap(),
+        &format!("{}/faults/silent-push:latest", silent.host()),
+    ]);
+    let took = started.elapsed();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        took < Duration::from_secs(75),
+        "push gave up after {took:?}"
+    );
+    assert_eq!(reg.tag_digest("faults/silent-push", "latest"), None);
+}
