@@ -9,6 +9,7 @@ mod common;
 use common::registry::{self, Fault, FaultProxy, Registry, TokenGate};
 use common::*;
 use serde_json::Value;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -1043,6 +1044,96 @@ fn a_second_signer_adds_to_the_signatures_and_removes_none() {
         err.contains(&tag) && err.contains("will not replace"),
         "{err}"
     );
+}
+
+#[test]
+fn two_signers_pushing_at_once_lose_no_signature_and_no_referrer() {
+    let work = scratch("e2e-registry-concurrent-signers");
+    let (alice, bob) = (work.join("alice"), work.join("bob"));
+    std::fs::create_dir_all(&alice).unwrap();
+    std::fs::create_dir_all(&bob).unwrap();
+    let reg = Registry::start();
+    // The referrer manifests each layout attaches to each digest.
+    let referrers = |layout: &Path, d: &str| -> BTreeSet<String> {
+        let v = read_json(&layout.join("index.json"));
+        v["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["mediaType"] == "application/vnd.oci.image.manifest.v1+json")
+            .filter(|m| {
+                read_json(&blob(layout, m["digest"].as_str().unwrap()))["subject"]["digest"] == d
+            })
+            .map(|m| m["digest"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // A race needs luck to show: several rounds, each signed for and
+    // pushed to a fresh repository, both pushes started together.
+    for round in 0..5 {
+        let repo = format!("kiln/concurrent-{round}");
+        let full = format!("{}/{repo}", reg.host());
+        let target = format!("{full}:v1");
+        let by_alice = signed_layout("scratch-plus", &alice.join("cosign"), &alice, &full);
+        let by_bob = signed_layout("scratch-plus", &bob.join("cosign"), &bob, &full);
+        let mut digests = vec![index_digest(&by_alice)];
+        digests.extend(platforms(&by_alice).into_iter().map(|(_, d)| d));
+        let spawn = |layout: &Path| {
+            kiln_cmd(
+                &project(),
+                &["push", layout.to_str().unwrap(), &target, "--signatures"],
+            )
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+        };
+        let (a, b) = (spawn(&by_alice), spawn(&by_bob));
+        for (who, child) in [("alice", a), ("bob", b)] {
+            let o = child.wait_with_output().unwrap();
+            assert!(o.status.success(), "round {round}, {who}: {}", stderr(&o));
+        }
+        for d in &digests {
+            for suffix in [".sig", ".att"] {
+                let tag = format!("sha256-{}{suffix}", hex(d));
+                let m = reg.manifest(&repo, &tag).json();
+                let layers = m["layers"].as_array().map(Vec::len).unwrap_or(0);
+                let want = read_layout_doc(&by_alice, &tag)["layers"]
+                    .as_array()
+                    .unwrap()
+                    .len()
+                    + read_layout_doc(&by_bob, &tag)["layers"]
+                        .as_array()
+                        .unwrap()
+                        .len();
+                assert_eq!(
+                    layers, want,
+                    "round {round}: {tag} lost a signer's layers: {m}"
+                );
+            }
+            let listed: BTreeSet<String> =
+                reg.manifest(&repo, &format!("sha256-{}", hex(d))).json()["manifests"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e["digest"].as_str().unwrap().to_string())
+                    .collect();
+            let want: BTreeSet<String> = referrers(&by_alice, d)
+                .union(&referrers(&by_bob, d))
+                .cloned()
+                .collect();
+            assert_eq!(listed, want, "round {round}: the referrers of {d} lost one");
+        }
+        for key in [&alice, &bob] {
+            let v = nix_verify(&target, &key.join("cosign.pub"), &[]);
+            assert!(
+                v.status.success(),
+                "round {round}, {}: {}{}",
+                key.display(),
+                stdout(&v),
+                stderr(&v)
+            );
+        }
+    }
 }
 
 /// The document a layout's index.json names `name`.

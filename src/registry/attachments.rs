@@ -160,10 +160,30 @@ pub(super) fn signed_identities(
     Ok(out)
 }
 
+/// Rounds of read, merge, write and read back before kiln gives up on a
+/// shared tag that concurrent pushes keep replacing.
+const MERGE_ROUNDS: u32 = 10;
+/// The least time kiln waits after writing a shared tag before it reads the
+/// tag back (three times its own read-to-write time when that is longer,
+/// so that a slower registry gets a longer wait).
+const SETTLE: Duration = Duration::from_millis(200);
+
+/// How long to wait after a write that took `took` from its read.
+fn settle_after(took: Duration) -> Duration {
+    SETTLE.max(took * 3)
+}
+
 /// Points a cosign `.sig`/`.att` tag at `digest`, unless the tag already
 /// holds a manifest with other layers (another signer's, an earlier
 /// build's attestation): then kiln's layers are appended to those, as
 /// `cosign sign` does, so that pushing never removes a signature.
+///
+/// Registries have no conditional write for tags, so two pushers can each
+/// read the tag, merge and write, and the second write drops the first
+/// pusher's layers. kiln therefore reads the tag back after a settling
+/// wait and merges again until its layers are there: a concurrent pusher
+/// whose write lands after that wait read the tag after kiln's write, and
+/// kept kiln's layers (docs/registry.md says what this guarantees).
 pub(super) async fn set_cosign_tag(
     session: &Session,
     tag: &str,
@@ -172,32 +192,59 @@ pub(super) async fn set_cosign_tag(
     report: &mut PushReport,
 ) -> Result<(), RegistryError> {
     let ours = graph.doc(digest);
-    let existing = match session.get_manifest(tag).await? {
-        Some((bytes, current)) if current != *digest => bytes,
-        other => return put_tag(session, tag, ours, other.map(|(_, d)| d), report).await,
-    };
-    let merged = crate::signstore::merged_cosign_manifest(&existing, &ours.bytes).map_err(
-        |message| RegistryError::Invalid {
-            what: format!("tag {tag} in {}", session.where_()),
-            message: format!(
-                "{message}; kiln appends its signatures to a cosign tag but will not replace what it cannot read"
-            ),
-        },
-    )?;
-    let Some(crate::signstore::MergedManifest { config, manifest }) = merged else {
-        report.tags_unchanged.push(tag.to_string());
+    let (mut wrote, mut merged) = (false, false);
+    for _ in 0..MERGE_ROUNDS {
+        let started = std::time::Instant::now();
+        match session.get_manifest(tag).await? {
+            Some((_, current)) if current == *digest => {}
+            None => {
+                session
+                    .put_manifest(tag, &ours.media_type, &ours.bytes)
+                    .await?;
+                wrote = true;
+                tokio::time::sleep(settle_after(started.elapsed())).await;
+                continue;
+            }
+            Some((existing, _)) => {
+                let m = crate::signstore::merged_cosign_manifest(&existing, &ours.bytes)
+                    .map_err(|message| RegistryError::Invalid {
+                        what: format!("tag {tag} in {}", session.where_()),
+                        message: format!(
+                            "{message}; kiln appends its signatures to a cosign tag but will not replace what it cannot read"
+                        ),
+                    })?;
+                if let Some(crate::signstore::MergedManifest { config, manifest }) = m {
+                    let config_digest = Digest::of(&config);
+                    if !session.blob_exists(&config_digest).await? {
+                        session.upload_blob(&config_digest, config).await?;
+                    }
+                    session
+                        .put_manifest(tag, MANIFEST_MEDIA_TYPE, &manifest)
+                        .await?;
+                    (wrote, merged) = (true, true);
+                    tokio::time::sleep(settle_after(started.elapsed())).await;
+                    continue;
+                }
+            }
+        }
+        // Kiln's layers are in the tag, as read after every write of its
+        // own had time to be seen by (and merged into) a concurrent push.
+        if wrote {
+            report.tags_set.push(tag.to_string());
+        } else {
+            report.tags_unchanged.push(tag.to_string());
+        }
+        if merged {
+            report.tags_merged.push(tag.to_string());
+        }
         return Ok(());
-    };
-    let config_digest = Digest::of(&config);
-    if !session.blob_exists(&config_digest).await? {
-        session.upload_blob(&config_digest, config).await?;
     }
-    session
-        .put_manifest(tag, MANIFEST_MEDIA_TYPE, &manifest)
-        .await?;
-    report.tags_set.push(tag.to_string());
-    report.tags_merged.push(tag.to_string());
-    Ok(())
+    Err(RegistryError::Invalid {
+        what: format!("tag {tag} in {}", session.where_()),
+        message: format!(
+            "other pushes kept replacing it: after {MERGE_ROUNDS} rounds of merging, kiln's layers are still not in it (push again)"
+        ),
+    })
 }
 
 /// Makes every referrer findable from its subject: registries with the
@@ -232,48 +279,80 @@ pub(super) async fn update_referrers(
             continue;
         }
         let tag = digest_tag(&subject, "");
-        let mut index: Value = match session.get_manifest(&tag).await? {
-            Some((bytes, _)) => {
-                serde_json::from_slice(&bytes).map_err(|e| RegistryError::Invalid {
+        // Read, add what is missing, write, and read back after a settling
+        // wait, as for the cosign tags: a concurrent push may have written
+        // an index it read before kiln's write.
+        let mut rounds = 0;
+        loop {
+            let started = std::time::Instant::now();
+            let mut index: Value = match session.get_manifest(&tag).await? {
+                Some((bytes, _)) => {
+                    serde_json::from_slice(&bytes).map_err(|e| RegistryError::Invalid {
+                        what: format!("referrers index {tag} in {}", session.where_()),
+                        message: format!("not JSON: {e}"),
+                    })?
+                }
+                None => serde_json::json!({
+                    "schemaVersion": 2,
+                    "mediaType": INDEX_MEDIA_TYPE,
+                    "manifests": [],
+                }),
+            };
+            let list = index
+                .get_mut("manifests")
+                .and_then(Value::as_array_mut)
+                .ok_or_else(|| RegistryError::Invalid {
                     what: format!("referrers index {tag} in {}", session.where_()),
-                    message: format!("not JSON: {e}"),
-                })?
+                    message: "is not an image index".into(),
+                })?;
+            let present: BTreeSet<String> = list
+                .iter()
+                .filter_map(|e| e.get("digest").and_then(Value::as_str).map(String::from))
+                .collect();
+            let todo: Vec<&&&Doc> = missing
+                .iter()
+                .filter(|d| !present.contains(&d.digest.to_string()))
+                .collect();
+            if todo.is_empty() {
+                break;
             }
-            None => serde_json::json!({
-                "schemaVersion": 2,
-                "mediaType": INDEX_MEDIA_TYPE,
-                "manifests": [],
-            }),
-        };
-        let list = index
-            .get_mut("manifests")
-            .and_then(Value::as_array_mut)
-            .ok_or_else(|| RegistryError::Invalid {
-                what: format!("referrers index {tag} in {}", session.where_()),
-                message: "is not an image index".into(),
-            })?;
+            if rounds == MERGE_ROUNDS {
+                return Err(RegistryError::Invalid {
+                    what: format!("referrers index {tag} in {}", session.where_()),
+                    message: format!(
+                        "other pushes kept replacing it: after {MERGE_ROUNDS} rounds of merging, kiln's referrers are still not listed (push again)"
+                    ),
+                });
+            }
+            for d in todo {
+                let mut desc = serde_json::json!({
+                    "mediaType": d.media_type,
+                    "digest": d.digest.to_string(),
+                    "size": d.bytes.len(),
+                });
+                if let Some(at) = &d.artifact_type {
+                    desc["artifactType"] = Value::String(at.clone());
+                }
+                if !d.annotations.is_empty() {
+                    desc["annotations"] = serde_json::to_value(&d.annotations).expect("strings");
+                }
+                list.push(desc);
+            }
+            let bytes = kiln_seed::json::canonical(&index);
+            session.put_manifest(&tag, INDEX_MEDIA_TYPE, &bytes).await?;
+            rounds += 1;
+            tokio::time::sleep(settle_after(started.elapsed())).await;
+        }
         for d in &missing {
-            let mut desc = serde_json::json!({
-                "mediaType": d.media_type,
-                "digest": d.digest.to_string(),
-                "size": d.bytes.len(),
-            });
-            if let Some(at) = &d.artifact_type {
-                desc["artifactType"] = Value::String(at.clone());
-            }
-            if !d.annotations.is_empty() {
-                desc["annotations"] = serde_json::to_value(&d.annotations).expect("strings");
-            }
-            list.push(desc);
             report.referrers.push(ReferrerStat {
                 subject,
                 manifest: d.digest,
                 via: "tag",
             });
         }
-        let bytes = kiln_seed::json::canonical(&index);
-        session.put_manifest(&tag, INDEX_MEDIA_TYPE, &bytes).await?;
-        report.tags_set.push(tag);
+        if rounds > 0 {
+            report.tags_set.push(tag);
+        }
     }
     Ok(())
 }
