@@ -341,18 +341,52 @@ pub fn write_key_pair(
             }
         }
     }
-    write_file(private_path, keys.private_pem.as_bytes(), 0o600, force)?;
-    if let Err(e) = write_file(public_path, keys.public_pem.as_bytes(), 0o644, force) {
-        if !force {
+    // Both files are written in full before either is put in place, and
+    // a replaced private key is kept aside until its public half is in
+    // place too: a failure leaves the old pair (or nothing) behind, never a
+    // new private key with an old public key, nor no key at all.
+    let private = prepare_file(private_path, keys.private_pem.as_bytes(), 0o600)?;
+    let public = prepare_file(public_path, keys.public_pem.as_bytes(), 0o644)?;
+    let kept = if force && private_path.is_file() {
+        let aside = private_path.with_file_name(format!(
+            ".{}.previous-{}",
+            private_path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            std::process::id()
+        ));
+        std::fs::hard_link(private_path, &aside).map_err(|source| KeyError::Io {
+            what: "keeping the previous key aside",
+            path: private_path.to_path_buf(),
+            source,
+        })?;
+        Some(aside)
+    } else {
+        None
+    };
+    let placed = persist_file(private, private_path, force).and_then(|()| {
+        persist_file(public, public_path, force).inspect_err(|_| {
             // Do not leave a private key without its public half behind.
-            let _ = std::fs::remove_file(private_path);
-        }
-        return Err(e);
+            match &kept {
+                Some(aside) => {
+                    let _ = std::fs::rename(aside, private_path);
+                }
+                None => {
+                    let _ = std::fs::remove_file(private_path);
+                }
+            }
+        })
+    });
+    if let Some(aside) = &kept {
+        let _ = std::fs::remove_file(aside);
     }
-    Ok(())
+    placed
 }
 
-fn write_file(path: &Path, bytes: &[u8], mode: u32, replace: bool) -> Result<(), KeyError> {
+/// `bytes` in a temporary file beside `path` (mode `mode`, synced), ready
+/// to be put in place.
+fn prepare_file(path: &Path, bytes: &[u8], mode: u32) -> Result<tempfile::NamedTempFile, KeyError> {
     use std::os::unix::fs::PermissionsExt;
     let io = |what: &'static str| {
         move |source| KeyError::Io {
@@ -376,6 +410,12 @@ fn write_file(path: &Path, bytes: &[u8], mode: u32, replace: bool) -> Result<(),
         .set_permissions(std::fs::Permissions::from_mode(mode))
         .map_err(io("setting permissions of"))?;
     tmp.as_file().sync_all().map_err(io("syncing"))?;
+    Ok(tmp)
+}
+
+/// Puts a prepared file in place (atomically; over an existing file only
+/// when `replace`).
+fn persist_file(tmp: tempfile::NamedTempFile, path: &Path, replace: bool) -> Result<(), KeyError> {
     let persisted = if replace {
         tmp.persist(path)
     } else {
@@ -442,6 +482,35 @@ mod tests {
     use super::*;
     use p256::ecdsa::signature::Signer as _;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_forced_keygen_that_cannot_write_the_public_key_keeps_the_old_private_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (private, public) = key_paths(&dir.path().join("cosign"));
+        std::fs::write(&private, "the old private key").unwrap();
+        // The public key's path cannot be written (a directory is there).
+        std::fs::create_dir(&public).unwrap();
+        let keys = generate(b"pw").unwrap();
+        assert!(write_key_pair(&private, &public, &keys, true).is_err());
+        assert_eq!(
+            std::fs::read_to_string(&private).unwrap(),
+            "the old private key"
+        );
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            vec!["cosign.key".to_string(), "cosign.pub".to_string()]
+        );
+        // Where both can be written, both are replaced.
+        std::fs::remove_dir(&public).unwrap();
+        write_key_pair(&private, &public, &keys, true).unwrap();
+        assert_eq!(std::fs::read_to_string(&private).unwrap(), keys.private_pem);
+        assert_eq!(std::fs::read_to_string(&public).unwrap(), keys.public_pem);
+    }
 
     // go-securesystemslib encrypted/encrypted_test.go: its known-answer
     // vectors (passphrase "supersecret"), one per accepted parameter set.
