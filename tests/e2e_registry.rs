@@ -1203,7 +1203,12 @@ fn the_bearer_token_flow_serves_push_pull_and_the_verifier() {
     );
     let target = format!("{}/kiln/gated:v1", gate.host());
     let err = push_fails(&signed, &target, &["--retries", "1"]);
-    assert!(err.contains("401"), "{err}");
+    assert!(
+        err.contains("bearer token")
+            && err.contains("bad credentials")
+            && err.contains("--username"),
+        "{err}"
+    );
     assert_eq!(reg.tag_digest("kiln/gated", "v1"), None);
     let o = kiln_with(
         &[

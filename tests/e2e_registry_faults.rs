@@ -179,3 +179,69 @@ fn a_registry_that_never_answers_fails_pull_and_push_in_bounded_time() {
     );
     assert_eq!(reg.tag_digest("faults/silent-push", "latest"), None);
 }
+
+/// A "registry" on 127.0.0.1 that answers every request with 401 and
+/// `challenge`; returns its address.
+fn challenging(challenge: &'static str) -> std::net::SocketAddr {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut c) = conn else { continue };
+            let mut reader = BufReader::new(c.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                line.clear();
+            }
+            let body =
+                r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#;
+            let _ = write!(
+                c,
+                "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: {challenge}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_token_service_that_is_down_and_an_unknown_scheme_are_named() {
+    // The token service's port: bound, then closed, so nothing listens.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let realm: &'static str = Box::leak(
+        format!("Bearer realm=\"http://{dead}/token\",service=\"faults\"").into_boxed_str(),
+    );
+    let work = scratch("faults-auth");
+    for (challenge, says) in [
+        (
+            realm,
+            vec![format!("http://{dead}/token"), "bearer token".to_string()],
+        ),
+        (
+            "Negotiate",
+            vec!["Negotiate".to_string(), "Basic and Bearer".to_string()],
+        ),
+    ] {
+        let addr = challenging(challenge);
+        let o = kiln(&[
+            "pull",
+            &format!("{addr}/faults/auth:latest"),
+            work.join("pulled").to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        let err = stderr(&o);
+        for s in &says {
+            assert!(
+                err.contains(s.as_str()),
+                "{challenge}: does not say {s:?}: {err}"
+            );
+        }
+        assert!(!err.contains("basic auth"), "{err}");
+        assert!(names(&work).is_empty(), "left behind: {:?}", names(&work));
+    }
+}

@@ -81,6 +81,14 @@ pub enum RegistryError {
     },
     #[error("registry {registry} requires a user name and password (HTTP basic auth): pass --username with --password-stdin, or log in (REGISTRY_AUTH_FILE, ~/.docker/config.json)")]
     AuthRequired { registry: String },
+    #[error("{registry} asks for a bearer token from {realm}, and getting one failed: {error}")]
+    Token {
+        registry: String,
+        realm: String,
+        error: String,
+    },
+    #[error("{registry} asks for authentication kiln does not speak (WWW-Authenticate: {challenge}); kiln speaks Basic and Bearer")]
+    UnknownAuth { registry: String, challenge: String },
     #[error("starting the async runtime: {0}")]
     Runtime(std::io::Error),
     /// The signatures name another repository than the push's destination:

@@ -217,6 +217,30 @@ impl Session {
                 .client
                 .store_auth_if_needed(&target.registry, &auth)
                 .await;
+            // The token is fetched now (and kept), so that a token service
+            // that is down or refuses is named as such, not reported later
+            // as a bare 401 from the registry.
+            if let Some(Challenge::Bearer { realm, .. }) = &challenge {
+                let op = if verb == "pushing" {
+                    oci_client::RegistryOperation::Push
+                } else {
+                    oci_client::RegistryOperation::Pull
+                };
+                let r = reference(target, "latest");
+                if let Err(e) = session.client.auth(&r, &auth, op).await {
+                    let mut error = describe(&e);
+                    if matches!(e, OciDistributionError::AuthenticationFailure(_))
+                        && matches!(auth, RegistryAuth::Anonymous)
+                    {
+                        error.push_str(" (anonymous access refused: give credentials with --username and --password-stdin, or in REGISTRY_AUTH_FILE or ~/.docker/config.json)");
+                    }
+                    return Err(RegistryError::Token {
+                        registry: target.registry.clone(),
+                        realm: realm.clone(),
+                        error,
+                    });
+                }
+            }
         }
         Ok(session)
     }
@@ -261,12 +285,15 @@ impl Session {
             .await?;
         match status {
             200 => Ok(None),
-            401 => Ok(Some(
-                challenge
-                    .as_deref()
-                    .and_then(parse_challenge)
-                    .unwrap_or(Challenge::Basic),
-            )),
+            401 => match challenge.as_deref().map(|h| (h, parse_challenge(h))) {
+                Some((_, Some(c))) => Ok(Some(c)),
+                // No challenge at all: the registry wants credentials.
+                None => Ok(Some(Challenge::Basic)),
+                Some((header, None)) => Err(RegistryError::UnknownAuth {
+                    registry: self.target.registry.clone(),
+                    challenge: header.to_string(),
+                }),
+            },
             s => Err(RegistryError::Request {
                 what: format!("GET {url}"),
                 error: format!("HTTP {s}: this does not look like an OCI registry (the v2 API root should answer 200 or 401)"),
