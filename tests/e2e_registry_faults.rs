@@ -245,3 +245,90 @@ fn a_token_service_that_is_down_and_an_unknown_scheme_are_named() {
         assert!(names(&work).is_empty(), "left behind: {:?}", names(&work));
     }
 }
+
+/// A "registry" on 127.0.0.1 whose every manifest is `size` bytes of
+/// spaces, sent with or without a Content-Length; returns its address and
+/// the bytes it managed to send.
+fn oversized(
+    size: u64,
+    with_length: bool,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::atomic::Ordering;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = sent.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut c) = conn else { continue };
+            let counter = counter.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(c.try_clone().unwrap());
+                let mut first = String::new();
+                reader.read_line(&mut first).unwrap_or(0);
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    line.clear();
+                }
+                if !first.contains("/manifests/") {
+                    let _ = write!(
+                        c,
+                        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+                    );
+                    return;
+                }
+                let length = if with_length {
+                    format!("Content-Length: {size}\r\n")
+                } else {
+                    String::new()
+                };
+                let _ = write!(
+                    c,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\n{length}Connection: close\r\n\r\n"
+                );
+                let chunk = vec![b' '; 64 * 1024];
+                let mut left = size;
+                while left > 0 {
+                    let n = left.min(chunk.len() as u64) as usize;
+                    if c.write_all(&chunk[..n]).is_err() {
+                        return;
+                    }
+                    counter.fetch_add(n as u64, Ordering::SeqCst);
+                    left -= n as u64;
+                }
+            });
+        }
+    });
+    (addr, sent)
+}
+
+#[test]
+fn a_manifest_larger_than_the_limit_is_refused_before_it_is_read() {
+    let work = scratch("faults-big-manifest");
+    for with_length in [true, false] {
+        let (addr, sent) = oversized(100 << 20, with_length);
+        let started = Instant::now();
+        let o = kiln(&[
+            "pull",
+            "--retries",
+            "1",
+            &format!("{addr}/faults/big:latest"),
+            work.join("pulled").to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        let err = stderr(&o);
+        assert!(err.contains("larger than 4194304 bytes"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(20));
+        // Read no further than the limit (and what the sockets buffer).
+        let read = sent.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            read < 24 << 20,
+            "{read} bytes were sent before kiln stopped (Content-Length given: {with_length})"
+        );
+        assert!(names(&work).is_empty(), "left behind: {:?}", names(&work));
+    }
+}

@@ -7,6 +7,17 @@ use super::*;
 /// A connected client for one repository.
 pub(super) struct Session {
     pub(super) client: Client,
+    /// kiln's own requests (the probe, manifests read with a size limit),
+    /// with the same timeouts as `client`.
+    http: reqwest::Client,
+    /// `http://registry` or `https://registry`.
+    base: String,
+    /// What `client` authenticates with, and the registry's challenge.
+    auth: RegistryAuth,
+    /// Whether the registry asked for a bearer token.
+    bearer: bool,
+    /// The Authorization header that last worked for kiln's own requests.
+    auth_header: tokio::sync::Mutex<Option<String>>,
     pub(super) target: RegistryRef,
     pub(super) retry: Retry,
     pub(super) retries: AtomicU32,
@@ -112,23 +123,6 @@ pub(super) fn is_transient(e: &OciDistributionError) -> bool {
     }
 }
 
-pub(super) fn is_not_found(e: &OciDistributionError) -> bool {
-    match e {
-        OciDistributionError::ImageManifestNotFoundError(_) => true,
-        OciDistributionError::ServerError { code, .. } => *code == 404,
-        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
-            matches!(
-                e.code,
-                OciErrorCode::ManifestUnknown
-                    | OciErrorCode::BlobUnknown
-                    | OciErrorCode::NotFound
-                    | OciErrorCode::NameUnknown
-            )
-        }),
-        _ => false,
-    }
-}
-
 /// The error and its sources on one line (reqwest hides the useful part,
 /// e.g. "connection refused", in the chain).
 pub(super) fn describe(e: &OciDistributionError) -> String {
@@ -187,8 +181,30 @@ impl Session {
                 &kiln_seed::regclient::auth_files(),
             )?,
         };
-        let session = Session {
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(ANSWER_TIMEOUT)
+            .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")));
+        if plain {
+            // No TLS on this connection: skip loading the system's roots.
+            builder = builder.tls_certs_only(Vec::new());
+        }
+        let http = builder.build().map_err(|e| RegistryError::Request {
+            what: format!("setting up a client for {}", target.registry),
+            error: e.to_string(),
+            attempts: 1,
+        })?;
+        let mut session = Session {
             client,
+            http,
+            base: format!(
+                "{}://{}",
+                if plain { "http" } else { "https" },
+                target.registry
+            ),
+            auth: RegistryAuth::Anonymous,
+            bearer: false,
+            auth_header: tokio::sync::Mutex::new(None),
             target: target.clone(),
             retry: opts.retry.clone(),
             retries: AtomicU32::new(0),
@@ -202,7 +218,7 @@ impl Session {
         };
         // Only registries that ask for it get credentials or a token
         // exchange: oci-client would otherwise ping /v2/ before every request.
-        let challenge = session.probe(plain).await?;
+        let challenge = session.probe().await?;
         if matches!(challenge, Some(Challenge::Basic)) && credentials.is_none() {
             return Err(RegistryError::AuthRequired {
                 registry: target.registry.clone(),
@@ -217,6 +233,8 @@ impl Session {
                 .client
                 .store_auth_if_needed(&target.registry, &auth)
                 .await;
+            session.auth = auth.clone();
+            session.bearer = matches!(challenge, Some(Challenge::Bearer { .. }));
             // The token is fetched now (and kept), so that a token service
             // that is down or refuses is named as such, not reported later
             // as a bare 401 from the registry.
@@ -246,24 +264,9 @@ impl Session {
     }
 
     /// `GET /v2/`: None when the registry lets anyone in, else its challenge.
-    pub(super) async fn probe(&self, plain: bool) -> Result<Option<Challenge>, RegistryError> {
-        let url = format!(
-            "{}://{}/v2/",
-            if plain { "http" } else { "https" },
-            self.target.registry
-        );
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .read_timeout(ANSWER_TIMEOUT);
-        if plain {
-            // No TLS on this connection: skip loading the system's roots.
-            builder = builder.tls_certs_only(Vec::new());
-        }
-        let client = builder.build().map_err(|e| RegistryError::Request {
-            what: format!("GET {url}"),
-            error: e.to_string(),
-            attempts: 1,
-        })?;
+    pub(super) async fn probe(&self) -> Result<Option<Challenge>, RegistryError> {
+        let url = format!("{}/v2/", self.base);
+        let client = &self.http;
         let (status, challenge) = self
             .retrying(&format!("GET {url}"), || async {
                 let r = client.get(&url).send().await?;
@@ -446,22 +449,17 @@ impl Session {
         &self,
         what: &str,
     ) -> Result<Option<(Vec<u8>, Digest)>, RegistryError> {
-        let r = reference(&self.target, what);
         let desc = format!("fetching manifest {what} from {}", self.where_());
+        let url = format!(
+            "{}/v2/{}/manifests/{what}",
+            self.base, self.target.repository
+        );
         let got = self
             .retrying(&desc, || async {
-                match self
-                    .client
-                    .pull_manifest_raw(&r, &RegistryAuth::Anonymous, ACCEPT)
-                    .await
-                {
-                    Ok(v) => Ok(Some(v)),
-                    Err(e) if is_not_found(&e) => Ok(None),
-                    Err(e) => Err(e),
-                }
+                self.get_limited(&url, MAX_DOCUMENT_SIZE).await
             })
             .await?;
-        let Some((bytes, _)) = got else {
+        let Some(bytes) = got else {
             return Ok(None);
         };
         let actual = Digest::of(&bytes);
@@ -474,7 +472,92 @@ impl Session {
                 });
             }
         }
-        Ok(Some((bytes.to_vec(), actual)))
+        Ok(Some((bytes, actual)))
+    }
+
+    /// GET `url` with kiln's own client: None on 404; the body, read only
+    /// up to `limit` bytes (a larger answer fails as soon as it is seen to
+    /// be larger, whatever its Content-Length says). A 401 is answered
+    /// once, with the token or credentials the registry's challenge asks
+    /// for.
+    async fn get_limited(
+        &self,
+        url: &str,
+        limit: u64,
+    ) -> Result<Option<Vec<u8>>, OciDistributionError> {
+        let accept = ACCEPT.join(", ");
+        let mut fresh = false;
+        loop {
+            let header = self.auth_header.lock().await.clone();
+            let mut req = self.http.get(url).header("Accept", &accept);
+            if let Some(h) = &header {
+                req = req.header("Authorization", h);
+            }
+            let mut resp = req.send().await?;
+            let code = resp.status().as_u16();
+            if code == 401 && !fresh {
+                *self.auth_header.lock().await = self.authorization().await?;
+                fresh = true;
+                continue;
+            }
+            match code {
+                200..=299 => {}
+                404 => return Ok(None),
+                401 => return Err(OciDistributionError::UnauthorizedError { url: url.into() }),
+                _ => {
+                    return Err(OciDistributionError::ServerError {
+                        code,
+                        url: url.into(),
+                        message: resp.text().await.unwrap_or_default(),
+                    })
+                }
+            }
+            let too_large = || {
+                OciDistributionError::SpecViolationError(format!(
+                    "{url}: the answer is larger than {limit} bytes, more than a manifest may be"
+                ))
+            };
+            if resp.content_length().is_some_and(|n| n > limit) {
+                return Err(too_large());
+            }
+            let mut body = Vec::new();
+            while let Some(chunk) = resp.chunk().await? {
+                if body.len() as u64 + chunk.len() as u64 > limit {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            return Ok(Some(body));
+        }
+    }
+
+    /// The Authorization header for kiln's own requests: a pull token from
+    /// the token service (through the registry client, which keeps it), or
+    /// the basic credentials.
+    async fn authorization(&self) -> Result<Option<String>, OciDistributionError> {
+        use base64::Engine as _;
+        let basic = |u: &str, p: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+            )
+        };
+        match (self.bearer, &self.auth) {
+            (true, _) => {
+                let r = reference(&self.target, "latest");
+                let token = self
+                    .client
+                    .auth(&r, &self.auth, oci_client::RegistryOperation::Pull)
+                    .await?;
+                Ok(match (token, &self.auth) {
+                    (Some(t), _) => Some(format!("Bearer {t}")),
+                    (None, RegistryAuth::Basic(u, p)) => Some(basic(u, p)),
+                    (None, _) => None,
+                })
+            }
+            (_, RegistryAuth::Basic(u, p)) => Ok(Some(basic(u, p))),
+            _ => Ok(None),
+        }
     }
 
     pub(super) async fn put_manifest(

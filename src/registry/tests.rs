@@ -28,7 +28,16 @@ fn transient_errors_are_retried_and_others_are_not() {
     assert!(!is_transient(&OciDistributionError::UnauthorizedError {
         url: "u".into()
     }));
-    assert!(is_not_found(&server(404)));
+    // A timeout is final; a full disk is not the network.
+    assert!(!is_transient(&OciDistributionError::IoError(
+        std::io::Error::from(std::io::ErrorKind::TimedOut)
+    )));
+    assert!(!is_transient(&OciDistributionError::IoError(
+        std::io::Error::from(std::io::ErrorKind::StorageFull)
+    )));
+    assert!(is_transient(&OciDistributionError::IoError(
+        std::io::Error::from(std::io::ErrorKind::ConnectionReset)
+    )));
 }
 
 #[test]

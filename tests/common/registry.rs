@@ -515,13 +515,17 @@ fn pipe(
             carry.extend_from_slice(&buf[..n]);
             let mut cut = false;
             while let Some(pos) = carry.windows(2).position(|w| w == b"\r\n") {
-                let line = String::from_utf8_lossy(&carry[..pos]).into_owned();
+                let raw = String::from_utf8_lossy(&carry[..pos]).into_owned();
                 carry.drain(..pos + 2);
-                if line.ends_with(" HTTP/1.1")
-                    && ["GET ", "HEAD ", "PUT ", "POST ", "PATCH ", "DELETE "]
-                        .iter()
-                        .any(|m| line.starts_with(m))
-                {
+                // A request that follows a binary body on a kept-alive
+                // connection arrives glued to the body's last bytes: the
+                // request line starts at the last method seen.
+                let start = ["GET /", "HEAD /", "PUT /", "POST /", "PATCH /", "DELETE /"]
+                    .iter()
+                    .filter_map(|m| raw.rfind(m))
+                    .max();
+                let line = start.map(|i| raw[i..].to_string()).unwrap_or_default();
+                if line.ends_with(" HTTP/1.1") {
                     requests.lock().unwrap().push(line.clone());
                     if die_at.as_deref().is_some_and(|p| line.starts_with(p)) {
                         dead.store(true, Ordering::SeqCst);
