@@ -172,8 +172,10 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
         if let Some(eq) = in_line.rfind('=') {
             let inner = in_line[..eq].trim_end();
             let start = inner
-                .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
-                .map_or(0, |i| i + 1);
+                .char_indices()
+                .rev()
+                .find(|(_, c)| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+                .map_or(0, |(i, c)| i + c.len_utf8());
             if start < inner.len() && inner[start..] != key {
                 key = format!("{key}.{}", &inner[start..]);
             }
@@ -237,6 +239,26 @@ groups = [{ name = "nonroot", gid = 65532 }]
         let e = err(&text);
         assert!(e.starts_with("images/x/image.toml: line 6"), "{e}");
         assert!(e.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_value_after_non_ascii_text_in_an_inline_table_is_named() {
+        // The key finder once cut a string inside a multi-byte character
+        // (found by tests/fuzz_parsers.rs).
+        let catalogue = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("images/scratch-plus/image.toml"),
+        )
+        .unwrap();
+        let text = catalogue.replacen(
+            "home = \"/nonexistent\", gecos",
+            "home = \"/nonexistent\",\u{FFFD}= gecos",
+            1,
+        );
+        assert_ne!(text, catalogue);
+        let e = parse(Path::new("images/x/image.toml"), &text, None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("images/x/image.toml"), "{e}");
     }
 
     #[test]

@@ -283,8 +283,29 @@ pub fn verify_clearsigned(
     now: i64,
 ) -> Result<(String, String), String> {
     let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())?;
-    let (msg, _) = CleartextSignedMessage::from_string(text)
-        .map_err(|e| format!("not a clear-signed OpenPGP message: {e}"))?;
+    // Only the one signed block is read: a second block or any text after
+    // the signature would be unsigned content beside signed content.
+    let end = "-----END PGP SIGNATURE-----";
+    let after = text
+        .find(end)
+        .map(|i| &text[i + end.len()..])
+        .unwrap_or_default();
+    if !after.trim().is_empty() {
+        return Err(format!(
+            "{} byte(s) after the signature (a second signed block or trailing data): refused",
+            after.trim_start().len()
+        ));
+    }
+    if text.matches("-----BEGIN PGP SIGNED MESSAGE-----").count() > 1 {
+        return Err("more than one signed block: refused".into());
+    }
+    let (msg, _) = CleartextSignedMessage::from_string(text).map_err(|e| {
+        // The OpenPGP parser's error can quote the whole input as numbers.
+        let e = e.to_string();
+        let short: String = e.chars().take(200).collect();
+        let cut = if short.len() < e.len() { " ..." } else { "" };
+        format!("not a clear-signed OpenPGP message: {short}{cut}")
+    })?;
     let signed = msg.signed_text();
     let mut reasons = Vec::new();
     for sig in msg.signatures() {
