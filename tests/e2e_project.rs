@@ -39,13 +39,7 @@ fn export_kiln(to: &Path) {
 
 /// `kiln args...` run in `dir` as a user would, without `--project`.
 fn user(dir: &Path, args: &[&str]) -> Output {
-    Command::new(kiln_bin())
-        .current_dir(dir)
-        .env_remove("KILN_PROJECT")
-        .env("COSIGN_PASSWORD", PASSWORD)
-        .args(args)
-        .output()
-        .expect("running kiln")
+    kiln_as_user(dir, PASSWORD, args)
 }
 
 #[track_caller]

@@ -28,13 +28,7 @@ fn checkout() -> PathBuf {
 
 /// `kiln args...` run in `dir` as the user would, without `--project`.
 fn user(dir: &Path, args: &[&str]) -> Output {
-    Command::new(kiln_bin())
-        .current_dir(dir)
-        .env_remove("KILN_PROJECT")
-        .env("COSIGN_PASSWORD", PASSWORD)
-        .args(args)
-        .output()
-        .expect("running kiln")
+    kiln_as_user(dir, PASSWORD, args)
 }
 
 /// Asserts the exit code and that stderr (and stdout) say each of `says`

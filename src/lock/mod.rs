@@ -600,17 +600,21 @@ impl Lock {
         wanted
             .into_iter()
             .map(|(arch, name)| {
-                let p = self
-                    .packages
-                    .get(&arch)
-                    .and_then(|m| m.get(&name))
-                    .ok_or_else(|| LockError::Invalid {
-                        path: PathBuf::from(FILE_NAME),
-                        message: format!("package {name} ({arch}) has no entry"),
-                    })?;
+                let p = self.pinned(arch, &name)?;
                 Ok((arch, name, p))
             })
             .collect()
+    }
+
+    /// The entry of `name` in `packages.<arch>`.
+    fn pinned(&self, arch: Arch, name: &str) -> Result<&Package, LockError> {
+        self.packages
+            .get(&arch)
+            .and_then(|m| m.get(name))
+            .ok_or_else(|| LockError::Invalid {
+                path: PathBuf::from(FILE_NAME),
+                message: format!("package {name} ({arch}) has no entry"),
+            })
     }
 
     pub fn select(
@@ -642,14 +646,7 @@ impl Lock {
             if archs.is_some_and(|a| !a.contains(&arch)) {
                 continue;
             }
-            let p = self
-                .packages
-                .get(&arch)
-                .and_then(|m| m.get(&name))
-                .ok_or_else(|| LockError::Invalid {
-                    path: PathBuf::from(FILE_NAME),
-                    message: format!("package {name} ({arch}) has no entry"),
-                })?;
+            let p = self.pinned(arch, &name)?;
             out.push((arch, name, p));
         }
         Ok(out)

@@ -406,3 +406,15 @@ pub fn with_stdout_closed(cmd: &mut Command) -> Output {
     drop(child.stdout.take());
     child.wait_with_output().unwrap()
 }
+
+/// `kiln args...` run in `dir` as a user would, without `--project` (the
+/// project is found from the directory), with `password` for keys.
+pub fn kiln_as_user(dir: &Path, password: &str, args: &[&str]) -> Output {
+    Command::new(kiln_bin())
+        .current_dir(dir)
+        .env_remove("KILN_PROJECT")
+        .env("COSIGN_PASSWORD", password)
+        .args(args)
+        .output()
+        .expect("running kiln")
+}
