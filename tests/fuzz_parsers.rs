@@ -365,7 +365,7 @@ fn dsse_envelopes_bundles_and_statements() {
 }
 
 #[test]
-fn cosign_keys() {
+fn public_keys() {
     fuzz(
         "publickey",
         corpus("publickey"),
@@ -374,6 +374,10 @@ fn cosign_keys() {
             let _ = kiln_seed::attest::pubkey::PublicKey::from_pem(&text(bytes));
         },
     );
+}
+
+#[test]
+fn encrypted_private_keys() {
     // Decrypting runs scrypt (about 0.1 s, 64 MiB) whenever the structure
     // holds: fewer cases, and a time limit wide enough for a loaded
     // machine (a long run beside CI once took 12 s for one case).
