@@ -194,7 +194,11 @@ pub fn build(project: &Path, opts: &Options) -> Result<Report, BuildError> {
         report.unsandboxed = Some(e.to_string());
     }
     precheck(project, &opts.attrs)?;
-    let pin = Pin::installed(project)?;
+    // kiln's source is found once (a `nix flake archive` in a project of
+    // its own) for the seed and for every provenance.
+    let kiln_dir =
+        crate::project::kiln_source(project).map_err(crate::seedbuild::SeedError::from)?;
+    let pin = Pin::installed_in(&kiln_dir)?;
     let started = std::time::SystemTime::now();
     let built = nixcmd::build(
         project,
@@ -259,7 +263,9 @@ pub fn build(project: &Path, opts: &Options) -> Result<Report, BuildError> {
             error,
         };
         if inputs.is_none() {
-            inputs = Some(provenance::BuildInputs::read(project, &pin).map_err(provenance_err)?);
+            inputs = Some(
+                provenance::BuildInputs::read(project, &kiln_dir, &pin).map_err(provenance_err)?,
+            );
         }
         let statement = provenance::generate(&provenance::BuildRecord {
             project,

@@ -529,11 +529,15 @@ pub struct BuildInputs {
 }
 
 impl BuildInputs {
-    pub fn read(project: &Path, pin: &Pin) -> Result<BuildInputs, ProvenanceError> {
+    /// `kiln_dir`: kiln's source for `project` ([`crate::project::kiln_source`]).
+    pub fn read(
+        project: &Path,
+        kiln_dir: &Path,
+        pin: &Pin,
+    ) -> Result<BuildInputs, ProvenanceError> {
         let (lock, lock_digest) = Lock::read_with_digest(&Lock::path_in(project))
             .map_err(|e| ProvenanceError::Lock(Box::new(e)))?;
-        let kiln_dir = crate::project::kiln_source(project)
-            .map_err(|e| ProvenanceError::Inputs(e.to_string()))?;
+        let kiln_dir = kiln_dir.to_path_buf();
         let kiln_lock = if kiln_dir == project {
             None
         } else {

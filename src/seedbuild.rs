@@ -114,9 +114,13 @@ impl Pin {
     /// kiln's source if it is not in the store yet, checked against kiln's
     /// pin; `store_path` is where it is.
     pub fn installed(project: &Path) -> Result<Pin, SeedError> {
-        let kiln = crate::project::kiln_source(project)?;
-        let pin = Pin::read(&kiln)?;
-        let built = sandbox_build(&kiln, false)?;
+        Pin::installed_in(&crate::project::kiln_source(project)?)
+    }
+
+    /// [`Pin::installed`] for kiln's source `kiln`, found already.
+    pub fn installed_in(kiln: &Path) -> Result<Pin, SeedError> {
+        let pin = Pin::read(kiln)?;
+        let built = sandbox_build(kiln, false)?;
         if built.nar_hash != pin.nar_hash {
             return Err(SeedError::Drift {
                 pin_file: PIN_FILE.into(),
