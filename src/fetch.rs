@@ -758,8 +758,10 @@ mod tests {
 
     #[test]
     fn snapshot_urls_name_the_archive_and_the_times_around_the_index() {
+        // A root on loopback that nothing serves: only the URLs are made.
+        let root = "http://127.0.0.1:1";
         let snap = Snapshot {
-            root: "http://127.0.0.1:1".into(),
+            root: root.into(),
             times: BTreeMap::from([
                 ("bookworm".to_string(), 1_783_764_997),
                 ("bookworm-security".to_string(), 1_783_764_997),
@@ -767,14 +769,13 @@ mod tests {
         };
         assert_eq!(snapshot_id(1_783_764_997), "20260711T101637Z");
         assert_eq!(
-            snap.urls("bookworm", "pool/main/t/tzdata/tzdata_1_all.deb").unwrap(),
-            [
-                "http://127.0.0.1:1/archive/debian/20260711T161637Z/pool/main/t/tzdata/tzdata_1_all.deb",
-                "http://127.0.0.1:1/archive/debian/20260711T101637Z/pool/main/t/tzdata/tzdata_1_all.deb"
-            ]
+            snap.urls("bookworm", "pool/main/t/tzdata/tzdata_1_all.deb")
+                .unwrap(),
+            ["20260711T161637Z", "20260711T101637Z"]
+                .map(|t| format!("{root}/archive/debian/{t}/pool/main/t/tzdata/tzdata_1_all.deb"))
         );
         assert!(snap.urls("bookworm-security", "pool/x.deb").unwrap()[0]
-            .starts_with("http://127.0.0.1:1/archive/debian-security/"));
+            .starts_with(&format!("{root}/archive/debian-security/")));
         assert!(snap.urls("bookworm-updates", "pool/x.deb").is_none());
     }
 }

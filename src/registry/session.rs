@@ -47,17 +47,26 @@ pub(super) fn reference(r: &RegistryRef, what: &str) -> Reference {
 /// Transient: worth trying again.
 /// Whether nothing listens where the registry should be: retrying will not
 /// start one, so it is said once.
-pub(super) fn is_refused(e: &OciDistributionError) -> bool {
+/// Whether `e` or any error in its source chain satisfies `test`.
+fn in_chain(
+    e: &OciDistributionError,
+    test: impl Fn(&(dyn std::error::Error + 'static)) -> bool,
+) -> bool {
     let mut src = std::error::Error::source(e);
     while let Some(x) = src {
-        if let Some(io) = x.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::ConnectionRefused {
-                return true;
-            }
+        if test(x) {
+            return true;
         }
         src = x.source();
     }
     false
+}
+
+pub(super) fn is_refused(e: &OciDistributionError) -> bool {
+    in_chain(e, |x| {
+        x.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+    })
 }
 
 /// Whether `e` is a timeout: no connection within [`CONNECT_TIMEOUT`], or
@@ -73,18 +82,12 @@ pub(super) fn is_timeout(e: &OciDistributionError) -> bool {
             return true;
         }
     }
-    let mut src = std::error::Error::source(e);
-    while let Some(x) = src {
-        if x.downcast_ref::<reqwest::Error>()
+    in_chain(e, |x| {
+        x.downcast_ref::<reqwest::Error>()
             .is_some_and(|r| r.is_timeout())
             || x.downcast_ref::<std::io::Error>()
                 .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
-        {
-            return true;
-        }
-        src = x.source();
-    }
-    false
+    })
 }
 
 /// Whether trying `e`'s request again may help. Timeouts are final: a
