@@ -14,10 +14,11 @@
       # project's flake.nix is `outputs = { self, kiln }: kiln.lib.project { root = ./.; };`.
       project = { root }: (import ./nix/lib.nix { inherit root; kilnRoot = ./.; }).flakeOutputs;
 
+      # The catalogue is a kiln project like any other: one evaluation of
+      # lib.nix serves its outputs and the packages only kiln has.
       kiln = import ./nix/lib.nix { root = ./.; };
       inherit (kiln) system;
-      # The catalogue is a kiln project like any other.
-      catalogue = project { root = ./.; };
+      catalogue = kiln.flakeOutputs;
 
       # The kiln command, compiled like the seed: `nix run .#kiln -- ...`
       # (where the driver's sources are: kiln's own repository).
