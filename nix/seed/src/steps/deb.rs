@@ -8,7 +8,8 @@
 //! that order, plus members starting with `_` (reserved by deb(5) for
 //! additions that older readers must ignore).
 
-use std::io::{self, Read};
+use crate::tarwrite::{Spill, Stored};
+use std::io::{self, BufReader, Read};
 
 /// Errors say which member (and where in it) is wrong; the caller adds the
 /// package, version and architecture.
@@ -58,12 +59,53 @@ pub enum Error {
     ControlSyntax { line: usize, why: &'static str },
     #[error("md5sums line {line}: expected \"<32 hex digits>  <path>\", got {text:?}")]
     Md5sums { line: usize, text: String },
+    #[error("{member}: decompresses to more than {limit} bytes from {compressed}, past the {ratio}:1 ratio kiln accepts (a decompression bomb?)")]
+    Bomb {
+        member: String,
+        compressed: u64,
+        limit: u64,
+        ratio: u64,
+    },
+}
+
+/// How far a member may expand when decompressed: `RATIO` times its
+/// compressed size plus `SLACK`. The largest ratio among the Debian 12
+/// packages kiln has fetched is far below it (an all-zero file compresses
+/// thousands of times), so only a crafted member reaches it, and the data
+/// it would otherwise spill to disk stays bounded by the .deb's size.
+const BOMB_RATIO: u64 = 100;
+const BOMB_SLACK: u64 = 64 << 20;
+
+/// The inner error of a [`Limited`] writer past its limit, told apart from
+/// real I/O errors when the member's error is made.
+#[derive(Debug)]
+struct BombMarker;
+
+impl std::fmt::Display for BombMarker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("decompressed size limit")
+    }
+}
+
+impl std::error::Error for BombMarker {}
+
+fn is_bomb(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<BombMarker>())
+}
+
+fn bomb_limit(compressed: u64) -> u64 {
+    compressed
+        .saturating_mul(BOMB_RATIO)
+        .saturating_add(BOMB_SLACK)
 }
 
 /// What a tar entry of a .deb is, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TarKind {
     File(Vec<u8>),
+    /// A regular file whose content was copied into a spill file as it
+    /// was read ([`parse_from`] with a spill).
+    Stored(Stored),
     Directory,
     /// Symbolic link with its target as stored.
     Symlink(String),
@@ -296,69 +338,154 @@ enum Compression {
 }
 
 fn decompress(member: &str, c: Compression, data: Vec<u8>) -> Result<Vec<u8>, Error> {
-    let err = |source| Error::Decompress {
+    if c == Compression::None {
+        return Ok(data);
+    }
+    let mut out = Vec::new();
+    let compressed = data.len() as u64;
+    decode(c, data.as_slice(), compressed, &mut out)
+        .map_err(|e| member_error(member, compressed, e))?;
+    Ok(out)
+}
+
+/// The error of a member whose decoding failed: a bomb when the limit
+/// tripped, else what the decoder said.
+fn member_error(member: &str, compressed: u64, source: io::Error) -> Error {
+    if is_bomb(&source) {
+        return Error::Bomb {
+            member: member.to_string(),
+            compressed,
+            limit: bomb_limit(compressed),
+            ratio: BOMB_RATIO,
+        };
+    }
+    Error::Decompress {
         member: member.to_string(),
         source,
+    }
+}
+
+/// A writer that fails once more than its limit was written to it.
+struct Limited<'a, W> {
+    inner: &'a mut W,
+    left: u64,
+}
+
+impl<W: io::Write> io::Write for Limited<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.len() as u64 > self.left {
+            return Err(io::Error::other(BombMarker));
+        }
+        let n = self.inner.write(buf)?;
+        self.left -= n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Decodes a member of `compressed` bytes from `input` into `out`, failing
+/// past its size limit ([`bomb_limit`]).
+fn decode<R: Read, W: io::Write>(
+    c: Compression,
+    input: R,
+    compressed: u64,
+    out: &mut W,
+) -> io::Result<()> {
+    let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidData, e);
+    let mut out = Limited {
+        inner: out,
+        left: bomb_limit(compressed),
     };
-    let mut out = Vec::new();
+    let mut input = BufReader::with_capacity(1 << 16, input);
     match c {
-        Compression::None => return Ok(data),
+        Compression::None => {
+            io::copy(&mut input, &mut out)?;
+        }
         Compression::Gzip => {
-            flate2::read::MultiGzDecoder::new(data.as_slice())
-                .read_to_end(&mut out)
-                .map_err(err)?;
+            io::copy(&mut flate2::bufread::MultiGzDecoder::new(input), &mut out)?;
         }
         Compression::Xz => {
-            lzma_rs::xz_decompress(&mut data.as_slice(), &mut out)
-                .map_err(|e| err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())))?;
+            // lzma-rs pushes its output into a writer instead of being read.
+            lzma_rs::xz_decompress(&mut input, &mut out).map_err(|e| match e {
+                lzma_rs::error::Error::IoError(e) if is_bomb(&e) => e,
+                e => invalid(e.to_string()),
+            })?;
         }
         Compression::Zstd => {
             // A .zst member may hold several frames; decode until the input ends.
-            let mut input = data.as_slice();
-            while !input.is_empty() {
+            while !io::BufRead::fill_buf(&mut input)?.is_empty() {
                 let mut dec = ruzstd::decoding::StreamingDecoder::new(&mut input)
-                    .map_err(|e| err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())))?;
-                dec.read_to_end(&mut out).map_err(err)?;
+                    .map_err(|e| invalid(e.to_string()))?;
+                io::copy(&mut dec, &mut out)?;
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Parses a .deb from its bytes.
 pub fn parse(bytes: &[u8]) -> Result<Deb, Error> {
-    let mut ar = ar::Archive::new(bytes);
-    let mut members: Vec<(String, Vec<u8>)> = Vec::new();
-    while let Some(entry) = ar.next_entry() {
-        let mut entry = entry.map_err(Error::Ar)?;
-        // GNU ar terminates names with '/'; dpkg accepts both spellings.
-        let raw = entry.header().identifier();
-        let name = String::from_utf8_lossy(raw.strip_suffix(b"/").unwrap_or(raw)).into_owned();
-        let mut data = Vec::with_capacity(entry.header().size() as usize);
-        entry.read_to_end(&mut data).map_err(Error::Ar)?;
-        members.push((name, data));
+    parse_from(bytes, None)
+}
+
+/// The name of an ar member: GNU ar terminates names with '/'; dpkg accepts
+/// both spellings.
+fn member_name<R: Read>(entry: &ar::Entry<'_, R>) -> String {
+    let raw = entry.header().identifier();
+    String::from_utf8_lossy(raw.strip_suffix(b"/").unwrap_or(raw)).into_owned()
+}
+
+/// The largest `debian-binary` member read (it holds `2.0\n`).
+const MAX_VERSION_MEMBER: u64 = 4096;
+
+/// Parses a .deb as it is read from `reader`, in one pass. With a `spill`,
+/// the contents of the data tar's regular files go there as they are
+/// decoded ([`TarKind::Stored`]) and memory holds only the entries'
+/// metadata; without, they are read into memory ([`TarKind::File`]).
+/// The data member is decoded on a second thread, while this one reads
+/// its tar.
+pub fn parse_from<R: Read + Send>(reader: R, spill: Option<&mut Spill>) -> Result<Deb, Error> {
+    let mut ar = ar::Archive::new(reader);
+    let mut first = ar
+        .next_entry()
+        .ok_or(Error::MissingMember("debian-binary"))?
+        .map_err(Error::Ar)?;
+    let name = member_name(&first);
+    if name != "debian-binary" {
+        return Err(Error::FirstMember(name));
     }
-    let mut it = members.into_iter();
-    let (first, version) = it.next().ok_or(Error::MissingMember("debian-binary"))?;
-    if first != "debian-binary" {
-        return Err(Error::FirstMember(first));
-    }
+    let mut version = Vec::new();
+    (&mut first)
+        .take(MAX_VERSION_MEMBER)
+        .read_to_end(&mut version)
+        .map_err(Error::Ar)?;
+    drop(first);
     let version = String::from_utf8_lossy(&version).into_owned();
     let v = version.trim_end_matches('\n');
     if !(v.starts_with("2.") && v.len() > 2 && v[2..].bytes().all(|b| b.is_ascii_digit())) {
         return Err(Error::Format(version));
     }
     let mut control: Option<(String, Vec<u8>)> = None;
-    let mut data: Option<(String, Vec<u8>)> = None;
-    for (name, bytes) in it {
+    let mut data: Option<(String, Vec<TarEntry>)> = None;
+    let mut spill = spill;
+    while let Some(entry) = ar.next_entry() {
+        let mut entry = entry.map_err(Error::Ar)?;
+        let name = member_name(&entry);
         if name.starts_with('_') {
             continue;
         }
+        let size = entry.header().size();
         if let Some(c) = compression(&name, "control") {
             if control.is_some() || data.is_some() {
                 return Err(Error::MemberOrder(name));
             }
-            control = Some((name.clone(), decompress(&name, c, bytes)?));
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes).map_err(Error::Ar)?;
+            let tar = decompress(&name, c, bytes)?;
+            control = Some((name, tar));
         } else if let Some(c) = compression(&name, "data") {
             if control.is_none() {
                 return Err(Error::MissingMember("control.tar"));
@@ -366,13 +493,14 @@ pub fn parse(bytes: &[u8]) -> Result<Deb, Error> {
             if data.is_some() {
                 return Err(Error::MemberOrder(name));
             }
-            data = Some((name.clone(), decompress(&name, c, bytes)?));
+            let entries = read_data(&name, c, size, entry, spill.as_deref_mut())?;
+            data = Some((name, entries));
         } else {
             return Err(Error::UnexpectedMember(name));
         }
     }
     let (control_member, control_tar) = control.ok_or(Error::MissingMember("control.tar"))?;
-    let (data_member, data_tar) = data.ok_or(Error::MissingMember("data.tar"))?;
+    let (data_member, data) = data.ok_or(Error::MissingMember("data.tar"))?;
 
     let mut control_text = None;
     let mut md5sums = None;
@@ -391,7 +519,6 @@ pub fn parse(bytes: &[u8]) -> Result<Deb, Error> {
         }
     }
     let control = Control::parse(&control_text.ok_or(Error::NoControl)?)?;
-    let data = read_tar(&data_member, &data_tar)?;
     Ok(Deb {
         control,
         md5sums,
@@ -400,14 +527,74 @@ pub fn parse(bytes: &[u8]) -> Result<Deb, Error> {
     })
 }
 
+/// Reads the data member's tar while a second thread decodes the member
+/// into a pipe. The whole member is decoded even past the tar's end, so
+/// that the compressor's own checks (xz's and gzip's CRCs) still run.
+fn read_data<R: Read + Send>(
+    member: &str,
+    c: Compression,
+    compressed: u64,
+    input: R,
+    spill: Option<&mut Spill>,
+) -> Result<Vec<TarEntry>, Error> {
+    if c == Compression::None {
+        return read_tar_from(member, input, spill);
+    }
+    let (reader, mut writer) = io::pipe().map_err(|source| Error::Decompress {
+        member: member.to_string(),
+        source,
+    })?;
+    std::thread::scope(|scope| {
+        let decoder = scope.spawn(move || {
+            let r = decode(c, input, compressed, &mut writer);
+            drop(writer);
+            r
+        });
+        let mut reader = reader;
+        let read = read_tar_from(member, &mut reader, spill);
+        // Drain what the tar did not read (padding, trailing blocks), so
+        // the decoder reaches the end of its stream; a tar error stops it
+        // early: the closed pipe fails its next write.
+        let drained = match &read {
+            Ok(_) => io::copy(&mut reader, &mut io::sink()).map(|_| ()),
+            Err(_) => Ok(()),
+        };
+        drop(reader);
+        let decoded = decoder
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the decoder thread panicked")));
+        match (read, decoded, drained) {
+            // A decoder that failed explains a truncated tar better; one
+            // that only met the closed pipe does not.
+            (Err(_), Err(e), _) if e.kind() != io::ErrorKind::BrokenPipe => {
+                Err(member_error(member, compressed, e))
+            }
+            (Err(e), _, _) => Err(e),
+            (Ok(_), Err(e), _) => Err(member_error(member, compressed, e)),
+            (Ok(_), Ok(()), Err(e)) => Err(member_error(member, compressed, e)),
+            (Ok(entries), Ok(()), Ok(())) => Ok(entries),
+        }
+    })
+}
+
 /// Reads every entry of an uncompressed tar. GNU long names and pax `path`,
 /// `linkpath`, `uid`, `gid`, `mtime` records are honoured.
 pub fn read_tar(member: &str, tar_bytes: &[u8]) -> Result<Vec<TarEntry>, Error> {
+    read_tar_from(member, tar_bytes, None)
+}
+
+/// [`read_tar`] from a stream; with a `spill`, regular files' contents go
+/// there ([`TarKind::Stored`]) instead of into memory.
+pub fn read_tar_from<R: Read>(
+    member: &str,
+    input: R,
+    mut spill: Option<&mut Spill>,
+) -> Result<Vec<TarEntry>, Error> {
     let terr = |source| Error::Tar {
         member: member.to_string(),
         source,
     };
-    let mut archive = tar::Archive::new(tar_bytes);
+    let mut archive = tar::Archive::new(input);
     let mut out = Vec::new();
     for entry in archive.entries().map_err(terr)? {
         let mut entry = entry.map_err(terr)?;
@@ -455,11 +642,14 @@ pub fn read_tar(member: &str, tar_bytes: &[u8]) -> Result<Vec<TarEntry>, Error> 
         let gid = u32::try_from(gid).map_err(|_| range("gid"))?;
         let link = || link.clone().unwrap_or_default();
         let kind = match typ {
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let mut data = Vec::with_capacity(entry.size() as usize);
-                entry.read_to_end(&mut data).map_err(terr)?;
-                TarKind::File(data)
-            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => match spill.as_deref_mut() {
+                Some(spill) => TarKind::Stored(spill.store(&mut entry).map_err(terr)?),
+                None => {
+                    let mut data = Vec::with_capacity(entry.size() as usize);
+                    entry.read_to_end(&mut data).map_err(terr)?;
+                    TarKind::File(data)
+                }
+            },
             tar::EntryType::Directory => TarKind::Directory,
             tar::EntryType::Symlink => TarKind::Symlink(link()),
             tar::EntryType::Link => TarKind::Hardlink(link()),
@@ -732,6 +922,58 @@ mod tests {
         assert_eq!(data[4].kind, TarKind::Hardlink("./usr/bin/tool".into()));
         assert_eq!(data[5].kind, TarKind::Symlink("tool".into()));
         assert_eq!(data[5].mtime, 1_700_000_000);
+    }
+
+    #[test]
+    fn with_a_spill_contents_wait_on_disk_and_read_back_the_same() {
+        for c in [Comp::None, Comp::Gz, Comp::Xz, Comp::Zst] {
+            let bytes = deb(
+                &control("hello", "1.0-1", "amd64"),
+                Some(""),
+                &sample_data(),
+                c,
+            );
+            let in_memory = parse(&bytes).unwrap();
+            let mut spill = Spill::new_in(&std::env::temp_dir()).unwrap();
+            let spilled = parse_from(bytes.as_slice(), Some(&mut spill)).unwrap();
+            assert_eq!(in_memory.data.len(), spilled.data.len());
+            for (m, s) in in_memory.data.iter().zip(&spilled.data) {
+                match (&m.kind, &s.kind) {
+                    (TarKind::File(data), TarKind::Stored(stored)) => {
+                        assert_eq!(&spill.read(stored).unwrap(), data, "{c:?} {}", m.name)
+                    }
+                    (a, b) => assert_eq!(a, b, "{c:?} {}", m.name),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_decompression_bomb_is_refused_naming_the_member() {
+        // 80 MiB of zeros gzip to about 80 KiB: past 100 times that plus
+        // the 64 MiB allowance. Zeros also end a tar at once, so it is the
+        // decoding of the rest that must trip the limit.
+        let zeros = vec![0u8; 80 << 20];
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        io::Write::write_all(&mut e, &zeros).unwrap();
+        let data = e.finish().unwrap();
+        drop(zeros);
+        let ctl = tar(&[
+            dir("./"),
+            file("./control", control("bomb", "1", "amd64").as_bytes()),
+        ]);
+        let bytes = ar(&[
+            ("debian-binary", b"2.0\n".to_vec()),
+            ("control.tar", ctl),
+            ("data.tar.gz", data),
+        ]);
+        let err = parse(&bytes).unwrap_err();
+        assert!(matches!(err, Error::Bomb { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.starts_with("data.tar.gz: decompresses to more than"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::json;
 use crate::layerinfo::{FileInfo, FileType, InstalledPackage, LayerInfo, LAYER_MEDIA_TYPE};
 use crate::spec::Arch;
 use crate::tarsafe;
-use crate::tarwrite::{write_layer, Entry, EntryKind, LayerBlob};
+use crate::tarwrite::{write_layer_into, Entry, EntryKind, LayerBlob, Spill, Written};
 use glob::{MatchOptions, Pattern};
 use md5::Md5;
 use serde::Deserialize;
@@ -168,24 +168,31 @@ pub struct LayerOutput {
     pub ca_bundle: Option<Vec<u8>>,
 }
 
-/// The step: reads the input JSON, builds the layer, writes `$out`.
+/// The step: reads the input JSON, builds the layer, writes `$out`. The
+/// layer streams into `layer.tar.gz` as it is made: memory holds the
+/// entries' metadata, never the files' contents or the layer (they wait in
+/// a scratch file in the build's temporary directory).
 pub fn run(input: &[u8], out: &Path) -> Result<(), Error> {
     let input: LayerInput = serde_json::from_slice(input).map_err(Error::Input)?;
-    let built = build(&input)?;
-    write_output(&built, out)
-}
-
-/// Writes `layer.tar.gz`, `layer.json` and, if any, `ca-certificates.pem`.
-pub fn write_output(built: &LayerOutput, out: &Path) -> Result<(), Error> {
+    let write_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Write { path, source }
+    };
+    std::fs::create_dir_all(out).map_err(write_err(out))?;
+    let blob_path = out.join("layer.tar.gz");
+    let file = std::fs::File::create(&blob_path).map_err(write_err(&blob_path))?;
+    let built = build_into(&input, io::BufWriter::with_capacity(1 << 20, file))?;
+    built
+        .blob
+        .sink
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(|f| f.sync_all())
+        .map_err(write_err(&blob_path))?;
     let write = |name: &str, bytes: &[u8]| {
         let path = out.join(name);
-        std::fs::write(&path, bytes).map_err(|source| Error::Write { path, source })
+        std::fs::write(&path, bytes).map_err(write_err(&path))
     };
-    std::fs::create_dir_all(out).map_err(|source| Error::Write {
-        path: out.to_path_buf(),
-        source,
-    })?;
-    write("layer.tar.gz", &built.blob.gz)?;
     write("layer.json", &json::pretty(&built.info))?;
     if let Some(pem) = &built.ca_bundle {
         write("ca-certificates.pem", pem)?;
@@ -195,7 +202,32 @@ pub fn write_output(built: &LayerOutput, out: &Path) -> Result<(), Error> {
 
 /// Builds the layer in memory.
 pub fn build(input: &LayerInput) -> Result<LayerOutput, Error> {
+    let built = build_into(input, Vec::new())?;
+    Ok(LayerOutput {
+        blob: LayerBlob {
+            gz: built.blob.sink,
+            digest: built.blob.digest,
+            diff_id: built.blob.diff_id,
+        },
+        info: built.info,
+        ca_bundle: built.ca_bundle,
+    })
+}
+
+/// A layer written into a sink, with its description.
+struct BuiltInto<W> {
+    blob: Written<W>,
+    info: LayerInfo,
+    ca_bundle: Option<Vec<u8>>,
+}
+
+fn build_into<W: io::Write>(input: &LayerInput, sink: W) -> Result<BuiltInto<W>, Error> {
     check_input(input)?;
+    let scratch = std::env::temp_dir();
+    let mut spill = Spill::new_in(&scratch).map_err(|source| Error::Write {
+        path: scratch.clone(),
+        source,
+    })?;
     let excludes = Excludes::new(&input.exclude_paths, input.default_excludes)?;
     // Package order in the input must not matter.
     let mut packages: Vec<&PackageInput> = input.packages.iter().collect();
@@ -203,7 +235,7 @@ pub fn build(input: &LayerInput) -> Result<LayerOutput, Error> {
     let mut loaded: Vec<Loaded> = Vec::with_capacity(packages.len());
     let mut certs: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     for p in packages {
-        loaded.push(load(p, &input.arch, &excludes, &mut certs)?);
+        loaded.push(load(p, &input.arch, &excludes, &mut certs, &mut spill)?);
     }
     let labels: Vec<String> = loaded.iter().map(|p| p.label.clone()).collect();
 
@@ -294,7 +326,7 @@ pub fn build(input: &LayerInput) -> Result<LayerOutput, Error> {
     }
 
     let entries: Vec<Entry> = union.into_values().map(|(_, e)| e).collect();
-    let blob = write_layer(entries).map_err(|source| Error::Write {
+    let blob = write_layer_into(entries, Some(&spill), sink).map_err(|source| Error::Write {
         path: "layer.tar.gz".into(),
         source,
     })?;
@@ -302,12 +334,12 @@ pub fn build(input: &LayerInput) -> Result<LayerOutput, Error> {
     let info = LayerInfo {
         media_type: LAYER_MEDIA_TYPE.to_string(),
         digest: blob.digest,
-        size: blob.size(),
+        size: blob.size,
         diff_id: blob.diff_id,
         packages,
     };
     let ca_bundle = (!certs.is_empty()).then(|| ca_bundle(&certs));
-    Ok(LayerOutput {
+    Ok(BuiltInto {
         blob,
         info,
         ca_bundle,
@@ -387,22 +419,27 @@ fn load(
     arch: &str,
     excludes: &Excludes,
     certs: &mut BTreeMap<String, Vec<u8>>,
+    spill: &mut Spill,
 ) -> Result<Loaded, Error> {
     let label = format!("{} {} ({arch})", p.name, p.version);
-    let bytes = std::fs::read(&p.deb).map_err(|source| Error::ReadDeb {
+    let read_err = |source| Error::ReadDeb {
         pkg: label.clone(),
         path: p.deb.clone(),
         source,
-    })?;
-    if bytes.len() as u64 != p.size {
+    };
+    // The whole .deb is checked against the lock before any byte of it is
+    // parsed; it is read twice, the second time from the page cache.
+    let mut file = std::fs::File::open(&p.deb).map_err(read_err)?;
+    let (digest, size) = Digest::of_reader(&mut file).map_err(read_err)?;
+    if size != p.size {
         return Err(Error::DebSize {
             pkg: label,
             path: p.deb.clone(),
             expected: p.size,
-            actual: bytes.len() as u64,
+            actual: size,
         });
     }
-    let actual = Digest::of(&bytes).hex();
+    let actual = digest.hex();
     if actual != p.sha256 {
         return Err(Error::DebSha256 {
             pkg: label,
@@ -411,39 +448,52 @@ fn load(
             actual,
         });
     }
-    let deb = deb::parse(&bytes).map_err(|source| Error::Deb {
-        pkg: label.clone(),
-        path: p.deb.clone(),
-        source,
-    })?;
-    drop(bytes);
+    io::Seek::rewind(&mut file).map_err(read_err)?;
+    let deb = deb::parse_from(io::BufReader::with_capacity(1 << 16, file), Some(spill)).map_err(
+        |source| Error::Deb {
+            pkg: label.clone(),
+            path: p.deb.clone(),
+            source,
+        },
+    )?;
     check_control(&label, p, &deb.control)?;
 
     let entries = tarsafe::validate(&label, deb.data)?;
     let newest_mtime = entries.iter().map(|e| e.mtime).max().unwrap_or(0);
     let by_path: HashMap<&str, &Entry> = entries.iter().map(|e| (e.path.as_str(), e)).collect();
-    // Content of a file entry, through its hard link if it is one.
-    let content = |e: &Entry| -> Option<Vec<u8>> {
+    // Content of a file entry, through its hard link if it is one (only
+    // small files are asked for: a copyright file, certificates).
+    let read = |kind: &EntryKind| -> Result<Option<Vec<u8>>, Error> {
+        match kind {
+            EntryKind::File(d) => Ok(Some(d.clone())),
+            EntryKind::Stored(s) => spill.read(s).map(Some).map_err(|source| Error::Write {
+                path: std::env::temp_dir(),
+                source,
+            }),
+            _ => Ok(None),
+        }
+    };
+    let content = |e: &Entry| -> Result<Option<Vec<u8>>, Error> {
         match &e.kind {
-            EntryKind::File(d) => Some(d.clone()),
-            EntryKind::Hardlink(root) => match &by_path.get(root.as_str())?.kind {
-                EntryKind::File(d) => Some(d.clone()),
-                _ => None,
+            EntryKind::Hardlink(root) => match by_path.get(root.as_str()) {
+                Some(target) => read(&target.kind),
+                None => Ok(None),
             },
-            _ => None,
+            kind => read(kind),
         }
     };
     // Both looked at before exclusions: the defaults drop the certificates'
     // directory in some images, and the copyright file's directory.
     let copyright_path = format!("usr/share/doc/{}/copyright", p.name);
-    let copyright = by_path
-        .get(copyright_path.as_str())
-        .and_then(|e| content(e))
-        .map(|d| copyright::analyze(Some(&String::from_utf8_lossy(&d))))
-        .unwrap_or_else(CopyrightInfo::noassertion);
+    let copyright = match by_path.get(copyright_path.as_str()) {
+        Some(e) => content(e)?,
+        None => None,
+    }
+    .map(|d| copyright::analyze(Some(&String::from_utf8_lossy(&d))))
+    .unwrap_or_else(CopyrightInfo::noassertion);
     for e in &entries {
         if e.path.starts_with("usr/share/ca-certificates/") && e.path.ends_with(".crt") {
-            if let Some(d) = content(e) {
+            if let Some(d) = content(e)? {
                 certs.insert(e.path.clone(), d);
             }
         }
@@ -478,6 +528,15 @@ fn load(
                 f.size = Some(data.len() as u64);
                 f.sha256 = Some(hex::encode(Sha256::digest(data)));
                 f.sha1 = Some(hex::encode(Sha1::digest(data)));
+                f.md5 = Some(md5.clone());
+                md5_of.insert(&e.path, md5);
+            }
+            EntryKind::Stored(s) => {
+                let md5 = hex::encode(s.md5);
+                f.file_type = FileType::File;
+                f.size = Some(s.len);
+                f.sha256 = Some(hex::encode(s.sha256));
+                f.sha1 = Some(hex::encode(s.sha1));
                 f.md5 = Some(md5.clone());
                 md5_of.insert(&e.path, md5);
             }

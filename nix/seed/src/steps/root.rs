@@ -94,6 +94,10 @@ fn shape(e: &Entry) -> Shape {
             mode: e.mode,
             digest: crate::digest::Digest::of(bytes),
         },
+        EntryKind::Stored(s) => Shape::File {
+            mode: e.mode,
+            digest: crate::digest::Digest(s.sha256),
+        },
         EntryKind::Symlink(t) => Shape::Symlink(t.clone()),
         EntryKind::Hardlink(t) => Shape::Hardlink(t.clone()),
     }
@@ -111,7 +115,10 @@ impl Placed {
     fn place(&mut self, pkg: &str, entries: Vec<Entry>) -> Result<Vec<Entry>, Error> {
         let mut new = Vec::with_capacity(entries.len());
         for e in entries {
-            if matches!(e.kind, EntryKind::File(_) | EntryKind::Hardlink(_)) && e.mode & 0o6000 != 0
+            if matches!(
+                e.kind,
+                EntryKind::File(_) | EntryKind::Stored(_) | EntryKind::Hardlink(_)
+            ) && e.mode & 0o6000 != 0
             {
                 return Err(Error::Setid {
                     pkg: pkg.to_string(),
@@ -173,6 +180,8 @@ fn write_entry(e: &Entry, out: &Path) -> Result<(), Error> {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
                 .map_err(write_err(&path))?;
         }
+        // The root step reads .debs into memory, never into a spill file.
+        EntryKind::Stored(_) => unreachable!("a stored entry in the root step"),
         EntryKind::Symlink(target) => symlink(target, &path).map_err(write_err(&path))?,
         EntryKind::Hardlink(target) => {
             std::fs::hard_link(out.join(target), &path).map_err(write_err(&path))?

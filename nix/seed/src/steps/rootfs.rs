@@ -213,7 +213,10 @@ fn same_kind(a: &EntryKind, b: FileType) -> bool {
     matches!(
         (a, b),
         (EntryKind::Directory, FileType::Directory)
-            | (EntryKind::File(_), FileType::File | FileType::Hardlink)
+            | (
+                EntryKind::File(_) | EntryKind::Stored(_),
+                FileType::File | FileType::Hardlink
+            )
             | (EntryKind::Symlink(_), FileType::Symlink)
     )
 }
@@ -221,7 +224,7 @@ fn same_kind(a: &EntryKind, b: FileType) -> bool {
 fn kind_name(k: &EntryKind) -> &'static str {
     match k {
         EntryKind::Directory => "a directory",
-        EntryKind::File(_) => "a file",
+        EntryKind::File(_) | EntryKind::Stored(_) => "a file",
         EntryKind::Symlink(_) => "a symlink",
         EntryKind::Hardlink(_) => "a hard link",
     }

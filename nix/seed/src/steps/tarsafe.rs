@@ -170,6 +170,7 @@ pub fn validate(pkg: &str, entries: Vec<TarEntry>) -> Result<Vec<Entry>, Error> 
         };
         entry.kind = match e.kind {
             TarKind::File(data) => EntryKind::File(data),
+            TarKind::Stored(stored) => EntryKind::Stored(stored),
             TarKind::Directory => EntryKind::Directory,
             TarKind::Symlink(target) => {
                 if target.is_empty() {
@@ -203,7 +204,7 @@ pub fn validate(pkg: &str, entries: Vec<TarEntry>) -> Result<Vec<Entry>, Error> 
                     .ok_or_else(|| bad("target is not an earlier entry of the package"))?;
                 let file = &out[i];
                 let root = match &file.kind {
-                    EntryKind::File(_) => t,
+                    EntryKind::File(_) | EntryKind::Stored(_) => t,
                     EntryKind::Hardlink(r) => r.clone(),
                     _ => return Err(bad("target is not a regular file")),
                 };
@@ -273,7 +274,10 @@ pub fn check_parents<'a, 'b>(
                         owner: owner.to_string(),
                     })
                 }
-                Some((EntryKind::File(_) | EntryKind::Hardlink(_), owner)) => {
+                Some((
+                    EntryKind::File(_) | EntryKind::Stored(_) | EntryKind::Hardlink(_),
+                    owner,
+                )) => {
                     return Err(Error::ParentNotDirectory {
                         pkg: pkg.to_string(),
                         path: path.to_string(),

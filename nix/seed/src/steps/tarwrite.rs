@@ -4,13 +4,17 @@
 use crate::digest::{Digest, DigestWriter};
 use flate2::{Compression, GzBuilder};
 use std::collections::BTreeMap;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
 
 /// What a tar entry is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EntryKind {
     Directory,
     File(Vec<u8>),
+    /// A regular file whose content waits in a [`Spill`] file: how the
+    /// layer step keeps memory to metadata whatever the layer's size.
+    Stored(Stored),
     Symlink(String),
     /// A hard link to another entry of the same layer (path relative, like `path`).
     Hardlink(String),
@@ -96,6 +100,134 @@ impl LayerBlob {
 /// gzip level used for every layer; part of the reproducibility contract.
 pub const GZIP_LEVEL: u32 = 9;
 
+/// Where a [`EntryKind::Stored`] file's content is in its [`Spill`], with
+/// the digests taken as it was written there (so that nothing reads it
+/// twice to describe it).
+#[derive(Debug, Clone, Copy, Eq)]
+pub struct Stored {
+    pub offset: u64,
+    pub len: u64,
+    pub sha256: [u8; 32],
+    pub sha1: [u8; 20],
+    pub md5: [u8; 16],
+}
+
+/// Two stored files are the same content when length and sha256 agree,
+/// wherever they lie in the spill file.
+impl PartialEq for Stored {
+    fn eq(&self, other: &Stored) -> bool {
+        self.len == other.len && self.sha256 == other.sha256
+    }
+}
+
+/// An anonymous scratch file that holds file contents while a layer's
+/// entries are gathered and sorted: the layer's files come from many
+/// packages and leave in path order, so their bytes must wait somewhere,
+/// and on disk they cost no memory. The file is unlinked as soon as it is
+/// made: nothing is left behind, whatever happens to the process.
+pub struct Spill {
+    file: std::fs::File,
+    len: u64,
+}
+
+/// Chunk size for copying into and out of the spill file.
+const CHUNK: usize = 256 * 1024;
+
+impl Spill {
+    /// A new spill file in `dir` (the build's temporary directory).
+    pub fn new_in(dir: &std::path::Path) -> io::Result<Spill> {
+        for n in 0u32.. {
+            let path = dir.join(format!(".kiln-spill-{}-{n}", std::process::id()));
+            match std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(file) => {
+                    std::fs::remove_file(&path)?;
+                    return Ok(Spill { file, len: 0 });
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        unreachable!("u32 range exhausted")
+    }
+
+    /// Copies everything `r` yields to the end of the file and returns
+    /// where it went, with its digests.
+    pub fn store(&mut self, r: &mut dyn Read) -> io::Result<Stored> {
+        use md5::Digest as _;
+        let offset = self.len;
+        let (mut sha256, mut sha1, mut md5) =
+            (sha2::Sha256::new(), sha1::Sha1::new(), md5::Md5::new());
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            let n = match r.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            let chunk = &buf[..n];
+            sha256.update(chunk);
+            sha1.update(chunk);
+            md5.update(chunk);
+            self.file.write_all_at(chunk, self.len)?;
+            self.len += n as u64;
+        }
+        Ok(Stored {
+            offset,
+            len: self.len - offset,
+            sha256: sha256.finalize().into(),
+            sha1: sha1.finalize().into(),
+            md5: md5.finalize().into(),
+        })
+    }
+
+    /// A stored file's content, read back whole (for small files that a
+    /// step must look into: copyright files, certificates).
+    pub fn read(&self, s: &Stored) -> io::Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(s.len as usize);
+        self.reader(s).read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    fn reader<'a>(&'a self, s: &Stored) -> SpanReader<'a> {
+        SpanReader {
+            file: &self.file,
+            pos: s.offset,
+            end: s.offset + s.len,
+        }
+    }
+}
+
+/// Reads one span of the spill file.
+struct SpanReader<'a> {
+    file: &'a std::fs::File,
+    pos: u64,
+    end: u64,
+}
+
+impl Read for SpanReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = buf.len().min((self.end - self.pos) as usize);
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.pos)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the spill file ended before a stored file's content",
+            ));
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
 /// Writes `entries` as a deterministic tar + gzip layer.
 ///
 /// Entries are sorted by path (parents sort before their children). Hard
@@ -103,26 +235,54 @@ pub const GZIP_LEVEL: u32 = 9;
 /// group in that order, because extractors need the target before the link.
 /// Duplicate paths are an error of the caller and panic.
 pub fn write_layer(entries: Vec<Entry>) -> io::Result<LayerBlob> {
+    let written = write_layer_into(entries, None, Vec::new())?;
+    Ok(LayerBlob {
+        gz: written.sink,
+        digest: written.digest,
+        diff_id: written.diff_id,
+    })
+}
+
+/// A layer streamed into a sink by [`write_layer_into`].
+pub struct Written<W> {
+    pub sink: W,
+    /// sha256 of the compressed bytes written to `sink`.
+    pub digest: Digest,
+    /// How many compressed bytes were written.
+    pub size: u64,
+    /// sha256 of the uncompressed tar.
+    pub diff_id: Digest,
+}
+
+/// [`write_layer`] into any sink, as the bytes are made: memory holds the
+/// entries' metadata and one chunk, never the tar or the compressed layer.
+/// [`EntryKind::Stored`] contents are read from `spill`. The bytes are the
+/// same as [`write_layer`]'s for the same entries.
+pub fn write_layer_into<W: Write>(
+    entries: Vec<Entry>,
+    spill: Option<&Spill>,
+    sink: W,
+) -> io::Result<Written<W>> {
     let entries = normalize(entries);
     let gz = GzBuilder::new()
         .operating_system(255)
         .mtime(0)
-        .write(Vec::new(), Compression::new(GZIP_LEVEL));
+        .write(DigestWriter::new(sink), Compression::new(GZIP_LEVEL));
     let mut tar_digest = DigestWriter::new(gz);
     {
         let mut builder = tar::Builder::new(&mut tar_digest);
         builder.mode(tar::HeaderMode::Deterministic);
         for e in &entries {
-            append(&mut builder, e)?;
+            append(&mut builder, e, spill)?;
         }
         builder.finish()?;
     }
     let (gz, diff_id, _) = tar_digest.into_parts();
-    let gz = gz.finish()?;
-    let digest = Digest::of(&gz);
-    Ok(LayerBlob {
-        gz,
+    let (sink, digest, size) = gz.finish()?.into_parts();
+    Ok(Written {
+        sink,
         digest,
+        size,
         diff_id,
     })
 }
@@ -186,7 +346,11 @@ fn normalize(mut entries: Vec<Entry>) -> Vec<Entry> {
     entries
 }
 
-fn append<W: Write>(builder: &mut tar::Builder<W>, e: &Entry) -> io::Result<()> {
+fn append<W: Write>(
+    builder: &mut tar::Builder<W>,
+    e: &Entry,
+    spill: Option<&Spill>,
+) -> io::Result<()> {
     let mut h = tar::Header::new_gnu();
     h.set_mode(e.mode & 0o7777);
     h.set_uid(e.uid as u64);
@@ -202,6 +366,14 @@ fn append<W: Write>(builder: &mut tar::Builder<W>, e: &Entry) -> io::Result<()> 
             h.set_entry_type(tar::EntryType::Regular);
             h.set_size(data.len() as u64);
             builder.append_data(&mut h, &e.path, data.as_slice())
+        }
+        EntryKind::Stored(stored) => {
+            let spill = spill.ok_or_else(|| {
+                io::Error::other(format!("{}: stored content but no spill file", e.path))
+            })?;
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_size(stored.len);
+            builder.append_data(&mut h, &e.path, spill.reader(stored))
         }
         EntryKind::Symlink(target) => {
             h.set_entry_type(tar::EntryType::Symlink);
@@ -255,6 +427,45 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn streamed_from_a_spill_is_the_same_bytes_as_in_memory() {
+        // Large enough that the tar is copied in many chunks: the gzip
+        // stream must not depend on how its input was cut.
+        let big: Vec<u8> = (0..3_000_000u32)
+            .flat_map(|i| format!("{} ", i % 7919).into_bytes())
+            .take(3 << 20)
+            .collect();
+        let small = b"root:x:0:0::/root:/sbin/nologin\n".to_vec();
+        let in_memory = vec![
+            Entry::file("usr/lib/big", big.clone(), 0o644, 0, 0, 7),
+            Entry::file("etc/passwd", small.clone(), 0o644, 0, 0, 7),
+            Entry::directory("etc", 0o755, 0, 0, 7),
+        ];
+        let mut spill = Spill::new_in(&std::env::temp_dir()).unwrap();
+        let stored_big = spill.store(&mut big.as_slice()).unwrap();
+        let stored_small = spill.store(&mut small.as_slice()).unwrap();
+        assert_eq!(spill.read(&stored_small).unwrap(), small);
+        assert_eq!(stored_big.sha256, Digest::of(&big).0);
+        let streamed = vec![
+            Entry {
+                kind: EntryKind::Stored(stored_big),
+                ..Entry::file("usr/lib/big", Vec::new(), 0o644, 0, 0, 7)
+            },
+            Entry {
+                kind: EntryKind::Stored(stored_small),
+                ..Entry::file("etc/passwd", Vec::new(), 0o644, 0, 0, 7)
+            },
+            Entry::directory("etc", 0o755, 0, 0, 7),
+        ];
+        let a = write_layer(in_memory).unwrap();
+        let b = write_layer_into(streamed.clone(), Some(&spill), Vec::new()).unwrap();
+        assert_eq!(a.gz, b.sink);
+        assert_eq!((a.digest, a.diff_id), (b.digest, b.diff_id));
+        assert_eq!(b.size, a.gz.len() as u64);
+        // Without its spill file a stored entry cannot be written.
+        assert!(write_layer_into(streamed, None, Vec::new()).is_err());
     }
 
     #[test]
