@@ -78,6 +78,9 @@ pub struct Options {
     pub policies: Vec<PathBuf>,
     /// Go on when a policy denies an image (recorded in the provenance).
     pub skip_policy: bool,
+    /// How many derivations Nix builds at once (`--max-jobs`); `None`
+    /// keeps nix.conf's setting (setup writes `auto`: one per core).
+    pub max_jobs: Option<u32>,
 }
 
 /// One built attribute.
@@ -207,6 +210,10 @@ pub fn build(project: &Path, opts: &Options) -> Result<Report, BuildError> {
             out_link: None,
             rebuild: opts.rebuild,
             allow_unsandboxed: opts.allow_unsandboxed,
+            extra_args: opts
+                .max_jobs
+                .map(|n| vec!["--max-jobs".to_string(), n.to_string()])
+                .unwrap_or_default(),
             ..Default::default()
         },
     )?;

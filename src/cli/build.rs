@@ -42,6 +42,11 @@ pub struct Args {
     /// Go on even when a policy denies the image. The provenance records it.
     #[arg(long)]
     pub skip_policy: bool,
+    /// How many derivations to build at once (Nix's `--max-jobs`; layers
+    /// of different packages are independent). Default: nix.conf's
+    /// `max-jobs`, which setup sets to one per core.
+    #[arg(long, short = 'j', value_name = "N")]
+    pub max_jobs: Option<u32>,
 }
 
 pub fn run(project: &Path, args: Args) -> anyhow::Result<super::Outcome> {
@@ -55,6 +60,7 @@ pub fn run(project: &Path, args: Args) -> anyhow::Result<super::Outcome> {
             provenance_dir: project.join(&args.provenance_dir),
             policies: args.policies.clone(),
             skip_policy: args.skip_policy,
+            max_jobs: args.max_jobs,
         },
     )?;
     if report
