@@ -337,6 +337,87 @@ mod tests {
         assert!(!whiteout_covers_status_d("var/lib/dpkg/status.dx"));
     }
 
+    /// Blobs by digest, and nothing else: what `read_layers` fetches.
+    struct Blobs(BTreeMap<String, Vec<u8>>);
+
+    impl Source for Blobs {
+        fn describe(&self) -> String {
+            "blobs".into()
+        }
+        fn root(&self) -> Result<Descriptor, SourceError> {
+            unreachable!("read_layers asks for blobs only")
+        }
+        fn fetch(&self, desc: &Descriptor) -> Result<Vec<u8>, SourceError> {
+            Ok(self.0[&desc.digest().to_string()].clone())
+        }
+        fn tagged(&self, _: &str) -> Result<Option<Descriptor>, SourceError> {
+            unreachable!("read_layers asks for blobs only")
+        }
+        fn referrers(&self, _: &Digest) -> Result<Vec<Descriptor>, SourceError> {
+            unreachable!("read_layers asks for blobs only")
+        }
+    }
+
+    #[test]
+    fn a_layer_that_is_not_the_configs_diff_id_is_a_problem() {
+        // The build trusts the diffID its layer step recorded; this is the
+        // check that catches a layer that does not uncompress to it.
+        let layer = tar_of(&[("etc/x", "y")]);
+        let digest = Digest::of(&layer);
+        let manifest: ImageManifest = serde_json::from_value(serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": format!("sha256:{}", "0".repeat(64)), "size": 2},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                        "digest": digest.to_string(), "size": layer.len()}]
+        }))
+        .unwrap();
+        let config = |diff_id: String| -> ImageConfiguration {
+            serde_json::from_value(serde_json::json!({
+                "architecture": "amd64", "os": "linux",
+                "rootfs": {"type": "layers", "diff_ids": [diff_id]}
+            }))
+            .unwrap()
+        };
+        let source = Blobs(BTreeMap::from([(digest.to_string(), layer)]));
+        let mut img = Image {
+            root: manifest.layers()[0].clone(),
+            root_digest: digest,
+            is_index: false,
+            annotations: BTreeMap::new(),
+            platforms: Vec::new(),
+            blobs_verified: 0,
+            problems: Vec::new(),
+        };
+        read_layers(
+            &source,
+            "amd64",
+            &manifest,
+            &config(digest.to_string()),
+            &mut img,
+        )
+        .unwrap();
+        assert!(img.problems.is_empty(), "{:?}", img.problems);
+        let wrong = format!("sha256:{}", "1".repeat(64));
+        read_layers(
+            &source,
+            "amd64",
+            &manifest,
+            &config(wrong.clone()),
+            &mut img,
+        )
+        .unwrap();
+        assert_eq!(img.problems.len(), 1);
+        assert!(
+            img.problems[0].contains(&format!(
+                "uncompresses to {digest}, the config's diffID is {wrong}"
+            )),
+            "{:?}",
+            img.problems
+        );
+    }
+
     #[test]
     fn unreadable_layers_are_named() {
         let mut s = StatusD::default();
