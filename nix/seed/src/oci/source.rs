@@ -36,8 +36,9 @@ pub enum SourceError {
 }
 
 /// A place holding an image and the signatures and attestations attached
-/// to it.
-pub trait Source {
+/// to it. `Sync`: the verifier fetches an image's layers from several
+/// threads at once.
+pub trait Source: Sync {
     /// What is verified, for the report: a layout directory, a registry
     /// reference.
     fn describe(&self) -> String;

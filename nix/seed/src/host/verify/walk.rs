@@ -149,18 +149,26 @@ fn read_layers(
     let diff_ids = config.rootfs().diff_ids();
     let mut status = StatusD::default();
     let mut complete = true;
-    for (i, layer) in manifest.layers().iter().enumerate() {
-        let bytes = match source.fetch(layer) {
-            Ok(b) => b,
-            Err(e) => {
+    let layers = manifest.layers();
+    for (i, (layer, read)) in layers
+        .iter()
+        .zip(fetch_and_scan(source, layers))
+        .enumerate()
+    {
+        let scanned = match read {
+            Fetched::Missing(e) => {
                 img.problems
                     .push(format!("{what}: layer {i}: {}", source_problem(&e)));
                 complete = false;
                 continue;
             }
+            Fetched::Scanned(scanned) => scanned,
         };
         img.blobs_verified += 1;
-        match read_layer(layer.media_type().as_ref(), &bytes, &mut status) {
+        match scanned.map(|(diff_id, events)| {
+            status.apply(events);
+            diff_id
+        }) {
             Ok(diff_id) => {
                 if let Some(expected) = diff_ids.get(i) {
                     if *expected != diff_id.to_string() {
@@ -181,6 +189,57 @@ fn read_layers(
     complete.then(|| status.packages())
 }
 
+/// How many layers are fetched and read at once: registries answer several
+/// requests in parallel, and a layer's decompression and hash take a core.
+const LAYER_WORKERS: usize = 4;
+
+/// One layer, fetched (checked against its descriptor) and read.
+enum Fetched {
+    Missing(SourceError),
+    Scanned(Result<(Digest, Vec<StatusEvent>), String>),
+}
+
+/// Fetches and reads every layer, [`LAYER_WORKERS`] at a time, and returns
+/// the results in the manifest's order. Each worker holds one layer at a
+/// time; what it keeps of it is the diff ID and the status.d changes.
+fn fetch_and_scan(source: &dyn Source, layers: &[Descriptor]) -> Vec<Fetched> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<Fetched>>> =
+        layers.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..LAYER_WORKERS.min(layers.len()) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(layer) = layers.get(i) else {
+                    break;
+                };
+                let got = match source.fetch(layer) {
+                    Ok(bytes) => Fetched::Scanned(scan_layer(layer.media_type().as_ref(), &bytes)),
+                    Err(e) => Fetched::Missing(e),
+                };
+                *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(got);
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|m| {
+            m.into_inner()
+                .unwrap_or_else(|p| p.into_inner())
+                .expect("every layer has a result")
+        })
+        .collect()
+}
+
+/// What a layer does to status.d, in its order.
+#[derive(Debug, PartialEq)]
+enum StatusEvent {
+    /// An opaque or removed parent: the layers below no longer count.
+    Clear,
+    Remove(String),
+    Insert(String, Vec<u8>),
+}
+
 /// status.d as the layers stack up: later layers replace files and
 /// whiteouts remove them.
 #[derive(Default)]
@@ -189,6 +248,20 @@ struct StatusD {
 }
 
 impl StatusD {
+    fn apply(&mut self, events: Vec<StatusEvent>) {
+        for e in events {
+            match e {
+                StatusEvent::Clear => self.files.clear(),
+                StatusEvent::Remove(name) => {
+                    self.files.remove(&name);
+                }
+                StatusEvent::Insert(name, text) => {
+                    self.files.insert(name, text);
+                }
+            }
+        }
+    }
+
     fn packages(&self) -> Vec<DebPackage> {
         let mut out: Vec<DebPackage> = self
             .files
@@ -234,8 +307,9 @@ fn whiteout_covers_status_d(path: &str) -> bool {
     hidden.is_empty() || STATUS_D.starts_with(&format!("{hidden}/"))
 }
 
-/// Uncompresses a layer, records its status.d files, returns its diffID.
-fn read_layer(media_type: &str, bytes: &[u8], status: &mut StatusD) -> Result<Digest, String> {
+/// Uncompresses a layer; returns its diffID and what it does to status.d.
+fn scan_layer(media_type: &str, bytes: &[u8]) -> Result<(Digest, Vec<StatusEvent>), String> {
+    let mut events = Vec::new();
     let mut tar = Vec::new();
     crate::oci::layer_reader(media_type, bytes)
         .map_err(|e| e.to_string())?
@@ -257,22 +331,30 @@ fn read_layer(media_type: &str, bytes: &[u8], status: &mut StatusD) -> Result<Di
         let path = path.trim_start_matches("./").trim_start_matches('/');
         let Some(rel) = path.strip_prefix(STATUS_D) else {
             if whiteout_covers_status_d(path) {
-                status.files.clear();
+                events.push(StatusEvent::Clear);
             }
             continue;
         };
         if rel == ".wh..wh..opq" {
-            status.files.clear();
+            events.push(StatusEvent::Clear);
         } else if let Some(gone) = rel.strip_prefix(".wh.") {
-            status.files.remove(gone);
+            events.push(StatusEvent::Remove(gone.to_string()));
         } else if !rel.is_empty() && !rel.contains('/') && entry.header().entry_type().is_file() {
             let mut text = Vec::new();
             entry
                 .read_to_end(&mut text)
                 .map_err(|e| format!("tar: {path}: {e}"))?;
-            status.files.insert(rel.to_string(), text);
+            events.push(StatusEvent::Insert(rel.to_string(), text));
         }
     }
+    Ok((diff_id, events))
+}
+
+/// [`scan_layer`], applied to `status`.
+#[cfg(test)]
+fn read_layer(media_type: &str, bytes: &[u8], status: &mut StatusD) -> Result<Digest, String> {
+    let (diff_id, events) = scan_layer(media_type, bytes)?;
+    status.apply(events);
     Ok(diff_id)
 }
 
@@ -416,6 +498,62 @@ mod tests {
             "{:?}",
             img.problems
         );
+    }
+
+    #[test]
+    fn layers_read_in_parallel_stack_in_the_manifests_order() {
+        // 40 layers, each adding a package and removing the previous one:
+        // only the last one's remains, whatever order the workers finish in.
+        let mut blobs = BTreeMap::new();
+        let mut layers = Vec::new();
+        let mut diff_ids = Vec::new();
+        for n in 0..40 {
+            let stanza = format!("Package: p{n}\nVersion: 1\nArchitecture: all\n");
+            let gone = format!("var/lib/dpkg/status.d/.wh.p{}", n.max(1) - 1);
+            let mut files = vec![(format!("var/lib/dpkg/status.d/p{n}"), stanza)];
+            if n > 0 {
+                files.push((gone, String::new()));
+            }
+            let files: Vec<(&str, &str)> = files
+                .iter()
+                .map(|(p, c)| (p.as_str(), c.as_str()))
+                .collect();
+            let layer = tar_of(&files);
+            let digest = Digest::of(&layer);
+            layers.push(
+                serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                "digest": digest.to_string(), "size": layer.len()}),
+            );
+            diff_ids.push(digest.to_string());
+            blobs.insert(digest.to_string(), layer);
+        }
+        let manifest: ImageManifest = serde_json::from_value(serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": format!("sha256:{}", "0".repeat(64)), "size": 2},
+            "layers": layers
+        }))
+        .unwrap();
+        let config: ImageConfiguration = serde_json::from_value(serde_json::json!({
+            "architecture": "amd64", "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": diff_ids}
+        }))
+        .unwrap();
+        let mut img = Image {
+            root: manifest.layers()[0].clone(),
+            root_digest: Digest([0; 32]),
+            is_index: false,
+            annotations: BTreeMap::new(),
+            platforms: Vec::new(),
+            blobs_verified: 0,
+            problems: Vec::new(),
+        };
+        let packages = read_layers(&Blobs(blobs), "amd64", &manifest, &config, &mut img).unwrap();
+        assert!(img.problems.is_empty(), "{:?}", img.problems);
+        assert_eq!(img.blobs_verified, 40);
+        let names: Vec<&str> = packages.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["p39"]);
     }
 
     #[test]
