@@ -17,7 +17,7 @@ use oci_spec::image::Descriptor;
 /// verifier holds a blob in memory while it checks it.
 pub const MAX_BLOB_SIZE: u64 = 2 << 30;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum SourceError {
     /// A blob is missing, has the wrong size or does not hash to its digest.
     #[error("{source_name}: blob {digest}: {message}")]

@@ -193,7 +193,37 @@ fn read_layers(
 /// requests in parallel, and a layer's decompression and hash take a core.
 const LAYER_WORKERS: usize = 4;
 
+/// How many compressed bytes of layers may be held at once by the workers
+/// together (a layer larger than this is read alone): the verifier holds
+/// each blob in memory while it checks it, and parallel reads must not
+/// multiply the memory a large image needs.
+const LAYER_BYTES_IN_FLIGHT: u64 = 512 << 20;
+
+/// Bytes the workers may still take; a worker waits until its layer fits.
+struct Budget {
+    left: std::sync::Mutex<u64>,
+    freed: std::sync::Condvar,
+}
+
+impl Budget {
+    fn take(&self, want: u64) -> u64 {
+        let want = want.min(LAYER_BYTES_IN_FLIGHT);
+        let mut left = self.left.lock().unwrap_or_else(|p| p.into_inner());
+        while *left < want {
+            left = self.freed.wait(left).unwrap_or_else(|p| p.into_inner());
+        }
+        *left -= want;
+        want
+    }
+
+    fn give(&self, taken: u64) {
+        *self.left.lock().unwrap_or_else(|p| p.into_inner()) += taken;
+        self.freed.notify_all();
+    }
+}
+
 /// One layer, fetched (checked against its descriptor) and read.
+#[derive(Clone)]
 enum Fetched {
     Missing(SourceError),
     Scanned(Result<(Digest, Vec<StatusEvent>), String>),
@@ -201,38 +231,61 @@ enum Fetched {
 
 /// Fetches and reads every layer, [`LAYER_WORKERS`] at a time, and returns
 /// the results in the manifest's order. Each worker holds one layer at a
-/// time; what it keeps of it is the diff ID and the status.d changes.
+/// time; what it keeps of it is the diff ID and the status.d changes. A
+/// layer listed more than once (same digest and media type, hence the same
+/// bytes) is fetched and read once.
 fn fetch_and_scan(source: &dyn Source, layers: &[Descriptor]) -> Vec<Fetched> {
+    let mut first_of: BTreeMap<(String, String), usize> = BTreeMap::new();
+    let mut distinct: Vec<&Descriptor> = Vec::new();
+    let slot: Vec<usize> = layers
+        .iter()
+        .map(|l| {
+            let key = (l.digest().to_string(), l.media_type().to_string());
+            *first_of.entry(key).or_insert_with(|| {
+                distinct.push(l);
+                distinct.len() - 1
+            })
+        })
+        .collect();
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<std::sync::Mutex<Option<Fetched>>> =
-        layers.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    let budget = Budget {
+        left: std::sync::Mutex::new(LAYER_BYTES_IN_FLIGHT),
+        freed: std::sync::Condvar::new(),
+    };
+    let results: Vec<std::sync::Mutex<Option<Fetched>>> = distinct
+        .iter()
+        .map(|_| std::sync::Mutex::new(None))
+        .collect();
     std::thread::scope(|scope| {
-        for _ in 0..LAYER_WORKERS.min(layers.len()) {
+        for _ in 0..LAYER_WORKERS.min(distinct.len()) {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(layer) = layers.get(i) else {
+                let Some(layer) = distinct.get(i) else {
                     break;
                 };
+                let taken = budget.take(layer.size());
                 let got = match source.fetch(layer) {
                     Ok(bytes) => Fetched::Scanned(scan_layer(layer.media_type().as_ref(), &bytes)),
                     Err(e) => Fetched::Missing(e),
                 };
+                budget.give(taken);
                 *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(got);
             });
         }
     });
-    results
+    let results: Vec<Fetched> = results
         .into_iter()
         .map(|m| {
             m.into_inner()
                 .unwrap_or_else(|p| p.into_inner())
                 .expect("every layer has a result")
         })
-        .collect()
+        .collect();
+    slot.into_iter().map(|i| results[i].clone()).collect()
 }
 
 /// What a layer does to status.d, in its order.
-#[derive(Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 enum StatusEvent {
     /// An opaque or removed parent: the layers below no longer count.
     Clear,
@@ -307,47 +360,84 @@ fn whiteout_covers_status_d(path: &str) -> bool {
     hidden.is_empty() || STATUS_D.starts_with(&format!("{hidden}/"))
 }
 
-/// Uncompresses a layer; returns its diffID and what it does to status.d.
-fn scan_layer(media_type: &str, bytes: &[u8]) -> Result<(Digest, Vec<StatusEvent>), String> {
-    let mut events = Vec::new();
-    let mut tar = Vec::new();
-    crate::oci::layer_reader(media_type, bytes)
-        .map_err(|e| e.to_string())?
-        .read_to_end(&mut tar)
-        .map_err(|e| {
-            let compression = media_type.rsplit_once('+').map_or("tar", |(_, c)| c);
-            format!("{compression}: {e}")
-        })?;
-    let diff_id = Digest::of(&tar);
-    let mut archive = tar::Archive::new(tar.as_slice());
-    let entries = archive.entries().map_err(|e| format!("tar: {e}"))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| format!("tar: {e}"))?;
-        let path = entry
-            .path()
-            .map_err(|e| format!("tar: {e}"))?
-            .to_string_lossy()
-            .into_owned();
-        let path = path.trim_start_matches("./").trim_start_matches('/');
-        let Some(rel) = path.strip_prefix(STATUS_D) else {
-            if whiteout_covers_status_d(path) {
-                events.push(StatusEvent::Clear);
+/// A reader that hashes what passes through it and remembers the first
+/// error of the reader below (the decompressor's, told apart from the
+/// tar's own).
+struct Hashed<R> {
+    inner: R,
+    hasher: sha2::Sha256,
+    error: std::rc::Rc<std::cell::RefCell<Option<String>>>,
+}
+
+impl<R: Read> Read for Hashed<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use sha2::Digest as _;
+        match self.inner.read(buf) {
+            Ok(n) => {
+                self.hasher.update(&buf[..n]);
+                Ok(n)
             }
-            continue;
-        };
-        if rel == ".wh..wh..opq" {
-            events.push(StatusEvent::Clear);
-        } else if let Some(gone) = rel.strip_prefix(".wh.") {
-            events.push(StatusEvent::Remove(gone.to_string()));
-        } else if !rel.is_empty() && !rel.contains('/') && entry.header().entry_type().is_file() {
-            let mut text = Vec::new();
-            entry
-                .read_to_end(&mut text)
-                .map_err(|e| format!("tar: {path}: {e}"))?;
-            events.push(StatusEvent::Insert(rel.to_string(), text));
+            Err(e) => {
+                self.error.borrow_mut().get_or_insert_with(|| e.to_string());
+                Err(e)
+            }
         }
     }
-    Ok((diff_id, events))
+}
+
+/// Uncompresses a layer; returns its diffID and what it does to status.d.
+/// The tar is read as it is decompressed and hashed on the way, never held
+/// whole.
+fn scan_layer(media_type: &str, bytes: &[u8]) -> Result<(Digest, Vec<StatusEvent>), String> {
+    use sha2::Digest as _;
+    let compression = media_type.rsplit_once('+').map_or("tar", |(_, c)| c);
+    let decoder_error = std::rc::Rc::new(std::cell::RefCell::new(None));
+    let mut hashed = Hashed {
+        inner: crate::oci::layer_reader(media_type, bytes).map_err(|e| e.to_string())?,
+        hasher: sha2::Sha256::new(),
+        error: decoder_error.clone(),
+    };
+    // A decompression error is reported as such, whatever the tar reader
+    // made of it.
+    let fail = |e: std::io::Error, what: &str| match decoder_error.borrow().clone() {
+        Some(d) => format!("{compression}: {d}"),
+        None => format!("tar: {what}{e}"),
+    };
+    let mut events = Vec::new();
+    {
+        let mut archive = tar::Archive::new(&mut hashed);
+        let entries = archive.entries().map_err(|e| fail(e, ""))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| fail(e, ""))?;
+            let path = entry
+                .path()
+                .map_err(|e| fail(e, ""))?
+                .to_string_lossy()
+                .into_owned();
+            let path = path.trim_start_matches("./").trim_start_matches('/');
+            let Some(rel) = path.strip_prefix(STATUS_D) else {
+                if whiteout_covers_status_d(path) {
+                    events.push(StatusEvent::Clear);
+                }
+                continue;
+            };
+            if rel == ".wh..wh..opq" {
+                events.push(StatusEvent::Clear);
+            } else if let Some(gone) = rel.strip_prefix(".wh.") {
+                events.push(StatusEvent::Remove(gone.to_string()));
+            } else if !rel.is_empty() && !rel.contains('/') && entry.header().entry_type().is_file()
+            {
+                let mut text = Vec::new();
+                entry
+                    .read_to_end(&mut text)
+                    .map_err(|e| fail(e, &format!("{path}: ")))?;
+                events.push(StatusEvent::Insert(rel.to_string(), text));
+            }
+        }
+    }
+    // The diffID covers the whole stream, past the tar's end blocks.
+    std::io::copy(&mut hashed, &mut std::io::sink()).map_err(|e| fail(e, ""))?;
+    Ok((Digest(hashed.hasher.finalize().into()), events))
 }
 
 /// [`scan_layer`], applied to `status`.
