@@ -332,3 +332,194 @@ fn a_manifest_larger_than_the_limit_is_refused_before_it_is_read() {
         assert!(names(&work).is_empty(), "left behind: {:?}", names(&work));
     }
 }
+
+/// A registry on 127.0.0.1 that answers `/v2/` and serves `body` (as
+/// `media_type`) for every manifest it is asked for, whatever the tag or
+/// digest; everything else is 404. What a broken or hostile registry can
+/// send that a real one would refuse to store.
+fn serving(body: Vec<u8>, media_type: &'static str) -> std::net::SocketAddr {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut c) = conn else { continue };
+            let body = body.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(c.try_clone().unwrap());
+                let mut first = String::new();
+                reader.read_line(&mut first).unwrap_or(0);
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    line.clear();
+                }
+                let path = first.split(' ').nth(1).unwrap_or("");
+                let (status, kind, payload): (&str, &str, &[u8]) = if path == "/v2/" {
+                    ("200 OK", "application/json", b"{}")
+                } else if path.contains("/manifests/") {
+                    ("200 OK", media_type, &body)
+                } else {
+                    ("404 Not Found", "application/json", b"{}")
+                };
+                let head = first.starts_with("HEAD ");
+                let _ = write!(
+                    c,
+                    "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    payload.len()
+                );
+                if !head {
+                    let _ = c.write_all(payload);
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A cosign public key in `dir` (for verify, which needs one to start).
+fn public_key(dir: &Path) -> String {
+    let o = kiln_cmd(
+        &project(),
+        &[
+            "keygen",
+            "--output-key-prefix",
+            dir.join("cosign").to_str().unwrap(),
+        ],
+    )
+    .env("COSIGN_PASSWORD", "faults")
+    .output()
+    .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    dir.join("cosign.pub").to_str().unwrap().to_string()
+}
+
+/// Pull and verify of `reference` both fail, within `limit`, with an error
+/// that contains `want`, and leave nothing in `work` but the key pair.
+fn pull_and_verify_fail(work: &Path, reference: &str, want: &str, limit: Duration) -> String {
+    let key = public_key(work);
+    let started = Instant::now();
+    let o = kiln(&[
+        "pull",
+        "--retries",
+        "1",
+        reference,
+        work.join("pulled").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "pull: {}", stderr(&o));
+    let pulled = stderr(&o);
+    assert!(pulled.contains(want), "pull: {pulled}");
+    assert!(
+        started.elapsed() < limit,
+        "pull took {:?}",
+        started.elapsed()
+    );
+    let started = Instant::now();
+    let o = kiln(&["verify", reference, "--key", &key]);
+    let said = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(!o.status.success(), "verify: {said}");
+    assert!(said.contains(want), "verify: {said}");
+    assert!(
+        started.elapsed() < limit,
+        "verify took {:?}",
+        started.elapsed()
+    );
+    let mut left = names(work);
+    left.sort();
+    assert_eq!(left, ["cosign.key", "cosign.pub"], "left behind");
+    pulled
+}
+
+#[test]
+fn a_truncated_manifest_is_refused_by_pull_and_verify() {
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST,
+        "config": {"mediaType": CONFIG, "digest": sha(b"{}"), "size": 2},
+        "layers": [{"mediaType": LAYER, "digest": sha(b"x"), "size": 1}],
+    }))
+    .unwrap();
+    let cut = manifest[..manifest.len() / 2].to_vec();
+    let addr = serving(cut, MANIFEST);
+    let work = scratch("faults-truncated-manifest");
+    let said = pull_and_verify_fail(
+        &work,
+        &format!("{addr}/faults/truncated:latest"),
+        "EOF while parsing a string",
+        Duration::from_secs(30),
+    );
+    // Named once, not once per layer of error context.
+    assert_eq!(said.matches("faults/truncated").count(), 1, "{said}");
+}
+
+#[test]
+fn a_manifest_of_10000_layers_is_pulled_in_bounded_time() {
+    // The same 1-byte-file tar layer 10,000 times: a 1.1 MB manifest, under
+    // the 4 MiB limit. Pull fetches each blob once; verify finds no
+    // signature and says so before it reads any layer.
+    let reg = Registry::start();
+    let mut layer = Vec::new();
+    {
+        let mut b = tar::Builder::new(&mut layer);
+        let mut h = tar::Header::new_gnu();
+        h.set_size(1);
+        h.set_mode(0o644);
+        b.append_data(&mut h, "x", &b"x"[..]).unwrap();
+        b.finish().unwrap();
+    }
+    // One upload, listed 10,000 times.
+    let digest = reg.put_blob("faults/many", &layer);
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let config_digest = reg.put_blob("faults/many", config);
+    let desc = serde_json::json!({"mediaType": LAYER, "digest": digest, "size": layer.len()});
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST,
+        "config": {"mediaType": CONFIG, "digest": config_digest, "size": config.len()},
+        "layers": vec![desc; 10_000],
+    });
+    let body = serde_json::to_vec(&manifest).unwrap();
+    let r = reg.put_manifest("faults/many", "latest", MANIFEST, &body);
+    assert!(r.status == 201, "{}", r.text());
+    let work = scratch("faults-many-layers");
+    let reference = format!("{}/faults/many:latest", reg.host());
+    let started = Instant::now();
+    let o = kiln(&["pull", &reference, work.join("pulled").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "pull took {:?}",
+        started.elapsed()
+    );
+    assert!(blob(&work.join("pulled"), &sha(&layer)).is_file());
+    let key = public_key(&work);
+    let started = Instant::now();
+    let o = kiln(&["verify", &reference, "--key", &key]);
+    let took = started.elapsed();
+    assert_eq!(o.status.code(), Some(2), "{}{}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains("is not signed"), "{}", stderr(&o));
+    assert!(took < Duration::from_secs(60), "verify took {took:?}");
+}
+
+#[test]
+fn an_index_that_names_itself_is_refused_by_its_digest() {
+    // An index cannot list its own digest; a registry that answers every
+    // digest with the same index is caught by the digest check, not
+    // followed round in circles.
+    let child = sha(b"any manifest");
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{"mediaType": "application/vnd.oci.image.index.v1+json",
+                       "digest": child, "size": 300}],
+    }))
+    .unwrap();
+    let addr = serving(index, "application/vnd.oci.image.index.v1+json");
+    let work = scratch("faults-self-index");
+    pull_and_verify_fail(
+        &work,
+        &format!("{addr}/faults/cycle:latest"),
+        &child,
+        Duration::from_secs(30),
+    );
+}

@@ -26,9 +26,9 @@ pub(super) fn layout_entries(layout: &Layout) -> Result<Vec<Entry>, RegistryErro
         .into_iter()
         .flatten()
     {
-        let desc = parse_desc(d, "index.json").map_err(|message| RegistryError::LayoutContent {
+        let desc = parse_desc(d).map_err(|message| RegistryError::LayoutContent {
             path: path.clone(),
-            message,
+            message: format!("index.json: {message}"),
         })?;
         let ann = d.get("annotations");
         let name = ann
@@ -107,7 +107,7 @@ pub(super) fn find_attachments(
         let Ok(bytes) = layout.read_blob(&oci_desc) else {
             continue;
         };
-        let Ok(doc) = Doc::parse(bytes, desc.digest, &desc.media_type, "") else {
+        let Ok(doc) = Doc::parse(bytes, desc.digest, &desc.media_type) else {
             continue;
         };
         if doc

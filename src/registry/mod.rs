@@ -288,20 +288,20 @@ fn check_blob(bytes: &[u8], desc: &Desc, what: String) -> Result<(), RegistryErr
     }
 }
 
-fn parse_desc(v: &Value, what: &str) -> Result<Desc, String> {
+fn parse_desc(v: &Value) -> Result<Desc, String> {
     let media_type = v
         .get("mediaType")
         .and_then(Value::as_str)
-        .ok_or_else(|| format!("{what}: descriptor without mediaType"))?;
+        .ok_or_else(|| "descriptor without mediaType".to_string())?;
     let digest = v
         .get("digest")
         .and_then(Value::as_str)
-        .ok_or_else(|| format!("{what}: descriptor without digest"))
-        .and_then(|d| Digest::parse(d).map_err(|e| format!("{what}: {e}")))?;
+        .ok_or_else(|| "descriptor without digest".to_string())
+        .and_then(|d| Digest::parse(d).map_err(|e| e.to_string()))?;
     let size = v
         .get("size")
         .and_then(Value::as_u64)
-        .ok_or_else(|| format!("{what}: descriptor without a size"))?;
+        .ok_or_else(|| "descriptor without a size".to_string())?;
     Ok(Desc {
         media_type: media_type.to_string(),
         digest,
@@ -312,12 +312,11 @@ fn parse_desc(v: &Value, what: &str) -> Result<Desc, String> {
 
 impl Doc {
     /// Parses a manifest or index whose bytes hash to `digest`.
-    fn parse(bytes: Vec<u8>, digest: Digest, declared: &str, what: &str) -> Result<Doc, String> {
+    fn parse(bytes: Vec<u8>, digest: Digest, declared: &str) -> Result<Doc, String> {
         if bytes.len() as u64 > MAX_DOCUMENT_SIZE {
-            return Err(format!("{what}: larger than {MAX_DOCUMENT_SIZE} bytes"));
+            return Err(format!("larger than {MAX_DOCUMENT_SIZE} bytes"));
         }
-        let v: Value =
-            serde_json::from_slice(&bytes).map_err(|e| format!("{what}: not JSON: {e}"))?;
+        let v: Value = serde_json::from_slice(&bytes).map_err(|e| format!("not JSON: {e}"))?;
         // mediaType is optional in OCI manifests: then the descriptor's,
         // else what the document's shape says.
         let inferred = if v.get("manifests").is_some() {
@@ -333,16 +332,16 @@ impl Doc {
             .to_string();
         if !declared.is_empty() && media_type != declared {
             return Err(format!(
-                "{what}: declares mediaType {media_type}, its descriptor says {declared}"
+                "declares mediaType {media_type}, its descriptor says {declared}"
             ));
         }
         if v.get("schemaVersion").and_then(Value::as_u64) != Some(2) {
-            return Err(format!("{what}: schemaVersion is not 2"));
+            return Err("schemaVersion is not 2".to_string());
         }
         let list = |key: &str| -> Result<Vec<Desc>, String> {
             v.get(key)
                 .and_then(Value::as_array)
-                .map(|a| a.iter().map(|d| parse_desc(d, what)).collect())
+                .map(|a| a.iter().map(parse_desc).collect())
                 .unwrap_or(Ok(Vec::new()))
         };
         let (manifests, blobs) = if is_index(&media_type) {
@@ -350,13 +349,13 @@ impl Doc {
         } else if is_manifest(&media_type) {
             let config = v
                 .get("config")
-                .ok_or_else(|| format!("{what}: manifest without config"))?;
-            let mut blobs = vec![parse_desc(config, what)?];
+                .ok_or_else(|| "manifest without config".to_string())?;
+            let mut blobs = vec![parse_desc(config)?];
             blobs.extend(list("layers")?);
             (Vec::new(), blobs)
         } else {
             return Err(format!(
-                "{what}: media type {media_type:?} is neither an image manifest nor an index"
+                "media type {media_type:?} is neither an image manifest nor an index"
             ));
         };
         let annotations = v
@@ -370,7 +369,7 @@ impl Doc {
             .unwrap_or_default();
         Ok(Doc {
             digest,
-            subject: v.get("subject").map(|s| parse_desc(s, what)).transpose()?,
+            subject: v.get("subject").map(parse_desc).transpose()?,
             artifact_type: v
                 .get("artifactType")
                 .and_then(Value::as_str)
@@ -426,13 +425,8 @@ impl Graph {
                 path: layout.root().to_path_buf(),
                 error,
             })?;
-        let mut doc = Doc::parse(
-            bytes,
-            desc.digest,
-            &desc.media_type,
-            &desc.digest.to_string(),
-        )
-        .map_err(bad)?;
+        let mut doc = Doc::parse(bytes, desc.digest, &desc.media_type)
+            .map_err(|m| bad(format!("{}: {m}", desc.digest)))?;
         doc.platform = desc.platform.clone();
         for m in doc.manifests.clone() {
             self.add_from_layout(layout, &m, depth + 1)?;

@@ -84,11 +84,9 @@ pub(super) async fn pull_async(
                 what: source.to_string(),
                 message: "not found in the registry".into(),
             })?;
-    let root = Doc::parse(bytes, digest, "", &source.to_string()).map_err(|message| {
-        RegistryError::Invalid {
-            what: source.to_string(),
-            message,
-        }
+    let root = Doc::parse(bytes, digest, "").map_err(|message| RegistryError::Invalid {
+        what: format!("manifest {digest}"),
+        message,
     })?;
     st.report.digest = Some(digest);
     let mut entries: Vec<Value> = Vec::new();
@@ -130,11 +128,10 @@ pub(super) async fn pull_async(
                 let Some((bytes, d)) = session.get_manifest(&tag).await? else {
                     continue;
                 };
-                let doc = Doc::parse(bytes, d, "", &format!("{} {tag}", session.where_()))
-                    .map_err(|message| RegistryError::Invalid {
-                        what: format!("{} {tag}", session.where_()),
-                        message,
-                    })?;
+                let doc = Doc::parse(bytes, d, "").map_err(|message| RegistryError::Invalid {
+                    what: format!("{} {tag}", session.where_()),
+                    message,
+                })?;
                 let media_type = doc.media_type.clone();
                 let size = doc.bytes.len();
                 pull_doc(&session, &mut st, doc, 0).await?;
@@ -154,13 +151,10 @@ pub(super) async fn pull_async(
                 let Some((bytes, got)) = session.get_manifest(&d.to_string()).await? else {
                     continue;
                 };
-                let doc =
-                    Doc::parse(bytes, got, "", &format!("referrer {d}")).map_err(|message| {
-                        RegistryError::Invalid {
-                            what: format!("{} referrer {d} of {subject}", session.where_()),
-                            message,
-                        }
-                    })?;
+                let doc = Doc::parse(bytes, got, "").map_err(|message| RegistryError::Invalid {
+                    what: format!("{} referrer {d} of {subject}", session.where_()),
+                    message,
+                })?;
                 if doc.subject.as_ref().map(|s| s.digest) != Some(*subject) {
                     return Err(RegistryError::Invalid {
                         what: format!("{} referrer {d}", session.where_()),
@@ -254,11 +248,9 @@ pub(super) async fn pull_doc(
             });
         }
         let child =
-            Doc::parse(bytes, d, &m.media_type, &m.digest.to_string()).map_err(|message| {
-                RegistryError::Invalid {
-                    what: format!("{} manifest {}", session.where_(), m.digest),
-                    message,
-                }
+            Doc::parse(bytes, d, &m.media_type).map_err(|message| RegistryError::Invalid {
+                what: format!("{} manifest {}", session.where_(), m.digest),
+                message,
             })?;
         Box::pin(pull_doc(session, st, child, depth + 1)).await?;
     }

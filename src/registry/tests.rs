@@ -44,10 +44,10 @@ fn transient_errors_are_retried_and_others_are_not() {
 fn documents_parse_and_mismatched_media_types_are_refused() {
     let m = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[],"subject":{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"sha256:0303030303030303030303030303030303030303030303030303030303030303","size":10},"artifactType":"application/vnd.dev.sigstore.bundle.v0.3+json"}"#.to_vec();
     let d = Digest::of(&m);
-    let doc = Doc::parse(m.clone(), d, MANIFEST_MEDIA_TYPE, "x").unwrap();
+    let doc = Doc::parse(m.clone(), d, MANIFEST_MEDIA_TYPE).unwrap();
     assert_eq!(doc.blobs.len(), 1);
     assert_eq!(doc.subject.unwrap().digest, Digest([3; 32]));
     assert_eq!(doc.artifact_type.as_deref(), Some(BUNDLE_ARTIFACT_TYPE));
-    let e = Doc::parse(m, d, INDEX_MEDIA_TYPE, "x").unwrap_err();
+    let e = Doc::parse(m, d, INDEX_MEDIA_TYPE).unwrap_err();
     assert!(e.contains("declares mediaType"), "{e}");
 }
