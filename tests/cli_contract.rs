@@ -6,7 +6,6 @@
 mod common;
 
 use common::*;
-use std::path::Path;
 
 /// Runs kiln; (exit code, stdout, stderr).
 fn code(args: &[&str]) -> (i32, String, String) {
@@ -27,26 +26,10 @@ fn empty_layout(name: &str) -> std::path::PathBuf {
     dir
 }
 
-fn public_key(dir: &Path) -> std::path::PathBuf {
-    let out = kiln_cmd(
-        &project(),
-        &[
-            "keygen",
-            "--output-key-prefix",
-            dir.join("cosign").to_str().unwrap(),
-        ],
-    )
-    .env("COSIGN_PASSWORD", "contract")
-    .output()
-    .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    dir.join("cosign.pub")
-}
-
 #[test]
 fn verify_tells_could_not_run_from_a_failed_check() {
     let work = scratch("contract-verify");
-    let key = public_key(&work);
+    let key = cosign_key_pair(&work);
     let key = key.to_str().unwrap();
     // The user's mistakes: exit 2 with a plain message, no check lines.
     for (reference, want) in [

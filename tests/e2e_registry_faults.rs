@@ -183,17 +183,13 @@ fn a_registry_that_never_answers_fails_pull_and_push_in_bounded_time() {
 /// A "registry" on 127.0.0.1 that answers every request with 401 and
 /// `challenge`; returns its address.
 fn challenging(challenge: &'static str) -> std::net::SocketAddr {
-    use std::io::{BufRead, BufReader, Write};
+    use std::io::Write;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut c) = conn else { continue };
-            let mut reader = BufReader::new(c.try_clone().unwrap());
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
-                line.clear();
-            }
+            read_request(&c);
             let body =
                 r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#;
             let _ = write!(
@@ -256,7 +252,7 @@ fn oversized(
     std::net::SocketAddr,
     std::sync::Arc<std::sync::atomic::AtomicU64>,
 ) {
-    use std::io::{BufRead, BufReader, Write};
+    use std::io::Write;
     use std::sync::atomic::Ordering;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -267,13 +263,7 @@ fn oversized(
             let Ok(mut c) = conn else { continue };
             let counter = counter.clone();
             std::thread::spawn(move || {
-                let mut reader = BufReader::new(c.try_clone().unwrap());
-                let mut first = String::new();
-                reader.read_line(&mut first).unwrap_or(0);
-                let mut line = String::new();
-                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
-                    line.clear();
-                }
+                let first = read_request(&c);
                 if !first.contains("/manifests/") {
                     let _ = write!(
                         c,
@@ -333,12 +323,25 @@ fn a_manifest_larger_than_the_limit_is_refused_before_it_is_read() {
     }
 }
 
+/// Reads an HTTP request's head from `c` and returns its request line.
+fn read_request(c: &std::net::TcpStream) -> String {
+    use std::io::{BufRead, BufReader};
+    let mut reader = BufReader::new(c.try_clone().unwrap());
+    let mut first = String::new();
+    reader.read_line(&mut first).unwrap_or(0);
+    let mut line = String::new();
+    while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+        line.clear();
+    }
+    first
+}
+
 /// A registry on 127.0.0.1 that answers `/v2/` and serves `body` (as
 /// `media_type`) for every manifest it is asked for, whatever the tag or
 /// digest; everything else is 404. What a broken or hostile registry can
 /// send that a real one would refuse to store.
 fn serving(body: Vec<u8>, media_type: &'static str) -> std::net::SocketAddr {
-    use std::io::{BufRead, BufReader, Write};
+    use std::io::Write;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
@@ -346,13 +349,7 @@ fn serving(body: Vec<u8>, media_type: &'static str) -> std::net::SocketAddr {
             let Ok(mut c) = conn else { continue };
             let body = body.clone();
             std::thread::spawn(move || {
-                let mut reader = BufReader::new(c.try_clone().unwrap());
-                let mut first = String::new();
-                reader.read_line(&mut first).unwrap_or(0);
-                let mut line = String::new();
-                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
-                    line.clear();
-                }
+                let first = read_request(&c);
                 let path = first.split(' ').nth(1).unwrap_or("");
                 let (status, kind, payload): (&str, &str, &[u8]) = if path == "/v2/" {
                     ("200 OK", "application/json", b"{}")
@@ -376,27 +373,11 @@ fn serving(body: Vec<u8>, media_type: &'static str) -> std::net::SocketAddr {
     addr
 }
 
-/// A cosign public key in `dir` (for verify, which needs one to start).
-fn public_key(dir: &Path) -> String {
-    let o = kiln_cmd(
-        &project(),
-        &[
-            "keygen",
-            "--output-key-prefix",
-            dir.join("cosign").to_str().unwrap(),
-        ],
-    )
-    .env("COSIGN_PASSWORD", "faults")
-    .output()
-    .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
-    dir.join("cosign.pub").to_str().unwrap().to_string()
-}
-
 /// Pull and verify of `reference` both fail, within `limit`, with an error
 /// that contains `want`, and leave nothing in `work` but the key pair.
 fn pull_and_verify_fail(work: &Path, reference: &str, want: &str, limit: Duration) -> String {
-    let key = public_key(work);
+    let key = cosign_key_pair(work);
+    let key = key.to_str().unwrap();
     let started = Instant::now();
     let o = kiln(&[
         "pull",
@@ -414,7 +395,7 @@ fn pull_and_verify_fail(work: &Path, reference: &str, want: &str, limit: Duratio
         started.elapsed()
     );
     let started = Instant::now();
-    let o = kiln(&["verify", reference, "--key", &key]);
+    let o = kiln(&["verify", reference, "--key", key]);
     let said = format!("{}{}", stdout(&o), stderr(&o));
     assert!(!o.status.success(), "verify: {said}");
     assert!(said.contains(want), "verify: {said}");
@@ -492,9 +473,10 @@ fn a_manifest_of_10000_layers_is_pulled_in_bounded_time() {
         started.elapsed()
     );
     assert!(blob(&work.join("pulled"), &sha(&layer)).is_file());
-    let key = public_key(&work);
+    let key = cosign_key_pair(&work);
+    let key = key.to_str().unwrap();
     let started = Instant::now();
-    let o = kiln(&["verify", &reference, "--key", &key]);
+    let o = kiln(&["verify", &reference, "--key", key]);
     let took = started.elapsed();
     assert_eq!(o.status.code(), Some(2), "{}{}", stdout(&o), stderr(&o));
     assert!(stderr(&o).contains("is not signed"), "{}", stderr(&o));

@@ -418,3 +418,21 @@ pub fn kiln_as_user(dir: &Path, password: &str, args: &[&str]) -> Output {
         .output()
         .expect("running kiln")
 }
+
+/// A new cosign key pair in `dir` (`cosign.key`, `cosign.pub`, password
+/// `kiln-test`); returns the public key's path.
+pub fn cosign_key_pair(dir: &Path) -> PathBuf {
+    let out = kiln_cmd(
+        &project(),
+        &[
+            "keygen",
+            "--output-key-prefix",
+            dir.join("cosign").to_str().unwrap(),
+        ],
+    )
+    .env("COSIGN_PASSWORD", "kiln-test")
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    dir.join("cosign.pub")
+}
