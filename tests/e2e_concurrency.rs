@@ -50,11 +50,7 @@ fn two_builds_of_one_image_at_once_both_succeed_with_whole_provenance() {
         a[0]["digest"].as_str().unwrap(),
         format!("sha256:{subject}")
     );
-    let mut left: Vec<String> = std::fs::read_dir(&provenance)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    left.sort();
+    let left = dir_names(&provenance);
     assert_eq!(left, ["scratch-plus.intoto.json"], "temporary files left");
 }
 
@@ -63,13 +59,7 @@ fn two_signs_into_one_layout_at_once_leave_one_whole_signed_image() {
     require_setup();
     let work = scratch("concurrent-sign");
     let provenance = work.join("provenance");
-    let o = kiln(&[
-        "build",
-        "scratch-plus",
-        "--provenance-dir",
-        provenance.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    build_with_provenance("scratch-plus", &provenance);
     let keys: Vec<_> = ["a", "b"]
         .iter()
         .map(|k| {
@@ -114,11 +104,7 @@ fn two_signs_into_one_layout_at_once_leave_one_whole_signed_image() {
         })
         .collect();
     assert!(verified.contains(&true), "neither key verifies the layout");
-    let mut left: Vec<String> = std::fs::read_dir(&work)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    left.sort();
+    let left = dir_names(&work);
     assert_eq!(
         left,
         ["a", "b", "provenance", "signed"],

@@ -159,13 +159,7 @@ fn sign_onto_a_full_disk_keeps_the_previous_signed_layout() {
     require_setup();
     let work = scratch("disk-full-sign");
     let provenance = work.join("provenance");
-    let o = kiln(&[
-        "build",
-        "scratch-plus",
-        "--provenance-dir",
-        provenance.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    build_with_provenance("scratch-plus", &provenance);
     let key = cosign_key_pair(&work);
     let disk = Tmpfs::mount("disk-full-sign-disk", 2048);
     let signed = disk.0.join("signed");

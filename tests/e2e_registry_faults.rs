@@ -43,16 +43,6 @@ fn put_image(reg: &Registry, repo: &str, tag: &str, layers: &[(&[u8], u64)]) -> 
     sha(&body)
 }
 
-/// The names in `dir`.
-fn names(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[test]
 fn the_same_layer_listed_twice_is_pulled_once() {
     let reg = Registry::start();
@@ -75,7 +65,7 @@ fn the_same_layer_listed_twice_is_pulled_once() {
         let index = read_json(&dest.join("index.json"));
         assert_eq!(index["manifests"][0]["digest"], digest.as_str());
         assert!(blob(&dest, &sha(&layer)).is_file());
-        assert_eq!(names(&work), vec!["pulled".to_string()]);
+        assert_eq!(dir_names(&work), vec!["pulled".to_string()]);
     }
 }
 
@@ -102,7 +92,11 @@ fn a_blob_longer_than_its_descriptor_is_cut_off_and_not_retried() {
         !err.contains("retrying"),
         "a body that is too long is not a network error: {err}"
     );
-    assert!(names(&work).is_empty(), "left behind: {:?}", names(&work));
+    assert!(
+        dir_names(&work).is_empty(),
+        "left behind: {:?}",
+        dir_names(&work)
+    );
 }
 
 #[test]
@@ -131,7 +125,11 @@ fn a_registry_that_never_answers_fails_pull_and_push_in_bounded_time() {
         err.contains("still waiting after 10 s"),
         "silent while waiting: {err}"
     );
-    assert!(names(&work).is_empty(), "left behind: {:?}", names(&work));
+    assert!(
+        dir_names(&work).is_empty(),
+        "left behind: {:?}",
+        dir_names(&work)
+    );
 
     // The verifier gives up as soon.
     let key = work.join("cosign");
@@ -238,7 +236,11 @@ fn a_token_service_that_is_down_and_an_unknown_scheme_are_named() {
             );
         }
         assert!(!err.contains("basic auth"), "{err}");
-        assert!(names(&work).is_empty(), "left behind: {:?}", names(&work));
+        assert!(
+            dir_names(&work).is_empty(),
+            "left behind: {:?}",
+            dir_names(&work)
+        );
     }
 }
 
@@ -319,7 +321,11 @@ fn a_manifest_larger_than_the_limit_is_refused_before_it_is_read() {
             read < 24 << 20,
             "{read} bytes were sent before kiln stopped (Content-Length given: {with_length})"
         );
-        assert!(names(&work).is_empty(), "left behind: {:?}", names(&work));
+        assert!(
+            dir_names(&work).is_empty(),
+            "left behind: {:?}",
+            dir_names(&work)
+        );
     }
 }
 
@@ -404,8 +410,7 @@ fn pull_and_verify_fail(work: &Path, reference: &str, want: &str, limit: Duratio
         "verify took {:?}",
         started.elapsed()
     );
-    let mut left = names(work);
-    left.sort();
+    let left = dir_names(work);
     assert_eq!(left, ["cosign.key", "cosign.pub"], "left behind");
     pulled
 }

@@ -436,3 +436,27 @@ pub fn cosign_key_pair(dir: &Path) -> PathBuf {
     assert!(out.status.success(), "{}", stderr(&out));
     dir.join("cosign.pub")
 }
+
+/// The names in `dir`, sorted (none when it does not exist).
+pub fn dir_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// `kiln build <attr>` with its provenance in `provenance_dir`, which
+/// `kiln sign <attr> --provenance-dir` then reads.
+pub fn build_with_provenance(attr: &str, provenance_dir: &Path) {
+    let o = kiln(&[
+        "build",
+        attr,
+        "--provenance-dir",
+        provenance_dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "kiln build {attr}: {}", stderr(&o));
+}
