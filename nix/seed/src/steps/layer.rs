@@ -522,21 +522,23 @@ fn load(
         };
         match &e.kind {
             EntryKind::Directory => {}
-            EntryKind::File(data) => {
-                let md5 = hex::encode(Md5::digest(data));
+            EntryKind::File(_) | EntryKind::Stored(_) => {
+                // Stored files were hashed on their way to the spill file.
+                let (len, sha256, sha1, md5): (u64, [u8; 32], [u8; 20], [u8; 16]) = match &e.kind {
+                    EntryKind::Stored(s) => (s.len, s.sha256, s.sha1, s.md5),
+                    EntryKind::File(data) => (
+                        data.len() as u64,
+                        Sha256::digest(data).into(),
+                        Sha1::digest(data).into(),
+                        Md5::digest(data).into(),
+                    ),
+                    _ => unreachable!("matched as a file above"),
+                };
+                let md5 = hex::encode(md5);
                 f.file_type = FileType::File;
-                f.size = Some(data.len() as u64);
-                f.sha256 = Some(hex::encode(Sha256::digest(data)));
-                f.sha1 = Some(hex::encode(Sha1::digest(data)));
-                f.md5 = Some(md5.clone());
-                md5_of.insert(&e.path, md5);
-            }
-            EntryKind::Stored(s) => {
-                let md5 = hex::encode(s.md5);
-                f.file_type = FileType::File;
-                f.size = Some(s.len);
-                f.sha256 = Some(hex::encode(s.sha256));
-                f.sha1 = Some(hex::encode(s.sha1));
+                f.size = Some(len);
+                f.sha256 = Some(hex::encode(sha256));
+                f.sha1 = Some(hex::encode(sha1));
                 f.md5 = Some(md5.clone());
                 md5_of.insert(&e.path, md5);
             }
