@@ -396,6 +396,80 @@ fn transient_registry_errors_are_retried() {
 }
 
 #[test]
+fn a_500_on_the_first_manifest_put_is_retried_and_a_500_on_every_one_moves_no_tag() {
+    let [base, debug]: [PathBuf; 2] = build(&["scratch-plus", "scratch-plus-debug"])
+        .try_into()
+        .unwrap();
+    let reg = Registry::start();
+    let repo = "kiln/five-hundred";
+    let manifest_put = format!("PUT /v2/{repo}/manifests/");
+    // Once: the push retries that manifest and completes.
+    let proxy = FaultProxy::start(
+        reg.addr,
+        Fault::ErrorAt {
+            request: manifest_put.clone(),
+            times: 1,
+            status: 500,
+        },
+    );
+    let report = push(&base, &format!("{}/{repo}:stable", proxy.host()), &[]);
+    assert!(report["retries"].as_u64().unwrap() >= 1, "{report}");
+    assert_eq!(reg.tag_digest(repo, "stable"), Some(index_digest(&base)));
+
+    // Always: a clear error naming the status, and the tag stays on the
+    // image it held.
+    let proxy = FaultProxy::start(
+        reg.addr,
+        Fault::ErrorAt {
+            request: manifest_put,
+            times: usize::MAX,
+            status: 500,
+        },
+    );
+    let err = push_fails(
+        &debug,
+        &format!("{}/{repo}:stable", proxy.host()),
+        &["--retries", "2"],
+    );
+    assert!(
+        err.contains("pushing manifest sha256:")
+            && err.contains("500")
+            && err.contains("gave up after 2 attempts"),
+        "{err}"
+    );
+    assert_eq!(reg.tag_digest(repo, "stable"), Some(index_digest(&base)));
+    assert_eq!(reg.manifest(repo, &index_digest(&debug)).status, 404);
+    // A clean re-run completes.
+    push(&debug, &format!("{}/{repo}:stable", reg.host()), &[]);
+    assert_eq!(reg.tag_digest(repo, "stable"), Some(index_digest(&debug)));
+}
+
+#[test]
+fn a_registry_that_answers_every_request_late_still_serves_push_and_pull() {
+    let out = scratch_plus();
+    let reg = Registry::start();
+    // 300 ms before every response: slow, but far within kiln's timeouts
+    // (15 s to connect, 30 s for data), so nothing fails or is retried.
+    let proxy = FaultProxy::start(reg.addr, Fault::Delay(Duration::from_millis(300)));
+    let target = format!("{}/kiln/slow:latest", proxy.host());
+    let report = push(&out, &target, &[]);
+    assert_eq!(report["retries"].as_u64(), Some(0), "{report}");
+    assert_eq!(
+        reg.tag_digest("kiln/slow", "latest"),
+        Some(index_digest(&out))
+    );
+    let pulled = scratch("e2e-registry-slow").join("pulled");
+    let o = kiln(&["pull", &target, pulled.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(index_digest(&pulled), index_digest(&out));
+    let delayed = proxy.requests.lock().unwrap().len();
+    assert!(
+        delayed >= 10,
+        "only {delayed} requests went through the proxy"
+    );
+}
+
+#[test]
 fn ctrl_c_during_a_pull_leaves_nothing_and_a_killed_pulls_leftover_is_swept() {
     let out = scratch_plus();
     let reg = Registry::start();

@@ -377,6 +377,17 @@ pub enum Fault {
     /// request is never forwarded and its connection stays open, silent (a
     /// registry that hangs mid-transfer).
     StallAt(String),
+    /// The first `times` requests whose line starts with `request` are
+    /// answered with `status` by the proxy and never reach the registry;
+    /// everything else is forwarded.
+    ErrorAt {
+        request: String,
+        times: usize,
+        status: u16,
+    },
+    /// Every response waits this long before its first byte is forwarded
+    /// (a slow registry or a congested link).
+    Delay(Duration),
 }
 
 /// A TCP proxy in front of a real registry that injects [`Fault`]s.
@@ -405,6 +416,9 @@ impl FaultProxy {
             connections.clone(),
             requests.clone(),
         );
+        // Requests answered with an error so far (Fault::ErrorAt), over
+        // every connection.
+        let errors = Arc::new(AtomicUsize::new(0));
         std::thread::spawn(move || {
             while !s.load(Ordering::SeqCst) {
                 let client = match listener.accept() {
@@ -436,12 +450,14 @@ impl FaultProxy {
                 let Ok(server) = TcpStream::connect(upstream) else {
                     continue;
                 };
-                let (die_at, stall_at) = match &fault {
-                    Fault::DieAt(p) => (Some(p.clone()), None),
-                    Fault::StallAt(p) => (None, Some(p.clone())),
-                    _ => (None, None),
-                };
-                pipe(client, server, die_at, stall_at, d.clone(), r.clone());
+                pipe(
+                    client,
+                    server,
+                    fault.clone(),
+                    d.clone(),
+                    r.clone(),
+                    errors.clone(),
+                );
             }
         });
         FaultProxy {
@@ -473,13 +489,17 @@ impl Drop for FaultProxy {
 fn pipe(
     client: TcpStream,
     server: TcpStream,
-    die_at: Option<String>,
-    stall_at: Option<String>,
+    fault: Fault,
     dead: Arc<AtomicBool>,
     requests: Arc<Mutex<Vec<String>>>,
+    errors: Arc<AtomicUsize>,
 ) {
     let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
     let dead2 = dead.clone();
+    let delay = match &fault {
+        Fault::Delay(d) => Some(*d),
+        _ => None,
+    };
     // registry → client
     std::thread::spawn(move || {
         let (mut from, mut to) = (s2, c2);
@@ -491,6 +511,11 @@ fn pipe(
             match from.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
+                    // A read that starts a response (responses are not
+                    // pipelined, so one starts a read).
+                    if let Some(d) = delay.filter(|_| buf[..n].starts_with(b"HTTP/1.")) {
+                        std::thread::sleep(d);
+                    }
                     if dead2.load(Ordering::SeqCst) || to.write_all(&buf[..n]).is_err() {
                         break;
                     }
@@ -527,14 +552,36 @@ fn pipe(
                 let line = start.map(|i| raw[i..].to_string()).unwrap_or_default();
                 if line.ends_with(" HTTP/1.1") {
                     requests.lock().unwrap().push(line.clone());
-                    if die_at.as_deref().is_some_and(|p| line.starts_with(p)) {
-                        dead.store(true, Ordering::SeqCst);
-                        cut = true;
-                    }
-                    if stall_at.as_deref().is_some_and(|p| line.starts_with(p)) {
-                        // Hold both ends open and say nothing.
-                        std::thread::sleep(Duration::from_secs(300));
-                        cut = true;
+                    match &fault {
+                        Fault::DieAt(p) if line.starts_with(p.as_str()) => {
+                            dead.store(true, Ordering::SeqCst);
+                            cut = true;
+                        }
+                        Fault::StallAt(p) if line.starts_with(p.as_str()) => {
+                            // Hold both ends open and say nothing.
+                            std::thread::sleep(Duration::from_secs(300));
+                            cut = true;
+                        }
+                        Fault::ErrorAt {
+                            request,
+                            times,
+                            status,
+                        } if line.starts_with(request.as_str())
+                            && errors.fetch_add(1, Ordering::SeqCst) < *times =>
+                        {
+                            // The request (and whatever of its body came
+                            // with it) is dropped; the client gets the error
+                            // and a closed connection.
+                            let _ = from.write_all(
+                                format!(
+                                    "HTTP/1.1 {status} Injected Fault\r\nContent-Type: text/plain\r\n\
+                                     Content-Length: 14\r\nConnection: close\r\n\r\ninjected fault"
+                                )
+                                .as_bytes(),
+                            );
+                            cut = true;
+                        }
+                        _ => {}
                     }
                 }
             }
