@@ -447,7 +447,7 @@ const MAX_VERSION_MEMBER: u64 = 4096;
 /// metadata; without, they are read into memory ([`TarKind::File`]).
 /// The data member is decoded on a second thread, while this one reads
 /// its tar.
-pub fn parse_from<R: Read + Send>(reader: R, spill: Option<&mut Spill>) -> Result<Deb, Error> {
+pub fn parse_from<R: Read + Send>(reader: R, spill: Option<&Spill>) -> Result<Deb, Error> {
     let mut ar = ar::Archive::new(reader);
     let mut first = ar
         .next_entry()
@@ -470,7 +470,6 @@ pub fn parse_from<R: Read + Send>(reader: R, spill: Option<&mut Spill>) -> Resul
     }
     let mut control: Option<(String, Vec<u8>)> = None;
     let mut data: Option<(String, Vec<TarEntry>)> = None;
-    let mut spill = spill;
     while let Some(entry) = ar.next_entry() {
         let mut entry = entry.map_err(Error::Ar)?;
         let name = member_name(&entry);
@@ -493,7 +492,7 @@ pub fn parse_from<R: Read + Send>(reader: R, spill: Option<&mut Spill>) -> Resul
             if data.is_some() {
                 return Err(Error::MemberOrder(name));
             }
-            let entries = read_data(&name, c, size, entry, spill.as_deref_mut())?;
+            let entries = read_data(&name, c, size, entry, spill)?;
             data = Some((name, entries));
         } else {
             return Err(Error::UnexpectedMember(name));
@@ -535,7 +534,7 @@ fn read_data<R: Read + Send>(
     c: Compression,
     compressed: u64,
     input: R,
-    spill: Option<&mut Spill>,
+    spill: Option<&Spill>,
 ) -> Result<Vec<TarEntry>, Error> {
     if c == Compression::None {
         return read_tar_from(member, input, spill);
@@ -588,7 +587,7 @@ pub fn read_tar(member: &str, tar_bytes: &[u8]) -> Result<Vec<TarEntry>, Error> 
 pub fn read_tar_from<R: Read>(
     member: &str,
     input: R,
-    mut spill: Option<&mut Spill>,
+    spill: Option<&Spill>,
 ) -> Result<Vec<TarEntry>, Error> {
     let terr = |source| Error::Tar {
         member: member.to_string(),
@@ -642,10 +641,15 @@ pub fn read_tar_from<R: Read>(
         let gid = u32::try_from(gid).map_err(|_| range("gid"))?;
         let link = || link.clone().unwrap_or_default();
         let kind = match typ {
-            tar::EntryType::Regular | tar::EntryType::Continuous => match spill.as_deref_mut() {
-                Some(spill) => TarKind::Stored(spill.store(&mut entry).map_err(terr)?),
+            tar::EntryType::Regular | tar::EntryType::Continuous => match spill {
+                Some(spill) => {
+                    let size = entry.size();
+                    TarKind::Stored(spill.store(&mut entry, size).map_err(terr)?)
+                }
                 None => {
-                    let mut data = Vec::with_capacity(entry.size() as usize);
+                    // The header's size is not trusted for an allocation;
+                    // the vector grows with what is really read.
+                    let mut data = Vec::with_capacity(entry.size().min(1 << 20) as usize);
                     entry.read_to_end(&mut data).map_err(terr)?;
                     TarKind::File(data)
                 }
@@ -934,8 +938,8 @@ mod tests {
                 c,
             );
             let in_memory = parse(&bytes).unwrap();
-            let mut spill = Spill::new_in(&std::env::temp_dir()).unwrap();
-            let spilled = parse_from(bytes.as_slice(), Some(&mut spill)).unwrap();
+            let spill = Spill::new_in(&std::env::temp_dir()).unwrap();
+            let spilled = parse_from(bytes.as_slice(), Some(&spill)).unwrap();
             assert_eq!(in_memory.data.len(), spilled.data.len());
             for (m, s) in in_memory.data.iter().zip(&spilled.data) {
                 match (&m.kind, &s.kind) {

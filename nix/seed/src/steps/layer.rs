@@ -224,7 +224,7 @@ struct BuiltInto<W> {
 fn build_into<W: io::Write>(input: &LayerInput, sink: W) -> Result<BuiltInto<W>, Error> {
     check_input(input)?;
     let scratch = std::env::temp_dir();
-    let mut spill = Spill::new_in(&scratch).map_err(|source| Error::Write {
+    let spill = Spill::new_in(&scratch).map_err(|source| Error::Write {
         path: scratch.clone(),
         source,
     })?;
@@ -234,8 +234,10 @@ fn build_into<W: io::Write>(input: &LayerInput, sink: W) -> Result<BuiltInto<W>,
     packages.sort_by(|a, b| a.name.cmp(&b.name));
     let mut loaded: Vec<Loaded> = Vec::with_capacity(packages.len());
     let mut certs: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    for p in packages {
-        loaded.push(load(p, &input.arch, &excludes, &mut certs, &mut spill)?);
+    for result in load_all(&packages, &input.arch, &excludes, &spill) {
+        let (package, package_certs) = result?;
+        loaded.push(package);
+        certs.extend(package_certs);
     }
     let labels: Vec<String> = loaded.iter().map(|p| p.label.clone()).collect();
 
@@ -402,6 +404,55 @@ fn check_input(input: &LayerInput) -> Result<(), Error> {
 }
 
 /// One package, read, checked, filtered.
+/// [`load`]s every package, several at a time (decoding a .deb's data
+/// member is most of a large layer's first half, and each .deb is
+/// independent), and returns the results in the order of `packages`: what
+/// comes next, and the first error reported, do not depend on which
+/// package finished first. Only where contents lie in the spill file does.
+fn load_all(
+    packages: &[&PackageInput],
+    arch: &str,
+    excludes: &Excludes,
+    spill: &Spill,
+) -> Vec<Result<(Loaded, Certificates), Error>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, MAX_LOAD_WORKERS)
+        .min(packages.len());
+    type Slot = Mutex<Option<Result<(Loaded, Certificates), Error>>>;
+    let slots: Vec<Slot> = packages.iter().map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(p) = packages.get(i) else { break };
+                let mut certs = BTreeMap::new();
+                let result = load(p, arch, excludes, &mut certs, spill).map(|l| (l, certs));
+                *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+            });
+        }
+    });
+    slots
+        .into_iter()
+        .map(|slot| {
+            slot.into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .expect("every package is loaded by a worker")
+        })
+        .collect()
+}
+
+/// CA certificates a package ships, by path.
+type Certificates = BTreeMap<String, Vec<u8>>;
+
+/// At most this many packages are read at once: each has a decoding thread
+/// of its own, and more than a few only adds memory on the machines kiln
+/// builds on.
+const MAX_LOAD_WORKERS: usize = 4;
+
 struct Loaded {
     input: PackageInput,
     /// `name version (arch)` for messages.
@@ -419,7 +470,7 @@ fn load(
     arch: &str,
     excludes: &Excludes,
     certs: &mut BTreeMap<String, Vec<u8>>,
-    spill: &mut Spill,
+    spill: &Spill,
 ) -> Result<Loaded, Error> {
     let label = format!("{} {} ({arch})", p.name, p.version);
     let read_err = |source| Error::ReadDeb {

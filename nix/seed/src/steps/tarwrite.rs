@@ -127,9 +127,13 @@ impl PartialEq for Stored {
 /// packages and leave in path order, so their bytes must wait somewhere,
 /// and on disk they cost no memory. The file is unlinked as soon as it is
 /// made: nothing is left behind, whatever happens to the process.
+///
+/// Several threads may store into one spill file at once: each file's span
+/// is reserved (its size is known from its tar header) before it is
+/// written, and writes are positional.
 pub struct Spill {
     file: std::fs::File,
-    len: u64,
+    len: std::sync::atomic::AtomicU64,
 }
 
 /// Chunk size for copying into and out of the spill file.
@@ -148,7 +152,10 @@ impl Spill {
             {
                 Ok(file) => {
                     std::fs::remove_file(&path)?;
-                    return Ok(Spill { file, len: 0 });
+                    return Ok(Spill {
+                        file,
+                        len: std::sync::atomic::AtomicU64::new(0),
+                    });
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
@@ -157,11 +164,15 @@ impl Spill {
         unreachable!("u32 range exhausted")
     }
 
-    /// Copies everything `r` yields to the end of the file and returns
-    /// where it went, with its digests.
-    pub fn store(&mut self, r: &mut dyn Read) -> io::Result<Stored> {
+    /// Copies the `size` bytes `r` yields to a span reserved at the end of
+    /// the file and returns where they went, with their digests. A reader
+    /// that yields another number of bytes is an error.
+    pub fn store(&self, r: &mut dyn Read, size: u64) -> io::Result<Stored> {
         use md5::Digest as _;
-        let offset = self.len;
+        let offset = self
+            .len
+            .fetch_add(size, std::sync::atomic::Ordering::Relaxed);
+        let mut written = 0u64;
         let (mut sha256, mut sha1, mut md5) =
             (sha2::Sha256::new(), sha1::Sha1::new(), md5::Md5::new());
         let mut buf = vec![0u8; CHUNK];
@@ -173,15 +184,27 @@ impl Spill {
                 Err(e) => return Err(e),
             };
             let chunk = &buf[..n];
+            if written + n as u64 > size {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("a file longer than the {size} bytes its header declares"),
+                ));
+            }
             sha256.update(chunk);
             sha1.update(chunk);
             md5.update(chunk);
-            self.file.write_all_at(chunk, self.len)?;
-            self.len += n as u64;
+            self.file.write_all_at(chunk, offset + written)?;
+            written += n as u64;
+        }
+        if written != size {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("a file of {written} bytes where its header declares {size}"),
+            ));
         }
         Ok(Stored {
             offset,
-            len: self.len - offset,
+            len: size,
             sha256: sha256.finalize().into(),
             sha1: sha1.finalize().into(),
             md5: md5.finalize().into(),
@@ -445,9 +468,14 @@ mod tests {
             Entry::file("etc/passwd", small.clone(), 0o644, 0, 0, 7),
             Entry::directory("etc", 0o755, 0, 0, 7),
         ];
-        let mut spill = Spill::new_in(&std::env::temp_dir()).unwrap();
-        let stored_big = spill.store(&mut big.as_slice()).unwrap();
-        let stored_small = spill.store(&mut small.as_slice()).unwrap();
+        let spill = Spill::new_in(&std::env::temp_dir()).unwrap();
+        let stored_big = spill.store(&mut big.as_slice(), big.len() as u64).unwrap();
+        let stored_small = spill
+            .store(&mut small.as_slice(), small.len() as u64)
+            .unwrap();
+        // A reader that yields more or less than declared is refused.
+        assert!(spill.store(&mut small.as_slice(), 3).is_err());
+        assert!(spill.store(&mut small.as_slice(), 99).is_err());
         assert_eq!(spill.read(&stored_small).unwrap(), small);
         assert_eq!(stored_big.sha256, Digest::of(&big).0);
         let streamed = vec![
