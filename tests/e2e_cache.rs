@@ -21,26 +21,14 @@ struct Fixture {
     other_public: String,
 }
 
-fn key_pair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let (sec, public) = (
-        dir.join(format!("{name}.sec")),
-        dir.join(format!("{name}.pub")),
-    );
-    run(Command::new("nix-store")
-        .args(["--generate-binary-cache-key", name])
-        .arg(&sec)
-        .arg(&public));
-    (sec, public)
-}
-
 fn fixture() -> &'static Fixture {
     static FIX: OnceLock<Fixture> = OnceLock::new();
     FIX.get_or_init(|| {
         require_setup();
         build(&["scratch-plus"]);
         let dir = scratch("e2e-cache");
-        let (sec, public) = key_pair(&dir, "kiln-test-cache-1");
-        let (_, other) = key_pair(&dir, "someone-else-1");
+        let (sec, public) = nix_cache_key_pair(&dir, "kiln-test-cache-1");
+        let (_, other) = nix_cache_key_pair(&dir, "someone-else-1");
         let cache = format!("file://{}", dir.join("cache").display());
         let out = kiln(&[
             "cache",

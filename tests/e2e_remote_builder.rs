@@ -94,11 +94,7 @@ fn a_laptop_that_builds_nothing_gets_the_committed_digest_from_a_remote_builder(
 
     // A signed cache of the inputs only (the seed, the .debs): the outputs
     // must be built, and on the builder.
-    let (cache_secret, cache_public) = (dir.join("cache.sec"), dir.join("cache.pub"));
-    run(Command::new("nix-store")
-        .args(["--generate-binary-cache-key", "kiln-test-builders-1"])
-        .arg(&cache_secret)
-        .arg(&cache_public));
+    let (cache_secret, cache_public) = nix_cache_key_pair(&dir, "kiln-test-builders-1");
     let cache_public = std::fs::read_to_string(&cache_public).unwrap();
     let cache = format!("file://{}", dir.join("cache").display());
     let out = kiln(&[

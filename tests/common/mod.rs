@@ -460,3 +460,16 @@ pub fn build_with_provenance(attr: &str, provenance_dir: &Path) {
     ]);
     assert!(o.status.success(), "kiln build {attr}: {}", stderr(&o));
 }
+
+/// A Nix binary cache signing key pair `DIR/NAME.sec`, `DIR/NAME.pub`.
+pub fn nix_cache_key_pair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let (secret, public) = (
+        dir.join(format!("{name}.sec")),
+        dir.join(format!("{name}.pub")),
+    );
+    run(Command::new("nix-store")
+        .args(["--generate-binary-cache-key", name])
+        .arg(&secret)
+        .arg(&public));
+    (secret, public)
+}
