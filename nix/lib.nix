@@ -107,6 +107,12 @@ let
       p = byArch.${name} or (throw "kiln: kiln.lock has no ${arch} package ${name}; run `kiln lock`");
     in p // { inherit name; };
 
+  # Each locked .deb's derivation, made once however many layers and roots
+  # use it: Nix does not memoize function calls, but an attribute of a lazy
+  # set is evaluated once. A name the lock lacks gets lockedPackage's error.
+  debs = mapAttrs (arch: byName: mapAttrs (name: p: deb (p // { inherit name; })) byName) (lock.packages or { });
+  lockedDeb = arch: name: debs.${arch}.${name} or (deb (lockedPackage arch name));
+
   # A seed step: `kiln-seed <step>` with its JSON input passed as a file.
   step = { name, stepName, input }: derivation ({
     inherit name system;
@@ -120,7 +126,7 @@ let
   # one is the shared per-package layer.
   layer = { arch, def, names }:
     let
-      packages = map (n: let p = lockedPackage arch n; in p // { deb = deb p; }) names;
+      packages = map (n: lockedPackage arch n // { deb = lockedDeb arch n; }) names;
       label =
         if length names == 1 then head names
         else "${head names}-and-${toString (length names - 1)}-more";
@@ -145,7 +151,7 @@ let
     stepName = "root";
     input = {
       packages =
-        let rootPackage = a: n: let p = lockedPackage a n; in { name = "${n} ${p.version} (${p.architecture})"; deb = deb p; };
+        let rootPackage = a: n: let p = lockedPackage a n; in { name = "${n} ${p.version} (${p.architecture})"; deb = lockedDeb a n; };
         in map (rootPackage arch) names
           ++ concatMap (a: map (rootPackage a) foreign.${a}) (attrNames foreign);
       inherit links;
@@ -378,8 +384,32 @@ let
       definition = def;
       inherit variant arch;
       inherit (locked) created inputs;
-      layers = map (names: layer { inherit arch def names; }) plan.layers;
+      layers = map (names: sharedLayer { inherit arch def names; }) plan.layers;
     };
+
+  # Every layer derivation of the project, made once: the images of a
+  # project share most of their layers (the same packages with the same
+  # excludes), and evaluating each again per image cost most of an
+  # evaluation of many images. Keyed by what the layer step's input
+  # depends on.
+  layerKey = { arch, def, names }: toJSON [
+    arch
+    names
+    ((def.packages or { }).exclude_paths or [ ])
+    ((def.packages or { }).default_excludes or true)
+  ];
+  projectLayers = listToAttrs (concatMap
+    (def: concatMap
+      (variant:
+        let locked = lock.images.${fullName def variant} or { archs = { }; };
+        in if def ? base then [ ] else concatMap
+          (arch: map
+            (names: let args = { inherit arch def names; }; in { name = layerKey args; value = layer args; })
+            (locked.archs.${arch}.layers or [ ]))
+          (attrNames locked.archs))
+      (variantsOf def))
+    definitions);
+  sharedLayer = args: projectLayers.${layerKey args} or (layer args);
 
   baseImage = { def, variant, arch }: step {
     name = "kiln-image-${fullName def variant}-${arch}";
