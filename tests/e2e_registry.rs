@@ -753,6 +753,70 @@ fn retag(reg: &Registry, repo: &str, tag: &str, manifest: &[u8]) {
 
 /// Signs `attr` for the repository `repo` (keygen, `kiln build` for the
 /// provenance, `kiln sign --reference`) into a layout under `dir`.
+#[test]
+fn a_referrer_that_belongs_to_another_repository_is_named_by_pull_and_fails_verify() {
+    let work = scratch("e2e-registry-foreign-referrer");
+    let key = work.join("cosign");
+    let reg = Registry::start();
+    let (here, there) = ("kiln/ref-here", "kiln/ref-there");
+    let signed = signed_layout(
+        "scratch-plus",
+        &key,
+        &work,
+        &format!("{}/{here}", reg.host()),
+    );
+    let foreign = signed_layout(
+        "scratch-plus-debug",
+        &key,
+        &work,
+        &format!("{}/{there}", reg.host()),
+    );
+    push(&signed, &format!("{}/{here}:v1", reg.host()), &[]);
+    push(&foreign, &format!("{}/{there}:v1", reg.host()), &[]);
+    // The referrers list of the image here gains an entry that exists only
+    // in the other repository (the registry has no referrers API, so the
+    // list is the sha256-<hex> tag).
+    let index = index_digest(&signed);
+    let list_tag = format!("sha256-{}", hex(&index));
+    let mut list = reg.manifest(here, &list_tag).json();
+    let theirs = reg
+        .manifest(there, &format!("sha256-{}", hex(&index_digest(&foreign))))
+        .json();
+    let stranger = theirs["manifests"][0].clone();
+    let stranger_digest = stranger["digest"].as_str().unwrap().to_string();
+    assert_eq!(reg.manifest(here, &stranger_digest).status, 404);
+    list["manifests"].as_array_mut().unwrap().push(stranger);
+    // This registry checks that an index's entries are in the repository,
+    // so the altered list is served by a proxy in front of it.
+    let proxy = FaultProxy::start(
+        reg.addr,
+        Fault::Answer {
+            request: format!("GET /v2/{here}/manifests/{list_tag} "),
+            content_type: "application/vnd.oci.image.index.v1+json".into(),
+            body: serde_json::to_vec(&list).unwrap(),
+        },
+    );
+
+    // pull copies what is there and names what is not.
+    let pulled = work.join("pulled");
+    let source = format!("{}/{here}:v1", proxy.host());
+    let o = kiln(&["pull", &source, pulled.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&stranger_digest) && stderr(&o).contains("not in"),
+        "{}",
+        stderr(&o)
+    );
+    // verify treats a listed artifact it cannot read as tampering (as for
+    // any unreadable signature), names it and fails, in bounded time.
+    let started = std::time::Instant::now();
+    let o = nix_verify(&source, &key.with_extension("pub"), &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let out = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(out.contains(&stranger_digest), "{out}");
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
+
 fn signed_layout(attr: &str, key_prefix: &Path, dir: &Path, repo: &str) -> PathBuf {
     if !key_prefix.with_extension("key").exists() {
         let o = kiln_with(

@@ -63,6 +63,14 @@ pub fn run(_project: &Path, args: Args) -> anyhow::Result<()> {
         &opts,
     )
     .map_err(|e| anyhow::Error::new(e).context(format!("pulling {source}")))?;
+    for r in &report.referrers_missing {
+        eprintln!(
+            "kiln: warning: {source}: referrer {} of {} is listed ({}) but not in the repository; not copied, and a verifier reading the registry fails on it",
+            r.manifest,
+            r.subject,
+            if r.via == "tag" { "by the sha256-<hex> tag" } else { "by the referrers API" }
+        );
+    }
     if args.json {
         super::output::json(&report);
     } else {

@@ -242,6 +242,10 @@ pub struct PullReport {
     pub tags: Vec<String>,
     /// Referrer manifests pulled.
     pub referrers: Vec<ReferrerStat>,
+    /// Listed as referrers but not in the repository (deleted since, or
+    /// named by a registry that lists another repository's artifacts):
+    /// not copied. A verifier reading the registry fails on them.
+    pub referrers_missing: Vec<ReferrerStat>,
     pub retries: u32,
 }
 

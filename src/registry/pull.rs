@@ -149,6 +149,11 @@ pub(super) async fn pull_async(
                     continue;
                 }
                 let Some((bytes, got)) = session.get_manifest(&d.to_string()).await? else {
+                    st.report.referrers_missing.push(ReferrerStat {
+                        subject: *subject,
+                        manifest: d,
+                        via: if listed_via_tag { "tag" } else { "api" },
+                    });
                     continue;
                 };
                 let doc = Doc::parse(bytes, got, "").map_err(|message| RegistryError::Invalid {

@@ -388,6 +388,14 @@ pub enum Fault {
     /// Every response waits this long before its first byte is forwarded
     /// (a slow registry or a congested link).
     Delay(Duration),
+    /// Every request whose line starts with `request` is answered `200 OK`
+    /// with this body by the proxy (a registry that serves a document of
+    /// its own); everything else is forwarded.
+    Answer {
+        request: String,
+        content_type: String,
+        body: Vec<u8>,
+    },
 }
 
 /// A TCP proxy in front of a real registry that injects [`Fault`]s.
@@ -579,6 +587,21 @@ fn pipe(
                                 )
                                 .as_bytes(),
                             );
+                            cut = true;
+                        }
+                        Fault::Answer {
+                            request,
+                            content_type,
+                            body,
+                        } if line.starts_with(request.as_str()) => {
+                            let mut answer = format!(
+                                "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\n\
+                                 Content-Length: {}\r\nConnection: close\r\n\r\n",
+                                body.len()
+                            )
+                            .into_bytes();
+                            answer.extend_from_slice(body);
+                            let _ = from.write_all(&answer);
                             cut = true;
                         }
                         _ => {}
