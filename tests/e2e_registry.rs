@@ -444,6 +444,72 @@ fn a_500_on_the_first_manifest_put_is_retried_and_a_500_on_every_one_moves_no_ta
     assert_eq!(reg.tag_digest(repo, "stable"), Some(index_digest(&debug)));
 }
 
+/// What of upload sessions for `repo` is still on the registry's disk:
+/// the data and start time of an open session (a cancelled one of this
+/// registry leaves only its hash state behind).
+fn open_upload_files(reg: &Registry, repo: &str) -> Vec<String> {
+    let dir = reg
+        .data_dir()
+        .join("docker/registry/v2/repositories")
+        .join(repo)
+        .join("_uploads");
+    if !dir.exists() {
+        return Vec::new();
+    }
+    run(Command::new("find")
+        .arg(&dir)
+        .args(["-name", "data", "-o", "-name", "startedat"]))
+    .lines()
+    .map(String::from)
+    .collect()
+}
+
+#[test]
+fn a_blob_upload_that_fails_cancels_its_session() {
+    let out = scratch_plus();
+    let reg = Registry::start();
+    let repo = "kiln/cancelled";
+    // Every blob PUT is answered 500 by the proxy: each upload session the
+    // registry opened must be cancelled, first try and retries alike.
+    let proxy = FaultProxy::start(
+        reg.addr,
+        Fault::ErrorAt {
+            request: format!("PUT /v2/{repo}/blobs/uploads/"),
+            times: usize::MAX,
+            status: 500,
+        },
+    );
+    let err = push_fails(
+        &out,
+        &format!("{}/{repo}:latest", proxy.host()),
+        &["--retries", "2"],
+    );
+    assert!(
+        err.contains("500") && err.contains("gave up after 2 attempts"),
+        "{err}"
+    );
+    let requests = proxy.requests.lock().unwrap().clone();
+    let of = |method: &str| -> Vec<String> {
+        requests
+            .iter()
+            .filter(|r| r.starts_with(method) && r.contains("/blobs/uploads/"))
+            .map(|r| r.split(' ').nth(1).unwrap().to_string())
+            .collect()
+    };
+    assert!(of("PUT ").len() >= 2, "{requests:#?}");
+    assert_eq!(of("DELETE ").len(), of("PUT ").len(), "{requests:#?}");
+    // Each session is closed: the registry no longer knows its upload URL.
+    for target in of("DELETE ") {
+        assert_eq!(reg.get(&target, &[]).status, 404, "{target}");
+    }
+    assert_eq!(open_upload_files(&reg, repo), Vec::<String>::new());
+    assert_eq!(reg.tag_digest(repo, "latest"), None);
+    // Straight to the registry, the push completes and leaves no session.
+    push(&out, &format!("{}/{repo}:latest", reg.host()), &[]);
+    assert_eq!(open_upload_files(&reg, repo), Vec::<String>::new());
+    assert_eq!(reg.tag_digest(repo, "latest"), Some(index_digest(&out)));
+}
+
 #[test]
 fn a_registry_that_answers_every_request_late_still_serves_push_and_pull() {
     let out = scratch_plus();

@@ -208,6 +208,47 @@ pub(super) async fn present_blobs(
     Ok(found.into_iter().flatten().collect())
 }
 
+/// What became of one blob of a push.
+#[derive(PartialEq)]
+enum BlobOutcome {
+    Present,
+    Mounted,
+    Uploaded,
+}
+
+/// One blob of a push: mounted from another repository when one has it,
+/// else read from the layout, checked and uploaded.
+async fn transfer_blob(
+    session: &Session,
+    layout: &Layout,
+    present: &BTreeSet<Digest>,
+    desc: Desc,
+) -> Result<(BlobStat, BlobOutcome), RegistryError> {
+    let stat = BlobStat {
+        digest: desc.digest,
+        size: desc.size,
+    };
+    if present.contains(&desc.digest) {
+        return Ok((stat, BlobOutcome::Present));
+    }
+    for from in &session.mount_from {
+        if session.mount_blob(&desc.digest, from).await && session.blob_exists(&desc.digest).await?
+        {
+            session.progress.inc(desc.size);
+            return Ok((stat, BlobOutcome::Mounted));
+        }
+    }
+    let path = layout.blob_path(&desc.digest);
+    let bytes = tokio::fs::read(&path)
+        .await
+        .map_err(io_err("reading", &path))?;
+    let what = format!("layout {}: blob {}", layout.root().display(), desc.digest);
+    check_blob(&bytes, &desc, what)?;
+    session.upload_blob(&desc.digest, bytes).await?;
+    session.progress.inc(desc.size);
+    Ok((stat, BlobOutcome::Uploaded))
+}
+
 pub(super) async fn push_graph(
     session: &Session,
     layout: &Layout,
@@ -215,12 +256,6 @@ pub(super) async fn push_graph(
     present: &BTreeSet<Digest>,
     report: &mut PushReport,
 ) -> Result<(), RegistryError> {
-    #[derive(PartialEq)]
-    enum Outcome {
-        Present,
-        Mounted,
-        Uploaded,
-    }
     session.progress.inc_length(
         graph
             .blobs
@@ -229,44 +264,40 @@ pub(super) async fn push_graph(
             .map(|d| d.size)
             .sum(),
     );
-    let results: Vec<(BlobStat, Outcome)> = stream::iter(graph.blobs.values().cloned())
-        .map(|desc| async move {
-            let stat = BlobStat {
-                digest: desc.digest,
-                size: desc.size,
-            };
-            if present.contains(&desc.digest) {
-                return Ok((stat, Outcome::Present));
-            }
-            for from in &session.mount_from {
-                if session.mount_blob(&desc.digest, from).await
-                    && session.blob_exists(&desc.digest).await?
-                {
-                    session.progress.inc(desc.size);
-                    return Ok((stat, Outcome::Mounted));
+    // After a failure no new transfer starts, but those under way finish
+    // (dropping one between opening its upload and finishing it would
+    // leave the session open on the registry); the first failure in blob
+    // order is reported.
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let failed = &failed;
+    let outcomes: Vec<Option<Result<(BlobStat, BlobOutcome), RegistryError>>> =
+        stream::iter(graph.blobs.values().cloned())
+            .map(|desc| async move {
+                if failed.load(std::sync::atomic::Ordering::Relaxed) {
+                    return None;
                 }
-            }
-            let path = layout.blob_path(&desc.digest);
-            let bytes = tokio::fs::read(&path)
-                .await
-                .map_err(io_err("reading", &path))?;
-            let what = format!("layout {}: blob {}", layout.root().display(), desc.digest);
-            check_blob(&bytes, &desc, what)?;
-            session.upload_blob(&desc.digest, bytes).await?;
-            session.progress.inc(desc.size);
-            Ok::<_, RegistryError>((stat, Outcome::Uploaded))
-        })
-        .buffered(session.concurrency)
-        .try_collect()
-        .await?;
+                let outcome = transfer_blob(session, layout, present, desc).await;
+                if outcome.is_err() {
+                    failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                Some(outcome)
+            })
+            .buffered(session.concurrency)
+            .collect()
+            .await;
+    let mut results = Vec::with_capacity(outcomes.len());
+    for outcome in outcomes.into_iter().flatten() {
+        results.push(outcome?);
+    }
+
     for (stat, outcome) in results {
         match outcome {
-            Outcome::Uploaded => {
+            BlobOutcome::Uploaded => {
                 report.bytes_uploaded += stat.size;
                 report.blobs_uploaded.push(stat);
             }
-            Outcome::Mounted => report.blobs_mounted.push(stat),
-            Outcome::Present => report.blobs_present.push(stat),
+            BlobOutcome::Mounted => report.blobs_mounted.push(stat),
+            BlobOutcome::Present => report.blobs_present.push(stat),
         }
     }
     for doc in &graph.docs {

@@ -18,6 +18,8 @@ pub(super) struct Session {
     bearer: bool,
     /// The Authorization header that last worked for kiln's own requests.
     auth_header: tokio::sync::Mutex<Option<String>>,
+    /// The same for kiln's own uploads (a token with push scope).
+    push_auth_header: tokio::sync::Mutex<Option<String>>,
     pub(super) target: RegistryRef,
     pub(super) retry: Retry,
     pub(super) retries: AtomicU32,
@@ -208,6 +210,7 @@ impl Session {
             auth: RegistryAuth::Anonymous,
             bearer: false,
             auth_header: tokio::sync::Mutex::new(None),
+            push_auth_header: tokio::sync::Mutex::new(None),
             target: target.clone(),
             retry: opts.retry.clone(),
             retries: AtomicU32::new(0),
@@ -430,21 +433,102 @@ impl Session {
         .is_ok()
     }
 
-    /// Uploads `bytes` (already checked to hash to `digest`).
+    /// Uploads `bytes` (already checked to hash to `digest`) in one
+    /// request: POST opens an upload session, PUT sends the bytes with the
+    /// digest. A session whose PUT fails is cancelled (DELETE), so that a
+    /// failed or retried push leaves no upload for the registry to keep
+    /// until it expires.
     pub(super) async fn upload_blob(
         &self,
         digest: &Digest,
         bytes: Vec<u8>,
     ) -> Result<(), RegistryError> {
-        let r = reference(&self.target, &digest.to_string());
-        let d = digest.to_string();
         let data = bytes::Bytes::from(bytes);
         self.retrying_transfer(
             &format!("pushing blob {digest} to {}", self.where_()),
-            || self.client.push_blob(&r, data.clone(), &d),
+            || self.upload_once(digest, data.clone()),
         )
         .await
-        .map(|_| ())
+    }
+
+    async fn upload_once(
+        &self,
+        digest: &Digest,
+        data: bytes::Bytes,
+    ) -> Result<(), OciDistributionError> {
+        use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+        let start = format!("{}/v2/{}/blobs/uploads/", self.base, self.target.repository);
+        let opened = self
+            .send_pushing(|| self.http.post(&start).header(CONTENT_LENGTH, "0"))
+            .await?;
+        if opened.status().as_u16() != 202 {
+            return Err(server_error(opened, &start).await);
+        }
+        let location = opened
+            .headers()
+            .get(LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .map(|l| {
+                if l.starts_with("http://") || l.starts_with("https://") {
+                    l.to_string()
+                } else {
+                    format!("{}{l}", self.base)
+                }
+            })
+            .ok_or_else(|| {
+                OciDistributionError::SpecViolationError(format!(
+                    "{start}: 202 Accepted without a Location for the upload"
+                ))
+            })?;
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let put = format!("{location}{sep}digest={digest}");
+        let sent = self
+            .send_pushing(|| {
+                self.http
+                    .put(&put)
+                    .header(CONTENT_TYPE, "application/octet-stream")
+                    .header(CONTENT_LENGTH, data.len())
+                    .body(data.clone())
+            })
+            .await;
+        let failure = match sent {
+            Ok(r) if r.status().as_u16() == 201 => return Ok(()),
+            Ok(r) => server_error(r, &put).await,
+            Err(e) => e,
+        };
+        self.cancel_upload(&location).await;
+        Err(failure)
+    }
+
+    /// Best effort: a registry that has gone away keeps the session anyway.
+    async fn cancel_upload(&self, location: &str) {
+        let cancel = self.send_pushing(|| self.http.delete(location));
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), cancel).await;
+    }
+
+    /// Sends a request of an upload with a push-scoped Authorization
+    /// (fetched again once if the registry answers 401).
+    async fn send_pushing(
+        &self,
+        request: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, OciDistributionError> {
+        let mut fresh = false;
+        loop {
+            let header = self.push_auth_header.lock().await.clone();
+            let mut req = request();
+            if let Some(h) = &header {
+                req = req.header("Authorization", h);
+            }
+            let resp = req.send().await?;
+            if resp.status().as_u16() == 401 && !fresh {
+                *self.push_auth_header.lock().await = self
+                    .authorization(oci_client::RegistryOperation::Push)
+                    .await?;
+                fresh = true;
+                continue;
+            }
+            return Ok(resp);
+        }
     }
 
     /// The manifest at `what` (tag or digest), or None when there is none.
@@ -499,7 +583,9 @@ impl Session {
             let mut resp = req.send().await?;
             let code = resp.status().as_u16();
             if code == 401 && !fresh {
-                *self.auth_header.lock().await = self.authorization().await?;
+                *self.auth_header.lock().await = self
+                    .authorization(oci_client::RegistryOperation::Pull)
+                    .await?;
                 fresh = true;
                 continue;
             }
@@ -534,10 +620,13 @@ impl Session {
         }
     }
 
-    /// The Authorization header for kiln's own requests: a pull token from
-    /// the token service (through the registry client, which keeps it), or
-    /// the basic credentials.
-    async fn authorization(&self) -> Result<Option<String>, OciDistributionError> {
+    /// The Authorization header for kiln's own requests: a token for `op`
+    /// from the token service (through the registry client, which keeps
+    /// it), or the basic credentials.
+    async fn authorization(
+        &self,
+        op: oci_client::RegistryOperation,
+    ) -> Result<Option<String>, OciDistributionError> {
         use base64::Engine as _;
         let basic = |u: &str, p: &str| {
             format!(
@@ -548,10 +637,7 @@ impl Session {
         match (self.bearer, &self.auth) {
             (true, _) => {
                 let r = reference(&self.target, "latest");
-                let token = self
-                    .client
-                    .auth(&r, &self.auth, oci_client::RegistryOperation::Pull)
-                    .await?;
+                let token = self.client.auth(&r, &self.auth, op).await?;
                 Ok(match (token, &self.auth) {
                     (Some(t), _) => Some(format!("Bearer {t}")),
                     (None, RegistryAuth::Basic(u, p)) => Some(basic(u, p)),
@@ -628,5 +714,19 @@ impl Session {
             .iter()
             .filter_map(|m| Digest::parse(&m.digest).ok())
             .collect())
+    }
+}
+
+/// A registry's answer that is not the one expected, as the registry
+/// client reports it (so that retrying and messages treat both alike).
+async fn server_error(resp: reqwest::Response, url: &str) -> OciDistributionError {
+    let code = resp.status().as_u16();
+    if code == 401 {
+        return OciDistributionError::UnauthorizedError { url: url.into() };
+    }
+    OciDistributionError::ServerError {
+        code,
+        url: url.into(),
+        message: resp.text().await.unwrap_or_default(),
     }
 }
