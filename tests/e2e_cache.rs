@@ -30,17 +30,7 @@ fn fixture() -> &'static Fixture {
         let (sec, public) = nix_cache_key_pair(&dir, "kiln-test-cache-1");
         let (_, other) = nix_cache_key_pair(&dir, "someone-else-1");
         let cache = format!("file://{}", dir.join("cache").display());
-        let out = kiln(&[
-            "cache",
-            "push",
-            &cache,
-            "scratch-plus",
-            "--outputs",
-            "--json",
-            "--secret-key",
-            sec.to_str().unwrap(),
-        ]);
-        assert!(out.status.success(), "kiln cache push: {}", stderr(&out));
+        let out = cache_push_scratch_plus(&cache, &sec, &["--outputs", "--json"]);
         let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
         assert!(report["inputs"].as_u64().unwrap() > 100, "{report}");
         assert!(report["outputs"].as_u64().unwrap() >= 5, "{report}");

@@ -97,15 +97,7 @@ fn a_laptop_that_builds_nothing_gets_the_committed_digest_from_a_remote_builder(
     let (cache_secret, cache_public) = nix_cache_key_pair(&dir, "kiln-test-builders-1");
     let cache_public = std::fs::read_to_string(&cache_public).unwrap();
     let cache = format!("file://{}", dir.join("cache").display());
-    let out = kiln(&[
-        "cache",
-        "push",
-        &cache,
-        "scratch-plus",
-        "--secret-key",
-        cache_secret.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "kiln cache push: {}", stderr(&out));
+    cache_push_scratch_plus(&cache, &cache_secret, &[]);
 
     let (host_key, host_public) = ssh_key(&dir, "builder-host");
     let (client_key, client_public) = ssh_key(&dir, "laptop-key");

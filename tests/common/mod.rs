@@ -473,3 +473,14 @@ pub fn nix_cache_key_pair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
         .arg(&public));
     (secret, public)
 }
+
+/// `kiln cache push CACHE scratch-plus --secret-key SECRET EXTRA...`,
+/// which must succeed.
+pub fn cache_push_scratch_plus(cache: &str, secret: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["cache", "push", cache, "scratch-plus"];
+    args.extend_from_slice(extra);
+    args.extend(["--secret-key", secret.to_str().unwrap()]);
+    let out = kiln(&args);
+    assert!(out.status.success(), "kiln cache push: {}", stderr(&out));
+    out
+}
