@@ -16,7 +16,7 @@ pub(super) struct Session {
     auth: RegistryAuth,
     /// Whether the registry asked for a bearer token.
     bearer: bool,
-    /// The Authorization header that last worked for kiln's own requests.
+    /// The Authorization header that last worked for kiln's own reads.
     auth_header: tokio::sync::Mutex<Option<String>>,
     /// The same for kiln's own uploads (a token with push scope).
     push_auth_header: tokio::sync::Mutex<Option<String>>,
@@ -459,7 +459,9 @@ impl Session {
         use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
         let start = format!("{}/v2/{}/blobs/uploads/", self.base, self.target.repository);
         let opened = self
-            .send_pushing(|| self.http.post(&start).header(CONTENT_LENGTH, "0"))
+            .send_authorized(oci_client::RegistryOperation::Push, || {
+                self.http.post(&start).header(CONTENT_LENGTH, "0")
+            })
             .await?;
         if opened.status().as_u16() != 202 {
             return Err(server_error(opened, &start).await);
@@ -483,7 +485,7 @@ impl Session {
         let sep = if location.contains('?') { '&' } else { '?' };
         let put = format!("{location}{sep}digest={digest}");
         let sent = self
-            .send_pushing(|| {
+            .send_authorized(oci_client::RegistryOperation::Push, || {
                 self.http
                     .put(&put)
                     .header(CONTENT_TYPE, "application/octet-stream")
@@ -502,28 +504,33 @@ impl Session {
 
     /// Best effort: a registry that has gone away keeps the session anyway.
     async fn cancel_upload(&self, location: &str) {
-        let cancel = self.send_pushing(|| self.http.delete(location));
+        let cancel = self.send_authorized(oci_client::RegistryOperation::Push, || {
+            self.http.delete(location)
+        });
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), cancel).await;
     }
 
-    /// Sends a request of an upload with a push-scoped Authorization
-    /// (fetched again once if the registry answers 401).
-    async fn send_pushing(
+    /// Sends one of kiln's own requests with the Authorization for `op`
+    /// that last worked, fetched again once if the registry answers 401.
+    async fn send_authorized(
         &self,
+        op: oci_client::RegistryOperation,
         request: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, OciDistributionError> {
+        let slot = match op {
+            oci_client::RegistryOperation::Push => &self.push_auth_header,
+            oci_client::RegistryOperation::Pull => &self.auth_header,
+        };
         let mut fresh = false;
         loop {
-            let header = self.push_auth_header.lock().await.clone();
+            let header = slot.lock().await.clone();
             let mut req = request();
             if let Some(h) = &header {
                 req = req.header("Authorization", h);
             }
             let resp = req.send().await?;
             if resp.status().as_u16() == 401 && !fresh {
-                *self.push_auth_header.lock().await = self
-                    .authorization(oci_client::RegistryOperation::Push)
-                    .await?;
+                *slot.lock().await = self.authorization(op).await?;
                 fresh = true;
                 continue;
             }
@@ -573,51 +580,32 @@ impl Session {
         limit: u64,
     ) -> Result<Option<Vec<u8>>, OciDistributionError> {
         let accept = ACCEPT.join(", ");
-        let mut fresh = false;
-        loop {
-            let header = self.auth_header.lock().await.clone();
-            let mut req = self.http.get(url).header("Accept", &accept);
-            if let Some(h) = &header {
-                req = req.header("Authorization", h);
-            }
-            let mut resp = req.send().await?;
-            let code = resp.status().as_u16();
-            if code == 401 && !fresh {
-                *self.auth_header.lock().await = self
-                    .authorization(oci_client::RegistryOperation::Pull)
-                    .await?;
-                fresh = true;
-                continue;
-            }
-            match code {
-                200..=299 => {}
-                404 => return Ok(None),
-                401 => return Err(OciDistributionError::UnauthorizedError { url: url.into() }),
-                _ => {
-                    return Err(OciDistributionError::ServerError {
-                        code,
-                        url: url.into(),
-                        message: resp.text().await.unwrap_or_default(),
-                    })
-                }
-            }
-            let too_large = || {
-                OciDistributionError::SpecViolationError(format!(
-                    "{url}: the answer is larger than {limit} bytes, more than a manifest may be"
-                ))
-            };
-            if resp.content_length().is_some_and(|n| n > limit) {
+        let mut resp = self
+            .send_authorized(oci_client::RegistryOperation::Pull, || {
+                self.http.get(url).header("Accept", &accept)
+            })
+            .await?;
+        match resp.status().as_u16() {
+            200..=299 => {}
+            404 => return Ok(None),
+            _ => return Err(server_error(resp, url).await),
+        }
+        let too_large = || {
+            OciDistributionError::SpecViolationError(format!(
+                "{url}: the answer is larger than {limit} bytes, more than a manifest may be"
+            ))
+        };
+        if resp.content_length().is_some_and(|n| n > limit) {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await? {
+            if body.len() as u64 + chunk.len() as u64 > limit {
                 return Err(too_large());
             }
-            let mut body = Vec::new();
-            while let Some(chunk) = resp.chunk().await? {
-                if body.len() as u64 + chunk.len() as u64 > limit {
-                    return Err(too_large());
-                }
-                body.extend_from_slice(&chunk);
-            }
-            return Ok(Some(body));
+            body.extend_from_slice(&chunk);
         }
+        Ok(Some(body))
     }
 
     /// The Authorization header for kiln's own requests: a token for `op`
