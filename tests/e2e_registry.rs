@@ -817,26 +817,12 @@ fn retag(reg: &Registry, repo: &str, tag: &str, manifest: &[u8]) {
     assert_eq!(r.status, 201, "{}", r.text());
 }
 
-/// Signs `attr` for the repository `repo` (keygen, `kiln build` for the
-/// provenance, `kiln sign --reference`) into a layout under `dir`.
 #[test]
 fn a_referrer_that_belongs_to_another_repository_is_named_by_pull_and_fails_verify() {
     let work = scratch("e2e-registry-foreign-referrer");
-    let key = work.join("cosign");
     let reg = Registry::start();
     let (here, there) = ("kiln/ref-here", "kiln/ref-there");
-    let signed = signed_layout(
-        "scratch-plus",
-        &key,
-        &work,
-        &format!("{}/{here}", reg.host()),
-    );
-    let foreign = signed_layout(
-        "scratch-plus-debug",
-        &key,
-        &work,
-        &format!("{}/{there}", reg.host()),
-    );
+    let (key, signed, foreign) = two_signed_layouts(&work, &reg, here, there);
     push(&signed, &format!("{}/{here}:v1", reg.host()), &[]);
     push(&foreign, &format!("{}/{there}:v1", reg.host()), &[]);
     // The referrers list of the image here gains an entry that exists only
@@ -883,6 +869,33 @@ fn a_referrer_that_belongs_to_another_repository_is_named_by_pull_and_fails_veri
     assert!(started.elapsed() < Duration::from_secs(60));
 }
 
+/// scratch-plus signed for `first` and scratch-plus-debug for `second`
+/// (repositories of `reg`), with one key made under `work`: the key's
+/// prefix and the two layouts.
+fn two_signed_layouts(
+    work: &Path,
+    reg: &Registry,
+    first: &str,
+    second: &str,
+) -> (PathBuf, PathBuf, PathBuf) {
+    let key = work.join("cosign");
+    let a = signed_layout(
+        "scratch-plus",
+        &key,
+        work,
+        &format!("{}/{first}", reg.host()),
+    );
+    let b = signed_layout(
+        "scratch-plus-debug",
+        &key,
+        work,
+        &format!("{}/{second}", reg.host()),
+    );
+    (key, a, b)
+}
+
+/// Signs `attr` for the repository `repo` (keygen, `kiln build` for the
+/// provenance, `kiln sign --reference`) into a layout under `dir`.
 fn signed_layout(attr: &str, key_prefix: &Path, dir: &Path, repo: &str) -> PathBuf {
     if !key_prefix.with_extension("key").exists() {
         let o = kiln_with(
@@ -919,21 +932,9 @@ fn signed_layout(attr: &str, key_prefix: &Path, dir: &Path, repo: &str) -> PathB
 #[test]
 fn signatures_travel_both_ways_and_verify_against_the_registry() {
     let work = scratch("e2e-registry-signed");
-    let key = work.join("cosign");
     let reg = Registry::start();
     let repo = "kiln/signed";
-    let signed = signed_layout(
-        "scratch-plus",
-        &key,
-        &work,
-        &format!("{}/{repo}", reg.host()),
-    );
-    let other = signed_layout(
-        "scratch-plus-debug",
-        &key,
-        &work,
-        &format!("{}/kiln/other", reg.host()),
-    );
+    let (key, signed, other) = two_signed_layouts(&work, &reg, repo, "kiln/other");
     let public = key.with_extension("pub");
     let report = push(
         &signed,
