@@ -449,7 +449,7 @@ impl FaultProxy {
                         let mut buf = [0u8; 4096];
                         let _ = client.set_read_timeout(Some(Duration::from_millis(200)));
                         let _ = client.read(&mut buf);
-                        let _ = client.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                        answer(&mut client, "503 Service Unavailable", "text/plain", b"");
                         let _ = client.shutdown(Shutdown::Both);
                         continue;
                     }
@@ -491,6 +491,18 @@ impl Drop for FaultProxy {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
     }
+}
+
+/// Answers a request in the proxy's own name, then closes the connection.
+fn answer(client: &mut TcpStream, status: &str, content_type: &str, body: &[u8]) {
+    let mut bytes = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    bytes.extend_from_slice(body);
+    let _ = client.write_all(&bytes);
 }
 
 /// Forwards both directions; watches request lines on the way in.
@@ -580,12 +592,11 @@ fn pipe(
                             // The request (and whatever of its body came
                             // with it) is dropped; the client gets the error
                             // and a closed connection.
-                            let _ = from.write_all(
-                                format!(
-                                    "HTTP/1.1 {status} Injected Fault\r\nContent-Type: text/plain\r\n\
-                                     Content-Length: 14\r\nConnection: close\r\n\r\ninjected fault"
-                                )
-                                .as_bytes(),
+                            answer(
+                                &mut from,
+                                &format!("{status} Injected Fault"),
+                                "text/plain",
+                                b"injected fault",
                             );
                             cut = true;
                         }
@@ -594,14 +605,7 @@ fn pipe(
                             content_type,
                             body,
                         } if line.starts_with(request.as_str()) => {
-                            let mut answer = format!(
-                                "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\n\
-                                 Content-Length: {}\r\nConnection: close\r\n\r\n",
-                                body.len()
-                            )
-                            .into_bytes();
-                            answer.extend_from_slice(body);
-                            let _ = from.write_all(&answer);
+                            answer(&mut from, "200 OK", content_type, body);
                             cut = true;
                         }
                         _ => {}
