@@ -137,8 +137,13 @@ let
         inherit arch packages;
         excludePaths = (def.packages or { }).exclude_paths or [ ];
         defaultExcludes = (def.packages or { }).default_excludes or true;
-      };
+      } // layerCompression def;
     };
+
+  # Only a non-default compression reaches the layer step's input, so that
+  # gzip layers keep the derivations they have always had.
+  layerCompression = def:
+    let c = def.compression or "gzip"; in if c == "gzip" then { } else { compression = c; };
 
   # A toolchain root: pinned .debs unpacked into one FHS tree by the seed's
   # `root` step (docs/internals.md), with the links the alternatives system
@@ -397,6 +402,7 @@ let
     names
     ((def.packages or { }).exclude_paths or [ ])
     ((def.packages or { }).default_excludes or true)
+    (def.compression or "gzip")
   ];
   projectLayers = listToAttrs (concatMap
     (def: concatMap

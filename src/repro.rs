@@ -20,6 +20,7 @@
 //! `kiln diff` (layouts) or file by file.
 
 use crate::diff;
+use kiln_seed::spec::LayerCompression;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -916,12 +917,15 @@ pub fn explain(a: &Path, b: &Path) -> (Vec<String>, Vec<String>) {
             Err(e) => lines.push(format!("kiln diff: {e}")),
         }
     }
-    let layer = "layer.tar.gz";
-    if files.iter().any(|f| f == &format!("~ {layer}")) {
+    for compression in [LayerCompression::Gzip, LayerCompression::Zstd] {
+        let layer = compression.blob_file();
+        if !files.iter().any(|f| f == &format!("~ {layer}")) {
+            continue;
+        }
         let read = |p: &Path| {
             std::fs::File::open(p.join(layer))
                 .map_err(diff::layer::LayerError::Read)
-                .and_then(|f| diff::layer::read(kiln_seed::oci::LAYER_MEDIA_TYPE, f))
+                .and_then(|f| diff::layer::read(compression.media_type(), f))
         };
         match (read(a), read(b)) {
             (Ok(x), Ok(y)) => {

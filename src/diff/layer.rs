@@ -501,7 +501,7 @@ mod tests {
         let blob = write_layer(entries).unwrap();
         let c = read(
             "application/vnd.oci.image.layer.v1.tar+gzip",
-            blob.gz.as_slice(),
+            blob.bytes.as_slice(),
         )
         .unwrap();
         assert_eq!(c.diff_id, Some(blob.diff_id));

@@ -83,11 +83,11 @@ fn base() -> Spec {
 fn gz(entries: Vec<Entry>, level: Option<u32>) -> (Vec<u8>, Digest) {
     let blob = write_layer(entries).unwrap();
     match level {
-        None => (blob.gz, blob.diff_id),
+        None => (blob.bytes, blob.diff_id),
         Some(l) => {
             use std::io::{Read, Write};
             let mut tar = Vec::new();
-            flate2::read::GzDecoder::new(blob.gz.as_slice())
+            flate2::read::GzDecoder::new(blob.bytes.as_slice())
                 .read_to_end(&mut tar)
                 .unwrap();
             let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(l));

@@ -77,7 +77,7 @@ pub fn write_test_layout(
             w.copy_blob(&src.blob_path(&d), &d, l.size(), "the image's layer")
                 .map_err(werr)?;
         }
-        w.put_blob(&layer.gz).map_err(werr)?;
+        w.put_blob(&layer.bytes).map_err(werr)?;
         let diff_ids =
             config["rootfs"]["diff_ids"]
                 .as_array_mut()

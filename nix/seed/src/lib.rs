@@ -44,6 +44,7 @@ pub mod steps {
     pub mod tarsafe;
     pub mod tarwrite;
     pub mod wheel;
+    pub mod zstdstream;
 }
 
 pub mod host {

@@ -1179,7 +1179,7 @@ warn contains {"msg": "with field", "field": "config.User"} if input.a
         let mut diff_ids = Vec::new();
         for entries in layers {
             let blob = write_layer(entries).unwrap();
-            w.put_blob(&blob.gz).unwrap();
+            w.put_blob(&blob.bytes).unwrap();
             descs.push(oci::descriptor(LAYER_MEDIA_TYPE, &blob.digest, blob.size()));
             diff_ids.push(blob.diff_id.to_string());
         }

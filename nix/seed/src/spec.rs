@@ -250,6 +250,46 @@ fn default_layer_budget() -> u32 {
     DEFAULT_LAYER_BUDGET
 }
 
+/// How an image's layers are compressed: `compression` in image.toml.
+/// gzip is what every runtime reads; zstd decompresses several times
+/// faster and needs a newer runtime (docs/image-toml.md lists which).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LayerCompression {
+    #[default]
+    Gzip,
+    Zstd,
+}
+
+impl LayerCompression {
+    pub fn is_gzip(&self) -> bool {
+        *self == LayerCompression::Gzip
+    }
+
+    /// The OCI media type of a layer compressed this way.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            LayerCompression::Gzip => crate::layerinfo::LAYER_MEDIA_TYPE,
+            LayerCompression::Zstd => crate::layerinfo::LAYER_MEDIA_TYPE_ZSTD,
+        }
+    }
+
+    /// The inverse of [`LayerCompression::media_type`].
+    pub fn of_media_type(media_type: &str) -> Option<LayerCompression> {
+        [LayerCompression::Gzip, LayerCompression::Zstd]
+            .into_iter()
+            .find(|c| c.media_type() == media_type)
+    }
+
+    /// The blob's file name in a layer step's output.
+    pub fn blob_file(self) -> &'static str {
+        match self {
+            LayerCompression::Gzip => "layer.tar.gz",
+            LayerCompression::Zstd => "layer.tar.zst",
+        }
+    }
+}
+
 /// `images/<name>/image.toml`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -267,6 +307,10 @@ pub struct Definition {
     /// smallest packages are merged into one layer beyond it.
     #[serde(default = "default_layer_budget")]
     pub layer_budget: u32,
+    /// How the layers are compressed. Left out of the serialized form
+    /// when it is the default, so that gzip images keep their digests.
+    #[serde(default, skip_serializing_if = "LayerCompression::is_gzip")]
+    pub compression: LayerCompression,
     /// A debug image: may run as root and may contain a shell.
     #[serde(default)]
     pub debug: bool,
@@ -463,6 +507,8 @@ pub struct ImageSpec {
     pub archs: Vec<Arch>,
     pub suites: Vec<String>,
     pub layer_budget: u32,
+    #[serde(skip_serializing_if = "LayerCompression::is_gzip")]
+    pub compression: LayerCompression,
     pub debug: bool,
     pub packages: Packages,
     pub accounts: Accounts,
@@ -704,6 +750,7 @@ impl Definition {
                     ),
                     ("paths", !self.paths.is_empty()),
                     ("variants", !self.variants.is_empty()),
+                    ("compression", !self.compression.is_gzip()),
                 ];
                 if let Some((key, _)) = own.iter().find(|(_, set)| *set) {
                     return Err(invalid(
@@ -725,6 +772,7 @@ impl Definition {
             archs: self.archs.clone(),
             suites: self.suites.clone(),
             layer_budget: self.layer_budget,
+            compression: self.compression,
             debug: self.debug,
             packages: self.packages.clone(),
             accounts: self.accounts.clone(),
@@ -997,6 +1045,44 @@ mod tests {
         d.validate(Some("x")).unwrap();
         assert_eq!(d.archs, vec![Arch::Amd64, Arch::Arm64]);
         assert_eq!(d.image(None).unwrap().user().unwrap(), (65532, 65532));
+    }
+
+    #[test]
+    fn compression_is_gzip_or_zstd_and_gzip_is_not_serialized() {
+        let d = def(minimal()).unwrap();
+        assert_eq!(d.compression, LayerCompression::Gzip);
+        let spec = d.image(None).unwrap();
+        // A gzip image's serialized forms (its revision digest and the
+        // step inputs) are what they were before the key existed.
+        assert!(serde_json::to_value(&d)
+            .unwrap()
+            .get("compression")
+            .is_none());
+        assert!(serde_json::to_value(&spec)
+            .unwrap()
+            .get("compression")
+            .is_none());
+
+        let mut j = minimal();
+        j["compression"] = "zstd".into();
+        j["variants"] = serde_json::json!({"debug": {"debug": true}});
+        let d = def(j).unwrap();
+        d.validate(Some("x")).unwrap();
+        let variant = d.image(Some("debug")).unwrap();
+        assert_eq!(variant.compression, LayerCompression::Zstd);
+        assert_eq!(
+            variant.compression.media_type(),
+            "application/vnd.oci.image.layer.v1.tar+zstd"
+        );
+        assert_eq!(
+            LayerCompression::of_media_type(variant.compression.media_type()),
+            Some(LayerCompression::Zstd)
+        );
+
+        let mut j = minimal();
+        j["compression"] = "brotli".into();
+        let e = def(j).unwrap_err().to_string();
+        assert!(e.contains("brotli") && e.contains("zstd"), "{e}");
     }
 
     #[test]

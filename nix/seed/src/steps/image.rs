@@ -2,7 +2,7 @@
 //! single-platform OCI image layout and its SBOMs out.
 //!
 //! Input: `{definition, variant, arch, created, layers: [dir...]}`. Every
-//! layer directory holds `layer.json`, `layer.tar.gz` and maybe
+//! layer directory holds `layer.json`, `layer.tar.gz` (or `.zst`) and maybe
 //! `ca-certificates.pem` (written by the `layer` step). Nothing from a layer
 //! directory is trusted: the blob is checked against the digest, size and
 //! diffId its layer.json claims while it is copied, and the packages'
@@ -17,11 +17,11 @@
 
 use crate::digest::Digest;
 use crate::json;
-use crate::layerinfo::{FileType, InstalledPackage, LayerInfo, LAYER_MEDIA_TYPE};
+use crate::layerinfo::{FileType, InstalledPackage, LayerInfo};
 use crate::oci::{self, LayoutWriter, CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, REF_NAME};
 use crate::rootfs::{self, PackagePath, CA_BUNDLE_PATH};
 use crate::sbom;
-use crate::spec::{Arch, Definition, ImageSpec, SpecError};
+use crate::spec::{Arch, Definition, ImageSpec, LayerCompression, SpecError};
 use crate::tarwrite;
 use oci_spec::image::{
     ConfigBuilder, Descriptor, HistoryBuilder, ImageConfigurationBuilder, RootFsBuilder,
@@ -253,8 +253,9 @@ fn build_into(input: &Input, out: &Path) -> Result<Summary, Error> {
         has_libc,
         ca_bundle: ca_bundle.clone(),
     })?;
-    let gen_blob = tarwrite::write_layer(generated.entries.clone()).map_err(Error::Tar)?;
-    writer.put_blob(&gen_blob.gz)?;
+    let gen_blob = tarwrite::write_layer_compressed(generated.entries.clone(), spec.compression)
+        .map_err(Error::Tar)?;
+    writer.put_blob(&gen_blob.bytes)?;
 
     let layered: Vec<&InstalledPackage> = layers.iter().flat_map(|l| &l.info.packages).collect();
     // Licenses a layer could not see: behind doc directory symlinks into
@@ -369,10 +370,10 @@ fn build_into(input: &Input, out: &Path) -> Result<Summary, Error> {
     let config = ib.build().expect("image config fields are set");
     let mut layer_descs: Vec<Descriptor> = layers
         .iter()
-        .map(|l| oci::descriptor(LAYER_MEDIA_TYPE, &l.info.digest, l.info.size))
+        .map(|l| oci::descriptor(&l.info.media_type, &l.info.digest, l.info.size))
         .collect();
     layer_descs.push(oci::descriptor(
-        LAYER_MEDIA_TYPE,
+        gen_blob.compression.media_type(),
         &gen_blob.digest,
         gen_blob.size(),
     ));
@@ -394,8 +395,10 @@ fn build_into(input: &Input, out: &Path) -> Result<Summary, Error> {
                 &app_input.wheels,
                 &app_input.crates,
                 app_input.created,
+                // The application's layer is compressed as its base's are.
+                spec.compression,
             )?;
-            writer.put_blob(&layer.blob.gz)?;
+            writer.put_blob(&layer.blob.bytes)?;
             let app_created = oci::rfc3339(app_input.created);
             let mut app_annotations = app_spec.annotations.clone();
             for (k, v) in [
@@ -479,7 +482,7 @@ fn build_into(input: &Input, out: &Path) -> Result<Summary, Error> {
             );
             app_config.set_history(Some(history));
             layer_descs.push(oci::descriptor(
-                LAYER_MEDIA_TYPE,
+                layer.blob.compression.media_type(),
                 &layer.blob.digest,
                 layer.blob.size(),
             ));
@@ -631,15 +634,17 @@ fn load_layer(dir: &Path, writer: &LayoutWriter) -> Result<Layer, Error> {
         fs::read(&info_path).map_err(|e| layer_err(dir, format!("reading layer.json: {e}")))?;
     let info: LayerInfo = serde_json::from_slice(&bytes)
         .map_err(|e| layer_err(dir, format!("layer.json is invalid: {e}")))?;
-    if info.media_type != LAYER_MEDIA_TYPE {
+    let Some(compression) = LayerCompression::of_media_type(&info.media_type) else {
         return Err(layer_err(
             dir,
             format!(
-                "layer.json: media type {} is not {LAYER_MEDIA_TYPE}",
-                info.media_type
+                "layer.json: media type {} is not {} or {}",
+                info.media_type,
+                LayerCompression::Gzip.media_type(),
+                LayerCompression::Zstd.media_type()
             ),
         ));
-    }
+    };
     for p in &info.packages {
         if let Some(f) = p.files.iter().find(|f| !f.path.starts_with('/')) {
             return Err(layer_err(
@@ -653,7 +658,7 @@ fn load_layer(dir: &Path, writer: &LayoutWriter) -> Result<Layer, Error> {
     }
     writer
         .copy_blob(
-            &dir.join("layer.tar.gz"),
+            &dir.join(compression.blob_file()),
             &info.digest,
             info.size,
             &format!("layer {}", dir.display()),

@@ -11,8 +11,9 @@ use crate::copyright::{self, CopyrightInfo};
 use crate::deb::{self, Control};
 use crate::digest::Digest;
 use crate::json;
-use crate::layerinfo::{FileInfo, FileType, InstalledPackage, LayerInfo, LAYER_MEDIA_TYPE};
+use crate::layerinfo::{FileInfo, FileType, InstalledPackage, LayerInfo};
 use crate::spec::Arch;
+use crate::spec::LayerCompression;
 use crate::tarsafe;
 use crate::tarwrite::{write_layer_into, Entry, EntryKind, LayerBlob, Spill, Written};
 use glob::{MatchOptions, Pattern};
@@ -59,6 +60,9 @@ pub struct LayerInput {
     #[serde(default)]
     pub exclude_paths: Vec<String>,
     pub default_excludes: bool,
+    /// Absent for gzip, so that gzip layers keep their derivations.
+    #[serde(default)]
+    pub compression: LayerCompression,
 }
 
 /// A lock entry plus the store path of its .deb.
@@ -169,7 +173,7 @@ pub struct LayerOutput {
 }
 
 /// The step: reads the input JSON, builds the layer, writes `$out`. The
-/// layer streams into `layer.tar.gz` as it is made: memory holds the
+/// layer streams into `layer.tar.gz` (or `layer.tar.zst`) as it is made: memory holds the
 /// entries' metadata, never the files' contents or the layer (they wait in
 /// a scratch file in the build's temporary directory).
 pub fn run(input: &[u8], out: &Path) -> Result<(), Error> {
@@ -179,7 +183,7 @@ pub fn run(input: &[u8], out: &Path) -> Result<(), Error> {
         move |source| Error::Write { path, source }
     };
     std::fs::create_dir_all(out).map_err(write_err(out))?;
-    let blob_path = out.join("layer.tar.gz");
+    let blob_path = out.join(input.compression.blob_file());
     let file = std::fs::File::create(&blob_path).map_err(write_err(&blob_path))?;
     let built = build_into(&input, io::BufWriter::with_capacity(1 << 20, file))?;
     built
@@ -205,7 +209,8 @@ pub fn build(input: &LayerInput) -> Result<LayerOutput, Error> {
     let built = build_into(input, Vec::new())?;
     Ok(LayerOutput {
         blob: LayerBlob {
-            gz: built.blob.sink,
+            bytes: built.blob.sink,
+            compression: input.compression,
             digest: built.blob.digest,
             diff_id: built.blob.diff_id,
         },
@@ -221,7 +226,7 @@ struct BuiltInto<W> {
     ca_bundle: Option<Vec<u8>>,
 }
 
-fn build_into<W: io::Write>(input: &LayerInput, sink: W) -> Result<BuiltInto<W>, Error> {
+fn build_into<W: io::Write + Send>(input: &LayerInput, sink: W) -> Result<BuiltInto<W>, Error> {
     check_input(input)?;
     let scratch = std::env::temp_dir();
     let spill = Spill::new_in(&scratch).map_err(|source| Error::Write {
@@ -328,13 +333,16 @@ fn build_into<W: io::Write>(input: &LayerInput, sink: W) -> Result<BuiltInto<W>,
     }
 
     let entries: Vec<Entry> = union.into_values().map(|(_, e)| e).collect();
-    let blob = write_layer_into(entries, Some(&spill), sink).map_err(|source| Error::Write {
-        path: "layer.tar.gz".into(),
-        source,
-    })?;
+    let blob =
+        write_layer_into(entries, Some(&spill), sink, input.compression).map_err(|source| {
+            Error::Write {
+                path: input.compression.blob_file().into(),
+                source,
+            }
+        })?;
     let packages = loaded.into_iter().map(|p| p.installed).collect();
     let info = LayerInfo {
-        media_type: LAYER_MEDIA_TYPE.to_string(),
+        media_type: input.compression.media_type().to_string(),
         digest: blob.digest,
         size: blob.size,
         diff_id: blob.diff_id,

@@ -1,7 +1,9 @@
 //! Deterministic layer tarballs: sorted entries, numeric owners with empty
-//! names, fixed modes and mtimes, gzip with a fixed level and an empty header.
+//! names, fixed modes and mtimes, gzip with a fixed level and an empty header
+//! (or zstd, when an image asks for it).
 
 use crate::digest::{Digest, DigestWriter};
+use crate::spec::LayerCompression;
 use flate2::{Compression, GzBuilder};
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
@@ -83,9 +85,11 @@ impl Entry {
 /// A finished layer blob.
 #[derive(Debug, Clone)]
 pub struct LayerBlob {
-    /// The gzip-compressed tar (the blob pushed to registries).
-    pub gz: Vec<u8>,
-    /// sha256 of `gz` (the layer digest in the manifest).
+    /// The compressed tar (the blob pushed to registries).
+    pub bytes: Vec<u8>,
+    /// How `bytes` is compressed (its media type).
+    pub compression: LayerCompression,
+    /// sha256 of `bytes` (the layer digest in the manifest).
     pub digest: Digest,
     /// sha256 of the uncompressed tar (the `diff_id` in the config).
     pub diff_id: Digest,
@@ -93,7 +97,7 @@ pub struct LayerBlob {
 
 impl LayerBlob {
     pub fn size(&self) -> u64 {
-        self.gz.len() as u64
+        self.bytes.len() as u64
     }
 }
 
@@ -260,9 +264,18 @@ impl Read for SpanReader<'_> {
 /// group in that order, because extractors need the target before the link.
 /// Duplicate paths are an error of the caller and panic.
 pub fn write_layer(entries: Vec<Entry>) -> io::Result<LayerBlob> {
-    let written = write_layer_into(entries, None, Vec::new())?;
+    write_layer_compressed(entries, LayerCompression::Gzip)
+}
+
+/// [`write_layer`] with the given compression.
+pub fn write_layer_compressed(
+    entries: Vec<Entry>,
+    compression: LayerCompression,
+) -> io::Result<LayerBlob> {
+    let written = write_layer_into(entries, None, Vec::new(), compression)?;
     Ok(LayerBlob {
-        gz: written.sink,
+        bytes: written.sink,
+        compression,
         digest: written.digest,
         diff_id: written.diff_id,
     })
@@ -283,33 +296,48 @@ pub struct Written<W> {
 /// entries' metadata and one chunk, never the tar or the compressed layer.
 /// [`EntryKind::Stored`] contents are read from `spill`. The bytes are the
 /// same as [`write_layer`]'s for the same entries.
-pub fn write_layer_into<W: Write>(
+pub fn write_layer_into<W: Write + Send>(
     entries: Vec<Entry>,
     spill: Option<&Spill>,
     sink: W,
+    compression: LayerCompression,
 ) -> io::Result<Written<W>> {
     let entries = normalize(entries);
-    let gz = GzBuilder::new()
-        .operating_system(255)
-        .mtime(0)
-        .write(DigestWriter::new(sink), Compression::new(GZIP_LEVEL));
-    let mut tar_digest = DigestWriter::new(gz);
-    {
-        let mut builder = tar::Builder::new(&mut tar_digest);
-        builder.mode(tar::HeaderMode::Deterministic);
-        for e in &entries {
-            append(&mut builder, e, spill)?;
+    let (compressed, diff_id) = match compression {
+        LayerCompression::Gzip => {
+            let gz = GzBuilder::new()
+                .operating_system(255)
+                .mtime(0)
+                .write(DigestWriter::new(sink), Compression::new(GZIP_LEVEL));
+            let mut tar_digest = DigestWriter::new(gz);
+            write_tar(&mut tar_digest, &entries, spill)?;
+            let (gz, diff_id, _) = tar_digest.into_parts();
+            (gz.finish()?, diff_id)
         }
-        builder.finish()?;
-    }
-    let (gz, diff_id, _) = tar_digest.into_parts();
-    let (sink, digest, size) = gz.finish()?.into_parts();
+        LayerCompression::Zstd => {
+            crate::steps::zstdstream::compress(DigestWriter::new(sink), |pipe| {
+                let mut tar_digest = DigestWriter::new(pipe);
+                write_tar(&mut tar_digest, &entries, spill)?;
+                Ok(tar_digest.finish().0)
+            })?
+        }
+    };
+    let (sink, digest, size) = compressed.into_parts();
     Ok(Written {
         sink,
         digest,
         size,
         diff_id,
     })
+}
+
+fn write_tar<W: Write>(out: W, entries: &[Entry], spill: Option<&Spill>) -> io::Result<()> {
+    let mut builder = tar::Builder::new(out);
+    builder.mode(tar::HeaderMode::Deterministic);
+    for e in entries {
+        append(&mut builder, e, spill)?;
+    }
+    builder.finish()
 }
 
 fn normalize(mut entries: Vec<Entry>) -> Vec<Entry> {
@@ -434,9 +462,27 @@ mod tests {
         ]
     }
 
+    #[test]
+    fn a_zstd_layer_holds_the_same_tar_as_the_gzip_one() {
+        let gz = write_layer(sample()).unwrap();
+        let zst = write_layer_compressed(sample(), LayerCompression::Zstd).unwrap();
+        assert_eq!(zst.compression, LayerCompression::Zstd);
+        assert_eq!(zst.diff_id, gz.diff_id);
+        assert_eq!(zst.digest, Digest::of(&zst.bytes));
+        assert_ne!(zst.digest, gz.digest);
+        let mut tar = Vec::new();
+        ruzstd::decoding::StreamingDecoder::new(zst.bytes.as_slice())
+            .unwrap()
+            .read_to_end(&mut tar)
+            .unwrap();
+        assert_eq!(Digest::of(&tar), zst.diff_id);
+        let again = write_layer_compressed(sample(), LayerCompression::Zstd).unwrap();
+        assert_eq!(again.bytes, zst.bytes);
+    }
+
     fn read_back(blob: &LayerBlob) -> Vec<(String, tar::EntryType, u32)> {
         let mut tar = Vec::new();
-        flate2::read::GzDecoder::new(blob.gz.as_slice())
+        flate2::read::GzDecoder::new(blob.bytes.as_slice())
             .read_to_end(&mut tar)
             .unwrap();
         assert_eq!(Digest::of(&tar), blob.diff_id);
@@ -490,12 +536,18 @@ mod tests {
             Entry::directory("etc", 0o755, 0, 0, 7),
         ];
         let a = write_layer(in_memory).unwrap();
-        let b = write_layer_into(streamed.clone(), Some(&spill), Vec::new()).unwrap();
-        assert_eq!(a.gz, b.sink);
+        let b = write_layer_into(
+            streamed.clone(),
+            Some(&spill),
+            Vec::new(),
+            LayerCompression::Gzip,
+        )
+        .unwrap();
+        assert_eq!(a.bytes, b.sink);
         assert_eq!((a.digest, a.diff_id), (b.digest, b.diff_id));
-        assert_eq!(b.size, a.gz.len() as u64);
+        assert_eq!(b.size, a.bytes.len() as u64);
         // Without its spill file a stored entry cannot be written.
-        assert!(write_layer_into(streamed, None, Vec::new()).is_err());
+        assert!(write_layer_into(streamed, None, Vec::new(), LayerCompression::Gzip).is_err());
     }
 
     #[test]
@@ -504,8 +556,8 @@ mod tests {
         let mut rev = sample();
         rev.reverse();
         let b = write_layer(rev).unwrap();
-        assert_eq!(a.gz, b.gz);
-        assert_eq!(a.digest, Digest::of(&a.gz));
+        assert_eq!(a.bytes, b.bytes);
+        assert_eq!(a.digest, Digest::of(&a.bytes));
     }
 
     #[test]
@@ -529,8 +581,8 @@ mod tests {
     #[test]
     fn gzip_header_has_no_time_and_unknown_os() {
         let blob = write_layer(sample()).unwrap();
-        assert_eq!(&blob.gz[4..8], &[0, 0, 0, 0]);
-        assert_eq!(blob.gz[9], 255);
+        assert_eq!(&blob.bytes[4..8], &[0, 0, 0, 0]);
+        assert_eq!(blob.bytes[9], 255);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use super::Error;
 use crate::appspec::{Build, PythonBuild};
 use crate::digest::Digest;
 use crate::sbom::{Application, CrateDist, File, PythonDist};
-use crate::spec::{Definition, ImageSpec};
+use crate::spec::{Definition, ImageSpec, LayerCompression};
 use crate::tarwrite::{self, Entry, LayerBlob};
 use crate::wheel;
 use serde::Deserialize;
@@ -102,9 +102,10 @@ pub fn layer(
     wheels: &[WheelInput],
     crates: &[CrateInput],
     created: u64,
+    compression: LayerCompression,
 ) -> Result<AppLayer, Error> {
     if let Some(py) = &build.python {
-        return python_layer(py, files, wheels, created);
+        return python_layer(py, files, wheels, created, compression);
     }
     // The crates went into the program the Rust builder made.
     let program = build
@@ -170,7 +171,7 @@ pub fn layer(
     for d in dirs {
         entries.push(Entry::directory(d, 0o755, 0, 0, created));
     }
-    let blob = tarwrite::write_layer(entries).map_err(Error::Tar)?;
+    let blob = tarwrite::write_layer_compressed(entries, compression).map_err(Error::Tar)?;
     listed.sort_by(|a, b| a.file.path.cmp(&b.file.path));
     Ok(AppLayer {
         blob,
@@ -204,6 +205,7 @@ fn python_layer(
     source: &Path,
     wheels: &[WheelInput],
     created: u64,
+    compression: LayerCompression,
 ) -> Result<AppLayer, Error> {
     let app_dir = py.app_dir.relative().to_string();
     let mut owners: BTreeMap<String, String> = BTreeMap::new();
@@ -304,7 +306,7 @@ fn python_layer(
     for d in dirs {
         entries.push(Entry::directory(d, 0o755, 0, 0, created));
     }
-    let blob = tarwrite::write_layer(entries).map_err(Error::Tar)?;
+    let blob = tarwrite::write_layer_compressed(entries, compression).map_err(Error::Tar)?;
     Ok(AppLayer {
         blob,
         applications: vec![Application {

@@ -87,13 +87,13 @@ pub(crate) fn layer_dir(root: &Path, name: &str, pkgs: &[Pkg], pem: Option<&str>
     }
     let blob = tarwrite::write_layer(entries.into_values().collect()).unwrap();
     let info = LayerInfo {
-        media_type: LAYER_MEDIA_TYPE.into(),
+        media_type: crate::layerinfo::LAYER_MEDIA_TYPE.into(),
         digest: blob.digest,
         size: blob.size(),
         diff_id: blob.diff_id,
         packages,
     };
-    fs::write(dir.join("layer.tar.gz"), &blob.gz).unwrap();
+    fs::write(dir.join("layer.tar.gz"), &blob.bytes).unwrap();
     fs::write(dir.join("layer.json"), json::pretty(&info)).unwrap();
     if let Some(pem) = pem {
         fs::write(dir.join("ca-certificates.pem"), pem).unwrap();

@@ -49,6 +49,7 @@ fn input(packages: Vec<PackageInput>) -> LayerInput {
         packages,
         exclude_paths: vec![],
         default_excludes: true,
+        compression: LayerCompression::Gzip,
     }
 }
 
@@ -124,11 +125,14 @@ fn tar_listing(gz: &[u8]) -> Vec<(String, char, u32, u64, Vec<u8>)> {
 }
 
 fn paths(out: &LayerOutput) -> Vec<String> {
-    tar_listing(&out.blob.gz).into_iter().map(|e| e.0).collect()
+    tar_listing(&out.blob.bytes)
+        .into_iter()
+        .map(|e| e.0)
+        .collect()
 }
 
 fn content(out: &LayerOutput, path: &str) -> String {
-    let e = tar_listing(&out.blob.gz)
+    let e = tar_listing(&out.blob.bytes)
         .into_iter()
         .find(|e| e.0 == path)
         .unwrap_or_else(|| panic!("{path} missing"));
@@ -213,7 +217,7 @@ fn status_and_md5sums_describe_what_is_in_the_layer() {
         )
     );
     // Generated entries carry the package's newest mtime, not a clock.
-    let listing = tar_listing(&out.blob.gz);
+    let listing = tar_listing(&out.blob.bytes);
     for (p, _, mode, mtime, _) in &listing {
         if p.starts_with("var/") {
             assert_eq!(*mtime, 1_700_000_500, "{p}");
@@ -224,6 +228,45 @@ fn status_and_md5sums_describe_what_is_in_the_layer() {
     assert_eq!((hello.1, hello.2, hello.3), ('0', 0o755, 1_700_000_000));
     let hi = listing.iter().find(|e| e.0 == "usr/bin/hi").unwrap();
     assert_eq!((hi.1, hi.4.as_slice()), ('1', b"usr/bin/hello".as_slice()));
+}
+
+#[test]
+fn a_zstd_layer_is_written_as_layer_tar_zst_with_the_same_tar() {
+    let tmp = Tmp::new();
+    let mut zstd = input(vec![pkg(
+        &tmp,
+        "hello",
+        "2.10-3",
+        "amd64",
+        &hello_deb(Comp::Gz),
+    )]);
+    let gzip = build(&zstd).unwrap();
+    zstd.compression = LayerCompression::Zstd;
+    let json = serde_json::json!({
+        "arch": "amd64",
+        "packages": [serde_json::json!({
+            "name": zstd.packages[0].name, "version": zstd.packages[0].version,
+            "architecture": zstd.packages[0].architecture, "source": zstd.packages[0].source,
+            "sourceVersion": zstd.packages[0].source_version, "suite": zstd.packages[0].suite,
+            "filename": zstd.packages[0].filename, "sha256": zstd.packages[0].sha256,
+            "size": zstd.packages[0].size, "deb": zstd.packages[0].deb,
+        })],
+        "defaultExcludes": true,
+        "compression": "zstd",
+    });
+    let out = tmp.0.join("out");
+    run(json.to_string().as_bytes(), &out).unwrap();
+    assert!(!out.join("layer.tar.gz").exists());
+    let blob = std::fs::read(out.join("layer.tar.zst")).unwrap();
+    let info: LayerInfo =
+        serde_json::from_slice(&std::fs::read(out.join("layer.json")).unwrap()).unwrap();
+    assert_eq!(info.media_type, crate::layerinfo::LAYER_MEDIA_TYPE_ZSTD);
+    assert_eq!(info.digest, Digest::of(&blob));
+    assert_eq!(info.size, blob.len() as u64);
+    // The same tar as the gzip layer, only compressed otherwise.
+    assert_eq!(info.diff_id, gzip.info.diff_id);
+    assert_eq!(info.packages, gzip.info.packages);
+    assert_eq!(build(&zstd).unwrap().blob.bytes, blob);
 }
 
 #[test]
@@ -238,9 +281,9 @@ fn layer_json_describes_the_package() {
     )]))
     .unwrap();
     let info = &out.info;
-    assert_eq!(info.digest, Digest::of(&out.blob.gz));
-    assert_eq!(info.size, out.blob.gz.len() as u64);
-    assert_eq!(info.media_type, LAYER_MEDIA_TYPE);
+    assert_eq!(info.digest, Digest::of(&out.blob.bytes));
+    assert_eq!(info.size, out.blob.bytes.len() as u64);
+    assert_eq!(info.media_type, crate::layerinfo::LAYER_MEDIA_TYPE);
     let p = &info.packages[0];
     assert_eq!(p.summary.as_deref(), Some("test package hello"));
     assert_eq!(p.maintainer.as_deref(), Some("Test <t@example.org>"));
@@ -352,7 +395,7 @@ fn exclusions_keep_copyright_parents_and_hard_link_groups() {
         "/usr/lib/x/plugins/*.a".into(),
     ];
     let out = build(&i).unwrap();
-    let listing = tar_listing(&out.blob.gz);
+    let listing = tar_listing(&out.blob.bytes);
     let got: Vec<(&str, char)> = listing
         .iter()
         .filter(|e| !e.0.starts_with("var/"))
@@ -602,7 +645,7 @@ fn merged_layers_share_directories_and_list_every_package() {
     .unwrap();
     let names: Vec<_> = out.info.packages.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["aaa", "bbb"]);
-    let listing = tar_listing(&out.blob.gz);
+    let listing = tar_listing(&out.blob.bytes);
     assert_eq!(
         listing.iter().find(|e| e.0 == "etc/").unwrap().3,
         1_800_000_000
@@ -662,7 +705,7 @@ fn the_same_input_gives_the_same_bytes_in_any_order() {
     assert!(!o1.join("ca-certificates.pem").exists());
     let again = build(&serde_json::from_slice(&j1).unwrap()).unwrap();
     assert_eq!(
-        again.blob.gz,
+        again.blob.bytes,
         std::fs::read(o1.join("layer.tar.gz")).unwrap()
     );
 }
