@@ -410,6 +410,7 @@ fn a_500_on_the_first_manifest_put_is_retried_and_a_500_on_every_one_moves_no_ta
             request: manifest_put.clone(),
             times: 1,
             status: 500,
+            body: "",
         },
     );
     let report = push(&base, &format!("{}/{repo}:stable", proxy.host()), &[]);
@@ -424,6 +425,7 @@ fn a_500_on_the_first_manifest_put_is_retried_and_a_500_on_every_one_moves_no_ta
             request: manifest_put,
             times: usize::MAX,
             status: 500,
+            body: "",
         },
     );
     let err = push_fails(
@@ -442,6 +444,66 @@ fn a_500_on_the_first_manifest_put_is_retried_and_a_500_on_every_one_moves_no_ta
     // A clean re-run completes.
     push(&debug, &format!("{}/{repo}:stable", reg.host()), &[]);
     assert_eq!(reg.tag_digest(repo, "stable"), Some(index_digest(&debug)));
+}
+
+/// What distribution answers a manifest whose blob's link another push is
+/// rewriting at that moment (seen when two pushes of one image raced).
+const BLOB_BEING_LINKED: &str = r#"{"errors":[{"code":"DIGEST_INVALID","message":"provided digest did not match uploaded content"},{"code":"MANIFEST_BLOB_UNKNOWN","message":"blob unknown to registry","detail":"sha256:dcac4b6d7bd9f19cf53bb0f4b4bdfac360834ebd8f1f3b2ee7f93cd37a424e65"}]}"#;
+
+#[test]
+fn a_manifest_refused_for_blobs_the_registry_holds_is_sent_again() {
+    let [base, debug]: [PathBuf; 2] = build(&["scratch-plus", "scratch-plus-debug"])
+        .try_into()
+        .unwrap();
+    let reg = Registry::start();
+    let repo = "kiln/being-linked";
+    let manifest_put = format!("PUT /v2/{repo}/manifests/");
+    // The first image manifest is refused once, as during another push's
+    // link: its blobs are there, so it is sent again and the push completes.
+    let proxy = FaultProxy::start(
+        reg.addr,
+        Fault::ErrorAt {
+            request: manifest_put.clone(),
+            times: 1,
+            status: 400,
+            body: BLOB_BEING_LINKED,
+        },
+    );
+    let out = kiln(&[
+        "push",
+        base.to_str().unwrap(),
+        &format!("{}/{repo}:latest", proxy.host()),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the registry did not find blobs it holds"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(reg.tag_digest(repo, "latest"), Some(index_digest(&base)));
+
+    // Refused every time: the push gives up with the registry's words, and
+    // no tag moves.
+    let proxy = FaultProxy::start(
+        reg.addr,
+        Fault::ErrorAt {
+            request: manifest_put,
+            times: usize::MAX,
+            status: 400,
+            body: BLOB_BEING_LINKED,
+        },
+    );
+    let err = push_fails(
+        &debug,
+        &format!("{}/{repo}:latest", proxy.host()),
+        &["--retries", "2"],
+    );
+    assert!(
+        err.contains("pushing manifest sha256:") && err.contains("MANIFEST_BLOB_UNKNOWN"),
+        "{err}"
+    );
+    assert_eq!(reg.tag_digest(repo, "latest"), Some(index_digest(&base)));
 }
 
 /// What of upload sessions for `repo` is still on the registry's disk:
@@ -477,6 +539,7 @@ fn a_blob_upload_that_fails_cancels_its_session() {
             request: format!("PUT /v2/{repo}/blobs/uploads/"),
             times: usize::MAX,
             status: 500,
+            body: "",
         },
     );
     let err = push_fails(

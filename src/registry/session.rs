@@ -650,12 +650,71 @@ impl Session {
                 message: format!("media type {media_type:?} is not a valid header value"),
             })?;
         let body = bytes::Bytes::copy_from_slice(bytes);
-        self.retrying(
-            &format!("pushing manifest {what} to {}", self.where_()),
-            || self.client.push_manifest_raw(&r, body.clone(), ct.clone()),
-        )
-        .await
-        .map(|_| ())
+        let context = format!("pushing manifest {what} to {}", self.where_());
+        let mut attempt = 1;
+        loop {
+            let pushed = self
+                .retrying(&context, || {
+                    self.client.push_manifest_raw(&r, body.clone(), ct.clone())
+                })
+                .await;
+            match pushed {
+                Err(e)
+                    if attempt < self.retry.attempts
+                        && names_unknown_blob(&e)
+                        && self.references_present(bytes).await? =>
+                {
+                    // Another push of the same content was linking it into
+                    // the repository as this manifest was checked: a
+                    // filesystem-backed registry rewrites a blob's (or a
+                    // manifest's) link in place, and a manifest checked in
+                    // that moment reads it empty. What it names is there
+                    // (asked just now), so the manifest is sent again.
+                    let delay = self.retry.base_delay * 2u32.pow(attempt - 1);
+                    eprintln!(
+                        "kiln: {context}: the registry did not find blobs it holds (another push is linking them; attempt {attempt} of {}; retrying in {} ms)",
+                        self.retry.attempts,
+                        delay.as_millis()
+                    );
+                    self.retries.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                other => return other.map(|_| ()),
+            }
+        }
+    }
+
+    /// Whether everything a manifest names is in the repository: an image
+    /// manifest's config and layers, an index's manifests. False when it
+    /// names nothing or cannot be read.
+    async fn references_present(&self, manifest: &[u8]) -> Result<bool, RegistryError> {
+        let Ok(v) = serde_json::from_slice::<Value>(manifest) else {
+            return Ok(false);
+        };
+        let digests = |descriptors: Vec<&Value>| -> Vec<Digest> {
+            descriptors
+                .into_iter()
+                .filter_map(|d| Digest::parse(d.get("digest")?.as_str()?).ok())
+                .collect()
+        };
+        let list = |key: &str| v.get(key).and_then(Value::as_array).into_iter().flatten();
+        let blobs = digests(v.get("config").into_iter().chain(list("layers")).collect());
+        let manifests = digests(list("manifests").collect());
+        if blobs.is_empty() && manifests.is_empty() {
+            return Ok(false);
+        }
+        for d in &blobs {
+            if !self.blob_exists(d).await? {
+                return Ok(false);
+            }
+        }
+        for d in &manifests {
+            if self.get_manifest(&d.to_string()).await?.is_none() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Referrers of `subject`, and whether they came from the fallback tag
@@ -707,6 +766,13 @@ impl Session {
 
 /// A registry's answer that is not the one expected, as the registry
 /// client reports it (so that retrying and messages treat both alike).
+/// Whether a failed manifest push was refused for a blob the registry did
+/// not find (the distribution spec's `MANIFEST_BLOB_UNKNOWN`, in the body
+/// the error quotes).
+pub(super) fn names_unknown_blob(e: &RegistryError) -> bool {
+    matches!(e, RegistryError::Request { error, .. } if error.contains("MANIFEST_BLOB_UNKNOWN"))
+}
+
 async fn server_error(resp: reqwest::Response, url: &str) -> OciDistributionError {
     let code = resp.status().as_u16();
     if code == 401 {

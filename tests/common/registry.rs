@@ -378,12 +378,14 @@ pub enum Fault {
     /// registry that hangs mid-transfer).
     StallAt(String),
     /// The first `times` requests whose line starts with `request` are
-    /// answered with `status` by the proxy and never reach the registry;
+    /// answered with `status` and `body` (JSON when it starts with `{`,
+    /// else "injected fault") by the proxy and never reach the registry;
     /// everything else is forwarded.
     ErrorAt {
         request: String,
         times: usize,
         status: u16,
+        body: &'static str,
     },
     /// Every response waits this long before its first byte is forwarded
     /// (a slow registry or a congested link).
@@ -586,17 +588,23 @@ fn pipe(
                             request,
                             times,
                             status,
+                            body,
                         } if line.starts_with(request.as_str())
                             && errors.fetch_add(1, Ordering::SeqCst) < *times =>
                         {
                             // The request (and whatever of its body came
                             // with it) is dropped; the client gets the error
                             // and a closed connection.
+                            let (content_type, body) = if body.starts_with('{') {
+                                ("application/json", body.as_bytes())
+                            } else {
+                                ("text/plain", b"injected fault".as_slice())
+                            };
                             answer(
                                 &mut from,
                                 &format!("{status} Injected Fault"),
-                                "text/plain",
-                                b"injected fault",
+                                content_type,
+                                body,
                             );
                             cut = true;
                         }
