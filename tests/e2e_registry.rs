@@ -395,6 +395,26 @@ fn transient_registry_errors_are_retried() {
     assert_eq!(reg.tag_digest("kiln/down", "latest"), None);
 }
 
+/// A proxy in front of `reg` that answers the first `times` manifest PUTs
+/// to `repo` itself, with `status` and `body`.
+fn refusing_manifest_puts(
+    reg: &Registry,
+    repo: &str,
+    times: usize,
+    status: u16,
+    body: &'static str,
+) -> FaultProxy {
+    FaultProxy::start(
+        reg.addr,
+        Fault::ErrorAt {
+            request: format!("PUT /v2/{repo}/manifests/"),
+            times,
+            status,
+            body,
+        },
+    )
+}
+
 #[test]
 fn a_500_on_the_first_manifest_put_is_retried_and_a_500_on_every_one_moves_no_tag() {
     let [base, debug]: [PathBuf; 2] = build(&["scratch-plus", "scratch-plus-debug"])
@@ -402,32 +422,15 @@ fn a_500_on_the_first_manifest_put_is_retried_and_a_500_on_every_one_moves_no_ta
         .unwrap();
     let reg = Registry::start();
     let repo = "kiln/five-hundred";
-    let manifest_put = format!("PUT /v2/{repo}/manifests/");
     // Once: the push retries that manifest and completes.
-    let proxy = FaultProxy::start(
-        reg.addr,
-        Fault::ErrorAt {
-            request: manifest_put.clone(),
-            times: 1,
-            status: 500,
-            body: "",
-        },
-    );
+    let proxy = refusing_manifest_puts(&reg, repo, 1, 500, "");
     let report = push(&base, &format!("{}/{repo}:stable", proxy.host()), &[]);
     assert!(report["retries"].as_u64().unwrap() >= 1, "{report}");
     assert_eq!(reg.tag_digest(repo, "stable"), Some(index_digest(&base)));
 
     // Always: a clear error naming the status, and the tag stays on the
     // image it held.
-    let proxy = FaultProxy::start(
-        reg.addr,
-        Fault::ErrorAt {
-            request: manifest_put,
-            times: usize::MAX,
-            status: 500,
-            body: "",
-        },
-    );
+    let proxy = refusing_manifest_puts(&reg, repo, usize::MAX, 500, "");
     let err = push_fails(
         &debug,
         &format!("{}/{repo}:stable", proxy.host()),
@@ -457,18 +460,9 @@ fn a_manifest_refused_for_blobs_the_registry_holds_is_sent_again() {
         .unwrap();
     let reg = Registry::start();
     let repo = "kiln/being-linked";
-    let manifest_put = format!("PUT /v2/{repo}/manifests/");
     // The first image manifest is refused once, as during another push's
     // link: its blobs are there, so it is sent again and the push completes.
-    let proxy = FaultProxy::start(
-        reg.addr,
-        Fault::ErrorAt {
-            request: manifest_put.clone(),
-            times: 1,
-            status: 400,
-            body: BLOB_BEING_LINKED,
-        },
-    );
+    let proxy = refusing_manifest_puts(&reg, repo, 1, 400, BLOB_BEING_LINKED);
     let out = kiln(&[
         "push",
         base.to_str().unwrap(),
@@ -485,15 +479,7 @@ fn a_manifest_refused_for_blobs_the_registry_holds_is_sent_again() {
 
     // Refused every time: the push gives up with the registry's words, and
     // no tag moves.
-    let proxy = FaultProxy::start(
-        reg.addr,
-        Fault::ErrorAt {
-            request: manifest_put,
-            times: usize::MAX,
-            status: 400,
-            body: BLOB_BEING_LINKED,
-        },
-    );
+    let proxy = refusing_manifest_puts(&reg, repo, usize::MAX, 400, BLOB_BEING_LINKED);
     let err = push_fails(
         &debug,
         &format!("{}/{repo}:latest", proxy.host()),
