@@ -367,15 +367,7 @@ impl Session {
             match outcome {
                 Ok(v) => return Ok(v),
                 Err(e) if is_transient(&e) && attempt < self.retry.attempts => {
-                    let delay = self.retry.base_delay * 2u32.pow(attempt - 1);
-                    eprintln!(
-                        "kiln: {what}: {} (attempt {attempt} of {}; retrying in {} ms)",
-                        describe(&e),
-                        self.retry.attempts,
-                        delay.as_millis()
-                    );
-                    self.retries.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(delay).await;
+                    self.back_off(what, &describe(&e), attempt).await;
                     attempt += 1;
                 }
                 Err(e) => {
@@ -387,6 +379,19 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Says why `what` is tried again, counts the retry and waits the
+    /// backoff for `attempt` (200 ms, 400 ms, ... by default).
+    async fn back_off(&self, what: &str, reason: &str, attempt: u32) {
+        let delay = self.retry.base_delay * 2u32.pow(attempt - 1);
+        eprintln!(
+            "kiln: {what}: {reason} (attempt {attempt} of {}; retrying in {} ms)",
+            self.retry.attempts,
+            delay.as_millis()
+        );
+        self.retries.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(delay).await;
     }
 
     pub(super) fn where_(&self) -> String {
@@ -670,14 +675,12 @@ impl Session {
                     // manifest's) link in place, and a manifest checked in
                     // that moment reads it empty. What it names is there
                     // (asked just now), so the manifest is sent again.
-                    let delay = self.retry.base_delay * 2u32.pow(attempt - 1);
-                    eprintln!(
-                        "kiln: {context}: the registry did not find blobs it holds (another push is linking them; attempt {attempt} of {}; retrying in {} ms)",
-                        self.retry.attempts,
-                        delay.as_millis()
-                    );
-                    self.retries.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(delay).await;
+                    self.back_off(
+                        &context,
+                        "the registry did not find blobs it holds (another push is linking them)",
+                        attempt,
+                    )
+                    .await;
                     attempt += 1;
                 }
                 other => return other.map(|_| ()),
@@ -764,15 +767,15 @@ impl Session {
     }
 }
 
-/// A registry's answer that is not the one expected, as the registry
-/// client reports it (so that retrying and messages treat both alike).
 /// Whether a failed manifest push was refused for a blob the registry did
 /// not find (the distribution spec's `MANIFEST_BLOB_UNKNOWN`, in the body
 /// the error quotes).
-pub(super) fn names_unknown_blob(e: &RegistryError) -> bool {
+fn names_unknown_blob(e: &RegistryError) -> bool {
     matches!(e, RegistryError::Request { error, .. } if error.contains("MANIFEST_BLOB_UNKNOWN"))
 }
 
+/// A registry's answer that is not the one expected, as the registry
+/// client reports it (so that retrying and messages treat both alike).
 async fn server_error(resp: reqwest::Response, url: &str) -> OciDistributionError {
     let code = resp.status().as_u16();
     if code == 401 {
