@@ -402,7 +402,7 @@ let
     names
     ((def.packages or { }).exclude_paths or [ ])
     ((def.packages or { }).default_excludes or true)
-    (def.compression or "gzip")
+    (layerCompression def)
   ];
   projectLayers = listToAttrs (concatMap
     (def: concatMap

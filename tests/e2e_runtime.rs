@@ -350,8 +350,9 @@ fn a_zstd_image_holds_the_gzip_images_tars_and_runs() {
     // Signed and verified: verify reads every zstd layer's package database.
     let public = cosign_key_pair(&dir);
     let signed = dir.join("signed");
-    let out = kiln_cmd(
+    let out = kiln_as_user(
         &dir,
+        "kiln-test",
         &[
             "sign",
             "scratch-plus",
@@ -360,10 +361,7 @@ fn a_zstd_image_holds_the_gzip_images_tars_and_runs() {
             "-o",
             signed.to_str().unwrap(),
         ],
-    )
-    .env("COSIGN_PASSWORD", "kiln-test")
-    .output()
-    .unwrap();
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let out = kiln_in(
         &dir,
