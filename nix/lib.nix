@@ -101,17 +101,24 @@ let
     let name = sanitize "${p.name}_${p.version}_${p.architecture}.deb";
     in pinnedPath { inherit name; mode = "flat"; hash = p.sha256; hint = "deb-is-not-in-the-nix-store/run-kiln-fetch/${name}"; };
 
-  lockedPackage = arch: name:
+  # The lock's package tables by release codename. Format 1 had one table
+  # and no `release` keys: it reads as one release, whatever its name.
+  packageTables =
+    if (lock.version or 1) == 1 then { bookworm = lock.packages or { }; } else lock.packages or { };
+  # The release of a lock entry (an image, a toolchain, the bootstrap).
+  releaseOf = entry: entry.release or "bookworm";
+
+  lockedPackage = release: arch: name:
     let
-      byArch = lock.packages.${arch} or (throw "kiln: kiln.lock has no packages for ${arch}; run `kiln lock`");
-      p = byArch.${name} or (throw "kiln: kiln.lock has no ${arch} package ${name}; run `kiln lock`");
+      byArch = (packageTables.${release} or { }).${arch} or (throw "kiln: kiln.lock has no ${release} packages for ${arch}; run `kiln lock`");
+      p = byArch.${name} or (throw "kiln: kiln.lock has no ${release} ${arch} package ${name}; run `kiln lock`");
     in p // { inherit name; };
 
   # Each locked .deb's derivation, made once however many layers and roots
   # use it: Nix does not memoize function calls, but an attribute of a lazy
   # set is evaluated once. A name the lock lacks gets lockedPackage's error.
-  debs = mapAttrs (arch: byName: mapAttrs (name: p: deb (p // { inherit name; })) byName) (lock.packages or { });
-  lockedDeb = arch: name: debs.${arch}.${name} or (deb (lockedPackage arch name));
+  debs = mapAttrs (release: mapAttrs (arch: byName: mapAttrs (name: p: deb (p // { inherit name; })) byName)) packageTables;
+  lockedDeb = release: arch: name: debs.${release}.${arch}.${name} or (deb (lockedPackage release arch name));
 
   # A seed step: `kiln-seed <step>` with its JSON input passed as a file.
   step = { name, stepName, input }: derivation ({
@@ -124,9 +131,9 @@ let
 
   # One layer: a group of packages from the lock's layer plan. A group of
   # one is the shared per-package layer.
-  layer = { arch, def, names }:
+  layer = { release, arch, def, names }:
     let
-      packages = map (n: lockedPackage arch n // { deb = lockedDeb arch n; }) names;
+      packages = map (n: lockedPackage release arch n // { deb = lockedDeb release arch n; }) names;
       label =
         if length names == 1 then head names
         else "${head names}-and-${toString (length names - 1)}-more";
@@ -156,7 +163,9 @@ let
     stepName = "root";
     input = {
       packages =
-        let rootPackage = a: n: let p = lockedPackage a n; in { name = "${n} ${p.version} (${p.architecture})"; deb = lockedDeb a n; };
+        let
+          release = releaseOf (lockedToolchain name);
+          rootPackage = a: n: let p = lockedPackage release a n; in { name = "${n} ${p.version} (${p.architecture})"; deb = lockedDeb release a n; };
         in map (rootPackage arch) names
           ++ concatMap (a: map (rootPackage a) foreign.${a}) (attrNames foreign);
       inherit links;
@@ -215,7 +224,7 @@ let
   bootstrapRoot = { name, arch }:
     let
       names = (lockedToolchain name).archs.${arch} or (throw "kiln: kiln.lock has no ${arch} packages for toolchain ${name}");
-      debs = map (n: deb (lockedPackage arch n)) names;
+      debs = map (n: deb (lockedPackage (releaseOf (lockedToolchain name)) arch n)) names;
       links = (toolchainDef name).links or { };
     in busyboxStep {
       name = "kiln-toolchain-${name}-${arch}";
@@ -389,7 +398,7 @@ let
       definition = def;
       inherit variant arch;
       inherit (locked) created inputs;
-      layers = map (names: sharedLayer { inherit arch def names; }) plan.layers;
+      layers = map (names: sharedLayer { inherit arch def names; release = releaseOf locked; }) plan.layers;
     };
 
   # Every layer derivation of the project, made once: the images of a
@@ -397,7 +406,8 @@ let
   # excludes), and evaluating each again per image cost most of an
   # evaluation of many images. Keyed by what the layer step's input
   # depends on.
-  layerKey = { arch, def, names }: toJSON [
+  layerKey = { release, arch, def, names }: toJSON [
+    release
     arch
     names
     ((def.packages or { }).exclude_paths or [ ])
@@ -410,7 +420,7 @@ let
         let locked = lock.images.${fullName def variant} or { archs = { }; };
         in if def ? base then [ ] else concatMap
           (arch: map
-            (names: let args = { inherit arch def names; }; in { name = layerKey args; value = layer args; })
+            (names: let args = { inherit arch def names; release = releaseOf locked; }; in { name = layerKey args; value = layer args; })
             (locked.archs.${arch}.layers or [ ]))
           (attrNames locked.archs))
       (variantsOf def))
@@ -691,7 +701,7 @@ let
         images = listToAttrs (map (arch: { name = arch; value = image { inherit def variant arch; }; }) (archsOf def));
         locked = true;
         lock = mapAttrs
-          (arch: plan: listToAttrs (map (n: { name = n; value = removeAttrs (lockedPackage arch n) [ "name" ]; }) plan.packages))
+          (arch: plan: listToAttrs (map (n: { name = n; value = removeAttrs (lockedPackage (releaseOf locked) arch n) [ "name" ]; }) plan.packages))
           locked.archs;
         inherit (policySources) policies data;
       } // (if b == null then { } else { base = { definition = b.def; inherit (b) variant; }; });

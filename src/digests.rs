@@ -320,21 +320,23 @@ fn file_at(project: &Path, rev: &str, rel: &str) -> Option<String> {
     git(project, &["show", &format!("{rev}:{rel}")])
 }
 
-/// `name version` of every locked package of `image`, per arch.
+/// `name version` of every locked package of `image`, per arch, from a lock
+/// of any format (an old revision's may be format 1, with one table).
 fn locked_packages(lock: &Value, image: &str) -> BTreeMap<String, BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
-    for (arch, plan) in lock["images"][image]["archs"]
-        .as_object()
-        .into_iter()
-        .flatten()
-    {
+    let entry = &lock["images"][image];
+    let tables = match entry["release"].as_str() {
+        Some(release) => &lock["packages"][release],
+        None => &lock["packages"],
+    };
+    for (arch, plan) in entry["archs"].as_object().into_iter().flatten() {
         let pkgs = plan["packages"]
             .as_array()
             .into_iter()
             .flatten()
             .filter_map(Value::as_str)
             .map(|n| {
-                let v = lock["packages"][arch][n]["version"].as_str().unwrap_or("?");
+                let v = tables[arch][n]["version"].as_str().unwrap_or("?");
                 (n.to_string(), v.to_string())
             })
             .collect();

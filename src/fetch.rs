@@ -317,8 +317,7 @@ pub fn add_bootstrap(lock: &Lock, tmp_dir: &Path) -> Result<Option<(String, bool
     }
     let fail = |m: String| FetchError::Bootstrap(format!("{} ({}): {m}", b.package, b.arch));
     let pkg = lock
-        .packages
-        .get(&b.arch)
+        .table(&b.release, b.arch)
         .and_then(|m| m.get(&b.package))
         .ok_or_else(|| fail("no entry in the lock's packages".into()))?;
     let deb = pkg.store_path(&b.package);

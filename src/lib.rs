@@ -5,7 +5,7 @@
 //! Each module owns one concern and its error type; the `kiln` binary is a
 //! thin CLI over them.
 
-pub use kiln_seed::{digest, json, spec};
+pub use kiln_seed::{digest, json, release, spec};
 
 pub mod appsource;
 pub mod build;

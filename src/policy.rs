@@ -237,8 +237,7 @@ pub fn lock_facts(lock: Option<&Lock>, image: &str) -> LockFacts {
         let mut pkgs = BTreeMap::new();
         for name in &plan.packages {
             let value = lock
-                .packages
-                .get(arch)
+                .table(&entry.release, *arch)
                 .and_then(|p| p.get(name))
                 .map(|p| serde_json::to_value(p).expect("a lock entry serializes"))
                 // Named by the image but missing from the packages: no pin.

@@ -300,25 +300,27 @@ fn toolchain_inputs(
     role_name: &str,
 ) -> Result<Vec<ResourceDescriptor>, ProvenanceError> {
     let arch = crate::spec::Arch::Amd64;
-    let names = lock
+    let (release, names) = lock
         .toolchains
         .get(toolchain)
-        .and_then(|t| t.archs.get(&arch))
+        .and_then(|t| Some((&t.release, t.archs.get(&arch)?)))
         .ok_or_else(|| {
             ProvenanceError::Inputs(format!("kiln.lock has no toolchain {toolchain}"))
         })?;
+    let distro = Lock::distro(release);
     names
         .iter()
         .map(|name| {
             let p = lock
-                .packages
-                .get(&arch)
+                .table(release, arch)
                 .and_then(|m| m.get(name))
                 .ok_or_else(|| {
-                    ProvenanceError::Inputs(format!("kiln.lock has no {arch} package {name}"))
+                    ProvenanceError::Inputs(format!(
+                        "kiln.lock has no {release} {arch} package {name}"
+                    ))
                 })?;
             Ok(ResourceDescriptor {
-                uri: deb_purl(name, &p.version, &p.architecture),
+                uri: deb_purl(name, &p.version, &p.architecture, &distro),
                 digest: BTreeMap::from([("sha256".to_string(), p.sha256.clone())]),
                 annotations: BTreeMap::from([role(role_name)]),
                 ..Default::default()
@@ -391,19 +393,20 @@ fn application_inputs(
             arch: archs.join(", "),
         })?;
     let mut seen = std::collections::BTreeSet::new();
+    let distro = Lock::distro(&locked.release);
     for (arch, plan) in &locked.archs {
         if !archs.iter().any(|a| a == arch.debian()) {
             continue;
         }
         for name in &plan.packages {
-            let Some(p) = lock.packages.get(arch).and_then(|m| m.get(name)) else {
+            let Some(p) = lock.table(&locked.release, *arch).and_then(|m| m.get(name)) else {
                 return Err(ProvenanceError::Unpinned {
                     image: base.clone(),
                     arch: arch.debian().into(),
                     name: name.clone(),
                 });
             };
-            let purl = deb_purl(name, &p.version, &p.architecture);
+            let purl = deb_purl(name, &p.version, &p.architecture, &distro);
             if seen.insert((purl.clone(), p.sha256.clone())) {
                 deps.push(ResourceDescriptor {
                     uri: purl,
@@ -585,6 +588,7 @@ pub fn generate(rec: &BuildRecord) -> Result<Statement, ProvenanceError> {
             image: full.clone(),
             arch: archs.join(", "),
         })?;
+    let distro = Lock::distro(&locked.release);
     for arch_name in &archs {
         let plan = locked
             .archs
@@ -597,7 +601,9 @@ pub fn generate(rec: &BuildRecord) -> Result<Statement, ProvenanceError> {
             })?;
         let pinned = lock
             .packages
-            .iter()
+            .get(&locked.release)
+            .into_iter()
+            .flatten()
             .find(|(a, _)| a.debian() == arch_name)
             .map(|(_, p)| p);
         for name in &plan.packages {
@@ -608,7 +614,7 @@ pub fn generate(rec: &BuildRecord) -> Result<Statement, ProvenanceError> {
                     arch: arch_name.clone(),
                     name: name.clone(),
                 })?;
-            let purl = deb_purl(name, &p.version, &p.architecture);
+            let purl = deb_purl(name, &p.version, &p.architecture, &distro);
             // An arch: all package pinned for both archs is one dependency.
             if deps
                 .iter()

@@ -181,14 +181,12 @@ fn compiler(project: &Path) -> Result<String, SeedError> {
     let lock = crate::lock::Lock::read(&crate::lock::Lock::path_in(project))
         .map_err(|e| SeedError::Lock(e.to_string()))?;
     let arch = crate::spec::Arch::Amd64;
-    let listed = lock
-        .toolchains
-        .get(TOOLCHAIN)
+    let toolchain = lock.toolchains.get(TOOLCHAIN);
+    let listed = toolchain
         .and_then(|t| t.archs.get(&arch))
         .is_some_and(|names| names.iter().any(|n| n == COMPILER_PACKAGE));
-    let pkg = lock
-        .packages
-        .get(&arch)
+    let pkg = toolchain
+        .and_then(|t| lock.table(&t.release, arch))
         .and_then(|m| m.get(COMPILER_PACKAGE));
     match (listed, pkg) {
         (true, Some(p)) => Ok(format!("{COMPILER_PACKAGE} {}", p.version)),

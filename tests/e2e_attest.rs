@@ -337,12 +337,13 @@ fn provenance_describes_the_build_completely_and_truthfully() {
             .as_array()
             .unwrap()
         {
-            let p = &lock["packages"][arch][name.as_str().unwrap()];
+            let p = &lock["packages"]["bookworm"][arch][name.as_str().unwrap()];
             expected.insert((
                 kiln_seed::verify::provenance::deb_purl(
                     name.as_str().unwrap(),
                     p["version"].as_str().unwrap(),
                     p["architecture"].as_str().unwrap(),
+                    "debian-12",
                 ),
                 p["sha256"].as_str().unwrap().to_string(),
             ));

@@ -296,7 +296,7 @@ fn copy_with_package(name: &str, version: &str) -> PathBuf {
         plan["layers"] = serde_json::json!([["ca-certificates"], ["kilntest-hello"]]);
     }
     for arch in ["amd64", "arm64"] {
-        lock["packages"][arch]["kilntest-hello"] = serde_json::json!({
+        lock["packages"]["bookworm"][arch]["kilntest-hello"] = serde_json::json!({
             "architecture": "all",
             "filename": format!("pool/main/k/kilntest-hello/kilntest-hello_{version}_all.deb"),
             "sha256": sha.hex(),

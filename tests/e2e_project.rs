@@ -236,7 +236,7 @@ fn same_packages(a: &Path, b: &Path, image: &str) -> bool {
     archs.iter().all(|(arch, plan)| {
         plan["packages"].as_array().unwrap().iter().all(|n| {
             let n = n.as_str().unwrap();
-            la["packages"][arch][n] == lb["packages"][arch][n]
+            la["packages"]["bookworm"][arch][n] == lb["packages"]["bookworm"][arch][n]
         })
     })
 }

@@ -15,7 +15,7 @@ fn lock() -> serde_json::Value {
 
 /// The store path of a locked .deb.
 fn deb_path(arch: &str, name: &str) -> PathBuf {
-    let p = &lock()["packages"][arch][name];
+    let p = &lock()["packages"]["bookworm"][arch][name];
     let sha: [u8; 32] = hex::decode(p["sha256"].as_str().unwrap())
         .unwrap()
         .try_into()
@@ -343,7 +343,7 @@ fn kiln_build_names_definition_errors_and_missing_debs_before_nix_runs() {
     let lock_path = dir.join("kiln.lock");
     let mut lock = read_json(&lock_path);
     for arch in ["amd64", "arm64"] {
-        lock["packages"][arch]["ca-certificates"]["sha256"] = "00".repeat(32).into();
+        lock["packages"]["bookworm"][arch]["ca-certificates"]["sha256"] = "00".repeat(32).into();
     }
     std::fs::write(&lock_path, kiln::json::pretty(&lock)).unwrap();
     let out = kiln_in(&dir, &["build", "scratch-plus"]);

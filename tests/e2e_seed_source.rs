@@ -49,7 +49,7 @@ fn the_seed_is_built_here_from_the_pinned_toolchain_and_matches_its_pin() {
     assert!(run(Command::new(&seed).arg("--version")).starts_with("kiln-seed "));
     // Its compiler is the locked Debian one.
     let lock = kiln::lock::Lock::read(&project().join("kiln.lock")).unwrap();
-    let rustc = &lock.packages[&kiln_seed::spec::Arch::Amd64]["rustc-web"];
+    let rustc = &lock.packages["bookworm"][&kiln_seed::spec::Arch::Amd64]["rustc-web"];
     assert_eq!(pin["compiler"], format!("rustc-web {}", rustc.version));
 }
 
@@ -132,7 +132,8 @@ fn a_tampered_toolchain_deb_builds_nothing_and_is_named() {
     let lock_file = dir.join("kiln.lock");
     let mut lock: serde_json::Value = read_json(&lock_file);
     // The lock now pins other bytes for gcc-12 than the ones in the store.
-    lock["packages"]["amd64"]["gcc-12"]["sha256"] = serde_json::Value::String("00".repeat(32));
+    lock["packages"]["bookworm"]["amd64"]["gcc-12"]["sha256"] =
+        serde_json::Value::String("00".repeat(32));
     std::fs::write(&lock_file, serde_json::to_vec_pretty(&lock).unwrap()).unwrap();
     let out = nix_build(&dir, "toolchain-rust");
     assert!(!out.status.success());

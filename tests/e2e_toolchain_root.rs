@@ -16,7 +16,7 @@ fn a_root_holds_the_debs_bytes_and_its_declared_links_and_rebuilds_identically()
     // The binary is the .deb's, byte for byte (dpkg-deb reads the .deb the
     // lock pins), executable, and runs.
     let lock = kiln::lock::Lock::read(&project().join("kiln.lock")).unwrap();
-    let pkg = &lock.packages[&kiln_seed::spec::Arch::Amd64]["busybox-static"];
+    let pkg = &lock.packages["bookworm"][&kiln_seed::spec::Arch::Amd64]["busybox-static"];
     let deb = pkg.store_path("busybox-static");
     assert!(Path::new(&deb).is_file(), "{deb} (kiln fetch adds it)");
     let unpacked = scratch("e2e-root-busybox");

@@ -93,6 +93,8 @@ fn setup(debs: &[Deb]) -> World {
         };
         for arch in targets {
             lock.packages
+                .entry("bookworm".into())
+                .or_default()
                 .entry(arch)
                 .or_default()
                 .insert(d.name.into(), d.entry());
@@ -113,6 +115,7 @@ fn setup(debs: &[Deb]) -> World {
     lock.images.insert(
         "img".into(),
         Image {
+            release: "bookworm".into(),
             inputs: Digest::of(b"inputs"),
             created: 1783764997,
             archs,
@@ -237,7 +240,7 @@ fn corrupted_deb_is_rejected_and_not_added() {
     bad.served = Some(served.clone());
     let w = setup(&[bad]);
     let lock = Lock::read(&Lock::path_in(&w.project)).unwrap();
-    let entry = &lock.packages[&Arch::Arm64]["tzdata"];
+    let entry = &lock.packages["bookworm"][&Arch::Arm64]["tzdata"];
     let path = entry.store_path("tzdata");
     let o = kiln(&w.project, &w.env, &["fetch"]);
     let (out, err) = text(&o);

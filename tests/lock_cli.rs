@@ -114,7 +114,8 @@ fn lock_check_and_update() {
         lock["images"]["ssl"]["archs"]["arm64"]["packages"],
         serde_json::json!(["libc6", "libgcc-s1", "libssl3", "openssl"])
     );
-    let ssl = &lock["packages"]["amd64"]["libssl3"];
+    assert_eq!(lock["images"]["ssl"]["release"], "bookworm");
+    let ssl = &lock["packages"]["bookworm"]["amd64"]["libssl3"];
     assert_eq!(ssl["suite"], "bookworm-security");
     assert_eq!(
         ssl["filename"],

@@ -243,9 +243,12 @@ fn lock_wheels(project: &Path, specs: &[ImageSpec], new: &mut Lock) -> anyhow::R
             let version = new
                 .images
                 .get(base)
-                .and_then(|b| b.archs.get(arch))
-                .filter(|a| a.packages.iter().any(|p| p == "libc6"))
-                .and_then(|_| new.packages.get(arch)?.get("libc6"))
+                .filter(|b| {
+                    b.archs
+                        .get(arch)
+                        .is_some_and(|a| a.packages.iter().any(|p| p == "libc6"))
+                })
+                .and_then(|b| new.table(&b.release, *arch)?.get("libc6"))
                 .map(|p| p.version.clone());
             if let Some(v) = version {
                 libc.insert(*arch, v);

@@ -10,6 +10,7 @@ use crate::debian::release::SuiteIndex;
 use crate::debian::resolve::{plan_layers, resolve, Request, ResolveError, Universe};
 use crate::digest::Digest;
 use crate::nixstore;
+use crate::release::{self, Release};
 use crate::spec::{Arch, ImageSpec};
 use crate::toolchain::Toolchain;
 use serde::{Deserialize, Serialize};
@@ -19,8 +20,12 @@ use std::path::{Path, PathBuf};
 /// File name of the lock in a project.
 pub const FILE_NAME: &str = "kiln.lock";
 
-/// The format version this kiln reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this kiln writes. It reads format 1 too, whose one
+/// package table is split by release on reading.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The pinned .debs of one release: arch, then package name.
+pub type PackageTable = BTreeMap<Arch, BTreeMap<String, Package>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
@@ -65,27 +70,36 @@ pub enum LockError {
         image: String,
         error: Box<ResolveError>,
     },
-    #[error("{arch}: {name} resolves to {version_a} for {image_a} but to {version_b} for {image_b}; a lock holds one version per package (give both images the same suites, or run `kiln lock` for all images)")]
-    Conflict {
-        arch: Arch,
-        name: String,
-        image_a: String,
-        version_a: String,
-        image_b: String,
-        version_b: String,
-    },
+    #[error("{0}")]
+    Conflict(Box<Conflict>),
     #[error("image {image}: suite {suite} was not loaded for {arch}")]
     NotLoaded {
         image: String,
         suite: String,
         arch: Arch,
     },
+    #[error("image {image}: {message}")]
+    Release { image: String, message: String },
     #[error("no image named {0} among the definitions")]
     UnknownImage(String),
     #[error("image {image}: base {base} is not an image of this project")]
     UnknownBase { image: String, base: String },
     #[error("kiln.lock has no image named {0}; run `kiln lock`")]
     NotLocked(String),
+}
+
+/// Two images (or toolchains) of one release that resolve one package of
+/// one arch to two versions.
+#[derive(Debug, thiserror::Error)]
+#[error("{release} {arch}: {name} resolves to {version_a} for {image_a} but to {version_b} for {image_b}; a lock holds one version per package, arch and release (give both images the same suites, or run `kiln lock` for all images)")]
+pub struct Conflict {
+    pub release: String,
+    pub arch: Arch,
+    pub name: String,
+    pub image_a: String,
+    pub version_a: String,
+    pub image_b: String,
+    pub version_b: String,
 }
 
 /// The signed index a suite was locked from.
@@ -148,6 +162,9 @@ pub struct ImageArch {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Image {
+    /// The codename of the Debian release its packages come from: which
+    /// table of `packages` they are in.
+    pub release: String,
     pub inputs: Digest,
     pub created: i64,
     pub archs: BTreeMap<Arch, ImageArch>,
@@ -198,19 +215,22 @@ impl LockedWheel {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LockedToolchain {
+    /// The release of its suites (its table of `packages`).
+    pub release: String,
     pub inputs: Digest,
     pub archs: BTreeMap<Arch, Vec<String>>,
     /// Packages of other archs unpacked into the root as they are (their
-    /// entries are in `packages.<arch>`).
+    /// entries are in `packages.<release>.<arch>`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub foreign: BTreeMap<Arch, Vec<String>>,
 }
 
 /// The bootstrap: busybox unpacked from a pinned package of
-/// `packages.<arch>`, pinned by the NAR hash of that unpacking (hex).
+/// `packages.<release>.<arch>`, pinned by the NAR hash of that unpacking (hex).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Bootstrap {
+    pub release: String,
     pub arch: Arch,
     pub package: String,
     pub nar_hash: String,
@@ -233,7 +253,9 @@ impl Bootstrap {
 pub struct Lock {
     pub version: u32,
     pub sources: BTreeMap<String, LockedSuite>,
-    pub packages: BTreeMap<Arch, BTreeMap<String, Package>>,
+    /// Keyed by release codename: a lock holds one version per package,
+    /// arch and release, so images of different releases never conflict.
+    pub packages: BTreeMap<String, PackageTable>,
     pub images: BTreeMap<String, Image>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub toolchains: BTreeMap<String, LockedToolchain>,
@@ -308,14 +330,16 @@ impl Lock {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
+        let mut v = v;
         match v.get("version").and_then(|v| v.as_u64()) {
             Some(n) if n == FORMAT_VERSION as u64 => {}
+            Some(1) => v = split_by_release(v),
             Some(n) => {
                 return Err(LockError::Invalid {
                     path: path.to_path_buf(),
                     message: format!(
-                        "format version {n} is not supported (this kiln reads {FORMAT_VERSION})"
-                    ),
+                    "format version {n} is not supported (this kiln reads 1 and {FORMAT_VERSION})"
+                ),
                 })
             }
             None => {
@@ -338,9 +362,16 @@ impl Lock {
 
     /// Internal consistency: what a hand edit or a merge could break.
     pub fn validate(&self) -> Result<(), String> {
-        for (arch, pkgs) in &self.packages {
+        for release in self.packages.keys() {
+            if Release::by_codename(release).is_none() {
+                return Err(format!(
+                    "packages.{release}: not a Debian release kiln knows"
+                ));
+            }
+        }
+        for (release, arch, pkgs) in self.tables() {
             for (name, p) in pkgs {
-                let what = format!("packages.{arch}.{name}");
+                let what = format!("packages.{release}.{arch}.{name}");
                 if Digest::from_hex(&p.sha256).is_none() {
                     return Err(format!(
                         "{what}: sha256 {:?} is not 64 lowercase hex digits",
@@ -367,11 +398,12 @@ impl Lock {
         for (image, entry) in &self.images {
             for (arch, plan) in &entry.archs {
                 let what = format!("images.{image}.archs.{arch}");
-                let known = self.packages.get(arch);
+                let release = &entry.release;
+                let known = self.table(release, *arch);
                 for name in &plan.packages {
                     if !known.is_some_and(|k| k.contains_key(name)) {
                         return Err(format!(
-                            "{what}: package {name} has no entry in packages.{arch}"
+                            "{what}: package {name} has no entry in packages.{release}.{arch}"
                         ));
                     }
                 }
@@ -415,11 +447,12 @@ impl Lock {
         }
         for (name, t) in &self.toolchains {
             for (arch, names) in t.archs.iter().chain(&t.foreign) {
-                let known = self.packages.get(arch);
+                let known = self.table(&t.release, *arch);
                 for n in names {
                     if !known.is_some_and(|k| k.contains_key(n)) {
                         return Err(format!(
-                            "toolchains.{name}.archs.{arch}: package {n} has no entry in packages.{arch}"
+                            "toolchains.{name}.archs.{arch}: package {n} has no entry in packages.{}.{arch}",
+                            t.release
                         ));
                     }
                 }
@@ -427,13 +460,12 @@ impl Lock {
         }
         if let Some(b) = &self.bootstrap {
             if !self
-                .packages
-                .get(&b.arch)
+                .table(&b.release, b.arch)
                 .is_some_and(|k| k.contains_key(&b.package))
             {
                 return Err(format!(
-                    "bootstrap: package {} has no entry in packages.{}",
-                    b.package, b.arch
+                    "bootstrap: package {} has no entry in packages.{}.{}",
+                    b.package, b.release, b.arch
                 ));
             }
             if Digest::from_hex(&b.nar_hash).is_none() {
@@ -444,6 +476,28 @@ impl Lock {
             }
         }
         Ok(())
+    }
+
+    /// The pinned packages of `release` (a codename) for `arch`.
+    pub fn table(&self, release: &str, arch: Arch) -> Option<&BTreeMap<String, Package>> {
+        self.packages.get(release)?.get(&arch)
+    }
+
+    /// The `distro` qualifier of the purls of `release`'s packages
+    /// (`debian-12`); a validated lock only holds releases kiln knows.
+    pub fn distro(release: &str) -> String {
+        Release::by_codename(release)
+            .unwrap_or(release::DEFAULT)
+            .distro()
+    }
+
+    /// Every (release, arch, packages) table.
+    pub fn tables(&self) -> impl Iterator<Item = (&str, Arch, &BTreeMap<String, Package>)> {
+        self.packages.iter().flat_map(|(release, by_arch)| {
+            by_arch
+                .iter()
+                .map(move |(arch, pkgs)| (release.as_str(), *arch, pkgs))
+        })
     }
 
     /// The deterministic bytes: sorted keys, two-space indent, trailing newline.
@@ -553,14 +607,15 @@ impl Lock {
                 problems.push(format!("image {name}: its definition changed (archs, suites, packages or layer_budget) since it was locked"));
                 continue;
             }
+            let release = &entry.release;
             for arch in &spec.archs {
                 let Some(plan) = entry.archs.get(arch) else {
                     problems.push(format!("image {name}: no {arch} entry"));
                     continue;
                 };
                 for p in &plan.packages {
-                    match self.packages.get(arch).and_then(|m| m.get(p)) {
-                        None => problems.push(format!("image {name}: {arch} package {p} has no entry")),
+                    match self.table(release, *arch).and_then(|m| m.get(p)) {
+                        None => problems.push(format!("image {name}: {release} {arch} package {p} has no entry")),
                         Some(pkg) if !spec.suites.contains(&pkg.suite) => {
                             problems.push(format!("image {name}: {arch} package {p} comes from {}, which the image does not use", pkg.suite))
                         }
@@ -600,20 +655,19 @@ impl Lock {
         wanted
             .into_iter()
             .map(|(arch, name)| {
-                let p = self.pinned(arch, &name)?;
+                let p = self.pinned(&t.release, arch, &name)?;
                 Ok((arch, name, p))
             })
             .collect()
     }
 
-    /// The entry of `name` in `packages.<arch>`.
-    fn pinned(&self, arch: Arch, name: &str) -> Result<&Package, LockError> {
-        self.packages
-            .get(&arch)
+    /// The entry of `name` in `packages.<release>.<arch>`.
+    fn pinned(&self, release: &str, arch: Arch, name: &str) -> Result<&Package, LockError> {
+        self.table(release, arch)
             .and_then(|m| m.get(name))
             .ok_or_else(|| LockError::Invalid {
                 path: PathBuf::from(FILE_NAME),
-                message: format!("package {name} ({arch}) has no entry"),
+                message: format!("package {name} ({release} {arch}) has no entry"),
             })
     }
 
@@ -622,11 +676,12 @@ impl Lock {
         images: Option<&[String]>,
         archs: Option<&[Arch]>,
     ) -> Result<Vec<(Arch, String, &Package)>, LockError> {
-        let mut wanted: BTreeSet<(Arch, String)> = BTreeSet::new();
+        // The same (arch, name) of two releases is two .debs.
+        let mut wanted: BTreeSet<(Arch, String, &str)> = BTreeSet::new();
         match images {
             None => {
-                for (arch, pkgs) in &self.packages {
-                    wanted.extend(pkgs.keys().map(|n| (*arch, n.clone())));
+                for (release, arch, pkgs) in self.tables() {
+                    wanted.extend(pkgs.keys().map(|n| (arch, n.clone(), release)));
                 }
             }
             Some(list) => {
@@ -636,21 +691,108 @@ impl Lock {
                         .get(image)
                         .ok_or_else(|| LockError::NotLocked(image.clone()))?;
                     for (arch, plan) in &entry.archs {
-                        wanted.extend(plan.packages.iter().map(|n| (*arch, n.clone())));
+                        wanted.extend(
+                            plan.packages
+                                .iter()
+                                .map(|n| (*arch, n.clone(), entry.release.as_str())),
+                        );
                     }
                 }
             }
         }
         let mut out = Vec::new();
-        for (arch, name) in wanted {
+        for (arch, name, release) in wanted {
             if archs.is_some_and(|a| !a.contains(&arch)) {
                 continue;
             }
-            let p = self.pinned(arch, &name)?;
+            let p = self.pinned(release, arch, &name)?;
             out.push((arch, name, p));
         }
         Ok(out)
     }
+}
+
+/// A format-1 lock as format 2. Format 1 had one package table for every
+/// image: each image, toolchain and the bootstrap takes the release of its
+/// packages' suites (the default release when it has none), and gets the
+/// packages it names in that release's table. A package the new form
+/// cannot place is left out, and validation then names it.
+fn split_by_release(mut v: serde_json::Value) -> serde_json::Value {
+    use serde_json::{json, Map, Value};
+    let old = v["packages"].take();
+    let release_of = |arch: &str, names: &mut dyn Iterator<Item = &str>| -> String {
+        names
+            .filter_map(|n| old[arch][n]["suite"].as_str())
+            .find_map(|suite| Release::of_suite(suite).ok())
+            .unwrap_or(release::DEFAULT)
+            .codename
+            .to_string()
+    };
+    let mut tables: Map<String, Value> = Map::new();
+    let mut place = |release: &str, arch: &str, name: &str| {
+        if let Some(p) = old[arch].get(name) {
+            let table = tables
+                .entry(release.to_string())
+                .or_insert_with(|| json!({}));
+            if table.get(arch).is_none() {
+                table[arch] = json!({});
+            }
+            table[arch][name] = p.clone();
+        }
+    };
+    let names_of = |archs: &Value| -> Vec<(String, String)> {
+        archs
+            .as_object()
+            .into_iter()
+            .flatten()
+            .flat_map(|(arch, names)| {
+                let list = names.get("packages").unwrap_or(names);
+                list.as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|n| n.as_str())
+                    .map(|n| (arch.clone(), n.to_string()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    for section in ["images", "toolchains"] {
+        let Some(entries) = v.get_mut(section).and_then(|e| e.as_object_mut()) else {
+            continue;
+        };
+        for entry in entries.values_mut() {
+            let mut names = names_of(&entry["archs"]);
+            names.extend(names_of(&entry["foreign"]));
+            let release = names
+                .first()
+                .map(|(arch, _)| {
+                    release_of(
+                        arch,
+                        &mut names
+                            .iter()
+                            .filter(|(a, _)| a == arch)
+                            .map(|(_, n)| n.as_str()),
+                    )
+                })
+                .unwrap_or_else(|| release::DEFAULT.codename.to_string());
+            for (arch, name) in &names {
+                place(&release, arch, name);
+            }
+            entry["release"] = release.into();
+        }
+    }
+    if let Some(b) = v.get_mut("bootstrap").filter(|b| b.is_object()) {
+        let (arch, name) = (
+            b["arch"].as_str().unwrap_or_default().to_string(),
+            b["package"].as_str().unwrap_or_default().to_string(),
+        );
+        let release = release_of(&arch, &mut std::iter::once(name.as_str()));
+        place(&release, &arch, &name);
+        b["release"] = release.into();
+    }
+    v["packages"] = Value::Object(tables);
+    v["version"] = FORMAT_VERSION.into();
+    v
 }
 
 /// `Ok` without problems, else the stale-lock error listing them.

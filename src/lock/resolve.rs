@@ -50,8 +50,8 @@ pub fn build(
     let mut summary = Summary::default();
 
     // Images kept from the previous lock (only with a partial update).
-    let mut owner: BTreeMap<(Arch, String), (String, String)> = BTreeMap::new();
-    let mut pins: BTreeMap<Arch, BTreeMap<String, String>> = BTreeMap::new();
+    let mut owner = Owners::new();
+    let mut pins: BTreeMap<(String, Arch), BTreeMap<String, String>> = BTreeMap::new();
     if only.is_some() {
         for (name, entry) in &prev.images {
             if targets.iter().any(|t| &t.full_name() == name) {
@@ -59,15 +59,21 @@ pub fn build(
             }
             lock.images.insert(name.clone(), entry.clone());
             summary.kept.push(name.clone());
+            let release = &entry.release;
             for (arch, plan) in &entry.archs {
                 for p in &plan.packages {
-                    let pkg = &prev.packages[arch][p];
+                    let pkg = &prev.packages[release][arch][p];
                     lock.packages
+                        .entry(release.clone())
+                        .or_default()
                         .entry(*arch)
                         .or_default()
                         .insert(p.clone(), pkg.clone());
-                    owner.insert((*arch, p.clone()), (name.clone(), pkg.version.clone()));
-                    pins.entry(*arch)
+                    owner.insert(
+                        (release.clone(), *arch, p.clone()),
+                        (name.clone(), pkg.version.clone()),
+                    );
+                    pins.entry((release.clone(), *arch))
                         .or_default()
                         .insert(p.clone(), pkg.version.clone());
                     if let Some(src) = prev.sources.get(&pkg.suite) {
@@ -91,6 +97,14 @@ pub fn build(
     let mut universes: BTreeMap<(Vec<String>, Arch), Universe> = BTreeMap::new();
     for spec in sorted {
         let image = spec.full_name();
+        let release = spec
+            .release()
+            .map_err(|e| LockError::Release {
+                image: image.clone(),
+                message: e.to_string(),
+            })?
+            .codename
+            .to_string();
         let mut created = 0i64;
         let mut archs = BTreeMap::new();
         let mut changes = BTreeMap::new();
@@ -114,7 +128,10 @@ pub fn build(
             let req = Request {
                 roots: spec.packages.include.iter().map(|p| p.0.clone()).collect(),
                 exclude: spec.packages.exclude.iter().map(|p| p.0.clone()).collect(),
-                pins: pins.get(&arch).cloned().unwrap_or_default(),
+                pins: pins
+                    .get(&(release.clone(), arch))
+                    .cloned()
+                    .unwrap_or_default(),
             };
             let resolved = match resolve(universe, &req) {
                 Ok(r) => r,
@@ -147,7 +164,14 @@ pub fn build(
             );
             let mut sizes = BTreeMap::new();
             for (name, cand) in &resolved.packages {
-                let pkg = pin(&mut lock.packages, &mut owner, arch, name, cand, &image)?;
+                let pkg = pin(
+                    &mut lock.packages,
+                    &mut owner,
+                    (&release, arch),
+                    name,
+                    cand,
+                    &image,
+                )?;
                 sizes.insert(name.clone(), pkg.size);
                 created = created.max(indexes[cand.suite].release.epoch);
             }
@@ -157,9 +181,8 @@ pub fn build(
                 deps.entry(p.clone()).or_default();
             }
             let layers = plan_layers(&deps, &sizes, spec.layer_budget);
-            let before = prev
-                .images
-                .get(&image)
+            let prev_image = prev.images.get(&image);
+            let before = prev_image
                 .and_then(|i| i.archs.get(&arch))
                 .map(|a| a.packages.as_slice());
             changes.insert(
@@ -167,8 +190,8 @@ pub fn build(
                 diff(
                     before,
                     &packages,
-                    prev.packages.get(&arch),
-                    lock.packages.get(&arch),
+                    prev_image.and_then(|i| prev.table(&i.release, arch)),
+                    lock.table(&release, arch),
                 ),
             );
             archs.insert(arch, ImageArch { packages, layers });
@@ -176,12 +199,13 @@ pub fn build(
         // The newest index date moves every day (the security suite is
         // re-signed daily); an image whose packages did not change keeps its
         // creation time, so its digest does not move on a no-op relock.
-        if unchanged(prev, &image, &archs, &lock.packages) {
+        if unchanged(prev, &image, &release, &archs, &lock) {
             created = prev.images[&image].created;
         }
         lock.images.insert(
             image.clone(),
             Image {
+                release,
                 inputs: spec.lock_inputs(),
                 created,
                 archs,
@@ -194,18 +218,20 @@ pub fn build(
     }
     // An application has no packages of its own: it is dated like the base
     // it is built on, so it moves exactly when the base does.
+    // Its release is its base's too: the packages it runs on.
     for spec in specs.iter().filter(|s| s.base.is_some()) {
         let base = spec.base.as_deref().expect("filtered");
-        let created =
-            lock.images
-                .get(base)
-                .map(|b| b.created)
-                .ok_or_else(|| LockError::UnknownBase {
-                    image: spec.full_name(),
-                    base: base.to_string(),
-                })?;
+        let (created, release) = lock
+            .images
+            .get(base)
+            .map(|b| (b.created, b.release.clone()))
+            .ok_or_else(|| LockError::UnknownBase {
+                image: spec.full_name(),
+                base: base.to_string(),
+            })?;
         if let Some(app) = lock.images.get_mut(&spec.full_name()) {
             app.created = created;
+            app.release = release;
         }
     }
     resolve_toolchains(
@@ -328,17 +354,19 @@ fn known_elsewhere(
 pub(super) fn unchanged(
     prev: &Lock,
     image: &str,
+    release: &str,
     archs: &BTreeMap<Arch, ImageArch>,
-    packages: &BTreeMap<Arch, BTreeMap<String, Package>>,
+    lock: &Lock,
 ) -> bool {
     let Some(before) = prev.images.get(image) else {
         return false;
     };
     before.archs == *archs
+        && before.release == release
         && archs.iter().all(|(arch, a)| {
             a.packages.iter().all(|n| {
-                let old = prev.packages.get(arch).and_then(|m| m.get(n));
-                let new = packages.get(arch).and_then(|m| m.get(n));
+                let old = prev.table(release, *arch).and_then(|m| m.get(n));
+                let new = lock.table(release, *arch).and_then(|m| m.get(n));
                 matches!((old, new), (Some(o), Some(n)) if o.sha256 == n.sha256)
             })
         })
@@ -400,14 +428,19 @@ pub(super) fn diff(
     c
 }
 
-/// Records `cand` as `name`'s entry in `packages.<arch>` for `who` (an image
-/// or toolchain), unless another already pinned another .deb under that
-/// name: a lock holds one version per package and arch. The same .deb may
-/// be offered by two suites; which one it came from does not matter.
+/// Who pinned each (release, arch, package) first, and at which version:
+/// what a conflict names.
+type Owners = BTreeMap<(String, Arch, String), (String, String)>;
+
+/// Records `cand` as `name`'s entry in `packages.<release>.<arch>` for `who`
+/// (an image or toolchain), unless another already pinned another .deb
+/// under that name: a lock holds one version per package, arch and
+/// release. The same .deb may be offered by two suites; which one it came
+/// from does not matter.
 fn pin(
-    packages: &mut BTreeMap<Arch, BTreeMap<String, Package>>,
-    owner: &mut BTreeMap<(Arch, String), (String, String)>,
-    arch: Arch,
+    packages: &mut BTreeMap<String, PackageTable>,
+    owner: &mut Owners,
+    (release, arch): (&str, Arch),
     name: &str,
     cand: &crate::debian::resolve::Candidate<'_>,
     who: &str,
@@ -422,29 +455,29 @@ fn pin(
         sha256: cand.pkg.sha256.clone(),
         size: cand.pkg.size,
     };
-    let slot = packages.entry(arch).or_default();
+    let slot = packages
+        .entry(release.to_string())
+        .or_default()
+        .entry(arch)
+        .or_default();
+    let key = (release.to_string(), arch, name.to_string());
     match slot.get(name) {
         Some(existing) if (&existing.version, &existing.sha256) != (&pkg.version, &pkg.sha256) => {
-            let (other, version_a) = owner
-                .get(&(arch, name.to_string()))
-                .cloned()
-                .unwrap_or_default();
-            Err(LockError::Conflict {
+            let (other, version_a) = owner.get(&key).cloned().unwrap_or_default();
+            Err(LockError::Conflict(Box::new(Conflict {
+                release: release.to_string(),
                 arch,
                 name: name.to_string(),
                 image_a: other,
                 version_a,
                 image_b: who.to_string(),
                 version_b: pkg.version,
-            })
+            })))
         }
         Some(_) => Ok(pkg),
         None => {
             slot.insert(name.to_string(), pkg.clone());
-            owner.insert(
-                (arch, name.to_string()),
-                (who.to_string(), pkg.version.clone()),
-            );
+            owner.insert(key, (who.to_string(), pkg.version.clone()));
             Ok(pkg)
         }
     }
@@ -457,7 +490,7 @@ fn pin(
 fn resolve_toolchains(
     lock: &mut Lock,
     summary: &mut Summary,
-    owner: &mut BTreeMap<(Arch, String), (String, String)>,
+    owner: &mut Owners,
     toolchains: &[Toolchain],
     indexes: &BTreeMap<String, SuiteIndex>,
     prev: &Lock,
@@ -487,6 +520,13 @@ fn resolve_toolchains(
         let include: Vec<String> = t.packages.iter().map(|p| p.0.clone()).collect();
         let exclude: Vec<String> = t.exclude.iter().map(|p| p.0.clone()).collect();
         let what = format!("toolchain {name}");
+        let release = Release::of_suites(suites)
+            .map_err(|e| LockError::Release {
+                image: what.clone(),
+                message: e.to_string(),
+            })?
+            .codename
+            .to_string();
         for suite in suites {
             let idx = indexes.get(suite).ok_or_else(|| LockError::NotLoaded {
                 image: what.clone(),
@@ -503,8 +543,7 @@ fn resolve_toolchains(
             let universe = suites_universe(suites, indexes, arch, &what)?;
             // The images' versions, then the toolchain's own holds.
             let mut pins: BTreeMap<String, String> = lock
-                .packages
-                .get(&arch)
+                .table(&release, arch)
                 .map(|m| {
                     m.iter()
                         .map(|(n, p)| (n.clone(), p.version.clone()))
@@ -550,7 +589,14 @@ fn resolve_toolchains(
                 }
             })?;
             for (pkg_name, cand) in &resolved.packages {
-                pin(&mut lock.packages, owner, arch, pkg_name, cand, &what)?;
+                pin(
+                    &mut lock.packages,
+                    owner,
+                    (&release, arch),
+                    pkg_name,
+                    cand,
+                    &what,
+                )?;
             }
             for (held, version) in &t.versions {
                 let got = resolved
@@ -568,9 +614,8 @@ fn resolve_toolchains(
                 }
             }
             let packages: Vec<String> = resolved.packages.keys().cloned().collect();
-            let before = prev
-                .toolchains
-                .get(&name)
+            let prev_toolchain = prev.toolchains.get(&name);
+            let before = prev_toolchain
                 .and_then(|t| t.archs.get(&arch))
                 .map(|p| p.as_slice());
             changes.insert(
@@ -578,8 +623,8 @@ fn resolve_toolchains(
                 diff(
                     before,
                     &packages,
-                    prev.packages.get(&arch),
-                    lock.packages.get(&arch),
+                    prev_toolchain.and_then(|t| prev.table(&t.release, arch)),
+                    lock.table(&release, arch),
                 ),
             );
             locked_archs.insert(arch, packages);
@@ -592,7 +637,7 @@ fn resolve_toolchains(
             let sources: BTreeMap<String, String> = locked_archs
                 .iter()
                 .flat_map(|(a, pkgs)| pkgs.iter().map(move |p| (*a, p)))
-                .filter_map(|(a, p)| lock.packages.get(&a)?.get(p))
+                .filter_map(|(a, p)| lock.table(&release, a)?.get(p))
                 .map(|p| (p.source.clone(), p.source_version.clone()))
                 .collect();
             let mut pinned = Vec::new();
@@ -618,7 +663,14 @@ fn resolve_toolchains(
                             },
                         }),
                     })?;
-                pin(&mut lock.packages, owner, *farch, &n.0, cand, &what)?;
+                pin(
+                    &mut lock.packages,
+                    owner,
+                    (&release, *farch),
+                    &n.0,
+                    cand,
+                    &what,
+                )?;
                 pinned.push(n.0.clone());
             }
             pinned.sort();
@@ -632,6 +684,7 @@ fn resolve_toolchains(
             lock.toolchains.insert(
                 name.clone(),
                 LockedToolchain {
+                    release,
                     inputs: def.lock_inputs(),
                     archs: locked_archs,
                     foreign,
@@ -639,18 +692,20 @@ fn resolve_toolchains(
             );
             summary.toolchains.insert(name, changes);
         } else {
-            let same_deb = |l: &Lock| {
-                l.packages
-                    .get(&BOOTSTRAP_ARCH)
+            let same_deb = |l: &Lock, release: &str| {
+                l.table(release, BOOTSTRAP_ARCH)
                     .and_then(|m| m.get(BOOTSTRAP_PACKAGE))
                     .map(|p| p.sha256.clone())
             };
             let nar_hash = match &prev.bootstrap {
-                Some(b) if same_deb(prev) == same_deb(lock) && b.package == BOOTSTRAP_PACKAGE => {
+                Some(b)
+                    if same_deb(prev, &b.release) == same_deb(lock, &release)
+                        && b.package == BOOTSTRAP_PACKAGE =>
+                {
                     b.nar_hash.clone()
                 }
                 _ => {
-                    let p = &lock.packages[&BOOTSTRAP_ARCH][BOOTSTRAP_PACKAGE];
+                    let p = &lock.packages[&release][&BOOTSTRAP_ARCH][BOOTSTRAP_PACKAGE];
                     busybox_nar(p).map_err(|message| LockError::Bootstrap {
                         package: format!("{BOOTSTRAP_PACKAGE} {}", p.version),
                         message,
@@ -658,6 +713,7 @@ fn resolve_toolchains(
                 }
             };
             lock.bootstrap = Some(Bootstrap {
+                release,
                 arch: BOOTSTRAP_ARCH,
                 package: BOOTSTRAP_PACKAGE.to_string(),
                 nar_hash,

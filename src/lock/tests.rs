@@ -121,11 +121,11 @@ fn build_resolves_every_image_and_arch() {
     );
     assert_eq!(ssl.created, 2000, "libssl3 comes from the security suite");
     assert_eq!(
-        lock.packages[&Arch::Arm64]["libssl3"].suite,
+        lock.packages["bookworm"][&Arch::Arm64]["libssl3"].suite,
         "bookworm-security"
     );
     assert_eq!(
-        lock.packages[&Arch::Arm64]["libssl3"].filename,
+        lock.packages["bookworm"][&Arch::Arm64]["libssl3"].filename,
         "pool/main/libssl3_3.0.11-1_arm64.deb"
     );
     assert_eq!(ssl.inputs, specs()[1].lock_inputs());
@@ -214,7 +214,10 @@ fn update_reports_what_changed() {
     let text = summary.render();
     assert!(text.contains("  ~ libssl3 3.0.11-1 → 3.0.13-1"), "{text}");
     assert!(text.contains("  + tzdata 2024a-0+deb12u1"), "{text}");
-    assert_eq!(new.packages[&Arch::Amd64]["libssl3"].version, "3.0.13-1");
+    assert_eq!(
+        new.packages["bookworm"][&Arch::Amd64]["libssl3"].version,
+        "3.0.13-1"
+    );
     let (_, again) = lock_images(&changed, &indexes("3.0.13-1"), Some(&new), None).unwrap();
     assert!(!again.changed());
 }
@@ -278,12 +281,14 @@ fn check_names_the_stale_image() {
     let mut broken = lock.clone();
     broken
         .packages
+        .get_mut("bookworm")
+        .unwrap()
         .get_mut(&Arch::Amd64)
         .unwrap()
         .remove("libc6");
     let e = broken.check(&specs(), &[], p).unwrap_err().to_string();
     assert!(
-        e.contains("image ssl: amd64 package libc6 has no entry"),
+        e.contains("image ssl: bookworm amd64 package libc6 has no entry"),
         "{e}"
     );
 }
@@ -303,12 +308,12 @@ fn invalid_locks_are_rejected() {
     .to_string();
     assert!(e.contains("not a relative archive path"), "{e}");
     let e = Lock::from_slice(
-        text.replace("\"version\": 1", "\"version\": 2").as_bytes(),
+        text.replace("\"version\": 2", "\"version\": 3").as_bytes(),
         p,
     )
     .unwrap_err()
     .to_string();
-    assert!(e.contains("format version 2"), "{e}");
+    assert!(e.contains("format version 3"), "{e}");
     let e = Lock::from_slice(text.replacen("\"size\":", "\"sise\":", 1).as_bytes(), p)
         .unwrap_err()
         .to_string();
@@ -377,13 +382,16 @@ fn toolchains_share_the_images_versions_and_pin_the_bootstrap_once() {
     assert_eq!(t.inputs, tc.lock_inputs());
     assert_eq!(t.archs[&Arch::Amd64], ["libc6", "libssl3", "openssl"]);
     // The image's libssl3 (from the security suite) is the toolchain's.
-    assert_eq!(lock.packages[&Arch::Amd64]["libssl3"].version, "3.0.11-1");
+    assert_eq!(
+        lock.packages["bookworm"][&Arch::Amd64]["libssl3"].version,
+        "3.0.11-1"
+    );
     let b = lock.bootstrap.as_ref().unwrap();
     assert_eq!(
         (b.package.as_str(), b.nar_hash.as_str()),
         ("busybox-static", "ab".repeat(32).as_str())
     );
-    assert!(lock.packages[&Arch::Amd64].contains_key("busybox-static"));
+    assert!(lock.packages["bookworm"][&Arch::Amd64].contains_key("busybox-static"));
     assert!(summary.toolchains["tc"][&Arch::Amd64].added.len() == 3);
     lock.check(&specs(), std::slice::from_ref(&tc), Path::new("kiln.lock"))
         .unwrap();
@@ -483,7 +491,7 @@ fn foreign_packages_are_pinned_from_the_same_source_version_without_dependencies
     .unwrap();
     let t = &lock.toolchains["tc"];
     assert_eq!(t.foreign[&Arch::Arm64], ["libssl3"]);
-    let arm = &lock.packages[&Arch::Arm64]["libssl3"];
+    let arm = &lock.packages["bookworm"][&Arch::Arm64]["libssl3"];
     assert_eq!(
         (arm.version.as_str(), arm.architecture.as_str()),
         ("3.0.11-1", "arm64")
@@ -509,4 +517,96 @@ fn foreign_packages_are_pinned_from_the_same_source_version_without_dependencies
             && e.contains("same source version"),
         "{e}"
     );
+}
+
+/// The releases' own versions of libc6 and tzdata, for images of two
+/// releases in one lock.
+fn two_releases() -> BTreeMap<String, SuiteIndex> {
+    let mut idx = indexes("3.0.11-1");
+    idx.insert(
+        "trixie".to_string(),
+        suite(
+            "trixie",
+            3000,
+            &[
+                deb("libc6", "2.41-12", "ARCH", ""),
+                deb("tzdata", "2025b-4", "all", ""),
+            ],
+        ),
+    );
+    idx
+}
+
+fn spec_of(name: &str, suites: &[&str], include: &[&str]) -> ImageSpec {
+    let def: crate::spec::Definition = serde_json::from_value(serde_json::json!({
+        "name": name,
+        "description": "d",
+        "suites": suites,
+        "packages": {"include": include},
+        "accounts": {"run_as": "65532"}
+    }))
+    .unwrap();
+    def.image(None).unwrap()
+}
+
+#[test]
+fn images_of_two_releases_pin_their_own_versions_of_one_package() {
+    let specs = vec![
+        spec_of(
+            "old",
+            &["bookworm", "bookworm-security"],
+            &["libc6", "tzdata"],
+        ),
+        spec_of("new", &["trixie"], &["libc6", "tzdata"]),
+    ];
+    let (lock, _) = lock_images(&specs, &two_releases(), None, None).unwrap();
+    assert_eq!(lock.images["old"].release, "bookworm");
+    assert_eq!(lock.images["new"].release, "trixie");
+    assert_eq!(
+        lock.packages["bookworm"][&Arch::Amd64]["libc6"].version,
+        "2.36-9"
+    );
+    assert_eq!(
+        lock.packages["trixie"][&Arch::Amd64]["libc6"].version,
+        "2.41-12"
+    );
+    assert_eq!(lock.images["new"].created, 3000);
+    lock.check(&specs, &[], Path::new("kiln.lock")).unwrap();
+    // Both .debs of each name are fetched.
+    let selected = lock.select(None, Some(&[Arch::Amd64])).unwrap();
+    let versions: Vec<&str> = selected
+        .iter()
+        .filter(|(_, n, _)| n == "libc6")
+        .map(|(_, _, p)| p.version.as_str())
+        .collect();
+    assert_eq!(versions, ["2.36-9", "2.41-12"]);
+    let text = String::from_utf8(lock.to_bytes()).unwrap();
+    assert_eq!(
+        Lock::from_slice(text.as_bytes(), Path::new("kiln.lock")).unwrap(),
+        lock
+    );
+
+    // A relock of one image keeps the other release's pins.
+    let only: BTreeSet<String> = ["new".to_string()].into();
+    let (again, _) = lock_images(&specs, &two_releases(), Some(&lock), Some(&only)).unwrap();
+    assert_eq!(
+        (&again.images, &again.packages),
+        (&lock.images, &lock.packages)
+    );
+}
+
+#[test]
+fn a_format_1_lock_reads_as_its_release_table() {
+    let (lock, _) = lock_images(&specs(), &indexes("3.0.11-1"), None, None).unwrap();
+    // The same lock as format 1 wrote it: one table, no release keys.
+    let mut v = serde_json::to_value(&lock).unwrap();
+    v["version"] = 1.into();
+    v["packages"] = v["packages"]["bookworm"].take();
+    for image in v["images"].as_object_mut().unwrap().values_mut() {
+        image.as_object_mut().unwrap().remove("release");
+    }
+    let bytes = serde_json::to_vec(&v).unwrap();
+    let read = Lock::from_slice(&bytes, Path::new("kiln.lock")).unwrap();
+    assert_eq!(read, lock);
+    assert_eq!(read.version, FORMAT_VERSION);
 }

@@ -25,6 +25,7 @@ pub mod json;
 pub mod layerinfo;
 pub mod oci;
 pub mod policy;
+pub mod release;
 pub mod sbom;
 pub mod spec;
 pub mod tarlist;

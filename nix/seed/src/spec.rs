@@ -12,6 +12,8 @@ use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use crate::release::{self, Release};
+
 /// Largest uid/gid kiln accepts. 65535 is the kernel's "overflow id" and
 /// anything above 16 bits breaks rootless runtimes' default id maps.
 pub const MAX_ID: u32 = 65534;
@@ -233,12 +235,6 @@ fn default_archs() -> Vec<Arch> {
     Arch::ALL.to_vec()
 }
 
-fn default_suites() -> Vec<String> {
-    ["bookworm", "bookworm-updates", "bookworm-security"]
-        .map(String::from)
-        .to_vec()
-}
-
 fn default_true() -> bool {
     true
 }
@@ -299,10 +295,15 @@ pub struct Definition {
     pub description: String,
     #[serde(default = "default_archs")]
     pub archs: Vec<Arch>,
+    /// The Debian release (major version) the image is built from; its
+    /// default suites when `suites` is not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debian: Option<u32>,
     /// Debian suites whose signed indexes the packages are resolved from,
-    /// highest version wins across them.
-    #[serde(default = "default_suites")]
-    pub suites: Vec<String>,
+    /// highest version wins across them; all of one release. Default: the
+    /// release's own, updates and security suites.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suites: Option<Vec<String>>,
     /// Maximum number of layers (package layers + the generated one); the
     /// smallest packages are merged into one layer beyond it.
     #[serde(default = "default_layer_budget")]
@@ -529,6 +530,12 @@ impl ImageSpec {
         self.variant.as_deref().unwrap_or("latest")
     }
 
+    /// The Debian release of the image's suites (checked when the
+    /// definition was read).
+    pub fn release(&self) -> Result<Release, SpecError> {
+        Release::of_suites(&self.suites).map_err(|e| invalid("suites", e.to_string()))
+    }
+
     /// `name` or `name-variant`: the flake attribute and the name in the lock.
     pub fn full_name(&self) -> String {
         match &self.variant {
@@ -689,9 +696,7 @@ impl Definition {
         if has_duplicates(self.archs.iter()) {
             return Err(invalid("archs", "an architecture is listed twice"));
         }
-        if self.suites.is_empty() {
-            return Err(invalid("suites", "at least one suite is required"));
-        }
+        self.release()?;
         if !(2..=127).contains(&self.layer_budget) {
             return Err(invalid(
                 "layer_budget",
@@ -751,6 +756,8 @@ impl Definition {
                     ("paths", !self.paths.is_empty()),
                     ("variants", !self.variants.is_empty()),
                     ("compression", !self.compression.is_gzip()),
+                    ("debian", self.debian.is_some()),
+                    ("suites", self.suites.is_some()),
                 ];
                 if let Some((key, _)) = own.iter().find(|(_, set)| *set) {
                     return Err(invalid(
@@ -763,6 +770,42 @@ impl Definition {
         }
     }
 
+    /// The release the definition builds from: `debian`, else its suites',
+    /// else the default; `debian` and `suites` must agree.
+    pub fn release(&self) -> Result<Release, SpecError> {
+        let named = self
+            .debian
+            .map(Release::by_version)
+            .transpose()
+            .map_err(|e| invalid("debian", e.to_string()))?;
+        let Some(suites) = &self.suites else {
+            return Ok(named.unwrap_or(release::DEFAULT));
+        };
+        if suites.is_empty() {
+            return Err(invalid("suites", "at least one suite is required"));
+        }
+        let of_suites = Release::of_suites(suites).map_err(|e| invalid("suites", e.to_string()))?;
+        match named {
+            Some(r) if r != of_suites => Err(invalid(
+                "debian",
+                format!(
+                    "{} names {r} but suites name {of_suites}; give one of them",
+                    r.version
+                ),
+            )),
+            _ => Ok(of_suites),
+        }
+    }
+
+    /// The suites packages resolve from (see [`Definition::release`]).
+    pub fn suites(&self) -> Result<Vec<String>, SpecError> {
+        let release = self.release()?;
+        Ok(self
+            .suites
+            .clone()
+            .unwrap_or_else(|| release.default_suites()))
+    }
+
     /// The definition with `variant` applied (`None` = default).
     pub fn image(&self, variant: Option<&str>) -> Result<ImageSpec, SpecError> {
         let mut spec = ImageSpec {
@@ -770,7 +813,7 @@ impl Definition {
             variant: None,
             description: self.description.clone(),
             archs: self.archs.clone(),
-            suites: self.suites.clone(),
+            suites: self.suites()?,
             layer_budget: self.layer_budget,
             compression: self.compression,
             debug: self.debug,
@@ -1045,6 +1088,58 @@ mod tests {
         d.validate(Some("x")).unwrap();
         assert_eq!(d.archs, vec![Arch::Amd64, Arch::Arm64]);
         assert_eq!(d.image(None).unwrap().user().unwrap(), (65532, 65532));
+    }
+
+    #[test]
+    fn the_release_gives_the_suites_and_a_mix_is_refused() {
+        let d = def(minimal()).unwrap();
+        assert_eq!(
+            d.image(None).unwrap().suites,
+            ["bookworm", "bookworm-updates", "bookworm-security"]
+        );
+        let mut j = minimal();
+        j["debian"] = 13.into();
+        let d = def(j).unwrap();
+        d.validate(Some("x")).unwrap();
+        let spec = d.image(None).unwrap();
+        assert_eq!(spec.suites, ["trixie", "trixie-updates", "trixie-security"]);
+        assert_eq!(spec.release().unwrap().distro(), "debian-13");
+
+        let refused = |debian: Option<u32>, suites: Option<&[&str]>| {
+            let mut j = minimal();
+            if let Some(n) = debian {
+                j["debian"] = n.into();
+            }
+            if let Some(s) = suites {
+                j["suites"] = serde_json::json!(s);
+            }
+            def(j).unwrap().validate(Some("x")).unwrap_err().to_string()
+        };
+        let e = refused(Some(15), None);
+        assert!(
+            e.starts_with("debian: 15 is not a Debian release kiln knows"),
+            "{e}"
+        );
+        let e = refused(None, Some(&["bookworm", "trixie-security"]));
+        assert!(
+            e.starts_with("suites: \"bookworm\" is Debian 12 but \"trixie-security\" is Debian 13"),
+            "{e}"
+        );
+        let e = refused(Some(13), Some(&["bookworm"]));
+        assert!(
+            e.contains("13 names Debian 13 (trixie) but suites name Debian 12 (bookworm)"),
+            "{e}"
+        );
+        let e = refused(None, Some(&["sid"]));
+        assert!(
+            e.starts_with("suites: \"sid\" is not a suite of a Debian release kiln knows"),
+            "{e}"
+        );
+        let e = refused(None, Some(&[]));
+        assert_eq!(e, "suites: at least one suite is required");
+        // A definition without the keys serializes without them, as before.
+        let v = serde_json::to_value(def(minimal()).unwrap()).unwrap();
+        assert!(v.get("debian").is_none() && v.get("suites").is_none());
     }
 
     #[test]

@@ -201,7 +201,7 @@ pub fn bom(img: &Image) -> Bom {
     let mut depends_on = Vec::new();
     for p in &img.packages {
         let info = p.info;
-        let purl = deb_purl(info);
+        let purl = deb_purl(info, img.distro);
         let mut properties = vec![
             property("kiln:deb:architecture", &info.architecture),
             property("kiln:deb:source", &info.source),
@@ -363,6 +363,7 @@ mod tests {
             created: 0,
             manifest: Digest([2; 32]),
             licenses: "LGPL-2.1-or-later",
+            distro: "debian-12",
             packages: pkgs,
             generated: &[],
             applications: &[],

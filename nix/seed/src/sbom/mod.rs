@@ -18,8 +18,6 @@ use std::collections::BTreeMap;
 pub const TOOL_NAME: &str = "kiln-seed";
 pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
 pub use crate::copyright::NOASSERTION;
-/// The `distro` qualifier of Debian package purls.
-pub const DISTRO: &str = "debian-12";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -52,6 +50,9 @@ pub struct Image<'a> {
     pub manifest: Digest,
     /// The image's `org.opencontainers.image.licenses` annotation.
     pub licenses: &'a str,
+    /// The `distro` qualifier of the packages' purls: the image's release
+    /// (`debian-12`).
+    pub distro: &'a str,
     /// Installed packages, sorted by name.
     pub packages: Vec<Package<'a>>,
     /// Regular files of the generated layer.
@@ -411,20 +412,22 @@ pub fn percent_encode(s: &str) -> String {
     out
 }
 
-/// `pkg:deb/debian/<name>@<version>?arch=<architecture>&distro=debian-12`
-/// (qualifiers sorted by key, as the purl spec requires).
-pub fn deb_purl(p: &InstalledPackage) -> String {
-    deb_purl_of(&p.name, &p.version, &p.architecture)
+/// `pkg:deb/debian/<name>@<version>?arch=<architecture>&distro=<distro>`
+/// (qualifiers sorted by key, as the purl spec requires); `distro` is the
+/// release's, `debian-12`.
+pub fn deb_purl(p: &InstalledPackage, distro: &str) -> String {
+    deb_purl_of(&p.name, &p.version, &p.architecture, distro)
 }
 
 /// [`deb_purl`] from the three fields (what provenance records for a
 /// locked .deb, so that it names packages exactly as the SBOMs do).
-pub fn deb_purl_of(name: &str, version: &str, architecture: &str) -> String {
+pub fn deb_purl_of(name: &str, version: &str, architecture: &str, distro: &str) -> String {
     format!(
-        "pkg:deb/debian/{}@{}?arch={}&distro={DISTRO}",
+        "pkg:deb/debian/{}@{}?arch={}&distro={}",
         percent_encode(name),
         percent_encode(version),
-        percent_encode(architecture)
+        percent_encode(architecture),
+        percent_encode(distro)
     )
 }
 
@@ -616,8 +619,13 @@ pub(crate) mod tests {
             vec![],
         );
         assert_eq!(
-            deb_purl(&p),
+            deb_purl(&p, "debian-12"),
             "pkg:deb/debian/libstdc%2B%2B6@1%3A12.2.0-14~deb12u1%2Bb1?arch=amd64&distro=debian-12"
+        );
+        // The qualifier is the image's release, never a constant.
+        assert_eq!(
+            deb_purl_of("libc6", "2.41-12", "arm64", "debian-13"),
+            "pkg:deb/debian/libc6@2.41-12?arch=arm64&distro=debian-13"
         );
         let d = Digest([0xab; 32]);
         assert_eq!(

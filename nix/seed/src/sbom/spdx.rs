@@ -326,7 +326,7 @@ pub fn document(img: &Image) -> Result<Document, Error> {
             copyright_text: or_noassertion(&info.copyright_text),
             summary: info.summary.clone().filter(|s| !s.trim().is_empty()),
             comment: None,
-            external_refs: vec![purl_ref(deb_purl(info))],
+            external_refs: vec![purl_ref(deb_purl(info, img.distro))],
             primary_package_purpose: None,
             built_date: None,
         });
@@ -521,6 +521,7 @@ mod tests {
             created: 1_783_764_997,
             manifest: Digest([1; 32]),
             licenses: "LicenseRef-foo AND MIT",
+            distro: "debian-12",
             packages: pkgs,
             generated: &generated,
             applications: &[],

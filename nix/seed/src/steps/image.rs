@@ -529,8 +529,10 @@ fn build_into(input: &Input, out: &Path) -> Result<Summary, Error> {
         })
         .collect::<Result<Vec<_>, sbom::Error>>()?;
     let full_name = spec.full_name();
+    let distro = spec.release()?.distro();
     let sbom_input = sbom::Image {
         name: &full_name,
+        distro: &distro,
         tag: spec.tag(),
         arch,
         created: image_created,

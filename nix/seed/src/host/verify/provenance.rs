@@ -7,6 +7,7 @@ use super::checks::VerifiedStatement;
 use super::report::Report;
 use super::walk::Image;
 use crate::attest::statement::Provenance;
+use crate::release::{self, Release};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -165,12 +166,13 @@ pub fn locked_debs(
     let entry = lock["images"]
         .get(image)
         .ok_or_else(|| format!("kiln.lock has no image {image}"))?;
+    let what = format!("image {image}");
     let mut out = BTreeSet::new();
     for arch in archs {
         let names = entry["archs"][arch]["packages"]
             .as_array()
             .ok_or_else(|| format!("kiln.lock has no {arch} package set for {image}"))?;
-        out.extend(pinned_debs(lock, arch, names)?);
+        out.extend(pinned_debs(lock, entry, &what, arch, names)?);
     }
     Ok(out)
 }
@@ -181,29 +183,48 @@ pub fn toolchain_debs(
     name: &str,
     arch: &str,
 ) -> Result<BTreeSet<(String, String)>, String> {
-    let names = lock["toolchains"][name]["archs"][arch]
+    let entry = &lock["toolchains"][name];
+    let names = entry["archs"][arch]
         .as_array()
         .ok_or_else(|| format!("kiln.lock has no {arch} packages for toolchain {name}"))?;
-    pinned_debs(lock, arch, names)
+    pinned_debs(lock, entry, &format!("toolchain {name}"), arch, names)
 }
 
-/// (purl, sha256 hex) of the lock's `packages.<arch>` entries of `names`.
+/// (purl, sha256 hex) of the locked packages `names` of `entry` (an image
+/// or a toolchain) on `arch`. The lock keys its packages by the entry's
+/// release; a lock of format 1 had one table, of the default release.
 fn pinned_debs(
     lock: &Value,
+    entry: &Value,
+    what: &str,
     arch: &str,
     names: &[Value],
 ) -> Result<BTreeSet<(String, String)>, String> {
+    let (table, release) = match entry.get("release") {
+        None => (&lock["packages"][arch], release::DEFAULT),
+        Some(r) => {
+            let codename = r.as_str().unwrap_or_default();
+            let release = Release::by_codename(codename).ok_or_else(|| {
+                format!("kiln.lock: {what}: {r} is not a Debian release kiln knows")
+            })?;
+            (&lock["packages"][codename][arch], release)
+        }
+    };
+    let distro = release.distro();
     let mut out = BTreeSet::new();
     for name in names {
         let name = name.as_str().unwrap_or_default();
-        let p = &lock["packages"][arch][name];
+        let p = &table[name];
         let field = |f: &str| {
-            p[f].as_str()
-                .map(String::from)
-                .ok_or_else(|| format!("kiln.lock: {arch} package {name} has no {f}"))
+            p[f].as_str().map(String::from).ok_or_else(|| {
+                format!(
+                    "kiln.lock: {} {arch} package {name} has no {f}",
+                    release.codename
+                )
+            })
         };
         out.insert((
-            deb_purl(name, &field("version")?, &field("architecture")?),
+            deb_purl(name, &field("version")?, &field("architecture")?, &distro),
             field("sha256")?,
         ));
     }
@@ -598,5 +619,38 @@ mod tests {
         ));
         let e = compare_debs(&swapped, &got).unwrap_err();
         assert!(e.contains("has sha256 ff, the lock pins bb"), "{e}");
+    }
+
+    #[test]
+    fn locked_debs_read_the_table_and_distro_of_the_images_release() {
+        let lock = json!({
+            "version": 2,
+            "packages": {
+                "bookworm": {"amd64": {"libc6": {"version": "2.36-9", "architecture": "amd64", "sha256": "bb"}}},
+                "trixie": {"amd64": {"libc6": {"version": "2.41-12", "architecture": "amd64", "sha256": "cc"}}}
+            },
+            "images": {
+                "b": {"release": "bookworm", "archs": {"amd64": {"packages": ["libc6"]}}},
+                "t": {"release": "trixie", "archs": {"amd64": {"packages": ["libc6"]}}},
+                "u": {"release": "hamm", "archs": {"amd64": {"packages": ["libc6"]}}}
+            }
+        });
+        let t = locked_debs(&lock, "t", &["amd64".into()]).unwrap();
+        assert_eq!(
+            t.into_iter().collect::<Vec<_>>(),
+            [(
+                "pkg:deb/debian/libc6@2.41-12?arch=amd64&distro=debian-13".to_string(),
+                "cc".to_string()
+            )]
+        );
+        let b = locked_debs(&lock, "b", &["amd64".into()]).unwrap();
+        assert!(b
+            .iter()
+            .all(|(p, d)| p.ends_with("distro=debian-12") && d == "bb"));
+        let e = locked_debs(&lock, "u", &["amd64".into()]).unwrap_err();
+        assert!(
+            e.contains("image u: \"hamm\" is not a Debian release"),
+            "{e}"
+        );
     }
 }
