@@ -220,6 +220,15 @@ impl Mirrors {
                 s.origin = format!("{} (the archive of {release})", s.origin);
                 Ok(s)
             }
+            // A release the machine does not install from lives in the
+            // same archives as the one it does: trixie-security beside
+            // bookworm-security, trixie beside bookworm.
+            (None, None) if self.sibling(suite).is_some() => {
+                let (sibling, mut s) = self.sibling(suite).expect("guarded");
+                s.components.retain(|c| c == "main");
+                s.origin = format!("{} (the archive of {sibling})", s.origin);
+                Ok(s)
+            }
             (None, None) => Err(SourcesError::MissingSuite {
                 suite: suite.to_string(),
                 searched: self.searched_text(),
@@ -230,6 +239,23 @@ impl Mirrors {
                 },
             }),
         }
+    }
+
+    /// The configured suite of another Debian release with the same role
+    /// as `suite` (the release itself, -updates or -security), and its
+    /// source.
+    fn sibling(&self, suite: &str) -> Option<(String, SuiteSource)> {
+        let release = crate::release::Release::of_suite(suite).ok()?;
+        let kind = &suite[release.codename.len()..];
+        if kind == "-backports" {
+            return None;
+        }
+        self.entries.iter().find_map(|e| {
+            let other = crate::release::Release::of_suite(&e.suite).ok()?;
+            (other != release && e.suite[other.codename.len()..] == *kind)
+                .then(|| Some((e.suite.clone(), self.suite(&e.suite).ok()?)))
+                .flatten()
+        })
     }
 
     fn searched_text(&self) -> String {
@@ -499,8 +525,12 @@ deb http://flat.example/repo ./
             m.suite("bookworm-security").unwrap().base,
             "http://mirror.example/debian-security"
         );
-        // Enabled: no, and deb-src only.
-        assert!(m.suite("trixie").is_err());
+        // Enabled: no (trixie then comes from bookworm's archive), and
+        // deb-src only.
+        assert_eq!(
+            m.suite("trixie").unwrap().base,
+            "http://mirror.example/debian"
+        );
         assert!(m.suite("sid").is_err());
         assert_eq!(m.entries().len(), 3);
     }
@@ -569,8 +599,36 @@ deb http://flat.example/repo ./
         assert_eq!(b.base, "http://first.example/debian");
         assert_eq!(b.components, ["main"]);
         assert!(b.origin.contains("the archive of bookworm"), "{}", b.origin);
-        let e = m.suite("trixie-backports").unwrap_err().to_string();
-        assert!(e.contains("\"trixie-backports\""), "{e}");
+        let e = m.suite("hamm-backports").unwrap_err().to_string();
+        assert!(e.contains("\"hamm-backports\""), "{e}");
+    }
+
+    #[test]
+    fn another_release_comes_from_the_archive_of_the_configured_one() {
+        let dir = setup(&[("sources.list", CLASSIC)]);
+        let m = Mirrors::discover(dir.path(), Overrides::default()).unwrap();
+        let t = m.suite("trixie").unwrap();
+        assert_eq!(t.base, "http://classic.example/debian");
+        assert_eq!(t.components, ["main"]);
+        assert!(
+            t.origin.contains("(the archive of bookworm)"),
+            "{}",
+            t.origin
+        );
+        let s = m.suite("trixie-security").unwrap();
+        assert_eq!(s.base, "http://classic.example/debian-security");
+        assert!(
+            s.origin.contains("(the archive of bookworm-security)"),
+            "{}",
+            s.origin
+        );
+        assert!(m
+            .suite("trixie-updates")
+            .unwrap()
+            .origin
+            .contains("bookworm-updates"));
+        // Not a Debian release kiln knows: no guess.
+        assert!(m.suite("sid").is_err());
     }
 
     #[test]
