@@ -637,7 +637,19 @@ let
         if pathExists imagesDir then readDir imagesDir
         else throw "kiln: the project has no images/ directory; create one with `kiln init` (an example image) or add images/<name>/image.toml";
       dirs = filter (n: entries.${n} == "directory" && pathExists (imagesDir + "/${n}/image.toml")) (attrNames entries);
-    in map (n: fromTOML (readFile (imagesDir + "/${n}/image.toml"))) dirs;
+      read = n: fromTOML (readFile (imagesDir + "/${n}/image.toml"));
+      # `extends = "<image>"`: that definition with this one's top-level
+      # keys in place of its own (src/definition.rs reads it the same way).
+      withParent = n:
+        let
+          d = read n;
+          p = d.extends;
+        in
+        if !(d ? extends) then d
+        else if !(isString p) || !(pathExists (imagesDir + "/${p}/image.toml")) then throw "kiln: images/${n}/image.toml: extends ${toJSON p}: images/${toString p}/image.toml does not exist"
+        else if (read p) ? extends then throw "kiln: images/${n}/image.toml: extends ${p}: it extends ${toJSON (read p).extends} itself; extend that one (one level only)"
+        else removeAttrs (read p // d) [ "extends" ];
+    in map withParent dirs;
 
   variantsOf = def: [ null ] ++ attrNames (def.variants or { });
 

@@ -1,5 +1,9 @@
 //! Reading `images/<name>/image.toml` into [`Definition`]s, with errors that
 //! name the file, the line and the key.
+//!
+//! `extends = "<image>"` makes a definition the named one's with its own
+//! top-level keys in place of the other's: what an image for another
+//! Debian release (`base-debian13` from `base`) needs, without copying.
 
 use kiln_seed::spec::{Definition, SpecError};
 use std::path::{Path, PathBuf};
@@ -26,6 +30,12 @@ pub enum DefinitionError {
         line: String,
         error: SpecError,
     },
+    #[error("{path}: extends {parent:?}: {message}")]
+    Extends {
+        path: PathBuf,
+        parent: String,
+        message: String,
+    },
     #[error("no image definitions found under {0} (expected <name>/image.toml)")]
     NoneFound(PathBuf),
     #[error(transparent)]
@@ -37,7 +47,12 @@ pub enum DefinitionError {
 pub struct Loaded {
     pub path: PathBuf,
     pub definition: Definition,
+    /// The definition file it extends, if it does.
+    pub extends: Option<PathBuf>,
 }
+
+/// The key that names the definition another one extends.
+pub const EXTENDS: &str = "extends";
 
 /// Parses one definition. `dir_name` (the directory's name) must equal `name`.
 pub fn parse(
@@ -69,21 +84,117 @@ pub fn load_project(project: &Path) -> Result<Vec<Loaded>, DefinitionError> {
     Ok(loaded)
 }
 
-/// Loads `dir/<name>/image.toml`.
+/// Loads `dir/<name>/image.toml` (and the definition it extends).
 pub fn load(path: &Path) -> Result<Loaded, DefinitionError> {
-    let text = std::fs::read_to_string(path).map_err(|source| DefinitionError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = read(path)?;
     let dir_name = path
         .parent()
         .and_then(|p| p.file_name())
         .and_then(|n| n.to_str());
-    let definition = parse(path, &text, dir_name)?;
+    let Some(parent) = extended(path, &text)? else {
+        return Ok(Loaded {
+            path: path.to_path_buf(),
+            definition: parse(path, &text, dir_name)?,
+            extends: None,
+        });
+    };
+    let extends_err = |message: String| DefinitionError::Extends {
+        path: path.to_path_buf(),
+        parent: parent.clone(),
+        message,
+    };
+    // A directory name under images/, never a path.
+    let is_name = !parent.is_empty()
+        && parent
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !is_name {
+        return Err(extends_err(
+            "not the name of a definition (lowercase letters, digits and -)".into(),
+        ));
+    }
+    let parent_path = path
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("."))
+        .join(&parent)
+        .join(FILE_NAME);
+    if parent_path == path {
+        return Err(extends_err("a definition cannot extend itself".into()));
+    }
+    let parent_text = read(&parent_path)
+        .map_err(|_| extends_err(format!("{} does not exist", parent_path.display())))?;
+    if let Some(grand) = extended(&parent_path, &parent_text)? {
+        return Err(extends_err(format!(
+            "it extends {grand:?} itself; extend that one (one level only)"
+        )));
+    }
+    let mut merged: toml::Table =
+        toml::from_str(&parent_text).map_err(|e| DefinitionError::Parse {
+            path: parent_path.clone(),
+            message: describe_toml_error(&parent_text, &e),
+        })?;
+    let own: toml::Table = toml::from_str(&text).map_err(|e| DefinitionError::Parse {
+        path: path.to_path_buf(),
+        message: describe_toml_error(&text, &e),
+    })?;
+    for (k, v) in own {
+        if k != EXTENDS {
+            merged.insert(k, v);
+        }
+    }
+    // The merged table is checked as one definition; errors name the file
+    // whose key it is.
+    let definition: Definition =
+        merged
+            .try_into()
+            .map_err(|e: toml::de::Error| DefinitionError::Parse {
+                path: path.to_path_buf(),
+                message: format!(
+                    "{} (with {} )",
+                    e.message().trim_end(),
+                    parent_path.display()
+                ),
+            })?;
+    definition.validate(dir_name).map_err(|error| {
+        let (file, at) = match locate(&text, &error) {
+            Some(l) => (path, Some(l)),
+            None => (parent_path.as_path(), locate(&parent_text, &error)),
+        };
+        DefinitionError::Invalid {
+            path: file.to_path_buf(),
+            line: at.map(|l| format!("line {l}: ")).unwrap_or_default(),
+            error,
+        }
+    })?;
     Ok(Loaded {
         path: path.to_path_buf(),
         definition,
+        extends: Some(parent_path),
     })
+}
+
+fn read(path: &Path) -> Result<String, DefinitionError> {
+    std::fs::read_to_string(path).map_err(|source| DefinitionError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The name `text` extends, if it has the key.
+fn extended(path: &Path, text: &str) -> Result<Option<String>, DefinitionError> {
+    let table: toml::Table = toml::from_str(text).map_err(|e| DefinitionError::Parse {
+        path: path.to_path_buf(),
+        message: describe_toml_error(text, &e),
+    })?;
+    match table.get(EXTENDS) {
+        None => Ok(None),
+        Some(toml::Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(DefinitionError::Parse {
+            path: path.to_path_buf(),
+            message: format!("`{EXTENDS}` must be the name of another definition, not {other}"),
+        }),
+    }
 }
 
 /// Loads every `images_dir/*/image.toml`, sorted by name.
@@ -370,5 +481,111 @@ mod suggestion_tests {
             "{m}"
         );
         assert!(m.ends_with("; did you mean scratch-plus?"), "{m}");
+    }
+}
+
+#[cfg(test)]
+mod extends_tests {
+    use super::*;
+
+    const BASE: &str = r#"
+name = "base"
+description = "the base"
+
+[packages]
+include = ["ca-certificates"]
+
+[accounts]
+run_as = "nonroot"
+users = [{ name = "nonroot", uid = 65532, gid = 65532, home = "/home/nonroot" }]
+groups = [{ name = "nonroot", gid = 65532 }]
+
+[variants.debug]
+debug = true
+"#;
+
+    fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            let d = dir.path().join("images").join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join(FILE_NAME), text).unwrap();
+        }
+        dir
+    }
+
+    fn load_one(dir: &tempfile::TempDir, name: &str) -> Result<Loaded, DefinitionError> {
+        load(&dir.path().join("images").join(name).join(FILE_NAME))
+    }
+
+    #[test]
+    fn an_extending_definition_replaces_the_keys_it_sets() {
+        let dir = project(&[
+            ("base", BASE),
+            (
+                "base-debian13",
+                "extends = \"base\"\nname = \"base-debian13\"\ndebian = 13\n",
+            ),
+        ]);
+        let l = load_one(&dir, "base-debian13").unwrap();
+        assert_eq!(l.definition.name, "base-debian13");
+        assert_eq!(l.definition.description, "the base");
+        assert_eq!(
+            l.extends.as_deref(),
+            Some(dir.path().join("images/base/image.toml").as_path())
+        );
+        let spec = l.definition.image(Some("debug")).unwrap();
+        assert_eq!(spec.full_name(), "base-debian13-debug");
+        assert_eq!(spec.suites[0], "trixie");
+        assert_eq!(spec.packages.include[0].0, "ca-certificates");
+        assert!(load_one(&dir, "base").unwrap().extends.is_none());
+    }
+
+    #[test]
+    fn what_cannot_be_extended_is_named() {
+        let dir = project(&[
+            ("base", BASE),
+            ("mid", "extends = \"base\"\nname = \"mid\"\n"),
+            ("chain", "extends = \"mid\"\nname = \"chain\"\n"),
+            ("gone", "extends = \"nothing\"\nname = \"gone\"\n"),
+            ("path", "extends = \"../base\"\nname = \"path\"\n"),
+            ("selfish", "extends = \"selfish\"\nname = \"selfish\"\n"),
+            ("number", "extends = 12\nname = \"number\"\n"),
+            (
+                "wrong",
+                "extends = \"base\"\nname = \"wrong\"\ndebian = 99\n",
+            ),
+        ]);
+        let e = |n: &str| load_one(&dir, n).unwrap_err().to_string();
+        assert!(
+            e("chain").contains("extends \"mid\": it extends \"base\" itself"),
+            "{}",
+            e("chain")
+        );
+        assert!(
+            e("gone").contains("extends \"nothing\":") && e("gone").contains("does not exist"),
+            "{}",
+            e("gone")
+        );
+        assert!(
+            e("path").contains("not the name of a definition"),
+            "{}",
+            e("path")
+        );
+        assert!(
+            e("selfish").contains("cannot extend itself"),
+            "{}",
+            e("selfish")
+        );
+        assert!(
+            e("number").contains("`extends` must be the name of another definition"),
+            "{}",
+            e("number")
+        );
+        let wrong = e("wrong");
+        assert!(
+            wrong.contains("images/wrong/image.toml: line 3: debian: 99 is not a Debian release"),
+            "{wrong}"
+        );
     }
 }

@@ -691,6 +691,16 @@ pub fn generate(rec: &BuildRecord) -> Result<Statement, ProvenanceError> {
         digest: BTreeMap::from([("sha256".to_string(), def_digest.hex())]),
         ..Default::default()
     });
+    // A definition that extends another is built from both files.
+    if let Some(parent) = &definition.extends {
+        let rel = parent.strip_prefix(rec.project).unwrap_or(parent);
+        deps.push(ResourceDescriptor {
+            name: rel.display().to_string(),
+            digest: BTreeMap::from([("sha256".to_string(), sha256_file(parent)?.hex())]),
+            annotations: BTreeMap::from([role("extended definition")]),
+            ..Default::default()
+        });
+    }
     if let Some(rev) = &source.revision {
         deps.push(ResourceDescriptor {
             name: "source".into(),
