@@ -27,6 +27,10 @@ pub struct Args {
     /// Most file differences shown per layer (the rest are counted); 0 shows all.
     #[arg(long, default_value_t = 20)]
     pub max_files: usize,
+    /// Packages, config and layers only: file differences are counted per
+    /// layer, never listed (what a move to another Debian release needs).
+    #[arg(long, conflicts_with = "max_files")]
+    pub packages: bool,
     #[command(flatten)]
     pub registry: super::registry_args::RegistryArgs,
 }
@@ -37,7 +41,14 @@ pub fn run(_project: &Path, args: Args) -> anyhow::Result<super::Outcome> {
     if args.json {
         super::output::json(&report);
     } else {
-        print!("{}", render(&report, args.max_files));
+        let cap = if args.packages {
+            FileCap::CountOnly
+        } else if args.max_files == 0 {
+            FileCap::All
+        } else {
+            FileCap::AtMost(args.max_files)
+        };
+        print!("{}", render(&report, cap));
     }
     Ok(super::Outcome::from_passed(report.identical))
 }
@@ -78,9 +89,18 @@ fn is_file_level(d: &Difference) -> bool {
     d.path.is_some()
 }
 
+/// How many file differences the text report lists per layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileCap {
+    All,
+    AtMost(usize),
+    /// None: each layer's are counted.
+    CountOnly,
+}
+
 /// The report as text: one line per difference, file differences capped
-/// per layer at `max_files` (0: no cap).
-pub fn render(report: &Report, max_files: usize) -> String {
+/// per layer.
+pub fn render(report: &Report, cap: FileCap) -> String {
     let mut s = String::new();
     if report.identical {
         s.push_str(&format!(
@@ -95,10 +115,15 @@ pub fn render(report: &Report, max_files: usize) -> String {
     let mut shown: BTreeMap<(String, String), usize> = BTreeMap::new();
     let mut hidden: BTreeMap<(String, String), usize> = BTreeMap::new();
     for d in &report.differences {
-        if is_file_level(d) && max_files > 0 {
+        let limit = match cap {
+            FileCap::All => None,
+            FileCap::AtMost(n) => Some(n),
+            FileCap::CountOnly => Some(0),
+        };
+        if let Some(limit) = limit.filter(|_| is_file_level(d)) {
             let key = (d.scope.clone(), d.location.clone());
             let n = shown.entry(key.clone()).or_default();
-            if *n >= max_files {
+            if *n >= limit {
                 *hidden.entry(key).or_default() += 1;
                 continue;
             }
@@ -108,8 +133,13 @@ pub fn render(report: &Report, max_files: usize) -> String {
         s.push('\n');
     }
     for ((scope, location), n) in hidden {
+        let more = if cap == FileCap::CountOnly {
+            ""
+        } else {
+            "more "
+        };
         s.push_str(&format!(
-            "{scope}: {location}: … and {n} more file differences (--max-files 0 or --json shows all)\n"
+            "{scope}: {location}: … and {n} {more}file differences (--max-files 0 or --json shows all)\n"
         ));
     }
     s.push_str(&format!(
