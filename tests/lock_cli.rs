@@ -408,3 +408,112 @@ fn unreadable_lock_is_replaced_by_a_full_relock_only() {
     assert!(err.contains("warning: replacing the unreadable"), "{err}");
     assert!(kiln(&w.project, &[], &["lock", "--check"]).status.success());
 }
+
+const DATE_TRIXIE: &str = "Sat, 05 Dec 2026 02:11:04 UTC";
+
+/// A Debian 13 suite in the fixture archive, signed by `key`.
+fn write_trixie(w: &World, key: &pgp::composed::SignedSecretKey) {
+    write_suite(
+        &w.archive.join("debian"),
+        "trixie",
+        DATE_TRIXIE,
+        &[
+            pkg(
+                "openssl",
+                "3.5.4-1",
+                "libssl3t64 (>= 3.5.4), libc6 (>= 2.38)",
+            ),
+            pkg("libssl3t64", "3.5.4-1", "libc6 (>= 2.38)"),
+            pkg("libc6", "2.41-12", "libgcc-s1"),
+            pkg("libgcc-s1", "14.2.0-19", "libc6 (>= 2.35)"),
+        ],
+        key,
+    );
+}
+
+/// An image of the project resolved from `suites`.
+fn write_image_of(w: &World, name: &str, suites: &str, include: &str) {
+    let dir = w.project.join("images").join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("image.toml"),
+        format!(
+            "name = {name:?}\ndescription = \"test image\"\nsuites = [{suites}]\n\n\
+             [packages]\ninclude = [{include}]\n\n[accounts]\nrun_as = \"65532\"\n"
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn images_of_two_releases_lock_side_by_side_each_at_its_own_versions() {
+    let w = setup();
+    write_trixie(&w, &w.key);
+    write_image_of(&w, "ssl13", "\"trixie\"", "\"openssl\"");
+    let o = kiln(&w.project, &w.env, &["lock"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    let lock = lock_json(&w.project);
+    assert_eq!(lock["version"], 2);
+    assert_eq!(lock["images"]["ssl"]["release"], "bookworm");
+    assert_eq!(lock["images"]["ssl13"]["release"], "trixie");
+    for (release, libc) in [("bookworm", "2.36-9"), ("trixie", "2.41-12")] {
+        assert_eq!(
+            lock["packages"][release]["amd64"]["libc6"]["version"], libc,
+            "{release}"
+        );
+    }
+    assert_eq!(
+        lock["images"]["ssl13"]["archs"]["arm64"]["packages"],
+        serde_json::json!(["libc6", "libgcc-s1", "libssl3t64", "openssl"])
+    );
+    assert_eq!(lock["sources"]["trixie"]["codename"], "trixie");
+    assert!(kiln(&w.project, &w.env, &["lock", "--check"])
+        .status
+        .success());
+}
+
+#[test]
+fn what_a_release_cannot_give_is_named_with_the_image_and_release() {
+    // A package of Debian 12 only.
+    let w = setup();
+    write_trixie(&w, &w.key);
+    write_image_of(&w, "zlib13", "\"trixie\"", "\"zlib1g\"");
+    assert_fails_without_writing(
+        &w,
+        &[
+            "image zlib13:",
+            "unknown package zlib1g",
+            "(searched trixie)",
+        ],
+    );
+
+    // Suites of two releases in one image.
+    let w = setup();
+    write_trixie(&w, &w.key);
+    write_image_of(&w, "mixed", "\"bookworm\", \"trixie\"", "\"openssl\"");
+    assert_fails_without_writing(
+        &w,
+        &[
+            "images/mixed/image.toml: line 3: suites:",
+            "\"bookworm\" is Debian 12 but \"trixie\" is Debian 13; an image is built from one release",
+        ],
+    );
+
+    // A release kiln does not know.
+    let w = setup();
+    write_image_of(&w, "old", "\"hamm\"", "\"openssl\"");
+    assert_fails_without_writing(
+        &w,
+        &[
+            "images/old/image.toml",
+            "\"hamm\" is not a suite of a Debian release kiln knows",
+        ],
+    );
+
+    // A release whose InRelease the keyring does not verify.
+    let w = setup();
+    write_trixie(&w, &archive_key());
+    write_image_of(&w, "ssl13", "\"trixie\"", "\"openssl\"");
+    assert_fails_without_writing(&w, &["trixie:", "InRelease", "no such key"]);
+}
