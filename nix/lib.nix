@@ -638,17 +638,19 @@ let
         else throw "kiln: the project has no images/ directory; create one with `kiln init` (an example image) or add images/<name>/image.toml";
       dirs = filter (n: entries.${n} == "directory" && pathExists (imagesDir + "/${n}/image.toml")) (attrNames entries);
       read = n: fromTOML (readFile (imagesDir + "/${n}/image.toml"));
-      # `extends = "<image>"`: that definition with this one's top-level
-      # keys in place of its own (src/definition.rs reads it the same way).
-      withParent = n:
+      # `extends = "<image>"`: that definition (itself resolved) with this
+      # one's top-level keys in place of its own (src/definition.rs reads
+      # it the same way). `seen` is the chain so far: a loop is an error.
+      resolve = seen: n:
         let
           d = read n;
           p = d.extends;
         in
         if !(d ? extends) then d
         else if !(isString p) || !(pathExists (imagesDir + "/${p}/image.toml")) then throw "kiln: images/${n}/image.toml: extends ${toJSON p}: images/${toString p}/image.toml does not exist"
-        else if (read p) ? extends then throw "kiln: images/${n}/image.toml: extends ${p}: it extends ${toJSON (read p).extends} itself; extend that one (one level only)"
-        else removeAttrs (read p // d) [ "extends" ];
+        else if elem p (seen ++ [ n ]) then throw "kiln: images/${n}/image.toml: extends ${toJSON p}: a definition cannot extend itself (through ${concatStringsSep " -> " (seen ++ [ n p ])})"
+        else removeAttrs (resolve (seen ++ [ n ]) p // d) [ "extends" ];
+      withParent = resolve [ ];
     in map withParent dirs;
 
   variantsOf = def: [ null ] ++ attrNames (def.variants or { });

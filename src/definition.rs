@@ -2,8 +2,9 @@
 //! name the file, the line and the key.
 //!
 //! `extends = "<image>"` makes a definition the named one's with its own
-//! top-level keys in place of the other's: what an image for another
-//! Debian release (`base-debian13` from `base`) needs, without copying.
+//! top-level keys in place of the other's (which may itself extend
+//! another): what an image for another Debian release (`base-debian13`
+//! from `base`) needs, without copying.
 
 use kiln_seed::spec::{Definition, SpecError};
 use std::path::{Path, PathBuf};
@@ -47,8 +48,8 @@ pub enum DefinitionError {
 pub struct Loaded {
     pub path: PathBuf,
     pub definition: Definition,
-    /// The definition file it extends, if it does.
-    pub extends: Option<PathBuf>,
+    /// The definition files it extends, nearest first.
+    pub extends: Vec<PathBuf>,
 }
 
 /// The key that names the definition another one extends.
@@ -84,93 +85,100 @@ pub fn load_project(project: &Path) -> Result<Vec<Loaded>, DefinitionError> {
     Ok(loaded)
 }
 
-/// Loads `dir/<name>/image.toml` (and the definition it extends).
+/// Loads `dir/<name>/image.toml` (and the definitions it extends).
 pub fn load(path: &Path) -> Result<Loaded, DefinitionError> {
     let text = read(path)?;
     let dir_name = path
         .parent()
         .and_then(|p| p.file_name())
         .and_then(|n| n.to_str());
-    let Some(parent) = extended(path, &text)? else {
+    if extended(path, &text)?.is_none() {
         return Ok(Loaded {
             path: path.to_path_buf(),
             definition: parse(path, &text, dir_name)?,
-            extends: None,
+            extends: Vec::new(),
         });
-    };
-    let extends_err = |message: String| DefinitionError::Extends {
-        path: path.to_path_buf(),
-        parent: parent.clone(),
-        message,
-    };
-    // A directory name under images/, never a path.
-    let is_name = !parent.is_empty()
-        && parent
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if !is_name {
-        return Err(extends_err(
-            "not the name of a definition (lowercase letters, digits and -)".into(),
-        ));
     }
-    let parent_path = path
-        .parent()
-        .and_then(Path::parent)
-        .unwrap_or(Path::new("."))
-        .join(&parent)
-        .join(FILE_NAME);
-    if parent_path == path {
-        return Err(extends_err("a definition cannot extend itself".into()));
-    }
-    let parent_text = read(&parent_path)
-        .map_err(|_| extends_err(format!("{} does not exist", parent_path.display())))?;
-    if let Some(grand) = extended(&parent_path, &parent_text)? {
-        return Err(extends_err(format!(
-            "it extends {grand:?} itself; extend that one (one level only)"
-        )));
-    }
-    let mut merged: toml::Table =
-        toml::from_str(&parent_text).map_err(|e| DefinitionError::Parse {
-            path: parent_path.clone(),
-            message: describe_toml_error(&parent_text, &e),
-        })?;
-    let own: toml::Table = toml::from_str(&text).map_err(|e| DefinitionError::Parse {
-        path: path.to_path_buf(),
-        message: describe_toml_error(&text, &e),
-    })?;
-    for (k, v) in own {
-        if k != EXTENDS {
-            merged.insert(k, v);
+    // The definition, then each one it extends, nearest first.
+    let mut chain = vec![(path.to_path_buf(), text)];
+    loop {
+        let (child, child_text) = chain.last().expect("never empty");
+        let Some(parent) = extended(child, child_text)? else {
+            break;
+        };
+        let extends_err = |message: String| DefinitionError::Extends {
+            path: child.clone(),
+            parent: parent.clone(),
+            message,
+        };
+        // A directory name under images/, never a path.
+        let is_name = !parent.is_empty()
+            && parent
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !is_name {
+            return Err(extends_err(
+                "not the name of a definition (lowercase letters, digits and -)".into(),
+            ));
         }
+        let parent_path = child
+            .parent()
+            .and_then(Path::parent)
+            .unwrap_or(Path::new("."))
+            .join(&parent)
+            .join(FILE_NAME);
+        if chain.iter().any(|(p, _)| *p == parent_path) {
+            let names: Vec<String> = chain.iter().map(|(p, _)| p.display().to_string()).collect();
+            return Err(extends_err(format!(
+                "a definition cannot extend itself (through {})",
+                names.join(" → ")
+            )));
+        }
+        let parent_text = read(&parent_path)
+            .map_err(|_| extends_err(format!("{} does not exist", parent_path.display())))?;
+        chain.push((parent_path, parent_text));
     }
-    // The merged table is checked as one definition; errors name the file
-    // whose key it is.
+    // The farthest definition first, each nearer one's keys in place of it.
+    let mut merged = toml::Table::new();
+    for (file, text) in chain.iter().rev() {
+        let table: toml::Table = toml::from_str(text).map_err(|e| DefinitionError::Parse {
+            path: file.clone(),
+            message: describe_toml_error(text, &e),
+        })?;
+        merged.extend(table.into_iter().filter(|(k, _)| k != EXTENDS));
+    }
+    let extended_files: Vec<PathBuf> = chain.iter().skip(1).map(|(p, _)| p.clone()).collect();
     let definition: Definition =
         merged
             .try_into()
             .map_err(|e: toml::de::Error| DefinitionError::Parse {
                 path: path.to_path_buf(),
                 message: format!(
-                    "{} (with {} )",
+                    "{} (with what it extends: {})",
                     e.message().trim_end(),
-                    parent_path.display()
+                    extended_files
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             })?;
+    // An error names the nearest file that holds the key.
     definition.validate(dir_name).map_err(|error| {
-        let (file, at) = match locate(&text, &error) {
-            Some(l) => (path, Some(l)),
-            None => (parent_path.as_path(), locate(&parent_text, &error)),
-        };
+        let (file, line) = chain
+            .iter()
+            .find_map(|(p, t)| locate(t, &error).map(|l| (p.clone(), format!("line {l}: "))))
+            .unwrap_or_else(|| (path.to_path_buf(), String::new()));
         DefinitionError::Invalid {
-            path: file.to_path_buf(),
-            line: at.map(|l| format!("line {l}: ")).unwrap_or_default(),
+            path: file,
+            line,
             error,
         }
     })?;
     Ok(Loaded {
         path: path.to_path_buf(),
         definition,
-        extends: Some(parent_path),
+        extends: extended_files,
     })
 }
 
@@ -530,23 +538,46 @@ debug = true
         let l = load_one(&dir, "base-debian13").unwrap();
         assert_eq!(l.definition.name, "base-debian13");
         assert_eq!(l.definition.description, "the base");
-        assert_eq!(
-            l.extends.as_deref(),
-            Some(dir.path().join("images/base/image.toml").as_path())
-        );
+        assert_eq!(l.extends, [dir.path().join("images/base/image.toml")]);
         let spec = l.definition.image(Some("debug")).unwrap();
         assert_eq!(spec.full_name(), "base-debian13-debug");
         assert_eq!(spec.suites[0], "trixie");
         assert_eq!(spec.packages.include[0].0, "ca-certificates");
-        assert!(load_one(&dir, "base").unwrap().extends.is_none());
+        assert!(load_one(&dir, "base").unwrap().extends.is_empty());
+    }
+
+    #[test]
+    fn a_definition_extends_one_that_extends_another() {
+        let dir = project(&[
+            ("base", BASE),
+            (
+                "cc",
+                "extends = \"base\"\nname = \"cc\"\ndescription = \"c++\"\n",
+            ),
+            (
+                "cc-debian13",
+                "extends = \"cc\"\nname = \"cc-debian13\"\ndebian = 13\n",
+            ),
+        ]);
+        let l = load_one(&dir, "cc-debian13").unwrap();
+        assert_eq!(l.definition.description, "c++");
+        assert_eq!(l.definition.debian, Some(13));
+        assert_eq!(l.definition.packages.include[0].0, "ca-certificates");
+        assert_eq!(
+            l.extends,
+            [
+                dir.path().join("images/cc/image.toml"),
+                dir.path().join("images/base/image.toml")
+            ]
+        );
     }
 
     #[test]
     fn what_cannot_be_extended_is_named() {
         let dir = project(&[
             ("base", BASE),
-            ("mid", "extends = \"base\"\nname = \"mid\"\n"),
-            ("chain", "extends = \"mid\"\nname = \"chain\"\n"),
+            ("loop-a", "extends = \"loop-b\"\nname = \"loop-a\"\n"),
+            ("loop-b", "extends = \"loop-a\"\nname = \"loop-b\"\n"),
             ("gone", "extends = \"nothing\"\nname = \"gone\"\n"),
             ("path", "extends = \"../base\"\nname = \"path\"\n"),
             ("selfish", "extends = \"selfish\"\nname = \"selfish\"\n"),
@@ -558,9 +589,9 @@ debug = true
         ]);
         let e = |n: &str| load_one(&dir, n).unwrap_err().to_string();
         assert!(
-            e("chain").contains("extends \"mid\": it extends \"base\" itself"),
+            e("loop-b").contains("extends \"loop-b\": a definition cannot extend itself"),
             "{}",
-            e("chain")
+            e("loop-b")
         );
         assert!(
             e("gone").contains("extends \"nothing\":") && e("gone").contains("does not exist"),

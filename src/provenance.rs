@@ -691,8 +691,8 @@ pub fn generate(rec: &BuildRecord) -> Result<Statement, ProvenanceError> {
         digest: BTreeMap::from([("sha256".to_string(), def_digest.hex())]),
         ..Default::default()
     });
-    // A definition that extends another is built from both files.
-    if let Some(parent) = &definition.extends {
+    // A definition that extends others is built from every file.
+    for parent in &definition.extends {
         let rel = parent.strip_prefix(rec.project).unwrap_or(parent);
         deps.push(ResourceDescriptor {
             name: rel.display().to_string(),
