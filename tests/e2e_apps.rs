@@ -521,6 +521,7 @@ mode = "0644"
     let lock_path = dir.join("kiln.lock");
     let mut lock = read_json(&lock_path);
     lock["images"]["tool"] = serde_json::json!({
+        "release": lock["images"]["scratch-plus"]["release"],
         "archs": {"amd64": {"packages": [], "layers": []}},
         "created": lock["images"]["scratch-plus"]["created"],
         "inputs": spec.lock_inputs().to_string(),
