@@ -328,7 +328,7 @@ fn locate(text: &str, e: &SpecError) -> Option<usize> {
 mod tests {
     use super::*;
 
-    const GOOD: &str = r#"
+    pub(super) const GOOD: &str = r#"
 name = "x"
 description = "test"
 
@@ -496,21 +496,11 @@ mod suggestion_tests {
 mod extends_tests {
     use super::*;
 
-    const BASE: &str = r#"
-name = "base"
-description = "the base"
-
-[packages]
-include = ["ca-certificates"]
-
-[accounts]
-run_as = "nonroot"
-users = [{ name = "nonroot", uid = 65532, gid = 65532, home = "/home/nonroot" }]
-groups = [{ name = "nonroot", gid = 65532 }]
-
-[variants.debug]
-debug = true
-"#;
+    /// A valid definition named base, with a debug variant.
+    fn base() -> String {
+        super::tests::GOOD.replace("name = \"x\"", "name = \"base\"")
+            + "\n[variants.debug]\ndebug = true\n"
+    }
 
     fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
@@ -529,7 +519,7 @@ debug = true
     #[test]
     fn an_extending_definition_replaces_the_keys_it_sets() {
         let dir = project(&[
-            ("base", BASE),
+            ("base", &base()),
             (
                 "base-debian13",
                 "extends = \"base\"\nname = \"base-debian13\"\ndebian = 13\n",
@@ -537,7 +527,7 @@ debug = true
         ]);
         let l = load_one(&dir, "base-debian13").unwrap();
         assert_eq!(l.definition.name, "base-debian13");
-        assert_eq!(l.definition.description, "the base");
+        assert_eq!(l.definition.description, "test");
         assert_eq!(l.extends, [dir.path().join("images/base/image.toml")]);
         let spec = l.definition.image(Some("debug")).unwrap();
         assert_eq!(spec.full_name(), "base-debian13-debug");
@@ -549,7 +539,7 @@ debug = true
     #[test]
     fn a_definition_extends_one_that_extends_another() {
         let dir = project(&[
-            ("base", BASE),
+            ("base", &base()),
             (
                 "cc",
                 "extends = \"base\"\nname = \"cc\"\ndescription = \"c++\"\n",
@@ -575,7 +565,7 @@ debug = true
     #[test]
     fn what_cannot_be_extended_is_named() {
         let dir = project(&[
-            ("base", BASE),
+            ("base", &base()),
             ("loop-a", "extends = \"loop-b\"\nname = \"loop-a\"\n"),
             ("loop-b", "extends = \"loop-a\"\nname = \"loop-b\"\n"),
             ("gone", "extends = \"nothing\"\nname = \"gone\"\n"),

@@ -475,45 +475,57 @@ fn images_of_two_releases_lock_side_by_side_each_at_its_own_versions() {
 
 #[test]
 fn what_a_release_cannot_give_is_named_with_the_image_and_release() {
+    // The fixture project with a Debian 13 suite (signed by the archive's
+    // key, by another, or absent) and one more image: `kiln lock` must
+    // fail saying `needles`.
+    enum Trixie {
+        Signed,
+        SignedByAnother,
+        Absent,
+    }
+    let refused =
+        |trixie: Trixie, (image, suites, include): (&str, &str, &str), needles: &[&str]| {
+            let w = setup();
+            match trixie {
+                Trixie::Signed => write_trixie(&w, &w.key),
+                Trixie::SignedByAnother => write_trixie(&w, &archive_key()),
+                Trixie::Absent => {}
+            }
+            write_image_of(&w, image, suites, include);
+            assert_fails_without_writing(&w, needles);
+        };
     // A package of Debian 12 only.
-    let w = setup();
-    write_trixie(&w, &w.key);
-    write_image_of(&w, "zlib13", "\"trixie\"", "\"zlib1g\"");
-    assert_fails_without_writing(
-        &w,
+    refused(
+        Trixie::Signed,
+        ("zlib13", "\"trixie\"", "\"zlib1g\""),
         &[
             "image zlib13:",
             "unknown package zlib1g",
             "(searched trixie)",
         ],
     );
-
     // Suites of two releases in one image.
-    let w = setup();
-    write_trixie(&w, &w.key);
-    write_image_of(&w, "mixed", "\"bookworm\", \"trixie\"", "\"openssl\"");
-    assert_fails_without_writing(
-        &w,
+    refused(
+        Trixie::Signed,
+        ("mixed", "\"bookworm\", \"trixie\"", "\"openssl\""),
         &[
             "images/mixed/image.toml: line 3: suites:",
             "\"bookworm\" is Debian 12 but \"trixie\" is Debian 13; an image is built from one release",
         ],
     );
-
     // A release kiln does not know.
-    let w = setup();
-    write_image_of(&w, "old", "\"hamm\"", "\"openssl\"");
-    assert_fails_without_writing(
-        &w,
+    refused(
+        Trixie::Absent,
+        ("old", "\"hamm\"", "\"openssl\""),
         &[
             "images/old/image.toml",
             "\"hamm\" is not a suite of a Debian release kiln knows",
         ],
     );
-
     // A release whose InRelease the keyring does not verify.
-    let w = setup();
-    write_trixie(&w, &archive_key());
-    write_image_of(&w, "ssl13", "\"trixie\"", "\"openssl\"");
-    assert_fails_without_writing(&w, &["trixie:", "InRelease", "no such key"]);
+    refused(
+        Trixie::SignedByAnother,
+        ("ssl13", "\"trixie\"", "\"openssl\""),
+        &["trixie:", "InRelease", "no such key"],
+    );
 }
