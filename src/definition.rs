@@ -92,18 +92,20 @@ pub fn load(path: &Path) -> Result<Loaded, DefinitionError> {
         .parent()
         .and_then(|p| p.file_name())
         .and_then(|n| n.to_str());
-    if extended(path, &text)?.is_none() {
+    let table = parse_table(path, &text)?;
+    if extended(path, &table)?.is_none() {
         return Ok(Loaded {
             path: path.to_path_buf(),
             definition: parse(path, &text, dir_name)?,
             extends: Vec::new(),
         });
     }
-    // The definition, then each one it extends, nearest first.
-    let mut chain = vec![(path.to_path_buf(), text)];
+    // The definition, then each one it extends, nearest first: each file
+    // read and parsed once.
+    let mut chain = vec![(path.to_path_buf(), text, table)];
     loop {
-        let (child, child_text) = chain.last().expect("never empty");
-        let Some(parent) = extended(child, child_text)? else {
+        let (child, _, child_table) = chain.last().expect("never empty");
+        let Some(parent) = extended(child, child_table)? else {
             break;
         };
         let extends_err = |message: String| DefinitionError::Extends {
@@ -111,7 +113,8 @@ pub fn load(path: &Path) -> Result<Loaded, DefinitionError> {
             parent: parent.clone(),
             message,
         };
-        // A directory name under images/, never a path.
+        // A directory name under images/, never a path (the seed's own
+        // check, spec::is_image_name, is private to the pinned seed).
         let is_name = !parent.is_empty()
             && parent
                 .bytes()
@@ -127,8 +130,11 @@ pub fn load(path: &Path) -> Result<Loaded, DefinitionError> {
             .unwrap_or(Path::new("."))
             .join(&parent)
             .join(FILE_NAME);
-        if chain.iter().any(|(p, _)| *p == parent_path) {
-            let names: Vec<String> = chain.iter().map(|(p, _)| p.display().to_string()).collect();
+        if chain.iter().any(|(p, _, _)| *p == parent_path) {
+            let names: Vec<String> = chain
+                .iter()
+                .map(|(p, _, _)| p.display().to_string())
+                .collect();
             return Err(extends_err(format!(
                 "a definition cannot extend itself (through {})",
                 names.join(" → ")
@@ -136,18 +142,19 @@ pub fn load(path: &Path) -> Result<Loaded, DefinitionError> {
         }
         let parent_text = read(&parent_path)
             .map_err(|_| extends_err(format!("{} does not exist", parent_path.display())))?;
-        chain.push((parent_path, parent_text));
+        let parent_table = parse_table(&parent_path, &parent_text)?;
+        chain.push((parent_path, parent_text, parent_table));
     }
     // The farthest definition first, each nearer one's keys in place of it.
     let mut merged = toml::Table::new();
-    for (file, text) in chain.iter().rev() {
-        let table: toml::Table = toml::from_str(text).map_err(|e| DefinitionError::Parse {
-            path: file.clone(),
-            message: describe_toml_error(text, &e),
-        })?;
-        merged.extend(table.into_iter().filter(|(k, _)| k != EXTENDS));
+    for (_, _, table) in chain.iter_mut().rev() {
+        merged.extend(
+            std::mem::take(table)
+                .into_iter()
+                .filter(|(k, _)| k != EXTENDS),
+        );
     }
-    let extended_files: Vec<PathBuf> = chain.iter().skip(1).map(|(p, _)| p.clone()).collect();
+    let extended_files: Vec<PathBuf> = chain.iter().skip(1).map(|(p, _, _)| p.clone()).collect();
     let definition: Definition =
         merged
             .try_into()
@@ -167,7 +174,7 @@ pub fn load(path: &Path) -> Result<Loaded, DefinitionError> {
     definition.validate(dir_name).map_err(|error| {
         let (file, line) = chain
             .iter()
-            .find_map(|(p, t)| locate(t, &error).map(|l| (p.clone(), format!("line {l}: "))))
+            .find_map(|(p, t, _)| locate(t, &error).map(|l| (p.clone(), format!("line {l}: "))))
             .unwrap_or_else(|| (path.to_path_buf(), String::new()));
         DefinitionError::Invalid {
             path: file,
@@ -189,12 +196,16 @@ fn read(path: &Path) -> Result<String, DefinitionError> {
     })
 }
 
-/// The name `text` extends, if it has the key.
-fn extended(path: &Path, text: &str) -> Result<Option<String>, DefinitionError> {
-    let table: toml::Table = toml::from_str(text).map_err(|e| DefinitionError::Parse {
+/// `text` as a TOML table; errors name the file, line and key.
+fn parse_table(path: &Path, text: &str) -> Result<toml::Table, DefinitionError> {
+    toml::from_str(text).map_err(|e| DefinitionError::Parse {
         path: path.to_path_buf(),
         message: describe_toml_error(text, &e),
-    })?;
+    })
+}
+
+/// The name the definition in `table` extends, if it has the key.
+fn extended(path: &Path, table: &toml::Table) -> Result<Option<String>, DefinitionError> {
     match table.get(EXTENDS) {
         None => Ok(None),
         Some(toml::Value::String(s)) => Ok(Some(s.clone())),
