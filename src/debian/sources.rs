@@ -220,24 +220,25 @@ impl Mirrors {
                 s.origin = format!("{} (the archive of {release})", s.origin);
                 Ok(s)
             }
-            // A release the machine does not install from lives in the
-            // same archives as the one it does: trixie-security beside
-            // bookworm-security, trixie beside bookworm.
-            (None, None) if self.sibling(suite).is_some() => {
-                let (sibling, mut s) = self.sibling(suite).expect("guarded");
-                s.components.retain(|c| c == "main");
-                s.origin = format!("{} (the archive of {sibling})", s.origin);
-                Ok(s)
-            }
-            (None, None) => Err(SourcesError::MissingSuite {
-                suite: suite.to_string(),
-                searched: self.searched_text(),
-                flag: if is_security(suite) {
-                    "--security-mirror"
-                } else {
-                    "--mirror"
-                },
-            }),
+            (None, None) => match self.sibling(suite) {
+                // A release the machine does not install from lives in the
+                // same archives as the one it does: trixie-security beside
+                // bookworm-security, trixie beside bookworm.
+                Some((sibling, mut s)) => {
+                    s.components.retain(|c| c == "main");
+                    s.origin = format!("{} (the archive of {sibling})", s.origin);
+                    Ok(s)
+                }
+                None => Err(SourcesError::MissingSuite {
+                    suite: suite.to_string(),
+                    searched: self.searched_text(),
+                    flag: if is_security(suite) {
+                        "--security-mirror"
+                    } else {
+                        "--mirror"
+                    },
+                }),
+            },
         }
     }
 
@@ -252,9 +253,10 @@ impl Mirrors {
         }
         self.entries.iter().find_map(|e| {
             let other = crate::release::Release::of_suite(&e.suite).ok()?;
-            (other != release && e.suite[other.codename.len()..] == *kind)
-                .then(|| Some((e.suite.clone(), self.suite(&e.suite).ok()?)))
-                .flatten()
+            if other == release || e.suite[other.codename.len()..] != *kind {
+                return None;
+            }
+            Some((e.suite.clone(), self.suite(&e.suite).ok()?))
         })
     }
 
