@@ -41,14 +41,13 @@ pub fn run(_project: &Path, args: Args) -> anyhow::Result<super::Outcome> {
     if args.json {
         super::output::json(&report);
     } else {
-        let cap = if args.packages {
-            FileCap::CountOnly
-        } else if args.max_files == 0 {
-            FileCap::All
+        // --packages lists none; --max-files 0 lists all.
+        let limit = if args.packages {
+            Some(0)
         } else {
-            FileCap::AtMost(args.max_files)
+            Some(args.max_files).filter(|n| *n > 0)
         };
-        print!("{}", render(&report, cap));
+        print!("{}", render(&report, limit));
     }
     Ok(super::Outcome::from_passed(report.identical))
 }
@@ -89,18 +88,9 @@ fn is_file_level(d: &Difference) -> bool {
     d.path.is_some()
 }
 
-/// How many file differences the text report lists per layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileCap {
-    All,
-    AtMost(usize),
-    /// None: each layer's are counted.
-    CountOnly,
-}
-
-/// The report as text: one line per difference, file differences capped
-/// per layer.
-pub fn render(report: &Report, cap: FileCap) -> String {
+/// The report as text: one line per difference, at most `limit` file
+/// differences listed per layer (`None`: all; `Some(0)`: only counted).
+pub fn render(report: &Report, limit: Option<usize>) -> String {
     let mut s = String::new();
     if report.identical {
         s.push_str(&format!(
@@ -115,11 +105,6 @@ pub fn render(report: &Report, cap: FileCap) -> String {
     let mut shown: BTreeMap<(String, String), usize> = BTreeMap::new();
     let mut hidden: BTreeMap<(String, String), usize> = BTreeMap::new();
     for d in &report.differences {
-        let limit = match cap {
-            FileCap::All => None,
-            FileCap::AtMost(n) => Some(n),
-            FileCap::CountOnly => Some(0),
-        };
         if let Some(limit) = limit.filter(|_| is_file_level(d)) {
             let key = (d.scope.clone(), d.location.clone());
             let n = shown.entry(key.clone()).or_default();
@@ -133,11 +118,7 @@ pub fn render(report: &Report, cap: FileCap) -> String {
         s.push('\n');
     }
     for ((scope, location), n) in hidden {
-        let more = if cap == FileCap::CountOnly {
-            ""
-        } else {
-            "more "
-        };
+        let more = if limit == Some(0) { "" } else { "more " };
         s.push_str(&format!(
             "{scope}: {location}: … and {n} {more}file differences (--max-files 0 or --json shows all)\n"
         ));
