@@ -599,13 +599,8 @@ pub fn generate(rec: &BuildRecord) -> Result<Statement, ProvenanceError> {
                 image: full.clone(),
                 arch: arch_name.clone(),
             })?;
-        let pinned = lock
-            .packages
-            .get(&locked.release)
-            .into_iter()
-            .flatten()
-            .find(|(a, _)| a.debian() == arch_name)
-            .map(|(_, p)| p);
+        let pinned =
+            crate::spec::Arch::parse(arch_name).and_then(|a| lock.table(&locked.release, a));
         for name in &plan.packages {
             let p = pinned
                 .and_then(|p| p.get(name))

@@ -720,9 +720,11 @@ impl Lock {
 fn split_by_release(mut v: serde_json::Value) -> serde_json::Value {
     use serde_json::{json, Map, Value};
     let old = v["packages"].take();
-    let release_of = |arch: &str, names: &mut dyn Iterator<Item = &str>| -> String {
+    // The release of the first of (arch, name) whose suite names one.
+    let release_of = |names: &[(String, String)]| -> String {
         names
-            .filter_map(|n| old[arch][n]["suite"].as_str())
+            .iter()
+            .filter_map(|(arch, n)| old[arch.as_str()][n.as_str()]["suite"].as_str())
             .find_map(|suite| Release::of_suite(suite).ok())
             .unwrap_or(release::DEFAULT)
             .codename
@@ -763,18 +765,7 @@ fn split_by_release(mut v: serde_json::Value) -> serde_json::Value {
         for entry in entries.values_mut() {
             let mut names = names_of(&entry["archs"]);
             names.extend(names_of(&entry["foreign"]));
-            let release = names
-                .first()
-                .map(|(arch, _)| {
-                    release_of(
-                        arch,
-                        &mut names
-                            .iter()
-                            .filter(|(a, _)| a == arch)
-                            .map(|(_, n)| n.as_str()),
-                    )
-                })
-                .unwrap_or_else(|| release::DEFAULT.codename.to_string());
+            let release = release_of(&names);
             for (arch, name) in &names {
                 place(&release, arch, name);
             }
@@ -786,7 +777,7 @@ fn split_by_release(mut v: serde_json::Value) -> serde_json::Value {
             b["arch"].as_str().unwrap_or_default().to_string(),
             b["package"].as_str().unwrap_or_default().to_string(),
         );
-        let release = release_of(&arch, &mut std::iter::once(name.as_str()));
+        let release = release_of(&[(arch.clone(), name.clone())]);
         place(&release, &arch, &name);
         b["release"] = release.into();
     }
